@@ -1,0 +1,242 @@
+package io.bridgefs.server;
+
+import com.codahale.metrics.Gauge;
+import com.codahale.metrics.MetricRegistry;
+import com.codahale.metrics.jmx.JmxReporter;
+import io.bridgefs.server.cache.CacheStats;
+import io.bridgefs.server.cache.CachedFile;
+import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.config.ListenAddress;
+import io.bridgefs.server.config.NbdExportSpec;
+import io.bridgefs.server.config.ServerConfig;
+import io.bridgefs.server.config.Sizes;
+import io.bridgefs.server.metrics.IoMetrics;
+import io.bridgefs.server.metrics.MetricsHttpHandler;
+import io.bridgefs.server.metrics.MetricsText;
+import io.bridgefs.server.nbd.NbdExport;
+import io.bridgefs.server.nbd.NbdExports;
+import io.bridgefs.server.nbd.NbdListener;
+import io.bridgefs.server.nbd.NbdServerContext;
+import io.bridgefs.server.net.Transport;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.channel.group.DefaultChannelGroup;
+import io.netty.handler.codec.http.HttpObjectAggregator;
+import io.netty.handler.codec.http.HttpServerCodec;
+import io.netty.util.concurrent.GlobalEventExecutor;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** One bridgefs process: the shared cache, the exports, the listeners and the metrics. */
+public final class BridgefsServer implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(BridgefsServer.class);
+
+    private final ServerConfig config;
+    private final MetricRegistry registry = new MetricRegistry();
+    private final PageCache cache;
+    private final List<NbdExport> nbdExports = new ArrayList<>();
+    private final List<IoMetrics> ioMetrics = new ArrayList<>();
+    private final ExecutorService executor;
+    private final ScheduledExecutorService timer;
+    private final Transport transport;
+    private final ChannelGroup connections = new DefaultChannelGroup(GlobalEventExecutor.INSTANCE);
+    private final List<Channel> listeners = new ArrayList<>();
+    private JmxReporter jmx;
+    private Channel nbdChannel;
+    private Channel metricsChannel;
+    private volatile boolean closed;
+
+    private BridgefsServer(ServerConfig config) {
+        this.config = config;
+        this.cache = new PageCache(config.cacheSize(), config.cacheMode());
+        AtomicInteger n = new AtomicInteger();
+        this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,
+                new LinkedBlockingQueue<>(), r -> {
+                    Thread t = new Thread(r, "bridgefs-io-" + n.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                });
+        this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
+            Thread t = new Thread(r, "bridgefs-writeback");
+            t.setDaemon(true);
+            return t;
+        });
+        this.transport = new Transport(Math.max(2, Runtime.getRuntime().availableProcessors()));
+    }
+
+    /** Opens the exports and starts listening; on any failure everything opened so far is closed. */
+    public static BridgefsServer start(ServerConfig config) throws IOException {
+        BridgefsServer s = new BridgefsServer(config);
+        try {
+            s.openExports();
+            s.listen();
+            return s;
+        } catch (IOException | RuntimeException e) {
+            s.close();
+            throw e;
+        }
+    }
+
+    private void openExports() throws IOException {
+        for (NbdExportSpec spec : config.nbdExports()) {
+            Path p = spec.path().toAbsolutePath();
+            if (!Files.exists(p) && spec.createSize() > 0) {
+                if (p.getParent() != null) Files.createDirectories(p.getParent());
+                try (RandomAccessFile raf = new RandomAccessFile(p.toFile(), "rw")) {
+                    raf.setLength(spec.createSize());
+                }
+                log.info("created sparse image {} ({})", p, Sizes.human(spec.createSize()));
+            }
+            if (!Files.exists(p)) throw new NoSuchFileException(p.toString(), null, "NBD export '" + spec.name() + "': image not found");
+            if (!Files.isRegularFile(p)) throw new IOException("NBD export '" + spec.name() + "': " + p + " is not a regular file");
+            CachedFile file = cache.open(p, spec.readOnly());
+            IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name());
+            ioMetrics.add(m);
+            nbdExports.add(new NbdExport(spec.name(), spec.description(), p, spec.readOnly(), file, m));
+        }
+    }
+
+    private void listen() throws IOException {
+        registerCacheGauges();
+        jmx = JmxReporter.forRegistry(registry).inDomain("bridgefs").build();
+        jmx.start();
+        if (!nbdExports.isEmpty()) {
+            NbdServerContext ctx = new NbdServerContext(new NbdExports(nbdExports), executor);
+            nbdChannel = transport.listen(config.nbdListen(), new NbdListener(ctx, connections));
+            listeners.add(nbdChannel);
+        }
+        if (config.metricsListen() != null) {
+            metricsChannel = transport.listen(config.metricsListen(), new ChannelInitializer<>() {
+                @Override
+                protected void initChannel(Channel ch) {
+                    ch.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(64 * 1024),
+                            new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics),
+                                    () -> MetricsText.json(cache.snapshot(), ioMetrics)));
+                }
+            });
+            listeners.add(metricsChannel);
+        }
+        int every = config.writebackSeconds();
+        if (every > 0) {
+            timer.scheduleWithFixedDelay(() -> {
+                try {
+                    cache.flushAll();
+                } catch (IOException e) {
+                    log.warn("periodic write-back failed (pages stay dirty): {}", e.toString());
+                }
+            }, every, every, TimeUnit.SECONDS);
+        }
+    }
+
+    private void registerCacheGauges() {
+        for (IoPath p : IoPath.values()) {
+            String b = "bridgefs.cache." + p.label() + ".";
+            registry.register(b + "hits", (Gauge<Long>) () -> cache.snapshot().hits(p));
+            registry.register(b + "misses", (Gauge<Long>) () -> cache.snapshot().misses(p));
+            registry.register(b + "fills", (Gauge<Long>) () -> cache.snapshot().fills(p));
+            registry.register(b + "refaults", (Gauge<Long>) () -> cache.snapshot().refaults(p));
+        }
+        registry.register("bridgefs.cache.cached_bytes", (Gauge<Long>) () -> cache.snapshot().cachedBytes());
+        registry.register("bridgefs.cache.dirty_bytes", (Gauge<Long>) () -> cache.snapshot().dirtyBytes());
+        registry.register("bridgefs.cache.evictions", (Gauge<Long>) () -> cache.snapshot().evictions());
+        registry.register("bridgefs.cache.shared_pages", (Gauge<Long>) () -> cache.snapshot().sharedPages());
+    }
+
+    public PageCache cache() { return cache; }
+    public MetricRegistry registry() { return registry; }
+    public List<NbdExport> nbdExports() { return List.copyOf(nbdExports); }
+    public CacheStats stats() { return cache.snapshot(); }
+
+    /** The bound NBD TCP address (useful with port 0), or null for a unix socket or no NBD exports. */
+    public InetSocketAddress nbdAddress() {
+        return nbdChannel != null && nbdChannel.localAddress() instanceof InetSocketAddress a ? a : null;
+    }
+
+    public InetSocketAddress metricsAddress() {
+        return metricsChannel != null && metricsChannel.localAddress() instanceof InetSocketAddress a ? a : null;
+    }
+
+    /** Lines telling a person how to reach each export with real clients. */
+    public String connectHelp() {
+        StringBuilder b = new StringBuilder();
+        b.append("bridgefs is serving (cache ").append(Sizes.human(cache.capacityBytes())).append(", ")
+                .append(cache.mode().name().toLowerCase()).append(", backing I/O ")
+                .append(cache.snapshot().directIo() ? "O_DIRECT" : "buffered (O_DIRECT unsupported here)").append(")\n");
+        for (NbdExport e : nbdExports) {
+            String uri = nbdUri(e.name());
+            b.append("\nNBD export '").append(e.name()).append("': ").append(e.path()).append(", ")
+                    .append(Sizes.human(e.size())).append(e.readOnly() ? ", read-only" : ", read-write").append('\n');
+            b.append("  nbdinfo ").append(uri).append('\n');
+            b.append("  qemu-img info ").append(uri).append('\n');
+            b.append("  qemu-system-x86_64 ... -drive file=").append(uri).append(",format=raw,if=virtio\n");
+        }
+        InetSocketAddress m = metricsAddress();
+        if (m != null) {
+            b.append("\nmetrics: http://").append(m.getHostString()).append(':').append(m.getPort()).append("/metrics  (JSON: /stats)\n");
+        }
+        b.append("\nStop with Ctrl-C or SIGTERM: in-flight requests finish and dirty pages are flushed.\n");
+        return b.toString();
+    }
+
+    private String nbdUri(String export) {
+        ListenAddress l = config.nbdListen();
+        if (l.isUnix()) return "'nbd+unix:///" + export + "?socket=" + l.unixPath().toAbsolutePath() + "'";
+        InetSocketAddress a = nbdAddress();
+        String host = a.getAddress().isAnyLocalAddress() ? "127.0.0.1" : a.getHostString();
+        if (host.contains(":")) host = "[" + host + "]";
+        return "nbd://" + host + ":" + a.getPort() + "/" + export;
+    }
+
+    /**
+     * Graceful stop: stop accepting, let in-flight requests finish, disconnect clients, flush every
+     * dirty page to stable storage, close the files.
+     */
+    @Override
+    public synchronized void close() throws IOException {
+        if (closed) return;
+        closed = true;
+        for (Channel c : listeners) c.close().syncUninterruptibly();
+        timer.shutdownNow();
+        executor.shutdown();
+        try {
+            if (!executor.awaitTermination(30, TimeUnit.SECONDS)) log.warn("in-flight requests did not finish in 30 s");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        connections.close().syncUninterruptibly();
+        IOException failure = null;
+        try {
+            cache.flushAll();
+        } catch (IOException e) {
+            failure = e;
+        }
+        for (NbdExport e : nbdExports) {
+            try {
+                e.file().close();
+            } catch (IOException ex) {
+                if (failure == null) failure = ex;
+            }
+        }
+        if (jmx != null) jmx.stop();
+        transport.close();
+        if (config.nbdListen().isUnix() && !listeners.isEmpty()) Files.deleteIfExists(config.nbdListen().unixPath());
+        if (failure != null) throw failure;
+    }
+}

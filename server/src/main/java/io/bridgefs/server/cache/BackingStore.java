@@ -1,0 +1,43 @@
+package io.bridgefs.server.cache;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * The storage under one cached file. The page cache only ever calls it with page-aligned positions
+ * and buffers from aligned direct memory, so an implementation may use O_DIRECT.
+ */
+public interface BackingStore extends AutoCloseable {
+    long size() throws IOException;
+
+    /** Reads up to {@code dst.remaining()} bytes at {@code position}; fewer only at end of file. */
+    int read(ByteBuffer dst, long position) throws IOException;
+
+    /** Writes all of {@code src} at {@code position}. */
+    void write(ByteBuffer src, long position) throws IOException;
+
+    /** Makes all completed writes durable (fdatasync). */
+    void sync() throws IOException;
+
+    void truncate(long size) throws IOException;
+
+    /** Deallocates the range so it reads as zeros; false if the host filesystem cannot. */
+    boolean punchHole(long offset, long length) throws IOException;
+
+    /**
+     * Allocation status from {@code offset}: the length of the run of the same kind starting there, and
+     * whether it is a hole. Stores that cannot tell report everything as data.
+     */
+    Extent extentAt(long offset, long limit) throws IOException;
+
+    /** Whether reads and writes bypass the host kernel's page cache (O_DIRECT). */
+    boolean directIo();
+
+    /** Whether holes can be punched and found (fallocate / SEEK_HOLE). */
+    boolean sparse();
+
+    @Override
+    void close() throws IOException;
+
+    record Extent(long length, boolean hole) {}
+}

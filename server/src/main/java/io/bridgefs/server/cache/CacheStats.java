@@ -1,0 +1,19 @@
+package io.bridgefs.server.cache;
+
+/**
+ * One consistent snapshot of the cache counters, taken under the cache lock. Arrays are indexed by
+ * {@link IoPath#ordinal()}; {@code crossPathHits[from][to]} counts hits by path {@code to} on pages
+ * filled by path {@code from}.
+ */
+public record CacheStats(
+        long[] hits, long[] misses, long[] fills, long[] fillBytes, long[] refaults, long[][] crossPathHits,
+        long evictions, long cachedBytes, long dirtyBytes, long writebackBytes, long pinnedPages,
+        long sharedPages, long capacityBytes, boolean directIo) {
+
+    public long hits(IoPath p) { return hits[p.ordinal()]; }
+    public long misses(IoPath p) { return misses[p.ordinal()]; }
+    public long fills(IoPath p) { return fills[p.ordinal()]; }
+    public long fillBytes(IoPath p) { return fillBytes[p.ordinal()]; }
+    public long refaults(IoPath p) { return refaults[p.ordinal()]; }
+    public long crossPathHits(IoPath from, IoPath to) { return crossPathHits[from.ordinal()][to.ordinal()]; }
+}

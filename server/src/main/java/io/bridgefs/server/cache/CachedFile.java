@@ -1,0 +1,406 @@
+package io.bridgefs.server.cache;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * One host file in the shared cache, as seen by both protocol paths. Offsets are byte offsets; pages
+ * are 4 KiB. See {@link PageCache} for the locking design. The punch lock orders operations that
+ * change what the backing file holds underneath the cache (hole punching, truncation) against fills
+ * and write-back, so that a fill never caches data from before a punch and a write-back never lands
+ * after one.
+ */
+public final class CachedFile implements AutoCloseable {
+    private static final int PAGE = PageCache.PAGE_SIZE;
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(256 * 1024).asReadOnlyBuffer();
+
+    final PageCache cache;
+    final int id;
+    final FileKey key;
+    final BackingStore store;
+    final boolean readOnly;
+    final ReentrantReadWriteLock punchLock = new ReentrantReadWriteLock();
+    int refs = 1;            // guarded by cache.lock
+    int dirtyPages;          // guarded by cache.lock
+    private volatile long size;
+    private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
+
+    CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
+        this.cache = cache;
+        this.id = id;
+        this.key = key;
+        this.store = store;
+        this.size = size;
+        this.backingSize = size;
+        this.readOnly = readOnly;
+    }
+
+    public FileKey key() { return key; }
+    public long size() { return size; }
+    public boolean directIo() { return store.directIo(); }
+    public boolean sparse() { return store.sparse(); }
+
+    /** Reads {@code dst.remaining()} bytes at {@code offset}; bytes past the end of the file read as zeros. */
+    public void read(IoPath path, long offset, ByteBuffer dst) throws IOException {
+        transfer(path, offset, dst, dst.remaining(), true);
+    }
+
+    /** Brings the range into the cache without copying it anywhere (NBD_CMD_CACHE). */
+    public void prefetch(IoPath path, long offset, long length) throws IOException {
+        while (length > 0) {
+            int n = (int) Math.min(length, 1 << 20);
+            transfer(path, offset, null, n, false);
+            offset += n;
+            length -= n;
+        }
+    }
+
+    private void transfer(IoPath path, long offset, ByteBuffer dst, int length, boolean copy) throws IOException {
+        int[] run = new int[cache.maxRun];
+        long pos = offset;
+        long end = offset + length;
+        long lastPage = (end - 1) >>> PageCache.PAGE_SHIFT;
+        while (pos < end) {
+            long page = pos >>> PageCache.PAGE_SHIFT;
+            int fr;
+            int count = 0;
+            cache.lock.lock();
+            try {
+                fr = cache.lookup(this, page, path);
+                if (fr < 0) {
+                    for (long pg = page; pg <= lastPage && count < run.length; pg++) {
+                        if (pg != page && cache.resident(this, pg)) break;
+                        int f = cache.allocate(this, pg, path, true);
+                        if (f < 0) break;
+                        run[count++] = f;
+                    }
+                    if (count == 0) {
+                        cache.awaitFrame();
+                        continue;
+                    }
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            if (fr >= 0) {
+                run[0] = fr;
+                count = 1;
+            } else {
+                fill(path, run, count, page);
+            }
+            try {
+                for (int i = 0; i < count && pos < end; i++) {
+                    int in = (int) (pos & (PAGE - 1));
+                    int n = (int) Math.min(PAGE - in, end - pos);
+                    if (copy) dst.put(cache.memory.frame(run[i]).position(in).limit(in + n));
+                    pos += n;
+                }
+            } finally {
+                unpinAll(run, count);
+            }
+        }
+    }
+
+    private void unpinAll(int[] frames, int count) {
+        cache.lock.lock();
+        try {
+            for (int i = 0; i < count; i++) cache.unpin(frames[i]);
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /** Reads a run of consecutive pages into their LOADING frames; on failure drops them and throws. */
+    private void fill(IoPath path, int[] run, int count, long firstPage) throws IOException {
+        punchLock.readLock().lock();
+        try {
+            ByteBuffer buf = cache.ioBuffer();
+            buf.limit(count * PAGE);
+            int got = store.read(buf, firstPage << PageCache.PAGE_SHIFT);
+            for (int i = 0; i < count; i++) {
+                ByteBuffer frame = cache.memory.frame(run[i]);
+                int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
+                if (have > 0) frame.put(buf.duplicate().position(i * PAGE).limit(i * PAGE + have));
+                zero(frame, have, PAGE);
+            }
+        } catch (IOException | RuntimeException e) {
+            cache.lock.lock();
+            try {
+                for (int i = 0; i < count; i++) cache.failFill(this, run[i]);
+            } finally {
+                cache.lock.unlock();
+            }
+            throw e;
+        } finally {
+            punchLock.readLock().unlock();
+        }
+        cache.lock.lock();
+        try {
+            for (int i = 0; i < count; i++) cache.completeFill(run[i], path, true);
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    private static void zero(ByteBuffer frame, int from, int to) {
+        for (int i = from; i < to; i++) frame.put(i, (byte) 0);
+    }
+
+    /**
+     * Writes {@code src} at {@code offset}, growing the file if it ends past the current size. With
+     * {@code fua} the data is on stable storage when this returns; otherwise as the cache mode says.
+     */
+    public void write(IoPath path, long offset, ByteBuffer src, boolean fua) throws IOException {
+        if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        long pos = offset;
+        long end = offset + src.remaining();
+        while (pos < end) {
+            long page = pos >>> PageCache.PAGE_SHIFT;
+            int in = (int) (pos & (PAGE - 1));
+            int n = (int) Math.min(PAGE - in, end - pos);
+            boolean whole = n == PAGE;
+            int fr;
+            boolean fresh = false, needFill = false;
+            cache.lock.lock();
+            try {
+                fr = cache.lookup(this, page, path);
+                if (fr < 0) {
+                    boolean beyond = (page << PageCache.PAGE_SHIFT) >= backingSize;
+                    needFill = !whole && !beyond;
+                    fr = cache.allocate(this, page, path, needFill);
+                    if (fr < 0) {
+                        cache.awaitFrame();
+                        continue;
+                    }
+                    fresh = true;
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            if (needFill) {
+                fill(path, new int[] {fr}, 1, page);
+            }
+            boolean done = false;
+            try {
+                ByteBuffer frame = cache.memory.frame(fr);
+                if (fresh && !needFill && !whole) zero(frame, 0, PAGE);
+                frame.position(in).put(src.slice(src.position(), n));
+                src.position(src.position() + n);
+                done = true;
+            } finally {
+                cache.lock.lock();
+                try {
+                    if (fresh && !needFill) {
+                        if (done) cache.completeFill(fr, path, false);
+                        else cache.failFill(this, fr);
+                    }
+                    if (done) {
+                        cache.markDirty(this, fr);
+                        if (pos + n > size) size = pos + n;
+                    }
+                    if (!fresh || needFill || done) cache.unpin(fr);
+                } finally {
+                    cache.lock.unlock();
+                }
+            }
+            pos += n;
+        }
+        boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
+        if (sync || cache.mode == CacheMode.WRITETHROUGH) {
+            writeback(sync);
+        } else if (cache.overDirtyLimit()) {
+            writeback(false);
+        }
+    }
+
+    /** Writes back every dirty page and makes the file durable (NBD_CMD_FLUSH, FUA, Tfsync). */
+    public void flush() throws IOException {
+        writeback(true);
+    }
+
+    /** Writes back the file's dirty pages; with {@code sync} also fdatasyncs it. Pages stay dirty on failure. */
+    public void writeback(boolean sync) throws IOException {
+        if (readOnly) return;
+        punchLock.readLock().lock();
+        try {
+            int[] dirty;
+            int[] gens;
+            cache.lock.lock();
+            try {
+                dirty = dirtyPages == 0 ? new int[0] : cache.framesOf(this, 0, Long.MAX_VALUE, true);
+                gens = new int[dirty.length];
+                for (int i = 0; i < dirty.length; i++) {
+                    cache.pin(dirty[i]);
+                    gens[i] = cache.fGen[dirty[i]];
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            boolean ok = false;
+            try {
+                writeRuns(dirty);
+                ok = true;
+            } finally {
+                cache.lock.lock();
+                try {
+                    for (int i = 0; i < dirty.length; i++) {
+                        int f = dirty[i];
+                        if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.markClean(this, f);
+                        cache.unpin(f);
+                    }
+                } finally {
+                    cache.lock.unlock();
+                }
+            }
+        } finally {
+            punchLock.readLock().unlock();
+        }
+        if (sync) store.sync();
+    }
+
+    private void writeRuns(int[] frames) throws IOException {
+        if (frames.length == 0) return;
+        long[] order = new long[frames.length];
+        // frames are pinned: their page numbers are stable without the lock
+        Integer[] idx = new Integer[frames.length];
+        for (int i = 0; i < frames.length; i++) idx[i] = i;
+        Arrays.sort(idx, (a, b) -> Long.compare(cache.fPage[frames[a]], cache.fPage[frames[b]]));
+        for (int i = 0; i < frames.length; i++) order[i] = idx[i];
+        long limit = size;
+        int i = 0;
+        while (i < frames.length) {
+            long first = cache.fPage[frames[(int) order[i]]];
+            int count = 1;
+            while (i + count < frames.length && count < cache.maxRun
+                    && cache.fPage[frames[(int) order[i + count]]] == first + count) count++;
+            ByteBuffer buf = cache.ioBuffer();
+            for (int k = 0; k < count; k++) buf.put(cache.memory.frame(frames[(int) order[i + k]]));
+            long start = first << PageCache.PAGE_SHIFT;
+            long len = Math.min((long) count * PAGE, limit - start);
+            if (len > 0) {
+                buf.flip().limit((int) len);
+                store.write(buf, start);
+                cache.lock.lock();
+                try {
+                    backingSize = Math.max(backingSize, start + len);
+                    cache.writebackBytes += len;
+                } finally {
+                    cache.lock.unlock();
+                }
+            }
+            i += count;
+        }
+    }
+
+    /**
+     * Deallocates a range (NBD_CMD_TRIM, or WRITE_ZEROES that may punch): afterwards it reads as zeros.
+     * Whole pages are dropped from the cache and punched in the backing file; partial pages at the edges
+     * are zeroed through the cache.
+     */
+    public void discard(IoPath path, long offset, long length) throws IOException {
+        if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        long end = Math.min(offset + length, size);
+        if (end <= offset) return;
+        long firstWhole = (offset + PAGE - 1) >>> PageCache.PAGE_SHIFT;
+        long endWhole = end == size ? (end + PAGE - 1) >>> PageCache.PAGE_SHIFT : end >>> PageCache.PAGE_SHIFT;
+        long headEnd = Math.min(end, firstWhole << PageCache.PAGE_SHIFT);
+        if (headEnd > offset) writeZeros(path, offset, headEnd - offset);
+        if (endWhole > firstWhole) {
+            boolean punched;
+            punchLock.writeLock().lock();
+            try {
+                cache.lock.lock();
+                try {
+                    for (int f : cache.framesOf(this, firstWhole, endWhole, false)) cache.detach(this, f);
+                } finally {
+                    cache.lock.unlock();
+                }
+                long start = firstWhole << PageCache.PAGE_SHIFT;
+                punched = store.punchHole(start, Math.min(end, endWhole << PageCache.PAGE_SHIFT) - start);
+            } finally {
+                punchLock.writeLock().unlock();
+            }
+            if (!punched) {
+                long start = firstWhole << PageCache.PAGE_SHIFT;
+                writeZeros(path, start, Math.min(end, endWhole << PageCache.PAGE_SHIFT) - start);
+            }
+        }
+        long tailStart = Math.max(offset, endWhole << PageCache.PAGE_SHIFT);
+        if (end > tailStart) writeZeros(path, tailStart, end - tailStart);
+    }
+
+    /** Writes zero bytes through the cache (WRITE_ZEROES with NO_HOLE, or where holes cannot be punched). */
+    public void writeZeros(IoPath path, long offset, long length) throws IOException {
+        while (length > 0) {
+            int n = (int) Math.min(length, ZEROS.capacity());
+            write(path, offset, ZEROS.duplicate().limit(n), false);
+            offset += n;
+            length -= n;
+        }
+    }
+
+    /** Sets the file size; pages past the new end are dropped, dirty or not. */
+    public void truncate(long newSize) throws IOException {
+        if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        punchLock.writeLock().lock();
+        try {
+            long keep = (newSize + PAGE - 1) >>> PageCache.PAGE_SHIFT;
+            cache.lock.lock();
+            try {
+                for (int f : cache.framesOf(this, keep, Long.MAX_VALUE, false)) cache.detach(this, f);
+                int tail = (int) (newSize & (PAGE - 1));
+                if (tail != 0) {
+                    int f = cache.peek(this, newSize >>> PageCache.PAGE_SHIFT);
+                    if (f >= 0 && cache.fState[f] == PageCache.LOADING) {
+                        cache.detach(this, f);      // its filler read the old bytes; nobody will see them
+                    } else if (f >= 0) {
+                        zero(cache.memory.frame(f), tail, PAGE);
+                    }
+                }
+                size = newSize;
+            } finally {
+                cache.lock.unlock();
+            }
+            store.truncate(newSize);
+            cache.lock.lock();
+            try {
+                backingSize = newSize;
+            } finally {
+                cache.lock.unlock();
+            }
+        } finally {
+            punchLock.writeLock().unlock();
+        }
+    }
+
+    /** Allocation status at {@code offset} (base:allocation); dirty pages are written back first. */
+    public BackingStore.Extent extentAt(long offset, long limit) throws IOException {
+        if (dirtyPages > 0) writeback(false);
+        return store.extentAt(offset, limit);
+    }
+
+    /** Drops one reference; the last one writes back, syncs, drops the file's pages and closes it. */
+    @Override
+    public void close() throws IOException {
+        cache.lock.lock();
+        try {
+            if (--refs > 0) return;
+            cache.forget(this);
+        } finally {
+            cache.lock.unlock();
+        }
+        try {
+            flush();
+        } finally {
+            cache.lock.lock();
+            try {
+                for (int f : cache.framesOf(this, 0, Long.MAX_VALUE, false)) cache.detach(this, f);
+            } finally {
+                cache.lock.unlock();
+            }
+            store.close();
+        }
+    }
+}

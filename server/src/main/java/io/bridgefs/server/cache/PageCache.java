@@ -1,0 +1,472 @@
+package io.bridgefs.server.cache;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * The shared host page cache: one per server, read and written by the NBD and the 9P paths alike.
+ *
+ * <h2>Identity</h2>
+ * A page is keyed by (file, page index), where the file is a host (device, inode) pair interned to a
+ * small integer id on open. The same host file reached through NBD, 9P or a hard link is one
+ * {@link CachedFile} and maps to the same frames.
+ *
+ * <h2>Memory</h2>
+ * {@link FrameMemory} holds a fixed number of 4 KiB frames off-heap, sized once. Per-frame metadata
+ * lives in primitive arrays indexed by frame number (key, state, pins, dirty flag and write generation,
+ * S3-FIFO frequency and queue, which paths touched it). The page table ({@link PageTable}) and the
+ * ghost ({@link GhostSet}) are open-addressing tables of primitives: the hot path makes no per-page
+ * heap objects beyond a short-lived buffer view.
+ *
+ * <h2>Concurrency</h2>
+ * One lock guards all metadata, queues and counters; it is held for bookkeeping only, never across I/O
+ * or while copying page data. A thread that wants a page takes the lock, looks it up and pins it (or
+ * allocates a frame for it in state LOADING, pinned), drops the lock, then copies or does I/O. A frame
+ * that is pinned is never evicted nor reassigned, so its contents and key are stable for the pinner.
+ * Threads that find a LOADING frame wait on {@link #changed} until the filler finishes, so each page
+ * is read from backing storage once. A thread never waits while it holds pins, which rules out
+ * deadlock: reads and writes process one page (or one run of missing pages) at a time and unpin it
+ * before moving on. Copies into the same page by concurrent requests are not atomic with respect to
+ * each other, as on a disk.
+ *
+ * <h2>Dirty pages</h2>
+ * A writer copies into the frame, then, under the lock, sets the dirty flag and bumps the frame's
+ * write generation; only then is the write acknowledged. Write-back pins the dirty frames, notes their
+ * generations, copies and writes them without the lock, and clears the dirty flag only where the
+ * generation is unchanged: a write that raced with the write-back keeps its page dirty. Dirty frames
+ * are never evicted; when every unpinned frame is dirty the allocating thread writes some back first.
+ * A failed write-back leaves pages dirty, so data that was acknowledged is never dropped.
+ *
+ * <h2>Eviction</h2>
+ * S3-FIFO: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
+ * FIFO, the rest are evicted early. Main-queue pages with hits get another round (frequency 0..3).
+ * Evicted keys are remembered as fingerprints in the ghost; a fill whose key is in the ghost is a
+ * refault and goes straight to main. A one-pass sequential read therefore flows through the small
+ * queue without flushing the hot set in main.
+ */
+public final class PageCache implements AutoCloseable {
+    public static final int PAGE_SIZE = 4096;
+    public static final int PAGE_SHIFT = 12;
+
+    static final byte FREE = 0, LOADING = 1, VALID = 2, DETACHED = 3;
+    static final byte Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2;
+    private static final int EVICT_SCAN_LIMIT = 8192;
+
+    final ReentrantLock lock = new ReentrantLock();
+    final Condition changed = lock.newCondition();
+
+    final int frames;
+    final FrameMemory memory;
+    final CacheMode mode;
+    final int maxRun;
+    final int dirtyLimit;
+
+    // per-frame metadata, guarded by lock
+    final int[] fFile;
+    final long[] fPage;
+    final byte[] fState;
+    final int[] fPins;
+    final boolean[] fDirty;
+    final int[] fGen;
+    final byte[] fFreq;
+    final byte[] fQueue;
+    final byte[] fFilledBy;
+    final byte[] fTouched;
+
+    private final PageTable table;
+    private final IntRing small;
+    private final IntRing main;
+    private final int smallTarget;
+    private final int[] freeStack;
+    private int freeTop;
+    private final GhostSet ghost;
+
+    // counters, guarded by lock
+    private final long[] hits = new long[2], misses = new long[2], fills = new long[2], fillBytes = new long[2], refaults = new long[2];
+    private final long[][] crossHits = new long[2][2];
+    private long evictions;
+    private int validPages, dirtyPages, pinnedPages, sharedPages;
+    long writebackBytes;
+
+    private final Map<FileKey, CachedFile> files = new HashMap<>();
+    private final Map<FileKey, Integer> ids = new HashMap<>();
+    private int nextId = 1;
+    private final ThreadLocal<ByteBuffer> ioBuffers;
+
+    public PageCache(long capacityBytes, CacheMode mode) {
+        long n = capacityBytes / PAGE_SIZE;
+        if (n < 64) throw new IllegalArgumentException("cache size must be at least 256 KiB");
+        if (n > (1 << 28)) throw new IllegalArgumentException("cache size must be at most 1 TiB");
+        this.frames = (int) n;
+        this.mode = mode;
+        this.memory = new FrameMemory(frames);
+        this.maxRun = Math.max(1, Math.min(256, frames / 16));
+        this.dirtyLimit = frames / 2;
+        fFile = new int[frames];
+        fPage = new long[frames];
+        fState = new byte[frames];
+        fPins = new int[frames];
+        fDirty = new boolean[frames];
+        fGen = new int[frames];
+        fFreq = new byte[frames];
+        fQueue = new byte[frames];
+        fFilledBy = new byte[frames];
+        fTouched = new byte[frames];
+        table = new PageTable(frames, fFile, fPage);
+        small = new IntRing(frames);
+        main = new IntRing(frames);
+        smallTarget = Math.max(1, frames / 10);
+        freeStack = new int[frames];
+        for (int i = 0; i < frames; i++) freeStack[i] = frames - 1 - i;
+        freeTop = frames;
+        ghost = new GhostSet(frames - smallTarget);
+        int bufBytes = maxRun * PAGE_SIZE;
+        ioBuffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(bufBytes + PAGE_SIZE).alignedSlice(PAGE_SIZE));
+    }
+
+    public long capacityBytes() { return (long) frames * PAGE_SIZE; }
+
+    public CacheMode mode() { return mode; }
+
+    /** Opens (or shares) the cached file for a host path. */
+    public CachedFile open(Path path, boolean readOnly) throws IOException {
+        FileKey key = FileKey.of(path);
+        lock.lock();
+        try {
+            CachedFile f = files.get(key);
+            if (f != null) {
+                if (!readOnly && f.readOnly) throw new AccessDeniedException(path.toString(), null, "already open read-only");
+                f.refs++;
+                return f;
+            }
+        } finally {
+            lock.unlock();
+        }
+        return register(key, FileBackingStore.open(path, readOnly), readOnly);
+    }
+
+    /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
+    public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
+        return register(key, store, readOnly);
+    }
+
+    private CachedFile register(FileKey key, BackingStore store, boolean readOnly) throws IOException {
+        long size = store.size();
+        lock.lock();
+        try {
+            CachedFile existing = files.get(key);
+            if (existing != null) {
+                existing.refs++;
+                store.close();
+                return existing;
+            }
+            int id = ids.computeIfAbsent(key, k -> nextId++);
+            CachedFile f = new CachedFile(this, id, key, store, size, readOnly);
+            files.put(key, f);
+            return f;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    void forget(CachedFile f) {
+        files.remove(f.key);
+    }
+
+    List<CachedFile> openFiles() {
+        lock.lock();
+        try {
+            return new ArrayList<>(files.values());
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    ByteBuffer ioBuffer() {
+        return ioBuffers.get().clear();
+    }
+
+    // ---- the operations below are called with the lock held ----
+
+    /** Looks a page up and pins it; waits while it is being filled. Returns -1 if absent. */
+    int lookup(CachedFile file, long page, IoPath path) {
+        while (true) {
+            int f = table.get(file.id, page);
+            if (f < 0) return -1;
+            if (fState[f] == LOADING) {
+                changed.awaitUninterruptibly();
+                continue;
+            }
+            pin(f);
+            if (fFreq[f] < 3) fFreq[f]++;
+            hits[path.ordinal()]++;
+            int from = fFilledBy[f];
+            if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
+            touch(f, path);
+            return f;
+        }
+    }
+
+    /** The frame of a page without pinning, waiting or counting; -1 if absent. */
+    int peek(CachedFile file, long page) {
+        return table.get(file.id, page);
+    }
+
+    boolean resident(CachedFile file, long page) {
+        return table.get(file.id, page) >= 0;
+    }
+
+    /**
+     * Gives an absent page a frame, pinned and in state LOADING (the caller fills it, or writes all of
+     * it, then calls {@link #completeFill}). Returns -1 if no frame can be had right now.
+     */
+    int allocate(CachedFile file, long page, IoPath path, boolean fill) {
+        int f = freeTop > 0 ? freeStack[--freeTop] : evict();
+        if (f < 0) return -1;
+        fFile[f] = file.id;
+        fPage[f] = page;
+        fState[f] = LOADING;
+        fDirty[f] = false;
+        fFreq[f] = 0;
+        fFilledBy[f] = (byte) path.ordinal();
+        fTouched[f] = 0;
+        pin(f);
+        table.put(f);
+        misses[path.ordinal()]++;
+        long fp = GhostSet.fingerprint(file.id, page);
+        boolean refault = ghost.contains(fp);
+        if (refault) {
+            ghost.remove(fp);
+            if (fill) refaults[path.ordinal()]++;
+        }
+        fQueue[f] = refault ? Q_MAIN : Q_SMALL;
+        (refault ? main : small).add(f);
+        return f;
+    }
+
+    /** Marks a LOADING frame VALID (unless it was detached meanwhile); counts a fill if it was read. */
+    void completeFill(int f, IoPath path, boolean filled) {
+        if (fState[f] == LOADING) {
+            fState[f] = VALID;
+            validPages++;
+            touch(f, path);
+        }
+        if (filled) {
+            fills[path.ordinal()]++;
+            fillBytes[path.ordinal()] += PAGE_SIZE;
+        }
+        changed.signalAll();
+    }
+
+    /** A fill failed: the frame is dropped so nobody ever sees its contents. */
+    void failFill(CachedFile file, int f) {
+        detach(file, f);
+        unpin(f);
+        changed.signalAll();
+    }
+
+    void pin(int f) {
+        if (fPins[f]++ == 0) pinnedPages++;
+    }
+
+    void unpin(int f) {
+        if (--fPins[f] == 0) {
+            pinnedPages--;
+            if (fState[f] == DETACHED) fState[f] = FREE;   // stays in its queue; eviction reclaims it
+            changed.signalAll();
+        }
+    }
+
+    void markDirty(CachedFile file, int f) {
+        if (!fDirty[f]) {
+            fDirty[f] = true;
+            dirtyPages++;
+            file.dirtyPages++;
+        }
+        fGen[f]++;
+    }
+
+    void markClean(CachedFile file, int f) {
+        if (fDirty[f]) {
+            fDirty[f] = false;
+            dirtyPages--;
+            file.dirtyPages--;
+        }
+    }
+
+    private void touch(int f, IoPath path) {
+        int before = fTouched[f];
+        int after = before | path.bit();
+        if (before != after) {
+            fTouched[f] = (byte) after;
+            if (after == 3 && fState[f] == VALID) sharedPages++;
+        }
+    }
+
+    /** Removes a frame from the page table; a pinned frame is freed by its last unpin. */
+    void detach(CachedFile file, int f) {
+        if (fState[f] == FREE || fState[f] == DETACHED) return;
+        table.remove(f);
+        markClean(file, f);
+        if (fState[f] == VALID) {
+            validPages--;
+            if (fTouched[f] == 3) sharedPages--;
+        }
+        fState[f] = fPins[f] > 0 ? DETACHED : FREE;
+        changed.signalAll();
+    }
+
+    /** Frames of a file (VALID or LOADING) whose page index is at least {@code fromPage}. */
+    int[] framesOf(CachedFile file, long fromPage, long toPageExclusive, boolean dirtyOnly) {
+        int[] out = new int[16];
+        int n = 0;
+        for (int f = 0; f < frames; f++) {
+            if (fFile[f] != file.id || (fState[f] != VALID && fState[f] != LOADING)) continue;
+            if (fPage[f] < fromPage || fPage[f] >= toPageExclusive) continue;
+            if (dirtyOnly && (!fDirty[f] || fState[f] != VALID)) continue;
+            if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
+            out[n++] = f;
+        }
+        return java.util.Arrays.copyOf(out, n);
+    }
+
+    /**
+     * Called when no frame could be allocated and the caller holds no pins: writes back dirty pages if
+     * that is what blocks eviction, else waits briefly for a frame to be unpinned. May drop the lock.
+     */
+    void awaitFrame() throws IOException {
+        if (dirtyPages > 0) {
+            CachedFile victim = null;
+            for (CachedFile f : files.values()) {
+                if (f.dirtyPages > 0) { victim = f; break; }
+            }
+            if (victim != null) {
+                lock.unlock();
+                try {
+                    victim.writeback(false);
+                } finally {
+                    lock.lock();
+                }
+                return;
+            }
+        }
+        try {
+            changed.await(20, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while waiting for a cache frame");
+        }
+    }
+
+    boolean overDirtyLimit() {
+        return dirtyPages > dirtyLimit;
+    }
+
+    private int evict() {
+        for (int budget = Math.min(2 * frames + 16, EVICT_SCAN_LIMIT); budget > 0; budget--) {
+            if (small.size() == 0 && main.size() == 0) return -1;
+            boolean fromSmall = small.size() > smallTarget || main.size() == 0;
+            IntRing q = fromSmall ? small : main;
+            int f = q.poll();
+            if (fState[f] == FREE) {
+                fQueue[f] = Q_NONE;
+                return f;
+            }
+            if (fState[f] != VALID || fPins[f] > 0 || fDirty[f]) {
+                if (fromSmall && fFreq[f] > 0) {
+                    fFreq[f] = 0;
+                    fQueue[f] = Q_MAIN;
+                    main.add(f);
+                } else {
+                    q.add(f);
+                }
+                continue;
+            }
+            if (fFreq[f] > 0) {
+                if (fromSmall) {
+                    fFreq[f] = 0;
+                    fQueue[f] = Q_MAIN;
+                    main.add(f);
+                } else {
+                    fFreq[f]--;
+                    main.add(f);
+                }
+                continue;
+            }
+            ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
+            table.remove(f);
+            validPages--;
+            if (fTouched[f] == 3) sharedPages--;
+            fState[f] = FREE;
+            fQueue[f] = Q_NONE;
+            evictions++;
+            return f;
+        }
+        return -1;
+    }
+
+    // ---- public views ----
+
+    /** Evicts every clean, unpinned page (for tests and the `drop caches` operator action). */
+    public int dropClean() {
+        lock.lock();
+        try {
+            int n = 0;
+            for (int f = 0; f < frames; f++) {
+                if (fState[f] == VALID && fPins[f] == 0 && !fDirty[f]) {
+                    ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
+                    table.remove(f);
+                    validPages--;
+                    if (fTouched[f] == 3) sharedPages--;
+                    fState[f] = FREE;
+                    evictions++;
+                    n++;
+                }
+            }
+            return n;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    public CacheStats snapshot() {
+        lock.lock();
+        try {
+            boolean direct = true;
+            for (CachedFile f : files.values()) direct &= f.store.directIo();
+            return new CacheStats(hits.clone(), misses.clone(), fills.clone(), fillBytes.clone(), refaults.clone(),
+                    new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
+                    (long) validPages * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
+                    sharedPages, capacityBytes(), direct);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Writes back and syncs every open file. */
+    public void flushAll() throws IOException {
+        IOException first = null;
+        for (CachedFile f : openFiles()) {
+            try {
+                f.flush();
+            } catch (IOException e) {
+                if (first == null) first = e;
+            }
+        }
+        if (first != null) throw first;
+    }
+
+    @Override
+    public void close() throws IOException {
+        flushAll();
+    }
+}

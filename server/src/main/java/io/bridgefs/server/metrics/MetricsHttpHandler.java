@@ -1,0 +1,61 @@
+package io.bridgefs.server.metrics;
+
+import io.netty.buffer.Unpooled;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.SimpleChannelInboundHandler;
+import io.netty.handler.codec.http.DefaultFullHttpResponse;
+import io.netty.handler.codec.http.FullHttpRequest;
+import io.netty.handler.codec.http.FullHttpResponse;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpMethod;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.HttpUtil;
+import io.netty.handler.codec.http.HttpVersion;
+import java.nio.charset.StandardCharsets;
+import java.util.function.Supplier;
+
+/** Serves GET /metrics (Prometheus text) and GET /stats (JSON). */
+public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
+    private final Supplier<String> prometheus;
+    private final Supplier<String> json;
+
+    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json) {
+        this.prometheus = prometheus;
+        this.json = json;
+    }
+
+    @Override
+    protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
+        String path = req.uri().split("\\?", 2)[0];
+        FullHttpResponse resp;
+        if (!req.method().equals(HttpMethod.GET)) {
+            resp = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "GET only\n", "text/plain");
+        } else if (path.equals("/metrics")) {
+            resp = text(HttpResponseStatus.OK, prometheus.get(), "text/plain; version=0.0.4; charset=utf-8");
+        } else if (path.equals("/stats")) {
+            resp = text(HttpResponseStatus.OK, json.get(), "application/json");
+        } else if (path.equals("/")) {
+            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON)\n", "text/plain");
+        } else {
+            resp = text(HttpResponseStatus.NOT_FOUND, "not found\n", "text/plain");
+        }
+        boolean keepAlive = HttpUtil.isKeepAlive(req);
+        HttpUtil.setKeepAlive(resp, keepAlive);
+        var f = ctx.writeAndFlush(resp);
+        if (!keepAlive) f.addListener(ChannelFutureListener.CLOSE);
+    }
+
+    private static FullHttpResponse text(HttpResponseStatus status, String body, String type) {
+        FullHttpResponse r = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status,
+                Unpooled.copiedBuffer(body, StandardCharsets.UTF_8));
+        r.headers().set(HttpHeaderNames.CONTENT_TYPE, type);
+        r.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, r.content().readableBytes());
+        return r;
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        ctx.close();
+    }
+}

@@ -1,0 +1,136 @@
+package io.bridgefs.server.metrics;
+
+import com.codahale.metrics.Snapshot;
+import com.codahale.metrics.Timer;
+import io.bridgefs.server.cache.CacheStats;
+import io.bridgefs.server.cache.IoPath;
+import java.util.List;
+import java.util.Locale;
+
+/** Renders the counters as Prometheus text exposition (version 0.0.4) and as a JSON snapshot. */
+public final class MetricsText {
+    private MetricsText() {}
+
+    public static String prometheus(CacheStats s, List<IoMetrics> io) {
+        StringBuilder b = new StringBuilder(4096);
+        ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
+        ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
+        ioCounter(b, "write_ops_total", "Client write requests", io, m -> m.write.getCount());
+        ioCounter(b, "write_bytes_total", "Bytes written by clients", io, m -> m.writeBytes.getCount());
+        ioCounter(b, "flush_ops_total", "Client flush requests", io, m -> m.flush.getCount());
+        ioCounter(b, "trim_ops_total", "Client trim/discard requests", io, m -> m.trim.getCount());
+        ioCounter(b, "write_zeroes_ops_total", "Client write-zeroes requests", io, m -> m.writeZeroes.getCount());
+        ioCounter(b, "io_errors_total", "Requests answered with an error", io, m -> m.errors.getCount());
+        latency(b, "read", io, m -> m.read);
+        latency(b, "write", io, m -> m.write);
+        latency(b, "flush", io, m -> m.flush);
+        perPath(b, "cache_hits_total", "Page lookups served from the cache", s.hits());
+        perPath(b, "cache_misses_total", "Page lookups not found in the cache", s.misses());
+        perPath(b, "cache_fills_total", "Pages read from backing storage", s.fills());
+        perPath(b, "cache_fill_bytes_total", "Bytes read from backing storage into the cache", s.fillBytes());
+        perPath(b, "refaults_total", "Fills of a key that was evicted recently", s.refaults());
+        header(b, "cross_path_hits_total", "counter", "Hits by one path on a page filled by the other");
+        for (IoPath from : IoPath.values()) {
+            for (IoPath to : IoPath.values()) {
+                if (from == to) continue;
+                b.append("bridgefs_cross_path_hits_total{from=\"").append(from.label()).append("\",to=\"")
+                        .append(to.label()).append("\"} ").append(s.crossPathHits(from, to)).append('\n');
+            }
+        }
+        gauge(b, "shared_pages", "Resident pages touched by both paths", s.sharedPages());
+        gauge(b, "cached_bytes", "Bytes of resident pages", s.cachedBytes());
+        gauge(b, "dirty_bytes", "Bytes of pages not yet written back", s.dirtyBytes());
+        gauge(b, "pinned_pages", "Pages pinned by in-flight I/O", s.pinnedPages());
+        gauge(b, "cache_capacity_bytes", "Configured cache size", s.capacityBytes());
+        gauge(b, "backing_direct_io", "1 if every open backing file bypasses the host page cache (O_DIRECT)", s.directIo() ? 1 : 0);
+        header(b, "writeback_bytes_total", "counter", "Bytes written back to backing storage");
+        b.append("bridgefs_writeback_bytes_total ").append(s.writebackBytes()).append('\n');
+        header(b, "evictions_total", "counter", "Pages evicted");
+        b.append("bridgefs_evictions_total ").append(s.evictions()).append('\n');
+        return b.toString();
+    }
+
+    private static void header(StringBuilder b, String name, String type, String help) {
+        b.append("# HELP bridgefs_").append(name).append(' ').append(help).append('\n');
+        b.append("# TYPE bridgefs_").append(name).append(' ').append(type).append('\n');
+    }
+
+    private static void ioCounter(StringBuilder b, String name, String help, List<IoMetrics> io,
+                                  java.util.function.ToLongFunction<IoMetrics> f) {
+        header(b, name, "counter", help);
+        for (IoMetrics m : io) {
+            b.append("bridgefs_").append(name).append(labels(m)).append(' ').append(f.applyAsLong(m)).append('\n');
+        }
+    }
+
+    private static void latency(StringBuilder b, String op, List<IoMetrics> io, java.util.function.Function<IoMetrics, Timer> f) {
+        String name = op + "_latency_seconds";
+        header(b, name, "summary", "Latency of client " + op + " requests");
+        for (IoMetrics m : io) {
+            Timer t = f.apply(m);
+            Snapshot snap = t.getSnapshot();
+            String l = labels(m);
+            String inner = l.substring(1, l.length() - 1);
+            for (double q : new double[] {0.5, 0.99}) {
+                b.append("bridgefs_").append(name).append("{").append(inner).append(",quantile=\"").append(q).append("\"} ")
+                        .append(String.format(Locale.ROOT, "%.9f", snap.getValue(q) / 1e9)).append('\n');
+            }
+            b.append("bridgefs_").append(name).append("_count").append(l).append(' ').append(t.getCount()).append('\n');
+        }
+    }
+
+    private static void perPath(StringBuilder b, String name, String help, long[] values) {
+        header(b, name, "counter", help);
+        for (IoPath p : IoPath.values()) {
+            b.append("bridgefs_").append(name).append("{path=\"").append(p.label()).append("\"} ").append(values[p.ordinal()]).append('\n');
+        }
+    }
+
+    private static void gauge(StringBuilder b, String name, String help, long v) {
+        header(b, name, "gauge", help);
+        b.append("bridgefs_").append(name).append(' ').append(v).append('\n');
+    }
+
+    private static String labels(IoMetrics m) {
+        return "{path=\"" + m.path + "\",export=\"" + escape(m.export) + "\"}";
+    }
+
+    static String escape(String s) {
+        return s.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n");
+    }
+
+    /** The same counters as one JSON object (for /stats and `bridgefs stats`). */
+    public static String json(CacheStats s, List<IoMetrics> io) {
+        StringBuilder b = new StringBuilder(2048).append("{\"cache\":{");
+        for (IoPath p : IoPath.values()) {
+            b.append('"').append(p.label()).append("\":{\"cache_hits\":").append(s.hits(p))
+                    .append(",\"cache_misses\":").append(s.misses(p))
+                    .append(",\"cache_fills\":").append(s.fills(p))
+                    .append(",\"cache_fill_bytes\":").append(s.fillBytes(p))
+                    .append(",\"refaults\":").append(s.refaults(p)).append("},");
+        }
+        b.append("\"cross_path_hits\":{\"nbd_to_9p\":").append(s.crossPathHits(IoPath.NBD, IoPath.NINEP))
+                .append(",\"9p_to_nbd\":").append(s.crossPathHits(IoPath.NINEP, IoPath.NBD)).append("},")
+                .append("\"shared_pages\":").append(s.sharedPages())
+                .append(",\"cached_bytes\":").append(s.cachedBytes())
+                .append(",\"dirty_bytes\":").append(s.dirtyBytes())
+                .append(",\"writeback_bytes\":").append(s.writebackBytes())
+                .append(",\"pinned_pages\":").append(s.pinnedPages())
+                .append(",\"evictions\":").append(s.evictions())
+                .append(",\"capacity_bytes\":").append(s.capacityBytes())
+                .append(",\"direct_io\":").append(s.directIo()).append("},\"io\":[");
+        for (int i = 0; i < io.size(); i++) {
+            IoMetrics m = io.get(i);
+            if (i > 0) b.append(',');
+            b.append("{\"path\":\"").append(m.path).append("\",\"export\":\"").append(escape(m.export))
+                    .append("\",\"read_ops\":").append(m.read.getCount())
+                    .append(",\"read_bytes\":").append(m.readBytes.getCount())
+                    .append(",\"write_ops\":").append(m.write.getCount())
+                    .append(",\"write_bytes\":").append(m.writeBytes.getCount())
+                    .append(",\"flush_ops\":").append(m.flush.getCount())
+                    .append(",\"trim_ops\":").append(m.trim.getCount())
+                    .append(",\"errors\":").append(m.errors.getCount()).append('}');
+        }
+        return b.append("]}").toString();
+    }
+}

@@ -1,0 +1,29 @@
+package io.bridgefs.server.nbd;
+
+import io.bridgefs.protocol.nbd.NbdConstants;
+import io.bridgefs.server.cache.CachedFile;
+import io.bridgefs.server.metrics.IoMetrics;
+import java.nio.file.Path;
+
+/** An image file served over NBD, through the shared cache. The size is fixed for the export's life. */
+public record NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics) {
+
+    /** Largest request payload (read or write) the server accepts: 32 MiB, as qemu-nbd. */
+    public static final int MAX_PAYLOAD = 32 * 1024 * 1024;
+    public static final int PREFERRED_BLOCK = 4096;
+
+    public long size() { return file.size(); }
+
+    public int transmissionFlags(boolean structuredReplies) {
+        int f = NbdConstants.NBD_FLAG_HAS_FLAGS | NbdConstants.NBD_FLAG_SEND_FLUSH | NbdConstants.NBD_FLAG_SEND_FUA
+                | NbdConstants.NBD_FLAG_SEND_CACHE | NbdConstants.NBD_FLAG_CAN_MULTI_CONN;
+        if (readOnly) {
+            f |= NbdConstants.NBD_FLAG_READ_ONLY;
+        } else {
+            f |= NbdConstants.NBD_FLAG_SEND_TRIM | NbdConstants.NBD_FLAG_SEND_WRITE_ZEROES;
+            if (file.sparse()) f |= NbdConstants.NBD_FLAG_SEND_FAST_ZERO;
+        }
+        if (structuredReplies) f |= NbdConstants.NBD_FLAG_SEND_DF;
+        return f;
+    }
+}

@@ -1,0 +1,220 @@
+package io.bridgefs.server.nbd;
+
+import static io.bridgefs.protocol.nbd.NbdConstants.*;
+
+import io.bridgefs.protocol.nbd.NbdHandshake;
+import io.bridgefs.protocol.nbd.NbdOptionData;
+import io.bridgefs.protocol.nbd.NbdOptionReply;
+import io.bridgefs.protocol.nbd.NbdRequestDecoder;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.SimpleChannelInboundHandler;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The fixed newstyle handshake: greeting, client flags, option haggling. Every option reply is
+ * flushed. On NBD_OPT_EXPORT_NAME or a successful NBD_OPT_GO the pipeline switches to transmission:
+ * the request decoder is added behind this phase's decoder, which is then removed so that any
+ * bytes the client already sent pass on to it.
+ */
+public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHandshake> {
+    private static final Logger log = LoggerFactory.getLogger(NbdHandshakeHandler.class);
+    public static final String DECODER = "nbd-handshake-decoder";
+
+    private final NbdServerContext server;
+    private boolean noZeroes;
+    private boolean structured;
+    private boolean baseAllocation;
+    private String metaContextExport;
+
+    public NbdHandshakeHandler(NbdServerContext server) {
+        this.server = server;
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        ByteBuf greeting = ctx.alloc().buffer(18);
+        NbdHandshake.encodeGreeting(greeting, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+        ctx.writeAndFlush(greeting);
+        ctx.fireChannelActive();
+    }
+
+    @Override
+    protected void channelRead0(ChannelHandlerContext ctx, NbdHandshake msg) {
+        if (msg instanceof NbdHandshake.ClientFlags f) {
+            if ((f.flags() & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) != 0) {
+                protocolError(ctx, "unknown client flags 0x" + Integer.toHexString(f.flags()));
+                return;
+            }
+            noZeroes = (f.flags() & NBD_FLAG_C_NO_ZEROES) != 0;
+        } else if (msg instanceof NbdHandshake.BadMagic b) {
+            protocolError(ctx, "bad option magic 0x" + Long.toHexString(b.magic()));
+        } else if (msg instanceof NbdHandshake.OversizedOption o) {
+            log.info("{}: {} with {} bytes of data refused (limit {})", ctx.channel().remoteAddress(),
+                    optionName(o.option()), o.length(), MAX_OPTION_LENGTH);
+            reply(ctx, NbdOptionReply.error(o.option(), NBD_REP_ERR_TOO_BIG, "option data too long"));
+        } else if (msg instanceof NbdHandshake.Option o) {
+            option(ctx, o);
+        }
+    }
+
+    private void option(ChannelHandlerContext ctx, NbdHandshake.Option o) {
+        int opt = o.option();
+        switch (opt) {
+            case NBD_OPT_EXPORT_NAME -> exportName(ctx, o.data());
+            case NBD_OPT_ABORT -> {
+                ByteBuf b = ctx.alloc().buffer();
+                NbdOptionReply.ack(opt).encode(b);
+                ctx.writeAndFlush(b).addListener(ChannelFutureListener.CLOSE);
+            }
+            case NBD_OPT_LIST -> {
+                if (o.data().length != 0) {
+                    reply(ctx, invalid(ctx, opt, "NBD_OPT_LIST takes no data"));
+                    return;
+                }
+                List<NbdOptionReply> rs = new ArrayList<>();
+                for (NbdExport e : server.exports().all()) rs.add(NbdOptionReply.server(opt, e.name(), e.description()));
+                rs.add(NbdOptionReply.ack(opt));
+                reply(ctx, rs.toArray(NbdOptionReply[]::new));
+            }
+            case NBD_OPT_STARTTLS -> reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNSUP, "TLS is not supported by this server"));
+            case NBD_OPT_INFO, NBD_OPT_GO -> infoOrGo(ctx, opt, o.data());
+            case NBD_OPT_STRUCTURED_REPLY -> {
+                if (o.data().length != 0) {
+                    reply(ctx, invalid(ctx, opt, "NBD_OPT_STRUCTURED_REPLY takes no data"));
+                    return;
+                }
+                structured = true;
+                reply(ctx, NbdOptionReply.ack(opt));
+            }
+            case NBD_OPT_LIST_META_CONTEXT, NBD_OPT_SET_META_CONTEXT -> metaContext(ctx, opt, o.data());
+            default -> reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNSUP, "option " + opt + " is not supported"));
+        }
+    }
+
+    private void exportName(ChannelHandlerContext ctx, byte[] data) {
+        String name;
+        try {
+            name = NbdOptionData.utf8(ByteBuffer.wrap(data));
+        } catch (NbdOptionData.Malformed e) {
+            protocolError(ctx, "NBD_OPT_EXPORT_NAME: " + e.getMessage());
+            return;
+        }
+        NbdExport e = server.exports().find(name);
+        if (e == null) {
+            log.info("{}: NBD_OPT_EXPORT_NAME for unknown export '{}': disconnecting", ctx.channel().remoteAddress(), name);
+            ctx.close();
+            return;
+        }
+        ByteBuf b = ctx.alloc().buffer(134);
+        NbdHandshake.encodeExportNameReply(b, e.size(), e.transmissionFlags(structured), noZeroes);
+        ctx.writeAndFlush(b);
+        enterTransmission(ctx, e);
+    }
+
+    private void infoOrGo(ChannelHandlerContext ctx, int opt, byte[] data) {
+        NbdOptionData.InfoRequest req;
+        try {
+            req = NbdOptionData.parseInfo(data);
+        } catch (NbdOptionData.Malformed m) {
+            reply(ctx, invalid(ctx, opt, m.getMessage()));
+            return;
+        }
+        NbdExport e = server.exports().find(req.exportName());
+        if (e == null) {
+            reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNKNOWN, "no export named '" + req.exportName() + "'"));
+            return;
+        }
+        List<NbdOptionReply> rs = new ArrayList<>();
+        rs.add(NbdOptionReply.infoExport(opt, e.size(), e.transmissionFlags(structured)));
+        boolean sentBlockSize = false;
+        for (int info : req.infos()) {
+            switch (info) {
+                case NBD_INFO_NAME -> rs.add(NbdOptionReply.infoString(opt, NBD_INFO_NAME, e.name()));
+                case NBD_INFO_DESCRIPTION -> {
+                    if (e.description() != null) rs.add(NbdOptionReply.infoString(opt, NBD_INFO_DESCRIPTION, e.description()));
+                }
+                case NBD_INFO_BLOCK_SIZE -> sentBlockSize = true;
+                default -> { }   // unknown info requests are ignored, as the spec says
+            }
+        }
+        // Sent even when not requested: the spec allows it, and a minimum of 1 constrains nobody.
+        rs.add(NbdOptionReply.infoBlockSize(opt, 1, NbdExport.PREFERRED_BLOCK, NbdExport.MAX_PAYLOAD));
+        rs.add(NbdOptionReply.ack(opt));
+        reply(ctx, rs.toArray(NbdOptionReply[]::new));
+        if (opt == NBD_OPT_GO) {
+            if (metaContextExport != null && !metaContextExport.equals(req.exportName())) baseAllocation = false;
+            enterTransmission(ctx, e);
+        }
+        if (sentBlockSize) log.trace("block size requested");
+    }
+
+    private void metaContext(ChannelHandlerContext ctx, int opt, byte[] data) {
+        if (!structured) {
+            reply(ctx, invalid(ctx, opt, "structured replies must be negotiated first"));
+            return;
+        }
+        NbdOptionData.MetaContextRequest req;
+        try {
+            req = NbdOptionData.parseMetaContext(data);
+        } catch (NbdOptionData.Malformed m) {
+            reply(ctx, invalid(ctx, opt, m.getMessage()));
+            return;
+        }
+        if (server.exports().find(req.exportName()) == null) {
+            reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNKNOWN, "no export named '" + req.exportName() + "'"));
+            return;
+        }
+        boolean set = opt == NBD_OPT_SET_META_CONTEXT;
+        boolean match = false;
+        if (!set && req.queries().isEmpty()) {
+            match = true;
+        }
+        for (String q : req.queries()) {
+            if (q.equals(BASE_ALLOCATION) || (!set && q.equals("base:"))) match = true;
+        }
+        List<NbdOptionReply> rs = new ArrayList<>();
+        if (match) rs.add(NbdOptionReply.metaContext(opt, set ? NbdSession.BASE_ALLOCATION_ID : 0, BASE_ALLOCATION));
+        rs.add(NbdOptionReply.ack(opt));
+        if (set) {
+            baseAllocation = match;
+            metaContextExport = req.exportName();
+        }
+        reply(ctx, rs.toArray(NbdOptionReply[]::new));
+    }
+
+    private NbdOptionReply invalid(ChannelHandlerContext ctx, int opt, String why) {
+        log.info("{}: {} invalid: {}", ctx.channel().remoteAddress(), optionName(opt), why);
+        return NbdOptionReply.error(opt, NBD_REP_ERR_INVALID, why);
+    }
+
+    private void reply(ChannelHandlerContext ctx, NbdOptionReply... replies) {
+        ByteBuf b = ctx.alloc().buffer();
+        for (NbdOptionReply r : replies) r.encode(b);
+        ctx.writeAndFlush(b);
+    }
+
+    private void protocolError(ChannelHandlerContext ctx, String why) {
+        log.info("{}: handshake: {}: disconnecting", ctx.channel().remoteAddress(), why);
+        ctx.close();
+    }
+
+    private void enterTransmission(ChannelHandlerContext ctx, NbdExport export) {
+        var p = ctx.pipeline();
+        NbdSession session = new NbdSession(server, export, structured, baseAllocation);
+        p.addAfter(DECODER, "nbd-request-decoder", new NbdRequestDecoder(NbdExport.MAX_PAYLOAD));
+        p.replace(this, "nbd-session", session);
+        p.remove(DECODER);
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        log.info("{}: handshake failed: {}", ctx.channel().remoteAddress(), cause.toString());
+        ctx.close();
+    }
+}

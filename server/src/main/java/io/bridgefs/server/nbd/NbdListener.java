@@ -1,0 +1,27 @@
+package io.bridgefs.server.nbd;
+
+import io.bridgefs.protocol.nbd.NbdHandshakeDecoder;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.group.ChannelGroup;
+import io.netty.handler.flush.FlushConsolidationHandler;
+
+/** Sets up each new NBD connection: flush consolidation, then the handshake phase. */
+public final class NbdListener extends ChannelInitializer<Channel> {
+    private final NbdServerContext context;
+    private final ChannelGroup connections;
+
+    public NbdListener(NbdServerContext context, ChannelGroup connections) {
+        this.context = context;
+        this.connections = connections;
+    }
+
+    @Override
+    protected void initChannel(Channel ch) {
+        connections.add(ch);
+        ch.pipeline()
+                .addLast("flush", new FlushConsolidationHandler(64, true))
+                .addLast(NbdHandshakeHandler.DECODER, new NbdHandshakeDecoder())
+                .addLast("nbd-handshake", new NbdHandshakeHandler(context));
+    }
+}

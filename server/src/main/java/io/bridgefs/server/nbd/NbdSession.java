@@ -1,0 +1,290 @@
+package io.bridgefs.server.nbd;
+
+import static io.bridgefs.protocol.nbd.NbdConstants.*;
+
+import io.bridgefs.protocol.nbd.NbdConstants;
+import io.bridgefs.protocol.nbd.NbdReply;
+import io.bridgefs.protocol.nbd.NbdRequest;
+import io.bridgefs.server.cache.BackingStore;
+import io.bridgefs.server.cache.IoPath;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.util.ReferenceCountUtil;
+import java.io.IOException;
+import java.nio.file.AccessDeniedException;
+import java.util.concurrent.RejectedExecutionException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The transmission phase of one connection. Requests are checked on the event loop (cheap checks,
+ * answered at once), then run on the shared executor and answered in order of completion, matched by
+ * cookie. The number of requests in flight is bounded per connection: past the bound the connection
+ * stops reading until replies drain. Errors use NBD_E* codes only.
+ */
+public final class NbdSession extends ChannelInboundHandlerAdapter {
+    private static final Logger log = LoggerFactory.getLogger(NbdSession.class);
+    public static final int BASE_ALLOCATION_ID = 1;
+    private static final int MAX_IN_FLIGHT = 64;
+    private static final long MAX_IN_FLIGHT_BYTES = 128L << 20;
+    private static final int KNOWN_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF
+            | NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FAST_ZERO;
+    private static final int MAX_EXTENTS = 256;
+
+    private final NbdServerContext server;
+    private final NbdExport export;
+    private final boolean structured;
+    private final boolean baseAllocation;
+    // event-loop confined
+    private int inFlight;
+    private long inFlightBytes;
+    private boolean disconnecting;
+    private boolean complainedOnce;
+
+    NbdSession(NbdServerContext server, NbdExport export, boolean structured, boolean baseAllocation) {
+        this.server = server;
+        this.export = export;
+        this.structured = structured;
+        this.baseAllocation = baseAllocation;
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (!(msg instanceof NbdRequest req)) {
+            ReferenceCountUtil.release(msg);
+            return;
+        }
+        if (disconnecting) {
+            ReferenceCountUtil.release(msg);
+            return;
+        }
+        if (req instanceof NbdRequest.BadMagic b) {
+            log.info("{}: bad request magic 0x{}: disconnecting", ctx.channel().remoteAddress(), Integer.toHexString(b.magic()));
+            ctx.close();
+            return;
+        }
+        if (req instanceof NbdRequest.Disc) {
+            disconnecting = true;
+            if (inFlight == 0) ctx.close();
+            return;
+        }
+        int error = check(req);
+        if (error != 0) {
+            ReferenceCountUtil.release(msg);
+            complain(ctx, req, error);
+            export.metrics().errors.inc();
+            ctx.writeAndFlush(errorReply(ctx, req, error, "invalid " + NbdConstants.commandName(req.type())));
+            return;
+        }
+        long bytes = req instanceof NbdRequest.Read || req instanceof NbdRequest.Write ? req.length() : 0;
+        inFlight++;
+        inFlightBytes += bytes;
+        if (inFlight >= MAX_IN_FLIGHT || inFlightBytes >= MAX_IN_FLIGHT_BYTES) ctx.channel().config().setAutoRead(false);
+        try {
+            server.executor().execute(() -> run(ctx, req, bytes));
+        } catch (RejectedExecutionException e) {
+            ReferenceCountUtil.release(msg);
+            done(ctx, bytes, errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"));
+        }
+    }
+
+    /** Cheap validity checks; returns an NBD_E* code, or 0. */
+    private int check(NbdRequest req) {
+        if (req instanceof NbdRequest.Unknown) return NBD_EINVAL;
+        if ((req.flags() & ~KNOWN_FLAGS) != 0) return NBD_EINVAL;
+        if (req.hasFlag(NBD_CMD_FLAG_DF) && !(structured && req instanceof NbdRequest.Read)) return NBD_EINVAL;
+        if (req instanceof NbdRequest.Flush) return 0;
+        boolean writes = req instanceof NbdRequest.Write || req instanceof NbdRequest.OversizedWrite
+                || req instanceof NbdRequest.Trim || req instanceof NbdRequest.WriteZeroes;
+        if (writes && export.readOnly()) return NBD_EPERM;
+        if (req instanceof NbdRequest.OversizedWrite) return NBD_EINVAL;
+        if (req instanceof NbdRequest.Read && req.length() > NbdExport.MAX_PAYLOAD) return NBD_EINVAL;
+        long size = export.size();
+        // unsigned: an offset of 2^63 or more is a negative long and always out of range
+        boolean inRange = req.offset() >= 0 && req.offset() <= size && req.length() <= size - req.offset();
+        if (!inRange) return writes ? NBD_ENOSPC : NBD_EINVAL;
+        if (req instanceof NbdRequest.BlockStatus) {
+            if (!baseAllocation || !structured) return NBD_EINVAL;
+            if (req.length() == 0) return NBD_EINVAL;
+        }
+        return 0;
+    }
+
+    private void complain(ChannelHandlerContext ctx, NbdRequest req, int error) {
+        if (complainedOnce) {
+            log.debug("{}: {} offset {} length {} refused with errno {}", ctx.channel().remoteAddress(),
+                    NbdConstants.commandName(req.type()), Long.toUnsignedString(req.offset()), req.length(), error);
+            return;
+        }
+        complainedOnce = true;
+        log.info("{}: {} offset {} length {} flags 0x{} refused with errno {} (further refusals on this connection logged at debug)",
+                ctx.channel().remoteAddress(), NbdConstants.commandName(req.type()), Long.toUnsignedString(req.offset()),
+                req.length(), Integer.toHexString(req.flags()), error);
+    }
+
+    /** Runs on the executor. */
+    private void run(ChannelHandlerContext ctx, NbdRequest req, long bytes) {
+        ByteBuf reply;
+        try {
+            reply = execute(ctx, req);
+        } catch (IOException e) {
+            int errno = errno(e);
+            export.metrics().errors.inc();
+            log.warn("{}: {} offset {} length {} on export '{}' failed: {}", ctx.channel().remoteAddress(),
+                    NbdConstants.commandName(req.type()), req.offset(), req.length(), export.name(), e.toString());
+            reply = errorReply(ctx, req, errno, e.getMessage() == null ? e.toString() : e.getMessage());
+        } catch (RuntimeException | Error e) {
+            export.metrics().errors.inc();
+            log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), NbdConstants.commandName(req.type()), e);
+            reply = errorReply(ctx, req, NBD_EIO, "internal error");
+        } finally {
+            ReferenceCountUtil.release(req);
+        }
+        done(ctx, bytes, reply);
+    }
+
+    private void done(ChannelHandlerContext ctx, long bytes, ByteBuf reply) {
+        ctx.channel().eventLoop().execute(() -> {
+            if (ctx.channel().isActive()) ctx.writeAndFlush(reply);
+            else reply.release();
+            inFlight--;
+            inFlightBytes -= bytes;
+            if (disconnecting && inFlight == 0) ctx.close();
+            else if (!ctx.channel().config().isAutoRead() && inFlight < MAX_IN_FLIGHT / 2 && inFlightBytes < MAX_IN_FLIGHT_BYTES / 2) {
+                ctx.channel().config().setAutoRead(true);
+            }
+        });
+    }
+
+    private ByteBuf execute(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
+        var m = export.metrics();
+        var file = export.file();
+        boolean fua = req.hasFlag(NBD_CMD_FLAG_FUA);
+        if (req instanceof NbdRequest.Read) {
+            try (var t = m.read.time()) {
+                ByteBuf out = readReply(ctx, req);
+                m.readBytes.inc(req.length());
+                return out;
+            }
+        } else if (req instanceof NbdRequest.Write w) {
+            try (var t = m.write.time()) {
+                file.write(IoPath.NBD, w.offset(), w.payload().nioBuffer(), fua);
+                m.writeBytes.inc(w.length());
+                return ok(ctx, req);
+            }
+        } else if (req instanceof NbdRequest.Flush) {
+            try (var t = m.flush.time()) {
+                file.flush();
+                return ok(ctx, req);
+            }
+        } else if (req instanceof NbdRequest.Trim) {
+            try (var t = m.trim.time()) {
+                file.discard(IoPath.NBD, req.offset(), req.length());
+                if (fua) file.flush();
+                return ok(ctx, req);
+            }
+        } else if (req instanceof NbdRequest.WriteZeroes) {
+            try (var t = m.writeZeroes.time()) {
+                boolean noHole = req.hasFlag(NBD_CMD_FLAG_NO_HOLE);
+                if (req.hasFlag(NBD_CMD_FLAG_FAST_ZERO) && (noHole || !file.sparse())) {
+                    return errorReply(ctx, req, NBD_ENOTSUP, "zeroing this range would not be faster than writing");
+                }
+                if (noHole) file.writeZeros(IoPath.NBD, req.offset(), req.length());
+                else file.discard(IoPath.NBD, req.offset(), req.length());
+                if (fua) file.flush();
+                return ok(ctx, req);
+            }
+        } else if (req instanceof NbdRequest.Cache) {
+            try (var t = m.cache.time()) {
+                long limit = Math.min(req.length(), file.size() - req.offset());
+                file.prefetch(IoPath.NBD, req.offset(), limit);
+                return ok(ctx, req);
+            }
+        } else if (req instanceof NbdRequest.BlockStatus) {
+            try (var t = m.blockStatus.time()) {
+                return blockStatus(ctx, req);
+            }
+        }
+        return errorReply(ctx, req, NBD_EINVAL, "unsupported command");
+    }
+
+    private ByteBuf ok(ChannelHandlerContext ctx, NbdRequest req) {
+        ByteBuf b = ctx.alloc().buffer(SIMPLE_REPLY_HEADER_SIZE);
+        NbdReply.simple(b, req.cookie(), 0);
+        return b;
+    }
+
+    private ByteBuf readReply(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
+        int len = (int) req.length();
+        if (structured && len == 0) {
+            ByteBuf b = ctx.alloc().buffer(STRUCTURED_REPLY_HEADER_SIZE);
+            NbdReply.none(b, req.cookie());
+            return b;
+        }
+        int header = structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE;
+        ByteBuf b = ctx.alloc().directBuffer(header + len);
+        try {
+            if (structured) NbdReply.offsetDataHeader(b, NBD_REPLY_FLAG_DONE, req.cookie(), req.offset(), len);
+            else NbdReply.simple(b, req.cookie(), 0);
+            export.file().read(IoPath.NBD, req.offset(), b.nioBuffer(b.writerIndex(), len));
+            b.writerIndex(b.writerIndex() + len);
+            return b;
+        } catch (IOException | RuntimeException e) {
+            b.release();
+            throw e;
+        }
+    }
+
+    private ByteBuf blockStatus(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
+        int max = req.hasFlag(NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
+        long[] extents = new long[2 * max];
+        int n = 0;
+        long pos = req.offset();
+        long end = req.offset() + req.length();
+        var file = export.file();
+        while (pos < end && n < max) {
+            BackingStore.Extent e = file.extentAt(pos, end);
+            long len = Math.min(e.length(), end - pos);
+            int flags = e.hole() ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
+            if (n > 0 && extents[2 * n - 1] == flags && extents[2 * (n - 1)] + len <= 0xFFFF_F000L) {
+                extents[2 * (n - 1)] += len;
+            } else {
+                extents[2 * n] = len;
+                extents[2 * n + 1] = flags;
+                n++;
+            }
+            pos += len;
+        }
+        ByteBuf b = ctx.alloc().buffer(STRUCTURED_REPLY_HEADER_SIZE + 4 + 8 * n);
+        NbdReply.blockStatus(b, NBD_REPLY_FLAG_DONE, req.cookie(), BASE_ALLOCATION_ID, extents, n);
+        return b;
+    }
+
+    private ByteBuf errorReply(ChannelHandlerContext ctx, NbdRequest req, int error, String message) {
+        ByteBuf b = ctx.alloc().buffer();
+        if (structured && (req instanceof NbdRequest.Read || req instanceof NbdRequest.BlockStatus)) {
+            NbdReply.error(b, NBD_REPLY_FLAG_DONE, req.cookie(), error, message);
+        } else {
+            NbdReply.simple(b, req.cookie(), error);
+        }
+        return b;
+    }
+
+    static int errno(IOException e) {
+        if (e instanceof AccessDeniedException) return NBD_EPERM;
+        String msg = String.valueOf(e.getMessage());
+        if (msg.contains("No space left") || msg.contains("Disk quota")) return NBD_ENOSPC;
+        return NBD_EIO;
+    }
+
+    @Override
+    public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+        if (cause instanceof IOException) {
+            log.debug("{}: connection error: {}", ctx.channel().remoteAddress(), cause.toString());
+        } else {
+            log.warn("{}: closing connection after unexpected error", ctx.channel().remoteAddress(), cause);
+        }
+        ctx.close();
+    }
+}

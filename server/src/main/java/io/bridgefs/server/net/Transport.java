@@ -1,0 +1,60 @@
+package io.bridgefs.server.net;
+
+import io.bridgefs.server.config.ListenAddress;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.epoll.Epoll;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.epoll.EpollServerSocketChannel;
+import io.netty.channel.nio.NioIoHandler;
+import io.netty.channel.socket.nio.NioServerSocketChannel;
+import java.io.IOException;
+import java.nio.file.Files;
+
+/** Event loops and listening sockets: native epoll where available (also for unix sockets), NIO otherwise. */
+public final class Transport implements AutoCloseable {
+    private final EventLoopGroup boss;
+    private final EventLoopGroup workers;
+    private final boolean epoll;
+
+    public Transport(int workerThreads) {
+        this.epoll = Epoll.isAvailable();
+        var factory = epoll ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
+        this.boss = new MultiThreadIoEventLoopGroup(1, factory);
+        this.workers = new MultiThreadIoEventLoopGroup(workerThreads, factory);
+    }
+
+    public boolean nativeEpoll() { return epoll; }
+
+    public Channel listen(ListenAddress address, ChannelInitializer<Channel> init) throws IOException {
+        ServerBootstrap b = new ServerBootstrap().group(boss, workers).childHandler(init);
+        if (address.isUnix()) {
+            if (!epoll) throw new IOException("unix sockets need the native epoll transport, which is not available here");
+            Files.deleteIfExists(address.unixPath());
+            b.channel(EpollServerDomainSocketChannel.class);
+        } else {
+            b.channel(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class)
+                    .option(ChannelOption.SO_REUSEADDR, true)
+                    .childOption(ChannelOption.TCP_NODELAY, true);
+        }
+        try {
+            return b.bind(address.toSocketAddress()).sync().channel();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while binding " + address);
+        } catch (Exception e) {
+            throw new IOException("cannot listen on " + address + ": " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void close() {
+        boss.shutdownGracefully(0, 2, java.util.concurrent.TimeUnit.SECONDS).syncUninterruptibly();
+        workers.shutdownGracefully(0, 2, java.util.concurrent.TimeUnit.SECONDS).syncUninterruptibly();
+    }
+}

@@ -1,0 +1,81 @@
+package io.bridgefs.server.posix;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Library;
+import com.sun.jna.Native;
+import java.io.IOException;
+
+/**
+ * The few POSIX calls {@code java.nio} lacks, through JNA: open/close for a descriptor to query,
+ * lseek with SEEK_DATA/SEEK_HOLE, and fallocate (punch hole, zero range). Linux x86_64 numbers.
+ */
+public final class Posix {
+    private Posix() {}
+
+    public static final int O_RDONLY = 0;
+    public static final int O_RDWR = 2;
+    public static final int O_CLOEXEC = 0x80000;
+    public static final int O_NOFOLLOW = 0x20000;
+    public static final int SEEK_DATA = 3;
+    public static final int SEEK_HOLE = 4;
+    public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+    public static final int ENXIO = 6;
+    public static final int EOPNOTSUPP = 95;
+    public static final int ENOSYS = 38;
+    public static final int EINVAL = 22;
+
+    private interface LibC extends Library {
+        int open(String path, int flags, int mode) throws LastErrorException;
+        int close(int fd) throws LastErrorException;
+        long lseek(int fd, long offset, int whence) throws LastErrorException;
+        int fallocate(int fd, int mode, long offset, long length) throws LastErrorException;
+    }
+
+    private static final LibC LIBC = Native.load("c", LibC.class);
+
+    /** An errno from a failed call, kept so callers can tell "unsupported" from a real failure. */
+    public static final class ErrnoException extends IOException {
+        private final int errno;
+        ErrnoException(String call, int errno) {
+            super(call + " failed: errno " + errno);
+            this.errno = errno;
+        }
+        public int errno() { return errno; }
+    }
+
+    public static int open(String path, int flags) throws ErrnoException {
+        try {
+            return LIBC.open(path, flags | O_CLOEXEC, 0);
+        } catch (LastErrorException e) {
+            throw new ErrnoException("open(" + path + ")", e.getErrorCode());
+        }
+    }
+
+    public static void close(int fd) {
+        try {
+            LIBC.close(fd);
+        } catch (LastErrorException ignored) {
+            // nothing useful to do: the descriptor is gone either way
+        }
+    }
+
+    /** lseek; returns -1 for ENXIO (no data / no hole at or after offset). */
+    public static long lseek(int fd, long offset, int whence) throws ErrnoException {
+        try {
+            return LIBC.lseek(fd, offset, whence);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == ENXIO) return -1;
+            throw new ErrnoException("lseek", e.getErrorCode());
+        }
+    }
+
+    public static void fallocate(int fd, int mode, long offset, long length) throws ErrnoException {
+        try {
+            LIBC.fallocate(fd, mode, offset, length);
+        } catch (LastErrorException e) {
+            throw new ErrnoException("fallocate", e.getErrorCode());
+        }
+    }
+}
