@@ -1,0 +1,78 @@
+package io.bridgefs.server.cache;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+
+/** An in-memory backing store that can be told to fail reads, writes or syncs (an injected EIO). */
+final class MemStore implements BackingStore {
+    byte[] data;
+    long size;
+    boolean failReads, failWrites;
+    int reads, writes, syncs;
+
+    MemStore(long size) {
+        this.data = new byte[(int) size];
+        this.size = size;
+    }
+
+    @Override public synchronized long size() { return size; }
+
+    @Override
+    public synchronized int read(ByteBuffer dst, long position) throws IOException {
+        if (failReads) throw new IOException("injected read error");
+        reads++;
+        if (position >= size) return 0;
+        int n = (int) Math.min(dst.remaining(), size - position);
+        dst.put(data, (int) position, n);
+        return n;
+    }
+
+    @Override
+    public synchronized void write(ByteBuffer src, long position) throws IOException {
+        if (failWrites) throw new IOException("injected write error");
+        writes++;
+        int n = src.remaining();
+        ensure(position + n);
+        src.get(data, (int) position, n);
+        size = Math.max(size, position + n);
+    }
+
+    private void ensure(long cap) {
+        if (cap > data.length) data = Arrays.copyOf(data, (int) Math.max(cap, data.length * 2L));
+    }
+
+    @Override
+    public synchronized void sync() throws IOException {
+        if (failWrites) throw new IOException("injected sync error");
+        syncs++;
+    }
+
+    @Override
+    public synchronized void truncate(long newSize) {
+        ensure(newSize);
+        if (newSize < size) Arrays.fill(data, (int) newSize, (int) Math.min(data.length, size), (byte) 0);
+        size = newSize;
+    }
+
+    @Override
+    public synchronized boolean punchHole(long offset, long length) throws IOException {
+        if (failWrites) throw new IOException("injected punch error");
+        long end = Math.min(size, offset + length);
+        if (end > offset) Arrays.fill(data, (int) offset, (int) end, (byte) 0);
+        return true;
+    }
+
+    @Override
+    public Extent extentAt(long offset, long limit) {
+        return new Extent(limit - offset, false);
+    }
+
+    @Override public boolean directIo() { return false; }
+    @Override public boolean sparse() { return true; }
+    @Override public void close() {}
+
+    synchronized byte[] contents() {
+        return Arrays.copyOf(data, (int) size);
+    }
+}

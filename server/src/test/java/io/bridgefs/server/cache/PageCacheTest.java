@@ -1,0 +1,119 @@
+package io.bridgefs.server.cache;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Counters with known values, eviction behaviour and file identity. */
+class PageCacheTest {
+    static final int P = PageCache.PAGE_SIZE;
+
+    static void readPages(CachedFile f, IoPath path, long first, int count) throws IOException {
+        for (long p = first; p < first + count; p++) f.read(path, p * P, ByteBuffer.allocate(P));
+    }
+
+    @Test
+    void coldThenWarmReadCountsMissesFillsAndHits() throws IOException {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK);
+        CachedFile f = cache.open(new FileKey(1, 1), new MemStore(40 * P), false);
+        f.read(IoPath.NBD, 0, ByteBuffer.allocate(10 * P));
+        CacheStats s = cache.snapshot();
+        assertEquals(10, s.misses(IoPath.NBD));
+        assertEquals(10, s.fills(IoPath.NBD));
+        assertEquals(10L * P, s.fillBytes(IoPath.NBD));
+        assertEquals(0, s.hits(IoPath.NBD));
+        assertEquals(10L * P, s.cachedBytes());
+        f.read(IoPath.NBD, 0, ByteBuffer.allocate(10 * P));
+        s = cache.snapshot();
+        assertEquals(10, s.hits(IoPath.NBD));
+        assertEquals(10, s.fills(IoPath.NBD), "a warm read does not touch the backing store");
+        assertEquals(0, s.hits(IoPath.NINEP));
+    }
+
+    @Test
+    void rereadingRecentlyEvictedPagesCountsRefaults() throws IOException {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK);
+        CachedFile f = cache.open(new FileKey(1, 2), new MemStore(200 * P), false);
+        readPages(f, IoPath.NBD, 0, 200);                 // one pass: pages 0..135 are evicted in order
+        assertEquals(136, cache.snapshot().evictions());
+        assertEquals(0, cache.snapshot().refaults(IoPath.NBD));
+        readPages(f, IoPath.NBD, 100, 10);               // evicted recently: still in the ghost
+        assertEquals(10, cache.snapshot().refaults(IoPath.NBD));
+    }
+
+    @Test
+    void aSequentialScanDoesNotFlushTheHotSet() throws IOException {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK);
+        CachedFile hot = cache.open(new FileKey(1, 3), new MemStore(20 * P), false);
+        CachedFile big = cache.open(new FileKey(1, 4), new MemStore(500 * P), false);
+        readPages(hot, IoPath.NBD, 0, 20);
+        readPages(hot, IoPath.NBD, 0, 20);                // used twice: hot
+        readPages(big, IoPath.NBD, 0, 500);               // a scan 8x the cache
+        long hitsBefore = cache.snapshot().hits(IoPath.NBD);
+        readPages(hot, IoPath.NBD, 0, 20);
+        assertEquals(20, cache.snapshot().hits(IoPath.NBD) - hitsBefore, "every hot page survived the scan");
+    }
+
+    @Test
+    void bothPathsShareFramesOfOneHostFile() throws IOException {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK);
+        MemStore store = new MemStore(16 * P);
+        CachedFile viaNbd = cache.open(new FileKey(9, 77), store, false);
+        CachedFile via9p = cache.open(new FileKey(9, 77), new MemStore(16 * P), false);
+        assertSame(viaNbd, via9p, "one (dev, ino) is one cached file");
+        viaNbd.read(IoPath.NBD, 0, ByteBuffer.allocate(8 * P));
+        via9p.read(IoPath.NINEP, 0, ByteBuffer.allocate(8 * P));
+        CacheStats s = cache.snapshot();
+        assertEquals(8, s.crossPathHits(IoPath.NBD, IoPath.NINEP));
+        assertEquals(0, s.crossPathHits(IoPath.NINEP, IoPath.NBD));
+        assertEquals(8, s.sharedPages());
+        assertEquals(0, s.fills(IoPath.NINEP));
+    }
+
+    @Test
+    void dirtyPagesAreNeverEvictedAndFlushWritesThem() throws IOException {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK);
+        MemStore store = new MemStore(0);
+        CachedFile f = cache.open(new FileKey(1, 5), store, false);
+        byte[] data = new byte[100 * P];                  // more dirty data than the cache holds
+        new java.util.Random(5).nextBytes(data);
+        f.write(IoPath.NBD, 0, ByteBuffer.wrap(data), false);
+        f.flush();
+        assertArrayEquals(data, store.contents());
+        assertEquals(0, cache.snapshot().dirtyBytes());
+        assertTrue(store.syncs > 0);
+    }
+
+    @Test
+    void writeThroughWritesBeforeReturning() throws IOException {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITETHROUGH);
+        MemStore store = new MemStore(4 * P);
+        CachedFile f = cache.open(new FileKey(1, 6), store, false);
+        f.write(IoPath.NBD, 100, ByteBuffer.wrap(new byte[] {1, 2, 3}), false);
+        assertEquals(0, cache.snapshot().dirtyBytes());
+        assertEquals(2, store.contents()[101]);
+        assertEquals(0, store.syncs, "writethrough writes but does not sync");
+        f.write(IoPath.NBD, 200, ByteBuffer.wrap(new byte[] {4}), true);
+        assertEquals(1, store.syncs, "FUA syncs");
+    }
+
+    @Test
+    void hostFilesUseODirectAndPunchHoles(@TempDir Path dir) throws IOException {
+        Path img = dir.resolve("img");
+        Files.write(img, new byte[64 * P]);
+        try (FileBackingStore s = FileBackingStore.open(img, false)) {
+            // /tmp or target on ext4/xfs supports both; tmpfs would not, and the stats say so
+            String fs = Files.getFileStore(img).type();
+            if (!fs.equals("tmpfs")) assertTrue(s.directIo(), "O_DIRECT on " + fs);
+            assertTrue(s.punchHole(8 * P, 16 * P));
+            BackingStore.Extent e = s.extentAt(8 * P, 64 * P);
+            assertTrue(e.hole());
+            assertEquals(16 * P, e.length());
+        }
+    }
+}
