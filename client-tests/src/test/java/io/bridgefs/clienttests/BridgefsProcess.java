@@ -1,0 +1,130 @@
+package io.bridgefs.clienttests;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/** The real server, run from its jar as users run it ({@code java -jar bridgefs.jar serve ...}). */
+final class BridgefsProcess implements AutoCloseable {
+    final Process process;
+    final int nbdPort;
+    final int metricsPort;
+    final Path log;
+    final StringBuilder stdout = new StringBuilder();
+
+    private BridgefsProcess(Process process, int nbdPort, int metricsPort, Path log) {
+        this.process = process;
+        this.nbdPort = nbdPort;
+        this.metricsPort = metricsPort;
+        this.log = log;
+    }
+
+    static Path jar() {
+        Path jar = Path.of(System.getProperty("bridgefs.jar", "../server/target/bridgefs.jar")).toAbsolutePath().normalize();
+        assertTrue(Files.isRegularFile(jar), "server jar not built: " + jar + " (run mvn verify from the top)");
+        return jar;
+    }
+
+    static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    static List<String> command(String... args) {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Xmx512m", "-XX:MaxDirectMemorySize=2g", "-jar", jar().toString()));
+        cmd.addAll(List.of(args));
+        return cmd;
+    }
+
+    /** Starts {@code serve} with the given extra arguments on free loopback ports; waits until it serves. */
+    static BridgefsProcess start(Path dir, String... args) throws IOException, InterruptedException {
+        int nbd = freePort();
+        int metrics = freePort();
+        List<String> a = new ArrayList<>(List.of("serve", "--nbd-listen", "127.0.0.1:" + nbd, "--metrics-listen", "127.0.0.1:" + metrics));
+        a.addAll(List.of(args));
+        Path log = dir.resolve("bridgefs-" + nbd + ".log");
+        Process p = new ProcessBuilder(command(a.toArray(String[]::new))).directory(dir.toFile())
+                .redirectError(log.toFile()).start();
+        BridgefsProcess b = new BridgefsProcess(p, nbd, metrics, log);
+        BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
+        Thread reader = new Thread(() -> {
+            try {
+                String line;
+                while ((line = r.readLine()) != null) {
+                    synchronized (b.stdout) {
+                        b.stdout.append(line).append('\n');
+                        b.stdout.notifyAll();
+                    }
+                }
+            } catch (IOException ignored) {
+                // process ended
+            }
+        });
+        reader.setDaemon(true);
+        reader.start();
+        long deadline = System.currentTimeMillis() + 30_000;
+        synchronized (b.stdout) {
+            while (!b.stdout.toString().contains("bridgefs is serving")) {
+                if (!p.isAlive()) fail("bridgefs exited with " + p.exitValue() + " at start:\n" + Files.readString(log));
+                if (System.currentTimeMillis() > deadline) fail("bridgefs did not start in 30 s:\n" + Files.readString(log));
+                b.stdout.wait(200);
+            }
+        }
+        return b;
+    }
+
+    String uri(String export) {
+        return "nbd://127.0.0.1:" + nbdPort + "/" + export;
+    }
+
+    String http(String path) throws IOException, InterruptedException {
+        HttpResponse<String> r = HttpClient.newHttpClient().send(
+                HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + path)).build(),
+                HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, r.statusCode());
+        return r.body();
+    }
+
+    /** A counter's value from /metrics, e.g. {@code bridgefs_write_ops_total{path="nbd",export="disk"}}. */
+    long metric(String nameAndLabels) throws IOException, InterruptedException {
+        for (String line : http("/metrics").split("\n")) {
+            if (line.startsWith(nameAndLabels + " ")) return (long) Double.parseDouble(line.substring(nameAndLabels.length() + 1));
+        }
+        fail("metric " + nameAndLabels + " not found in /metrics");
+        return -1;
+    }
+
+    /** SIGTERM, then the exit status. */
+    int stop() throws InterruptedException {
+        process.destroy();
+        if (!process.waitFor(60, TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+            fail("bridgefs did not stop within 60 s of SIGTERM");
+        }
+        return process.exitValue();
+    }
+
+    String log() throws IOException {
+        return Files.readString(log);
+    }
+
+    @Override
+    public void close() throws Exception {
+        if (process.isAlive()) stop();
+    }
+}
