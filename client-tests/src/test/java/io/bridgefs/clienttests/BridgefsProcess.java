@@ -79,7 +79,7 @@ final class BridgefsProcess implements AutoCloseable {
         reader.start();
         long deadline = System.currentTimeMillis() + 30_000;
         synchronized (b.stdout) {
-            while (!b.stdout.toString().contains("bridgefs is serving")) {
+            while (!b.stdout.toString().contains("Stop with Ctrl-C")) {
                 if (!p.isAlive()) fail("bridgefs exited with " + p.exitValue() + " at start:\n" + Files.readString(log));
                 if (System.currentTimeMillis() > deadline) fail("bridgefs did not start in 30 s:\n" + Files.readString(log));
                 b.stdout.wait(200);

@@ -66,6 +66,7 @@ public final class BridgefsServer implements AutoCloseable {
     private BridgefsServer(ServerConfig config) {
         this.config = config;
         this.cache = new PageCache(config.cacheSize(), config.cacheMode());
+        this.cache.startBackgroundWriteback();
         AtomicInteger n = new AtomicInteger();
         this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,
                 new LinkedBlockingQueue<>(), r -> {
@@ -223,7 +224,7 @@ public final class BridgefsServer implements AutoCloseable {
         connections.close().syncUninterruptibly();
         IOException failure = null;
         try {
-            cache.flushAll();
+            cache.close();
         } catch (IOException e) {
             failure = e;
         }

@@ -24,6 +24,7 @@ public final class CachedFile implements AutoCloseable {
     final ReentrantReadWriteLock punchLock = new ReentrantReadWriteLock();
     int refs = 1;            // guarded by cache.lock
     int dirtyPages;          // guarded by cache.lock
+    int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
     private volatile long size;
     private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
 
@@ -64,32 +65,43 @@ public final class CachedFile implements AutoCloseable {
         long lastPage = (end - 1) >>> PageCache.PAGE_SHIFT;
         while (pos < end) {
             long page = pos >>> PageCache.PAGE_SHIFT;
-            int fr;
             int count = 0;
+            boolean miss = false;
             cache.lock.lock();
             try {
-                fr = cache.lookup(this, page, path);
-                if (fr < 0) {
-                    for (long pg = page; pg <= lastPage && count < run.length; pg++) {
+                int fr = cache.lookup(this, page, path);
+                if (fr >= 0) {
+                    // a run of resident pages is pinned under one lock acquisition
+                    run[count++] = fr;
+                    for (long pg = page + 1; pg <= lastPage && count < run.length; pg++) {
+                        int f = cache.tryLookup(this, pg, path);
+                        if (f < 0) break;
+                        run[count++] = f;
+                    }
+                } else {
+                    long limit = lastPage;
+                    if (page == offset >>> PageCache.PAGE_SHIFT && page > 0 && cache.resident(this, page - 1)) {
+                        // sequential access (O_DIRECT gets no kernel readahead): read ahead up to a run
+                        long eofPage = size == 0 ? 0 : (size - 1) >>> PageCache.PAGE_SHIFT;
+                        limit = Math.max(lastPage, Math.min(page + run.length - 1, eofPage));
+                    }
+                    for (long pg = page; pg <= limit && count < run.length; pg++) {
                         if (pg != page && cache.resident(this, pg)) break;
                         int f = cache.allocate(this, pg, path, true);
                         if (f < 0) break;
+                        if (pg > lastPage) cache.fFreq[f] = -1;   // read ahead, not yet used
                         run[count++] = f;
                     }
                     if (count == 0) {
                         cache.awaitFrame();
                         continue;
                     }
+                    miss = true;
                 }
             } finally {
                 cache.lock.unlock();
             }
-            if (fr >= 0) {
-                run[0] = fr;
-                count = 1;
-            } else {
-                fill(path, run, count, page);
-            }
+            if (miss) fill(path, run, count, page);
             try {
                 for (int i = 0; i < count && pos < end; i++) {
                     int in = (int) (pos & (PAGE - 1));
@@ -210,8 +222,8 @@ public final class CachedFile implements AutoCloseable {
         boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
         if (sync || cache.mode == CacheMode.WRITETHROUGH) {
             writeback(sync);
-        } else if (cache.overDirtyLimit()) {
-            writeback(false);
+        } else {
+            cache.throttle(this);
         }
     }
 
@@ -262,12 +274,7 @@ public final class CachedFile implements AutoCloseable {
 
     private void writeRuns(int[] frames) throws IOException {
         if (frames.length == 0) return;
-        long[] order = new long[frames.length];
-        // frames are pinned: their page numbers are stable without the lock
-        Integer[] idx = new Integer[frames.length];
-        for (int i = 0; i < frames.length; i++) idx[i] = i;
-        Arrays.sort(idx, (a, b) -> Long.compare(cache.fPage[frames[a]], cache.fPage[frames[b]]));
-        for (int i = 0; i < frames.length; i++) order[i] = idx[i];
+        long[] order = sortedByPage(frames);
         long limit = size;
         int i = 0;
         while (i < frames.length) {
@@ -292,6 +299,25 @@ public final class CachedFile implements AutoCloseable {
             }
             i += count;
         }
+    }
+
+    /** Indices into {@code frames}, ordered by page (frames are pinned: their pages are stable). */
+    private long[] sortedByPage(int[] frames) {
+        long[] order = new long[frames.length];
+        boolean packable = true;
+        for (int f : frames) packable &= cache.fPage[f] < (1L << 35);
+        if (packable) {
+            // page in the high bits, index in the low 28: one primitive sort
+            for (int i = 0; i < frames.length; i++) order[i] = (cache.fPage[frames[i]] << 28) | i;
+            Arrays.sort(order);
+            for (int i = 0; i < order.length; i++) order[i] &= (1L << 28) - 1;
+            return order;
+        }
+        Integer[] idx = new Integer[frames.length];
+        for (int i = 0; i < frames.length; i++) idx[i] = i;
+        Arrays.sort(idx, (a, b) -> Long.compare(cache.fPage[frames[a]], cache.fPage[frames[b]]));
+        for (int i = 0; i < frames.length; i++) order[i] = idx[i];
+        return order;
     }
 
     /**

@@ -68,7 +68,11 @@ public final class PageCache implements AutoCloseable {
     final FrameMemory memory;
     final CacheMode mode;
     final int maxRun;
-    final int dirtyLimit;
+    final int dirtyLimit;          // writers wait (or write back themselves) above this
+    final int backgroundDirty;     // the background flusher starts above this
+    private Thread flusher;
+    private final Condition flushNeeded = lock.newCondition();
+    private volatile boolean stopping;
 
     // per-frame metadata, guarded by lock
     final int[] fFile;
@@ -81,6 +85,8 @@ public final class PageCache implements AutoCloseable {
     final byte[] fQueue;
     final byte[] fFilledBy;
     final byte[] fTouched;
+    final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
+    final int[] dPrev;
 
     private final PageTable table;
     private final IntRing small;
@@ -111,6 +117,7 @@ public final class PageCache implements AutoCloseable {
         this.memory = new FrameMemory(frames);
         this.maxRun = Math.max(1, Math.min(256, frames / 16));
         this.dirtyLimit = frames / 2;
+        this.backgroundDirty = frames / 8;
         fFile = new int[frames];
         fPage = new long[frames];
         fState = new byte[frames];
@@ -121,6 +128,8 @@ public final class PageCache implements AutoCloseable {
         fQueue = new byte[frames];
         fFilledBy = new byte[frames];
         fTouched = new byte[frames];
+        dNext = new int[frames];
+        dPrev = new int[frames];
         table = new PageTable(frames, fFile, fPage);
         small = new IntRing(frames);
         main = new IntRing(frames);
@@ -207,13 +216,28 @@ public final class PageCache implements AutoCloseable {
                 continue;
             }
             pin(f);
-            if (fFreq[f] < 3) fFreq[f]++;
+            if (fFreq[f] < 0) fFreq[f] = 0;          // first use of a read-ahead page is not a reuse
+            else if (fFreq[f] < 3) fFreq[f]++;
             hits[path.ordinal()]++;
             int from = fFilledBy[f];
             if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
             touch(f, path);
             return f;
         }
+    }
+
+    /** Like {@link #lookup} but never waits: -1 unless the page is resident and VALID. */
+    int tryLookup(CachedFile file, long page, IoPath path) {
+        int f = table.get(file.id, page);
+        if (f < 0 || fState[f] != VALID) return -1;
+        pin(f);
+        if (fFreq[f] < 0) fFreq[f] = 0;
+        else if (fFreq[f] < 3) fFreq[f]++;
+        hits[path.ordinal()]++;
+        int from = fFilledBy[f];
+        if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
+        touch(f, path);
+        return f;
     }
 
     /** The frame of a page without pinning, waiting or counting; -1 if absent. */
@@ -291,6 +315,11 @@ public final class PageCache implements AutoCloseable {
             fDirty[f] = true;
             dirtyPages++;
             file.dirtyPages++;
+            dPrev[f] = -1;
+            dNext[f] = file.dirtyHead;
+            if (file.dirtyHead >= 0) dPrev[file.dirtyHead] = f;
+            file.dirtyHead = f;
+            if (dirtyPages > backgroundDirty && flusher != null) flushNeeded.signal();
         }
         fGen[f]++;
     }
@@ -300,6 +329,9 @@ public final class PageCache implements AutoCloseable {
             fDirty[f] = false;
             dirtyPages--;
             file.dirtyPages--;
+            if (dPrev[f] >= 0) dNext[dPrev[f]] = dNext[f];
+            else file.dirtyHead = dNext[f];
+            if (dNext[f] >= 0) dPrev[dNext[f]] = dPrev[f];
         }
     }
 
@@ -325,14 +357,34 @@ public final class PageCache implements AutoCloseable {
         changed.signalAll();
     }
 
-    /** Frames of a file (VALID or LOADING) whose page index is at least {@code fromPage}. */
+    /**
+     * Frames of a file (VALID or LOADING) with page index in [fromPage, toPageExclusive); with
+     * {@code dirtyOnly}, the file's VALID dirty frames from its dirty list, whatever the range.
+     * Cost: the dirty count, the range length or the frame count, whichever is cheapest.
+     */
     int[] framesOf(CachedFile file, long fromPage, long toPageExclusive, boolean dirtyOnly) {
         int[] out = new int[16];
         int n = 0;
+        if (dirtyOnly) {
+            for (int f = file.dirtyHead; f >= 0; f = dNext[f]) {
+                if (fState[f] != VALID) continue;
+                if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
+                out[n++] = f;
+            }
+            return java.util.Arrays.copyOf(out, n);
+        }
+        if (toPageExclusive - fromPage <= frames) {
+            for (long p = fromPage; p < toPageExclusive; p++) {
+                int f = table.get(file.id, p);
+                if (f < 0) continue;
+                if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
+                out[n++] = f;
+            }
+            return java.util.Arrays.copyOf(out, n);
+        }
         for (int f = 0; f < frames; f++) {
             if (fFile[f] != file.id || (fState[f] != VALID && fState[f] != LOADING)) continue;
             if (fPage[f] < fromPage || fPage[f] >= toPageExclusive) continue;
-            if (dirtyOnly && (!fDirty[f] || fState[f] != VALID)) continue;
             if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
             out[n++] = f;
         }
@@ -367,8 +419,75 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
-    boolean overDirtyLimit() {
-        return dirtyPages > dirtyLimit;
+    /**
+     * Called by writers after a write: above the dirty limit they wait for the background flusher, or,
+     * without one (or when it makes no progress, e.g. failing storage), write back this file themselves.
+     */
+    void throttle(CachedFile file) throws IOException {
+        boolean selfWriteback;
+        lock.lock();
+        try {
+            if (dirtyPages <= dirtyLimit) return;
+            selfWriteback = flusher == null;
+            if (!selfWriteback) {
+                flushNeeded.signal();
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+                while (dirtyPages > dirtyLimit) {
+                    long left = deadline - System.nanoTime();
+                    if (left <= 0) {
+                        selfWriteback = true;
+                        break;
+                    }
+                    changed.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(50)));
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while waiting for write-back");
+        } finally {
+            lock.unlock();
+        }
+        if (selfWriteback) file.writeback(false);
+    }
+
+    /** Starts the background flusher: it writes back dirty pages whenever more than 1/8 of the cache is dirty. */
+    public void startBackgroundWriteback() {
+        lock.lock();
+        try {
+            if (flusher != null) return;
+            flusher = new Thread(this::flushLoop, "bridgefs-flusher");
+            flusher.setDaemon(true);
+            flusher.start();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void flushLoop() {
+        while (!stopping) {
+            CachedFile victim = null;
+            lock.lock();
+            try {
+                while (!stopping && dirtyPages <= backgroundDirty) flushNeeded.awaitUninterruptibly();
+                for (CachedFile f : files.values()) {
+                    if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
+                }
+            } finally {
+                lock.unlock();
+            }
+            if (victim == null || stopping) continue;
+            try {
+                victim.writeback(false);
+            } catch (IOException e) {
+                org.slf4j.LoggerFactory.getLogger(PageCache.class)
+                        .warn("background write-back of {} failed (pages stay dirty): {}", victim.store, e.toString());
+                try {
+                    Thread.sleep(1000);
+                } catch (InterruptedException ie) {
+                    return;
+                }
+            }
+        }
     }
 
     private int evict() {
@@ -467,6 +586,13 @@ public final class PageCache implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
+        stopping = true;
+        lock.lock();
+        try {
+            flushNeeded.signalAll();
+        } finally {
+            lock.unlock();
+        }
         flushAll();
     }
 }

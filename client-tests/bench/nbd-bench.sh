@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Side-by-side NBD benchmark: bridgefs, qemu-nbd and nbdkit's file plugin serve the same 1 GiB image
+# on this machine, in one run; each row prints the three results and bridgefs/peer ratios (> 1 means
+# bridgefs is faster). Run by hand (as root, so the host page cache can be dropped for the cold rows):
+#   client-tests/bench/nbd-bench.sh [IMAGE_SIZE_MIB] [SECONDS_PER_FIO_ROW]
+# Cold: server restarted and host caches dropped. Warm: the same again right after a full read.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SIZE_MIB=${1:-1024}
+SECS=${2:-10}
+work=$(mktemp -d /var/tmp/bridgefs-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+for t in qemu-nbd nbdkit nbdcopy fio; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
+[ -f server/target/bridgefs.jar ] || mvn -B -q package -DskipTests
+img="$work/bench.img"
+echo "bench: creating a ${SIZE_MIB} MiB image of random data in $work"
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$img"
+sync
+
+PORT=10900
+pid=
+start() {  # start NAME
+  case $1 in
+    bridgefs) java -XX:MaxDirectMemorySize=3g -jar server/target/bridgefs.jar serve --nbd-listen 127.0.0.1:$PORT \
+                --nbd-export "bench=$img" --cache-size $((SIZE_MIB + 512))m --writeback-interval 0 >"$work/srv.log" 2>&1 &
+              pid=$! ;;
+    qemu-nbd) qemu-nbd -f raw -x bench -p $PORT -b 127.0.0.1 -t --shared=16 --cache=writeback --aio=threads "$img" >"$work/srv.log" 2>&1 &
+              pid=$! ;;
+    nbdkit)   nbdkit -f -i 127.0.0.1 -p $PORT file "$img" >"$work/srv.log" 2>&1 &
+              pid=$! ;;
+  esac
+  for _ in $(seq 100); do nbdinfo --size "nbd://127.0.0.1:$PORT/bench" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "bench: $1 did not start"; cat "$work/srv.log"; exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
+uri() { echo "nbd://127.0.0.1:$PORT/bench"; }
+
+copy_mibs() {  # MiB/s of nbdcopy to null:
+  local t0 t1; t0=$(date +%s.%N); nbdcopy "$(uri)" null:; t1=$(date +%s.%N)
+  awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)}'
+}
+fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
+  local rw=$1 bs=$2 qd=$3 out
+  out=$(fio --name=b --ioengine=nbd --uri="$(uri)" --rw=$rw --bs=$bs --iodepth=$qd --size=${SIZE_MIB}m \
+        --time_based --runtime=$SECS --ramp_time=1 --norandommap --randrepeat=0 --minimal --end_fsync=1 2>/dev/null)
+  # terse v3: field 8 read KiB/s, 9 read IOPS, 49 write KiB/s, 50 write IOPS
+  echo "$out" | grep ";" | tail -n1 | awk -F';' -v rw=$rw -v bs=$bs '{
+    r = (rw ~ /read/); kib = r ? $7 : $48; iops = r ? $8 : $49;
+    if (bs == "4k") printf "%.0f", iops; else printf "%.0f", kib/1024 }'
+}
+
+declare -A R
+for s in bridgefs qemu-nbd nbdkit; do
+  echo "bench: $s"
+  cold; start $s
+  R[$s,seqread_cold]=$(copy_mibs)
+  R[$s,seqread_warm]=$(copy_mibs)
+  stop; cold; start $s
+  R[$s,randread_cold]=$(fio_row randread 4k 32)
+  nbdcopy "$(uri)" null:
+  R[$s,randread_warm]=$(fio_row randread 4k 32)
+  R[$s,seqwrite]=$(fio_row write 1m 8)
+  R[$s,randwrite]=$(fio_row randwrite 4k 32)
+  stop
+  PORT=$((PORT + 1))
+done
+
+rows="seqread_cold seqread_warm randread_cold randread_warm seqwrite randwrite"
+declare -A UNIT=([seqread_cold]="MiB/s nbdcopy" [seqread_warm]="MiB/s nbdcopy" [randread_cold]="IOPS fio 4k qd32"
+                 [randread_warm]="IOPS fio 4k qd32" [seqwrite]="MiB/s fio 1M qd8" [randwrite]="IOPS fio 4k qd32")
+printf '\n%-14s %-17s %10s %10s %10s %14s %14s\n' row unit bridgefs qemu-nbd nbdkit "vs qemu-nbd" "vs nbdkit"
+for r in $rows; do
+  b=${R[bridgefs,$r]}; q=${R[qemu-nbd,$r]}; k=${R[nbdkit,$r]}
+  printf '%-14s %-17s %10s %10s %10s %14s %14s\n' $r "${UNIT[$r]}" $b $q $k \
+    "$(awk -v a=$b -v c=$q 'BEGIN{printf (c>0? "%.2f":"-"), a/c}')" "$(awk -v a=$b -v c=$k 'BEGIN{printf (c>0? "%.2f":"-"), a/c}')"
+done
+echo "(ratios are bridgefs/peer: above 1.00 bridgefs is faster; ${SIZE_MIB} MiB image, ${SECS}s per fio row, $(nproc) cores)"
