@@ -16,6 +16,30 @@ public interface BackingStore extends AutoCloseable {
     /** Writes all of {@code src} at {@code position}. */
     void write(ByteBuffer src, long position) throws IOException;
 
+    /**
+     * Reads consecutive pages at {@code position} straight into {@code count} page buffers (4 KiB,
+     * direct, aligned; their positions are ignored). Returns the bytes read, fewer only at end of file.
+     */
+    default int readPages(ByteBuffer[] pages, int count, long position) throws IOException {
+        int total = 0;
+        for (int i = 0; i < count; i++) {
+            ByteBuffer p = pages[i].duplicate().clear();
+            int n = read(p, position + total);
+            total += n;
+            if (n < p.capacity()) break;
+        }
+        return total;
+    }
+
+    /** Writes consecutive whole pages, the last one only up to {@code lastLength} bytes. */
+    default void writePages(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
+        for (int i = 0; i < count; i++) {
+            ByteBuffer p = pages[i].duplicate().clear();
+            if (i == count - 1) p.limit(lastLength);
+            write(p, position + (long) i * p.capacity());
+        }
+    }
+
     /** Makes all completed writes durable (fdatasync). */
     void sync() throws IOException;
 

@@ -128,14 +128,12 @@ public final class CachedFile implements AutoCloseable {
     private void fill(IoPath path, int[] run, int count, long firstPage) throws IOException {
         punchLock.readLock().lock();
         try {
-            ByteBuffer buf = cache.ioBuffer();
-            buf.limit(count * PAGE);
-            int got = store.read(buf, firstPage << PageCache.PAGE_SHIFT);
+            ByteBuffer[] pages = new ByteBuffer[count];
+            for (int i = 0; i < count; i++) pages[i] = cache.memory.frame(run[i]);
+            int got = store.readPages(pages, count, firstPage << PageCache.PAGE_SHIFT);
             for (int i = 0; i < count; i++) {
-                ByteBuffer frame = cache.memory.frame(run[i]);
                 int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
-                if (have > 0) frame.put(buf.duplicate().position(i * PAGE).limit(i * PAGE + have));
-                zero(frame, have, PAGE);
+                zero(pages[i], have, PAGE);
             }
         } catch (IOException | RuntimeException e) {
             cache.lock.lock();
@@ -282,13 +280,13 @@ public final class CachedFile implements AutoCloseable {
             int count = 1;
             while (i + count < frames.length && count < cache.maxRun
                     && cache.fPage[frames[(int) order[i + count]]] == first + count) count++;
-            ByteBuffer buf = cache.ioBuffer();
-            for (int k = 0; k < count; k++) buf.put(cache.memory.frame(frames[(int) order[i + k]]));
             long start = first << PageCache.PAGE_SHIFT;
             long len = Math.min((long) count * PAGE, limit - start);
             if (len > 0) {
-                buf.flip().limit((int) len);
-                store.write(buf, start);
+                int pagesToWrite = (int) ((len + PAGE - 1) / PAGE);
+                ByteBuffer[] pages = new ByteBuffer[pagesToWrite];
+                for (int k = 0; k < pagesToWrite; k++) pages[k] = cache.memory.frame(frames[(int) order[i + k]]);
+                store.writePages(pages, pagesToWrite, start, (int) (len - (long) (pagesToWrite - 1) * PAGE));
                 cache.lock.lock();
                 try {
                     backingSize = Math.max(backingSize, start + len);

@@ -23,7 +23,7 @@ public final class FileBackingStore implements BackingStore {
     private final FileChannel buffered;
     private final FileChannel direct;     // null where O_DIRECT is not supported
     private final int directAlign;
-    private final int fd;                 // for lseek/fallocate only
+    private final int fd;                 // lseek/fallocate, and preadv/pwritev (O_DIRECT when directIo)
     private volatile boolean sparse = true;
 
     private FileBackingStore(Path path, FileChannel buffered, FileChannel direct, int directAlign, int fd) {
@@ -51,7 +51,8 @@ public final class FileBackingStore implements BackingStore {
         }
         int fd;
         try {
-            fd = Posix.open(path.toString(), readOnly ? Posix.O_RDONLY : Posix.O_RDWR);
+            int mode = readOnly ? Posix.O_RDONLY : Posix.O_RDWR;
+            fd = Posix.open(path.toString(), direct != null ? mode | Posix.O_DIRECT : mode);
         } catch (IOException e) {
             buffered.close();
             if (direct != null) direct.close();
@@ -92,6 +93,63 @@ public final class FileBackingStore implements BackingStore {
         while (src.hasRemaining()) {
             position += ch.write(src, position);
         }
+    }
+
+    @Override
+    public int readPages(ByteBuffer[] pages, int count, long position) throws IOException {
+        if (direct == null) return BackingStore.super.readPages(pages, count, position);
+        int[] lengths = new int[count];
+        java.util.Arrays.fill(lengths, PageCache.PAGE_SIZE);
+        long total = 0;
+        long want = (long) count * PageCache.PAGE_SIZE;
+        while (total < want) {
+            int first = (int) (total / PageCache.PAGE_SIZE);
+            if (total % PageCache.PAGE_SIZE != 0) {
+                // a short read inside a page: only at end of file
+                break;
+            }
+            long n = Posix.preadv(fd, slice(pages, first, count), count - first, lengths, position + total);
+            if (n <= 0) break;
+            total += n;
+        }
+        return (int) total;
+    }
+
+    @Override
+    public void writePages(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
+        if (direct == null || count == 0) {
+            BackingStore.super.writePages(pages, count, position, lastLength);
+            return;
+        }
+        // whole pages go straight from the frames with O_DIRECT; a partial last page (end of file) does not
+        int whole = lastLength == PageCache.PAGE_SIZE ? count : count - 1;
+        int[] lengths = new int[Math.max(1, whole)];
+        java.util.Arrays.fill(lengths, PageCache.PAGE_SIZE);
+        long done = 0;
+        long want = (long) whole * PageCache.PAGE_SIZE;
+        while (done < want) {
+            int first = (int) (done / PageCache.PAGE_SIZE);
+            long n = Posix.pwritev(fd, slice(pages, first, whole), whole - first, lengths, position + done);
+            if (n <= 0) throw new IOException("pwritev wrote nothing at " + (position + done));
+            done += n;
+            int off = (int) (done % PageCache.PAGE_SIZE);
+            if (off != 0) {
+                // a short write inside a page: finish that page without O_DIRECT, then go on aligned
+                ByteBuffer rest = pages[(int) (done / PageCache.PAGE_SIZE)].duplicate().clear().position(off);
+                long at = position + done;
+                while (rest.hasRemaining()) at += buffered.write(rest, at);
+                done += PageCache.PAGE_SIZE - off;
+            }
+        }
+        if (whole < count) {
+            ByteBuffer last = pages[count - 1].duplicate().clear().limit(lastLength);
+            long at = position + (long) whole * PageCache.PAGE_SIZE;
+            while (last.hasRemaining()) at += buffered.write(last, at);
+        }
+    }
+
+    private static ByteBuffer[] slice(ByteBuffer[] pages, int from, int to) {
+        return from == 0 ? pages : java.util.Arrays.copyOfRange(pages, from, to);
     }
 
     @Override

@@ -106,7 +106,6 @@ public final class PageCache implements AutoCloseable {
     private final Map<FileKey, CachedFile> files = new HashMap<>();
     private final Map<FileKey, Integer> ids = new HashMap<>();
     private int nextId = 1;
-    private final ThreadLocal<ByteBuffer> ioBuffers;
 
     public PageCache(long capacityBytes, CacheMode mode) {
         long n = capacityBytes / PAGE_SIZE;
@@ -138,8 +137,6 @@ public final class PageCache implements AutoCloseable {
         for (int i = 0; i < frames; i++) freeStack[i] = frames - 1 - i;
         freeTop = frames;
         ghost = new GhostSet(frames - smallTarget);
-        int bufBytes = maxRun * PAGE_SIZE;
-        ioBuffers = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(bufBytes + PAGE_SIZE).alignedSlice(PAGE_SIZE));
     }
 
     public long capacityBytes() { return (long) frames * PAGE_SIZE; }
@@ -198,10 +195,6 @@ public final class PageCache implements AutoCloseable {
         } finally {
             lock.unlock();
         }
-    }
-
-    ByteBuffer ioBuffer() {
-        return ioBuffers.get().clear();
     }
 
     // ---- the operations below are called with the lock held ----
