@@ -115,6 +115,94 @@ public final class CachedFile implements AutoCloseable {
         }
     }
 
+    /**
+     * Pins every page of [offset, offset + length), filling misses, and hands back views of the bytes
+     * in the frames themselves, for zero-copy sends. Returns null instead, holding nothing, when the
+     * cache is under pressure (over half its frames pinned, or no frame free): the caller then copies
+     * with {@link #read}, which never waits while holding pins.
+     */
+    public PinnedRange pin(IoPath path, long offset, int length) throws IOException {
+        if (length == 0 || cache.pinnedOverHalf()) return null;
+        long firstPage = offset >>> PageCache.PAGE_SHIFT;
+        long lastPage = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
+        int pages = (int) (lastPage - firstPage + 1);
+        int[] frames = new int[pages];
+        int have = 0;
+        int[] run = new int[cache.maxRun];
+        try {
+            while (have < pages) {
+                long page = firstPage + have;
+                int count = 0;
+                boolean miss = false;
+                cache.lock.lock();
+                try {
+                    int f = cache.tryLookup(this, page, path);
+                    if (f >= 0) {
+                        frames[have++] = f;
+                        while (have < pages && (f = cache.tryLookup(this, firstPage + have, path)) >= 0) frames[have++] = f;
+                        continue;
+                    }
+                    if (cache.peek(this, page) >= 0) {
+                        // being filled by someone else: waiting while holding pins is not allowed
+                        return null;
+                    }
+                    for (long pg = page; pg <= lastPage && count < run.length; pg++) {
+                        if (pg != page && cache.resident(this, pg)) break;
+                        int a = cache.allocate(this, pg, path, true);
+                        if (a < 0) break;
+                        run[count++] = a;
+                    }
+                    if (count == 0) return null;
+                    miss = true;
+                } finally {
+                    cache.lock.unlock();
+                }
+                if (miss) {
+                    fill(path, run, count, page);
+                    System.arraycopy(run, 0, frames, have, count);
+                    have += count;
+                }
+            }
+            PinnedRange r = new PinnedRange(this, frames, offset, length);
+            frames = null;
+            return r;
+        } finally {
+            if (frames != null) unpinAll(frames, have);
+        }
+    }
+
+    /** Pinned pages of one read: {@link #views()} are the bytes in place; {@link #release()} exactly once. */
+    public static final class PinnedRange {
+        private final CachedFile file;
+        private final int[] frames;
+        private final long offset;
+        private final int length;
+
+        PinnedRange(CachedFile file, int[] frames, long offset, int length) {
+            this.file = file;
+            this.frames = frames;
+            this.offset = offset;
+            this.length = length;
+        }
+
+        public ByteBuffer[] views() {
+            ByteBuffer[] out = new ByteBuffer[frames.length];
+            long pos = offset;
+            long end = offset + length;
+            for (int i = 0; i < frames.length; i++) {
+                int in = (int) (pos & (PAGE - 1));
+                int n = (int) Math.min(PAGE - in, end - pos);
+                out[i] = file.cache.memory.frame(frames[i]).position(in).limit(in + n).slice();
+                pos += n;
+            }
+            return out;
+        }
+
+        public void release() {
+            file.unpinAll(frames, frames.length);
+        }
+    }
+
     private void unpinAll(int[] frames, int count) {
         cache.lock.lock();
         try {

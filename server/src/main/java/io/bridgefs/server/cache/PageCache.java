@@ -219,6 +219,10 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
+    boolean pinnedOverHalf() {
+        return pinnedPages > frames / 2;
+    }
+
     /** Like {@link #lookup} but never waits: -1 unless the page is resident and VALID. */
     int tryLookup(CachedFile file, long page, IoPath path) {
         int f = table.get(file.id, page);

@@ -3,6 +3,7 @@ package io.bridgefs.server.nbd;
 import io.bridgefs.protocol.nbd.NbdHandshakeDecoder;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;
+import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.group.ChannelGroup;
 import io.netty.handler.flush.FlushConsolidationHandler;
 
@@ -19,6 +20,7 @@ public final class NbdListener extends ChannelInitializer<Channel> {
     @Override
     protected void initChannel(Channel ch) {
         connections.add(ch);
+        ch.config().setWriteBufferWaterMark(new WriteBufferWaterMark(4 << 20, 16 << 20));
         ch.pipeline()
                 .addLast("flush", new FlushConsolidationHandler(64, true))
                 .addLast(NbdHandshakeHandler.DECODER, new NbdHandshakeDecoder())

@@ -6,12 +6,16 @@ import io.bridgefs.protocol.nbd.NbdConstants;
 import io.bridgefs.protocol.nbd.NbdReply;
 import io.bridgefs.protocol.nbd.NbdRequest;
 import io.bridgefs.server.cache.BackingStore;
+import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.IoPath;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.CompositeByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.ReferenceCountUtil;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.file.AccessDeniedException;
 import java.util.concurrent.RejectedExecutionException;
 import org.slf4j.Logger;
@@ -20,14 +24,15 @@ import org.slf4j.LoggerFactory;
 /**
  * The transmission phase of one connection. Requests are checked on the event loop (cheap checks,
  * answered at once), then run on the shared executor and answered in order of completion, matched by
- * cookie. The number of requests in flight is bounded per connection: past the bound the connection
- * stops reading until replies drain. Errors use NBD_E* codes only.
+ * cookie. The number of requests and bytes in flight, and the replies queued for a slow client
+ * (write-buffer water marks), are bounded per connection: past a bound the connection stops reading
+ * until replies drain. Errors use NBD_E* codes only.
  */
 public final class NbdSession extends ChannelInboundHandlerAdapter {
     private static final Logger log = LoggerFactory.getLogger(NbdSession.class);
     public static final int BASE_ALLOCATION_ID = 1;
     private static final int MAX_IN_FLIGHT = 64;
-    private static final long MAX_IN_FLIGHT_BYTES = 128L << 20;
+    private static final long MAX_IN_FLIGHT_BYTES = 64L << 20;
     private static final int KNOWN_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF
             | NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FAST_ZERO;
     private static final int MAX_EXTENTS = 256;
@@ -80,12 +85,14 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         long bytes = req instanceof NbdRequest.Read || req instanceof NbdRequest.Write ? req.length() : 0;
         inFlight++;
         inFlightBytes += bytes;
-        if (inFlight >= MAX_IN_FLIGHT || inFlightBytes >= MAX_IN_FLIGHT_BYTES) ctx.channel().config().setAutoRead(false);
+        if (inFlight >= MAX_IN_FLIGHT || inFlightBytes >= MAX_IN_FLIGHT_BYTES || !ctx.channel().isWritable()) {
+            ctx.channel().config().setAutoRead(false);
+        }
         try {
             server.executor().execute(() -> run(ctx, req, bytes));
         } catch (RejectedExecutionException e) {
             ReferenceCountUtil.release(msg);
-            done(ctx, bytes, errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"));
+            done(ctx, bytes, new Outcome(errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"), null));
         }
     }
 
@@ -124,8 +131,11 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     }
 
     /** Runs on the executor. */
+    /** A reply, and what to do once the socket has taken it (unpin zero-copy frames). */
+    private record Outcome(ByteBuf reply, Runnable afterWrite) {}
+
     private void run(ChannelHandlerContext ctx, NbdRequest req, long bytes) {
-        ByteBuf reply;
+        Outcome reply;
         try {
             reply = execute(ctx, req);
         } catch (IOException e) {
@@ -133,37 +143,56 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             export.metrics().errors.inc();
             log.warn("{}: {} offset {} length {} on export '{}' failed: {}", ctx.channel().remoteAddress(),
                     NbdConstants.commandName(req.type()), req.offset(), req.length(), export.name(), e.toString());
-            reply = errorReply(ctx, req, errno, e.getMessage() == null ? e.toString() : e.getMessage());
+            reply = new Outcome(errorReply(ctx, req, errno, e.getMessage() == null ? e.toString() : e.getMessage()), null);
         } catch (RuntimeException | Error e) {
             export.metrics().errors.inc();
             log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), NbdConstants.commandName(req.type()), e);
-            reply = errorReply(ctx, req, NBD_EIO, "internal error");
+            reply = new Outcome(errorReply(ctx, req, NBD_EIO, "internal error"), null);
         } finally {
             ReferenceCountUtil.release(req);
         }
         done(ctx, bytes, reply);
     }
 
-    private void done(ChannelHandlerContext ctx, long bytes, ByteBuf reply) {
+    private void done(ChannelHandlerContext ctx, long bytes, Outcome out) {
         ctx.channel().eventLoop().execute(() -> {
-            if (ctx.channel().isActive()) ctx.writeAndFlush(reply);
-            else reply.release();
+            if (ctx.channel().isActive()) {
+                var f = ctx.writeAndFlush(out.reply());
+                if (out.afterWrite() != null) f.addListener(x -> out.afterWrite().run());
+            } else {
+                out.reply().release();
+                if (out.afterWrite() != null) out.afterWrite().run();
+            }
             inFlight--;
             inFlightBytes -= bytes;
             if (disconnecting && inFlight == 0) ctx.close();
-            else if (!ctx.channel().config().isAutoRead() && inFlight < MAX_IN_FLIGHT / 2 && inFlightBytes < MAX_IN_FLIGHT_BYTES / 2) {
-                ctx.channel().config().setAutoRead(true);
-            }
+            else maybeResume(ctx);
         });
     }
 
-    private ByteBuf execute(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
+    /** Reads again once in-flight work has drained and the client is taking its replies. */
+    private void maybeResume(ChannelHandlerContext ctx) {
+        if (!ctx.channel().config().isAutoRead() && ctx.channel().isWritable()
+                && inFlight < MAX_IN_FLIGHT / 2 && inFlightBytes < MAX_IN_FLIGHT_BYTES / 2) {
+            ctx.channel().config().setAutoRead(true);
+        }
+    }
+
+    /** A client that does not read its replies stops being read from: queued replies stay bounded. */
+    @Override
+    public void channelWritabilityChanged(ChannelHandlerContext ctx) {
+        if (!ctx.channel().isWritable()) ctx.channel().config().setAutoRead(false);
+        else maybeResume(ctx);
+        ctx.fireChannelWritabilityChanged();
+    }
+
+    private Outcome execute(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
         var m = export.metrics();
         var file = export.file();
         boolean fua = req.hasFlag(NBD_CMD_FLAG_FUA);
         if (req instanceof NbdRequest.Read) {
             try (var t = m.read.time()) {
-                ByteBuf out = readReply(ctx, req);
+                Outcome out = readReply(ctx, req);
                 m.readBytes.inc(req.length());
                 return out;
             }
@@ -171,42 +200,42 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             try (var t = m.write.time()) {
                 file.write(IoPath.NBD, w.offset(), w.payload().nioBuffer(), fua);
                 m.writeBytes.inc(w.length());
-                return ok(ctx, req);
+                return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.Flush) {
             try (var t = m.flush.time()) {
                 file.flush();
-                return ok(ctx, req);
+                return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.Trim) {
             try (var t = m.trim.time()) {
                 file.discard(IoPath.NBD, req.offset(), req.length());
                 if (fua) file.flush();
-                return ok(ctx, req);
+                return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.WriteZeroes) {
             try (var t = m.writeZeroes.time()) {
                 boolean noHole = req.hasFlag(NBD_CMD_FLAG_NO_HOLE);
                 if (req.hasFlag(NBD_CMD_FLAG_FAST_ZERO) && (noHole || !file.sparse())) {
-                    return errorReply(ctx, req, NBD_ENOTSUP, "zeroing this range would not be faster than writing");
+                    return new Outcome(errorReply(ctx, req, NBD_ENOTSUP, "zeroing this range would not be faster than writing"), null);
                 }
                 if (noHole) file.writeZeros(IoPath.NBD, req.offset(), req.length());
                 else file.discard(IoPath.NBD, req.offset(), req.length());
                 if (fua) file.flush();
-                return ok(ctx, req);
+                return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.Cache) {
             try (var t = m.cache.time()) {
                 long limit = Math.min(req.length(), file.size() - req.offset());
                 file.prefetch(IoPath.NBD, req.offset(), limit);
-                return ok(ctx, req);
+                return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.BlockStatus) {
             try (var t = m.blockStatus.time()) {
-                return blockStatus(ctx, req);
+                return new Outcome(blockStatus(ctx, req), null);
             }
         }
-        return errorReply(ctx, req, NBD_EINVAL, "unsupported command");
+        return new Outcome(errorReply(ctx, req, NBD_EINVAL, "unsupported command"), null);
     }
 
     private ByteBuf ok(ChannelHandlerContext ctx, NbdRequest req) {
@@ -215,14 +244,33 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         return b;
     }
 
-    private ByteBuf readReply(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
+    /**
+     * A read reply. Normally zero-copy: the reply is the header plus views of the cache frames, which
+     * stay pinned until the socket has taken them. Under cache pressure the bytes are copied instead.
+     */
+    private Outcome readReply(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
         int len = (int) req.length();
         if (structured && len == 0) {
             ByteBuf b = ctx.alloc().buffer(STRUCTURED_REPLY_HEADER_SIZE);
             NbdReply.none(b, req.cookie());
-            return b;
+            return new Outcome(b, null);
         }
         int header = structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE;
+        CachedFile.PinnedRange pinned = export.file().pin(IoPath.NBD, req.offset(), len);
+        if (pinned != null) {
+            ByteBuf h = ctx.alloc().buffer(header);
+            if (structured) NbdReply.offsetDataHeader(h, NBD_REPLY_FLAG_DONE, req.cookie(), req.offset(), len);
+            else NbdReply.simple(h, req.cookie(), 0);
+            ByteBuffer[] views = pinned.views();
+            CompositeByteBuf c = ctx.alloc().compositeDirectBuffer(views.length + 1);
+            c.addComponent(true, h);
+            for (ByteBuffer v : views) c.addComponent(true, Unpooled.wrappedBuffer(v));
+            return new Outcome(c, pinned::release);
+        }
+        return new Outcome(copiedReadReply(ctx, req, header, len), null);
+    }
+
+    private ByteBuf copiedReadReply(ChannelHandlerContext ctx, NbdRequest req, int header, int len) throws IOException {
         ByteBuf b = ctx.alloc().directBuffer(header + len);
         try {
             if (structured) NbdReply.offsetDataHeader(b, NBD_REPLY_FLAG_DONE, req.cookie(), req.offset(), len);
