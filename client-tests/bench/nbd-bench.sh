@@ -55,7 +55,8 @@ for s in bridgefs qemu-nbd nbdkit; do
   echo "bench: $s"
   cold; start $s
   R[$s,seqread_cold]=$(copy_mibs)
-  R[$s,seqread_warm]=$(copy_mibs)
+  w1=$(copy_mibs); w2=$(copy_mibs)   # best of two warm passes, for every server alike
+  R[$s,seqread_warm]=$(( w1 > w2 ? w1 : w2 ))
   stop; cold; start $s
   R[$s,randread_cold]=$(fio_row randread 4k 32)
   nbdcopy "$(uri)" null:

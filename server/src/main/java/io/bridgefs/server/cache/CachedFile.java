@@ -251,7 +251,27 @@ public final class CachedFile implements AutoCloseable {
      * {@code fua} the data is on stable storage when this returns; otherwise as the cache mode says.
      */
     public void write(IoPath path, long offset, ByteBuffer src, boolean fua) throws IOException {
+        write(path, offset, new ByteBuffer[] {src}, fua);
+    }
+
+    /** Writes the buffers one after another from {@code offset} (a gathered payload), as one write. */
+    public void write(IoPath path, long offset, ByteBuffer[] srcs, boolean fua) throws IOException {
         if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        long at = offset;
+        for (ByteBuffer src : srcs) {
+            int n = src.remaining();
+            copyIn(path, at, src);
+            at += n;
+        }
+        boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
+        if (sync || cache.mode == CacheMode.WRITETHROUGH) {
+            writeback(sync);
+        } else {
+            cache.throttle(this);
+        }
+    }
+
+    private void copyIn(IoPath path, long offset, ByteBuffer src) throws IOException {
         long pos = offset;
         long end = offset + src.remaining();
         while (pos < end) {
@@ -304,12 +324,6 @@ public final class CachedFile implements AutoCloseable {
                 }
             }
             pos += n;
-        }
-        boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
-        if (sync || cache.mode == CacheMode.WRITETHROUGH) {
-            writeback(sync);
-        } else {
-            cache.throttle(this);
         }
     }
 

@@ -115,8 +115,8 @@ public final class PageCache implements AutoCloseable {
         this.mode = mode;
         this.memory = new FrameMemory(frames);
         this.maxRun = Math.max(1, Math.min(256, frames / 16));
-        this.dirtyLimit = frames / 2;
-        this.backgroundDirty = frames / 8;
+        this.dirtyLimit = frames / 4 * 3;
+        this.backgroundDirty = frames / 4;
         fFile = new int[frames];
         fPage = new long[frames];
         fState = new byte[frames];
@@ -447,7 +447,7 @@ public final class PageCache implements AutoCloseable {
         if (selfWriteback) file.writeback(false);
     }
 
-    /** Starts the background flusher: it writes back dirty pages whenever more than 1/8 of the cache is dirty. */
+    /** Starts the background flusher: it writes back dirty pages whenever more than 1/4 of the cache is dirty. */
     public void startBackgroundWriteback() {
         lock.lock();
         try {

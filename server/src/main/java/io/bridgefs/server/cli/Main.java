@@ -23,6 +23,8 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        // before any Netty class loads: use the opened java.nio internals (see the jar manifest)
+        System.setProperty("io.netty.tryReflectionSetAccessible", "true");
         System.exit(run(args));
     }
 

@@ -207,7 +207,10 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
     private void enterTransmission(ChannelHandlerContext ctx, NbdExport export) {
         var p = ctx.pipeline();
         NbdSession session = new NbdSession(server, export, structured, baseAllocation);
-        p.addAfter(DECODER, "nbd-request-decoder", new NbdRequestDecoder(NbdExport.MAX_PAYLOAD));
+        NbdRequestDecoder decoder = new NbdRequestDecoder(NbdExport.MAX_PAYLOAD);
+        // large write payloads are gathered as a list of received buffers, never re-copied while growing
+        decoder.setCumulator(io.netty.handler.codec.ByteToMessageDecoder.COMPOSITE_CUMULATOR);
+        p.addAfter(DECODER, "nbd-request-decoder", decoder);
         p.replace(this, "nbd-session", session);
         p.remove(DECODER);
     }

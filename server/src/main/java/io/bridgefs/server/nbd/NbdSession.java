@@ -198,7 +198,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             }
         } else if (req instanceof NbdRequest.Write w) {
             try (var t = m.write.time()) {
-                file.write(IoPath.NBD, w.offset(), w.payload().nioBuffer(), fua);
+                file.write(IoPath.NBD, w.offset(), w.payload().nioBuffers(), fua);
                 m.writeBytes.inc(w.length());
                 return new Outcome(ok(ctx, req), null);
             }
