@@ -79,12 +79,7 @@ public final class CachedFile implements AutoCloseable {
                         run[count++] = f;
                     }
                 } else {
-                    long limit = lastPage;
-                    if (page == offset >>> PageCache.PAGE_SHIFT && page > 0 && cache.resident(this, page - 1)) {
-                        // sequential access (O_DIRECT gets no kernel readahead): read ahead up to a run
-                        long eofPage = size == 0 ? 0 : (size - 1) >>> PageCache.PAGE_SHIFT;
-                        limit = Math.max(lastPage, Math.min(page + run.length - 1, eofPage));
-                    }
+                    long limit = readaheadLimit(page, page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
                     for (long pg = page; pg <= limit && count < run.length; pg++) {
                         if (pg != page && cache.resident(this, pg)) break;
                         int f = cache.allocate(this, pg, path, true);
@@ -146,10 +141,12 @@ public final class CachedFile implements AutoCloseable {
                         // being filled by someone else: waiting while holding pins is not allowed
                         return null;
                     }
-                    for (long pg = page; pg <= lastPage && count < run.length; pg++) {
+                    long limit = readaheadLimit(page, page == firstPage, lastPage, run.length);
+                    for (long pg = page; pg <= limit && count < run.length; pg++) {
                         if (pg != page && cache.resident(this, pg)) break;
                         int a = cache.allocate(this, pg, path, true);
                         if (a < 0) break;
+                        if (pg > lastPage) cache.fFreq[a] = -1;   // read ahead, not yet used
                         run[count++] = a;
                     }
                     if (count == 0) return null;
@@ -159,8 +156,10 @@ public final class CachedFile implements AutoCloseable {
                 }
                 if (miss) {
                     fill(path, run, count, page);
-                    System.arraycopy(run, 0, frames, have, count);
-                    have += count;
+                    int wanted = (int) Math.min(count, lastPage - page + 1);
+                    System.arraycopy(run, 0, frames, have, wanted);
+                    have += wanted;
+                    if (count > wanted) unpinAll(Arrays.copyOfRange(run, wanted, count), count - wanted);
                 }
             }
             PinnedRange r = new PinnedRange(this, frames, offset, length);
@@ -201,6 +200,17 @@ public final class CachedFile implements AutoCloseable {
         public void release() {
             file.unpinAll(frames, frames.length);
         }
+    }
+
+    /**
+     * The last page to fill for a miss at {@code page}: the request's last page, or, when a request
+     * starts right after a resident page (sequential access; O_DIRECT gets no kernel readahead),
+     * up to a whole run further.
+     */
+    private long readaheadLimit(long page, boolean startOfRequest, long lastPage, int runLength) {
+        if (!startOfRequest || page == 0 || !cache.resident(this, page - 1)) return lastPage;
+        long eofPage = size == 0 ? 0 : (size - 1) >>> PageCache.PAGE_SHIFT;
+        return Math.max(lastPage, Math.min(page + runLength - 1, eofPage));
     }
 
     private void unpinAll(int[] frames, int count) {

@@ -114,7 +114,7 @@ public final class PageCache implements AutoCloseable {
         this.frames = (int) n;
         this.mode = mode;
         this.memory = new FrameMemory(frames);
-        this.maxRun = Math.max(1, Math.min(256, frames / 16));
+        this.maxRun = Math.max(1, Math.min(512, frames / 16));
         this.dirtyLimit = frames / 4 * 3;
         this.backgroundDirty = frames / 4;
         fFile = new int[frames];
