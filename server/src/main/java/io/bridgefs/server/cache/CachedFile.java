@@ -45,20 +45,20 @@ public final class CachedFile implements AutoCloseable {
 
     /** Reads {@code dst.remaining()} bytes at {@code offset}; bytes past the end of the file read as zeros. */
     public void read(IoPath path, long offset, ByteBuffer dst) throws IOException {
-        transfer(path, offset, dst, dst.remaining(), true);
+        transfer(path, offset, dst, dst.remaining(), true, true);
     }
 
     /** Brings the range into the cache without copying it anywhere (NBD_CMD_CACHE). */
     public void prefetch(IoPath path, long offset, long length) throws IOException {
         while (length > 0) {
             int n = (int) Math.min(length, 1 << 20);
-            transfer(path, offset, null, n, false);
+            transfer(path, offset, null, n, false, false);
             offset += n;
             length -= n;
         }
     }
 
-    private void transfer(IoPath path, long offset, ByteBuffer dst, int length, boolean copy) throws IOException {
+    private void transfer(IoPath path, long offset, ByteBuffer dst, int length, boolean copy, boolean readahead) throws IOException {
         int[] run = new int[cache.maxRun];
         long pos = offset;
         long end = offset + length;
@@ -79,7 +79,7 @@ public final class CachedFile implements AutoCloseable {
                         run[count++] = f;
                     }
                 } else {
-                    long limit = readaheadLimit(page, page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
+                    long limit = readaheadLimit(page, readahead && page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
                     for (long pg = page; pg <= limit && count < run.length; pg++) {
                         if (pg != page && cache.resident(this, pg)) break;
                         int f = cache.allocate(this, pg, path, true);

@@ -78,6 +78,8 @@ public final class Main implements Runnable {
                 entries = ConfigFile.read(p);
             } catch (NoSuchFileException e) {
                 throw new IOException("config file " + p + " not found");
+            } catch (IOException e) {
+                throw new IOException("cannot read config file " + p + ": " + message(e));
             }
         } else if (rest.stream().noneMatch(a -> a.startsWith("--nbd-export"))) {
             entries = ConfigFile.embeddedDefault();

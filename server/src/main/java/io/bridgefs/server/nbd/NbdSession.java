@@ -321,6 +321,13 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
 
     static int errno(IOException e) {
         if (e instanceof AccessDeniedException) return NBD_EPERM;
+        if (e instanceof io.bridgefs.server.posix.Posix.ErrnoException p) {
+            return switch (p.errno()) {
+                case 28, 122 -> NBD_ENOSPC;     // ENOSPC, EDQUOT
+                case 1, 13, 30 -> NBD_EPERM;    // EPERM, EACCES, EROFS
+                default -> NBD_EIO;
+            };
+        }
         String msg = String.valueOf(e.getMessage());
         if (msg.contains("No space left") || msg.contains("Disk quota")) return NBD_ENOSPC;
         return NBD_EIO;

@@ -80,8 +80,22 @@ public final class Posix {
     public static final class ErrnoException extends IOException {
         private final int errno;
         ErrnoException(String call, int errno) {
-            super(call + " failed: errno " + errno);
+            super(call + " failed: " + name(errno));
             this.errno = errno;
+        }
+
+        private static String name(int errno) {
+            return switch (errno) {
+                case 1 -> "EPERM (Operation not permitted)";
+                case 5 -> "EIO (Input/output error)";
+                case 13 -> "EACCES (Permission denied)";
+                case 22 -> "EINVAL (Invalid argument)";
+                case 28 -> "ENOSPC (No space left on device)";
+                case 30 -> "EROFS (Read-only file system)";
+                case 95 -> "EOPNOTSUPP (Operation not supported)";
+                case 122 -> "EDQUOT (Disk quota exceeded)";
+                default -> "errno " + errno;
+            };
         }
         public int errno() { return errno; }
     }
