@@ -1,0 +1,66 @@
+package io.bridgefs.protocol.p9;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.ByteToMessageDecoder;
+import java.util.List;
+
+/**
+ * Splits the byte stream into 9P frames and decodes them. A frame larger than the negotiated msize is
+ * never buffered: its header is reported as {@link P9Message.Oversized} and the rest skipped as it
+ * arrives. A frame whose size field is below the header size cannot be skipped safely and ends the
+ * stream ({@link P9Message.Malformed} with tag NOTAG; the session disconnects). Never throws on input.
+ */
+public final class P9FrameDecoder extends ByteToMessageDecoder {
+    private long maxSize;
+    private long skipRemaining;
+    private boolean broken;
+
+    public P9FrameDecoder(long maxSize) {
+        this.maxSize = maxSize;
+    }
+
+    /** After Tversion: frames larger than the negotiated msize are refused. */
+    public void setMaxSize(long maxSize) {
+        this.maxSize = maxSize;
+    }
+
+    @Override
+    protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out) {
+        if (broken) {
+            in.skipBytes(in.readableBytes());
+            return;
+        }
+        if (skipRemaining > 0) {
+            int n = (int) Math.min(skipRemaining, in.readableBytes());
+            in.skipBytes(n);
+            skipRemaining -= n;
+            if (skipRemaining > 0) return;
+        }
+        if (in.readableBytes() < P9.HEADER) return;
+        int s = in.readerIndex();
+        long size = in.getUnsignedIntLE(s);
+        int type = in.getUnsignedByte(s + 4);
+        int tag = in.getUnsignedShortLE(s + 5);
+        if (size < P9.HEADER) {
+            broken = true;
+            in.skipBytes(in.readableBytes());
+            out.add(new P9Message.Malformed(P9.NOTAG, type, "frame size " + size + " is smaller than its header"));
+            return;
+        }
+        if (size > maxSize) {
+            in.skipBytes(P9.HEADER);
+            skipRemaining = size - P9.HEADER;
+            out.add(new P9Message.Oversized(tag, type, size));
+            return;
+        }
+        if (in.readableBytes() < size) return;
+        in.skipBytes(P9.HEADER);
+        ByteBuf body = in.readSlice((int) size - P9.HEADER);
+        try {
+            out.add(P9Codec.decode(type, tag, body));
+        } catch (P9Codec.Malformed e) {
+            out.add(new P9Message.Malformed(tag, type, e.getMessage()));
+        }
+    }
+}

@@ -1,0 +1,162 @@
+package io.bridgefs.protocol.p9;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.embedded.EmbeddedChannel;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import net.jqwik.api.*;
+import net.jqwik.api.constraints.IntRange;
+import net.jqwik.api.constraints.Size;
+
+/** Every 9P2000.L message: round trip, any fragmentation, garbage never escapes, oversize refused unread. */
+class P9CodecProperties {
+
+    /** A random message of the given type, built from its schema. */
+    static P9Message random(int type, Random r) throws Exception {
+        String schema = P9Codec.schemaOf(type);
+        Object[] args = new Object[schema.length() + 1];
+        args[0] = r.nextInt(0x10000);
+        for (int i = 0; i < schema.length(); i++) {
+            args[i + 1] = switch (schema.charAt(i)) {
+                case 'b' -> r.nextInt(256);
+                case 'h' -> r.nextInt(0x10000);
+                case 'i' -> r.nextInt();
+                case 'l' -> r.nextBoolean() ? r.nextLong() : (r.nextBoolean() ? -1L : (1L << 32) + r.nextInt(10));
+                case 's' -> string(r);
+                case 'Q' -> qid(r);
+                case 'S' -> { List<String> l = new ArrayList<>(); for (int k = r.nextInt(17); k > 0; k--) l.add(string(r)); yield l; }
+                case 'q' -> { List<Qid> l = new ArrayList<>(); for (int k = r.nextInt(17); k > 0; k--) l.add(qid(r)); yield l; }
+                case 'D' -> { byte[] d = new byte[r.nextInt(3000)]; r.nextBytes(d); yield Unpooled.wrappedBuffer(d); }
+                default -> throw new IllegalStateException();
+            };
+        }
+        return P9Codec.construct(type, args);
+    }
+
+    static String string(Random r) {
+        StringBuilder b = new StringBuilder();
+        for (int n = r.nextInt(40); n > 0; n--) b.append(r.nextInt(10) == 0 ? 'é' : (char) ('a' + r.nextInt(26)));
+        return b.toString();
+    }
+
+    static Qid qid(Random r) {
+        return new Qid(r.nextInt(256), r.nextInt(), r.nextLong());
+    }
+
+    static List<Object> feed(byte[] bytes, List<Integer> cuts, long maxSize) {
+        EmbeddedChannel ch = new EmbeddedChannel(new P9FrameDecoder(maxSize));
+        int pos = 0, i = 0;
+        while (pos < bytes.length) {
+            int n = cuts.isEmpty() ? bytes.length : Math.max(1, cuts.get(i++ % cuts.size()));
+            n = Math.min(n, bytes.length - pos);
+            ch.writeInbound(Unpooled.wrappedBuffer(bytes, pos, n));
+            pos += n;
+        }
+        List<Object> out = new ArrayList<>();
+        Object m;
+        while ((m = ch.readInbound()) != null) out.add(m);
+        ch.finishAndReleaseAll();
+        return out;
+    }
+
+    static byte[] bytes(ByteBuf b) {
+        byte[] a = new byte[b.readableBytes()];
+        b.readBytes(a);
+        b.release();
+        return a;
+    }
+
+    /** Equality that compares payload contents (ByteBuf equality compares readable bytes). */
+    static void assertSameMessage(P9Message want, P9Message got) {
+        assertEquals(want.getClass(), got.getClass());
+        assertEquals(want, got);
+    }
+
+    @Property(tries = 300)
+    void everyMessageRoundTripsUnderAnyFragmentation(@ForAll long seed, @ForAll @Size(max = 6) List<@IntRange(min = 1, max = 300) Integer> cuts) throws Exception {
+        Random r = new Random(seed);
+        List<P9Message> msgs = new ArrayList<>();
+        ByteBuf all = Unpooled.buffer();
+        for (int type : P9Codec.types()) {
+            P9Message m = random(type, r);
+            msgs.add(m);
+            P9Codec.encode(m, all);
+        }
+        List<Object> out = feed(bytes(all), cuts, 1 << 20);
+        assertEquals(msgs.size(), out.size());
+        for (int i = 0; i < msgs.size(); i++) {
+            assertSameMessage(msgs.get(i), (P9Message) out.get(i));
+            if (out.get(i) instanceof P9Message.Payload p) p.release();
+        }
+    }
+
+    @Property
+    void garbageNeverThrowsAndNeverYieldsMoreThanItHolds(@ForAll @Size(max = 400) byte[] garbage,
+                                                         @ForAll @Size(max = 5) List<@IntRange(min = 1, max = 64) Integer> cuts) {
+        List<Object> out = new ArrayList<>();
+        assertDoesNotThrow(() -> out.addAll(feed(garbage, cuts, 8192)));
+        for (Object o : out) {
+            assertInstanceOf(P9Message.class, o);
+            if (o instanceof P9Message.Payload p) {
+                assertTrue(p.data().readableBytes() <= garbage.length);
+                p.release();
+            }
+        }
+    }
+
+    @Property(tries = 100)
+    void framesOverMsizeAreSkippedUnread(@ForAll @IntRange(min = 9000, max = 200000) int size,
+                                         @ForAll @Size(max = 4) List<@IntRange(min = 1, max = 5000) Integer> cuts) {
+        ByteBuf b = Unpooled.buffer();
+        P9Codec.encode(new P9Message.Twrite(3, 1, 0, Unpooled.wrappedBuffer(new byte[size])), b);
+        P9Codec.encode(new P9Message.Tclunk(4, 1), b);
+        List<Object> out = feed(bytes(b), cuts, 8192);
+        assertEquals(2, out.size());
+        P9Message.Oversized o = assertInstanceOf(P9Message.Oversized.class, out.get(0));
+        assertEquals(3, o.tag());
+        assertEquals(new P9Message.Tclunk(4, 1), out.get(1), "in step after the skipped frame");
+    }
+
+    @Example
+    void aDeclaredCountBeyondTheFrameIsMalformedNotAllocated() {
+        ByteBuf b = Unpooled.buffer();
+        b.writeIntLE(7 + 4 + 8 + 4);
+        b.writeByte(118);         // Twrite
+        b.writeShortLE(9);
+        b.writeIntLE(1);
+        b.writeLongLE(0);
+        b.writeIntLE(0x7FFFFFFF); // count: 2 GiB announced, no data
+        List<Object> out = feed(bytes(b), List.of(), 1 << 20);
+        P9Message.Malformed m = assertInstanceOf(P9Message.Malformed.class, out.get(0));
+        assertEquals(9, m.tag());
+        ByteBuf w = Unpooled.buffer();
+        w.writeIntLE(7 + 4 + 4 + 2);
+        w.writeByte(110);         // Twalk with 60000 names announced in 2 bytes
+        w.writeShortLE(10);
+        w.writeIntLE(1);
+        w.writeIntLE(2);
+        w.writeShortLE(60000);
+        assertInstanceOf(P9Message.Malformed.class, feed(bytes(w), List.of(), 1 << 20).get(0));
+    }
+
+    @Example
+    void unknownTypeAndTinyFrame() {
+        ByteBuf b = Unpooled.buffer();
+        b.writeIntLE(7);
+        b.writeByte(200);
+        b.writeShortLE(5);
+        assertEquals(new P9Message.Unknown(5, 200), feed(bytes(b), List.of(), 8192).get(0));
+        ByteBuf t = Unpooled.buffer();
+        t.writeIntLE(3);
+        t.writeByte(100);
+        t.writeShortLE(1);
+        t.writeBytes(new byte[50]);
+        List<Object> out = feed(bytes(t), List.of(), 8192);
+        assertEquals(1, out.size());
+        assertInstanceOf(P9Message.Malformed.class, out.get(0));
+    }
+}
