@@ -9,6 +9,10 @@ import io.bridgefs.server.cache.IoPath;
 import io.bridgefs.server.cache.PageCache;
 import io.bridgefs.server.config.ListenAddress;
 import io.bridgefs.server.config.NbdExportSpec;
+import io.bridgefs.server.config.P9ExportSpec;
+import io.bridgefs.server.p9.P9Export;
+import io.bridgefs.server.p9.P9Listener;
+import io.bridgefs.server.p9.P9ServerContext;
 import io.bridgefs.server.config.ServerConfig;
 import io.bridgefs.server.config.Sizes;
 import io.bridgefs.server.metrics.IoMetrics;
@@ -59,6 +63,9 @@ public final class BridgefsServer implements AutoCloseable {
     private final ChannelGroup connections = new DefaultChannelGroup(GlobalEventExecutor.INSTANCE);
     private final List<Channel> listeners = new ArrayList<>();
     private JmxReporter jmx;
+    private final List<P9Export> p9Exports = new ArrayList<>();
+    private P9ServerContext p9Context;
+    private Channel p9Channel;
     private Channel nbdChannel;
     private Channel metricsChannel;
     private volatile boolean closed;
@@ -87,6 +94,7 @@ public final class BridgefsServer implements AutoCloseable {
         BridgefsServer s = new BridgefsServer(config);
         try {
             s.openExports();
+            s.openP9Exports();
             s.listen();
             return s;
         } catch (IOException | RuntimeException e) {
@@ -114,6 +122,18 @@ public final class BridgefsServer implements AutoCloseable {
         }
     }
 
+    private void openP9Exports() throws IOException {
+        for (P9ExportSpec spec : config.p9Exports()) {
+            Path dir = spec.dir().toAbsolutePath().normalize();
+            if (!Files.exists(dir) && spec.create()) Files.createDirectories(dir);
+            if (!Files.isDirectory(dir)) throw new NoSuchFileException(dir.toString(), null, "9P export '" + spec.name() + "': directory not found");
+            dir = dir.toRealPath();
+            IoMetrics m = new IoMetrics(registry, IoPath.NINEP.label(), spec.name());
+            ioMetrics.add(m);
+            p9Exports.add(new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), m));
+        }
+    }
+
     private void listen() throws IOException {
         registerCacheGauges();
         jmx = JmxReporter.forRegistry(registry).inDomain("bridgefs").build();
@@ -122,6 +142,11 @@ public final class BridgefsServer implements AutoCloseable {
             NbdServerContext ctx = new NbdServerContext(new NbdExports(nbdExports), executor);
             nbdChannel = transport.listen(config.nbdListen(), new NbdListener(ctx, connections));
             listeners.add(nbdChannel);
+        }
+        if (!p9Exports.isEmpty()) {
+            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024);
+            p9Channel = transport.listen(config.p9Listen(), new P9Listener(p9Context, connections));
+            listeners.add(p9Channel);
         }
         if (config.metricsListen() != null) {
             metricsChannel = transport.listen(config.metricsListen(), new ChannelInitializer<>() {
@@ -170,6 +195,13 @@ public final class BridgefsServer implements AutoCloseable {
         return nbdChannel != null && nbdChannel.localAddress() instanceof InetSocketAddress a ? a : null;
     }
 
+    /** The bound 9P TCP address, or null. */
+    public InetSocketAddress p9Address() {
+        return p9Channel != null && p9Channel.localAddress() instanceof InetSocketAddress a ? a : null;
+    }
+
+    public List<P9Export> p9Exports() { return List.copyOf(p9Exports); }
+
     public InetSocketAddress metricsAddress() {
         return metricsChannel != null && metricsChannel.localAddress() instanceof InetSocketAddress a ? a : null;
     }
@@ -187,6 +219,18 @@ public final class BridgefsServer implements AutoCloseable {
             b.append("  nbdinfo ").append(uri).append('\n');
             b.append("  qemu-img info ").append(uri).append('\n');
             b.append("  qemu-system-x86_64 ... -drive file=").append(uri).append(",format=raw,if=virtio\n");
+        }
+        for (P9Export e : p9Exports) {
+            InetSocketAddress a = p9Address();
+            b.append("\n9P export '").append(e.name()).append("': ").append(e.root()).append(e.readOnly() ? ", read-only" : ", read-write")
+                    .append(e.squash() ? ", squash " + e.squashUid() + ":" + e.squashGid() : "").append('\n');
+            if (a != null) {
+                b.append("  in a QEMU guest (-nic user): mount -t 9p -o trans=tcp,port=").append(a.getPort())
+                        .append(",version=9p2000.L,aname=").append(e.name()).append(",msize=262144 10.0.2.2 /mnt\n");
+                b.append("  from this host: diodls -s 127.0.0.1:").append(a.getPort()).append(" -a ").append(e.name()).append(" /\n");
+            } else {
+                b.append("  9P on ").append(config.p9Listen()).append('\n');
+            }
         }
         InetSocketAddress m = metricsAddress();
         if (m != null) {
@@ -223,6 +267,7 @@ public final class BridgefsServer implements AutoCloseable {
         }
         connections.close().syncUninterruptibly();
         IOException failure = null;
+        if (p9Context != null) p9Context.releaseAll();
         try {
             cache.close();
         } catch (IOException e) {
@@ -237,7 +282,8 @@ public final class BridgefsServer implements AutoCloseable {
         }
         if (jmx != null) jmx.stop();
         transport.close();
-        if (config.nbdListen().isUnix() && !listeners.isEmpty()) Files.deleteIfExists(config.nbdListen().unixPath());
+        if (config.nbdListen().isUnix() && nbdChannel != null) Files.deleteIfExists(config.nbdListen().unixPath());
+        if (config.p9Listen().isUnix() && p9Channel != null) Files.deleteIfExists(config.p9Listen().unixPath());
         if (failure != null) throw failure;
     }
 }

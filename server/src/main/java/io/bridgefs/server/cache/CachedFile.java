@@ -26,6 +26,7 @@ public final class CachedFile implements AutoCloseable {
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
     private volatile long size;
+    private volatile long changes;
     private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
 
     CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
@@ -39,6 +40,12 @@ public final class CachedFile implements AutoCloseable {
     }
 
     public FileKey key() { return key; }
+
+    /** Bumped by every write, truncate and discard: part of a 9P qid.version, so caching clients revalidate. */
+    public long changes() { return changes; }
+
+    /** Pages not yet written back (a getattr writes them first, so the host's size and mtime are current). */
+    public boolean dirty() { return dirtyPages > 0; }
     public long size() { return size; }
     public boolean directIo() { return store.directIo(); }
     public boolean sparse() { return store.sparse(); }
@@ -267,6 +274,7 @@ public final class CachedFile implements AutoCloseable {
     /** Writes the buffers one after another from {@code offset} (a gathered payload), as one write. */
     public void write(IoPath path, long offset, ByteBuffer[] srcs, boolean fua) throws IOException {
         if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        changes++;
         long at = offset;
         for (ByteBuffer src : srcs) {
             int n = src.remaining();
@@ -480,6 +488,7 @@ public final class CachedFile implements AutoCloseable {
     /** Sets the file size; pages past the new end are dropped, dirty or not. */
     public void truncate(long newSize) throws IOException {
         if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        changes++;
         punchLock.writeLock().lock();
         try {
             long keep = (newSize + PAGE - 1) >>> PageCache.PAGE_SHIFT;

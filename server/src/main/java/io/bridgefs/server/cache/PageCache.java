@@ -160,6 +160,18 @@ public final class PageCache implements AutoCloseable {
         return register(key, FileBackingStore.open(path, readOnly), readOnly);
     }
 
+    /** The cached file of a host file if one is open (one more reference, to close), else null. */
+    public CachedFile openIfPresent(FileKey key) {
+        lock.lock();
+        try {
+            CachedFile f = files.get(key);
+            if (f != null) f.refs++;
+            return f;
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
     public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
         return register(key, store, readOnly);

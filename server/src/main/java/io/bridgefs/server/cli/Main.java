@@ -81,7 +81,7 @@ public final class Main implements Runnable {
             } catch (IOException e) {
                 throw new IOException("cannot read config file " + p + ": " + message(e));
             }
-        } else if (rest.stream().noneMatch(a -> a.startsWith("--nbd-export"))) {
+        } else if (rest.stream().noneMatch(a -> a.startsWith("--nbd-export") || a.startsWith("--9p-export"))) {
             entries = ConfigFile.embeddedDefault();
         } else {
             entries = List.of();

@@ -4,6 +4,7 @@ import io.bridgefs.server.BridgefsServer;
 import io.bridgefs.server.cache.CacheMode;
 import io.bridgefs.server.config.ListenAddress;
 import io.bridgefs.server.config.NbdExportSpec;
+import io.bridgefs.server.config.P9ExportSpec;
 import io.bridgefs.server.config.ServerConfig;
 import io.bridgefs.server.config.Sizes;
 import java.util.ArrayList;
@@ -14,7 +15,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(name = "serve", sortOptions = false, description = {
-        "Serve host images over NBD through one shared page cache.",
+        "Serve host images over NBD and host directories over 9P2000.L, through one shared page cache.",
         "With neither exports nor --config, serves the embedded default (conf/bridgefs.conf)."})
 public final class ServeCommand implements Callable<Integer> {
 
@@ -30,6 +31,19 @@ public final class ServeCommand implements Callable<Integer> {
             description = {"An image file to serve (repeatable). The client's export name selects it; the name \"\" or else the first export is the default.",
                     "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing."})
     List<String> nbdExports = new ArrayList<>();
+
+    @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:5640",
+            description = "Where 9P2000.L clients connect (default: ${DEFAULT-VALUE}).")
+    String p9Listen;
+
+    @Option(names = "--9p-export", paramLabel = "NAME=DIR[,ro][,squash=UID:GID]",
+            description = {"A host directory to serve over 9P2000.L (repeatable). The client's aname selects it; an empty aname gets the first.",
+                    "ro: read-only (EROFS). squash=UID:GID: everything created belongs to UID:GID. create: make DIR if missing."})
+    List<String> p9Exports = new ArrayList<>();
+
+    @Option(names = "--9p-msize", paramLabel = "SIZE", defaultValue = "1m",
+            description = "Largest 9P message size a client may negotiate (default: ${DEFAULT-VALUE}).")
+    String p9Msize;
 
     @Option(names = "--cache-size", paramLabel = "SIZE", defaultValue = "256m",
             description = "Size of the shared page cache, off-heap (default: ${DEFAULT-VALUE}; suffixes k, m, g, t).")
@@ -57,12 +71,18 @@ public final class ServeCommand implements Callable<Integer> {
     ServerConfig toConfig() {
         List<NbdExportSpec> exports = new ArrayList<>();
         for (String e : nbdExports) exports.add(NbdExportSpec.parse(e));
-        if (exports.isEmpty()) throw new IllegalArgumentException("no exports: give --nbd-export NAME=PATH or --config FILE");
+        List<P9ExportSpec> p9 = new ArrayList<>();
+        for (String e : p9Exports) p9.add(P9ExportSpec.parse(e));
+        if (exports.isEmpty() && p9.isEmpty()) {
+            throw new IllegalArgumentException("no exports: give --nbd-export NAME=PATH, --9p-export NAME=DIR or --config FILE");
+        }
+        long msize = Sizes.parse(p9Msize);
+        if (msize < 8192 || msize > (16 << 20)) throw new IllegalArgumentException("--9p-msize must be between 8k and 16m");
         if (ioThreads < 1 || ioThreads > 1024) throw new IllegalArgumentException("--io-threads must be 1..1024");
         if (writebackSeconds < 0) throw new IllegalArgumentException("--writeback-interval must be >= 0");
         return new ServerConfig(ListenAddress.parse(nbdListen), exports, Sizes.parse(cacheSize), CacheMode.parse(cacheMode),
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
-                ioThreads, writebackSeconds);
+                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize);
     }
 
     @Override

@@ -37,7 +37,243 @@ public final class Posix {
         long lseek(int fd, long offset, int whence) throws LastErrorException;
         int fallocate(int fd, int mode, long offset, long length) throws LastErrorException;
         long preadv(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
+        int openat(int dirfd, String path, int flags, int mode) throws LastErrorException;
+        int dup(int fd) throws LastErrorException;
+        int fstatat(int dirfd, String path, Pointer buf, int flags) throws LastErrorException;
+        int fstatfs(int fd, Pointer buf) throws LastErrorException;
+        int mkdirat(int dirfd, String path, int mode) throws LastErrorException;
+        int mknodat(int dirfd, String path, int mode, long dev) throws LastErrorException;
+        int unlinkat(int dirfd, String path, int flags) throws LastErrorException;
+        int renameat(int olddirfd, String oldpath, int newdirfd, String newpath) throws LastErrorException;
+        int symlinkat(String target, int newdirfd, String linkpath) throws LastErrorException;
+        long readlinkat(int dirfd, String path, Pointer buf, long size) throws LastErrorException;
+        int linkat(int olddirfd, String oldpath, int newdirfd, String newpath, int flags) throws LastErrorException;
+        int fchownat(int dirfd, String path, int uid, int gid, int flags) throws LastErrorException;
+        int fchmodat(int dirfd, String path, int mode, int flags) throws LastErrorException;
+        int utimensat(int dirfd, String path, Pointer times, int flags) throws LastErrorException;
+        long getdents64(int fd, Pointer buf, long count) throws LastErrorException;
+        long getxattr(String path, String name, Pointer value, long size) throws LastErrorException;
+        int setxattr(String path, String name, Pointer value, long size, int flags) throws LastErrorException;
+        long listxattr(String path, Pointer list, long size) throws LastErrorException;
+        int removexattr(String path, String name) throws LastErrorException;
         long pwritev(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
+    }
+
+    public static final int O_PATH = 0x200000;
+    public static final int O_DIRECTORY = 0x10000;
+    public static final int O_CREAT = 0x40;
+    public static final int O_EXCL = 0x80;
+    public static final int AT_FDCWD = -100;
+    public static final int AT_SYMLINK_NOFOLLOW = 0x100;
+    public static final int AT_REMOVEDIR = 0x200;
+    public static final int AT_EMPTY_PATH = 0x1000;
+    public static final long UTIME_NOW = (1L << 30) - 1;
+    public static final long UTIME_OMIT = (1L << 30) - 2;
+    public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000,
+            S_IFIFO = 0010000, S_IFSOCK = 0140000, S_IFCHR = 0020000, S_IFBLK = 0060000;
+
+    /** The fields of struct stat (x86_64 layout) that 9P needs. */
+    public record Stat(long dev, long ino, long nlink, int mode, int uid, int gid, long rdev, long size, long blksize,
+                       long blocks, long atimeSec, long atimeNsec, long mtimeSec, long mtimeNsec, long ctimeSec, long ctimeNsec) {
+        public int type() { return mode & S_IFMT; }
+        public boolean isDir() { return type() == S_IFDIR; }
+        public boolean isRegular() { return type() == S_IFREG; }
+        public boolean isSymlink() { return type() == S_IFLNK; }
+    }
+
+    /** struct statfs (x86_64). */
+    public record StatFs(long type, long bsize, long blocks, long bfree, long bavail, long files, long ffree, long fsid, long namelen) {}
+
+    private static final ThreadLocal<Memory> SCRATCH = ThreadLocal.withInitial(() -> new Memory(8192));
+
+    private static ErrnoException err(String call, LastErrorException e) {
+        return new ErrnoException(call, e.getErrorCode());
+    }
+
+    public static int dup(int fd) throws ErrnoException {
+        try {
+            return LIBC.dup(fd);
+        } catch (LastErrorException e) {
+            throw err("dup", e);
+        }
+    }
+
+    public static int openat(int dirfd, String path, int flags, int mode) throws ErrnoException {
+        try {
+            return LIBC.openat(dirfd, path, flags | O_CLOEXEC, mode);
+        } catch (LastErrorException e) {
+            throw err("openat", e);
+        }
+    }
+
+    /** fstatat; with an empty path and AT_EMPTY_PATH, the file the descriptor refers to. */
+    public static Stat fstatat(int dirfd, String path, int flags) throws ErrnoException {
+        Memory m = SCRATCH.get();
+        try {
+            LIBC.fstatat(dirfd, path, m, flags);
+        } catch (LastErrorException e) {
+            throw err("fstatat", e);
+        }
+        return new Stat(m.getLong(0), m.getLong(8), m.getLong(16), m.getInt(24), m.getInt(28), m.getInt(32), m.getLong(40),
+                m.getLong(48), m.getLong(56), m.getLong(64), m.getLong(72), m.getLong(80), m.getLong(88), m.getLong(96),
+                m.getLong(104), m.getLong(112));
+    }
+
+    public static Stat fstat(int fd) throws ErrnoException {
+        return fstatat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+    }
+
+    public static StatFs fstatfs(int fd) throws ErrnoException {
+        Memory m = SCRATCH.get();
+        try {
+            LIBC.fstatfs(fd, m);
+        } catch (LastErrorException e) {
+            throw err("fstatfs", e);
+        }
+        return new StatFs(m.getLong(0), m.getLong(8), m.getLong(16), m.getLong(24), m.getLong(32), m.getLong(40),
+                m.getLong(48), m.getLong(56), m.getLong(64));
+    }
+
+    public static void mkdirat(int dirfd, String path, int mode) throws ErrnoException {
+        try {
+            LIBC.mkdirat(dirfd, path, mode);
+        } catch (LastErrorException e) {
+            throw err("mkdirat", e);
+        }
+    }
+
+    public static void mknodat(int dirfd, String path, int mode, long dev) throws ErrnoException {
+        try {
+            LIBC.mknodat(dirfd, path, mode, dev);
+        } catch (LastErrorException e) {
+            throw err("mknodat", e);
+        }
+    }
+
+    public static void unlinkat(int dirfd, String path, int flags) throws ErrnoException {
+        try {
+            LIBC.unlinkat(dirfd, path, flags);
+        } catch (LastErrorException e) {
+            throw err("unlinkat", e);
+        }
+    }
+
+    public static void renameat(int olddirfd, String oldpath, int newdirfd, String newpath) throws ErrnoException {
+        try {
+            LIBC.renameat(olddirfd, oldpath, newdirfd, newpath);
+        } catch (LastErrorException e) {
+            throw err("renameat", e);
+        }
+    }
+
+    public static void symlinkat(String target, int dirfd, String path) throws ErrnoException {
+        try {
+            LIBC.symlinkat(target, dirfd, path);
+        } catch (LastErrorException e) {
+            throw err("symlinkat", e);
+        }
+    }
+
+    public static String readlinkat(int dirfd, String path) throws ErrnoException {
+        Memory m = SCRATCH.get();
+        try {
+            long n = LIBC.readlinkat(dirfd, path, m, m.size());
+            return new String(m.getByteArray(0, (int) n), java.nio.charset.StandardCharsets.UTF_8);
+        } catch (LastErrorException e) {
+            throw err("readlinkat", e);
+        }
+    }
+
+    public static void linkat(int olddirfd, String oldpath, int newdirfd, String newpath, int flags) throws ErrnoException {
+        try {
+            LIBC.linkat(olddirfd, oldpath, newdirfd, newpath, flags);
+        } catch (LastErrorException e) {
+            throw err("linkat", e);
+        }
+    }
+
+    public static void fchownat(int dirfd, String path, int uid, int gid, int flags) throws ErrnoException {
+        try {
+            LIBC.fchownat(dirfd, path, uid, gid, flags);
+        } catch (LastErrorException e) {
+            throw err("fchownat", e);
+        }
+    }
+
+    public static void fchmodat(int dirfd, String path, int mode) throws ErrnoException {
+        try {
+            LIBC.fchmodat(dirfd, path, mode, 0);
+        } catch (LastErrorException e) {
+            throw err("fchmodat", e);
+        }
+    }
+
+    /** utimensat on a path; each time is (seconds, nanoseconds) or UTIME_NOW / UTIME_OMIT in nanoseconds. */
+    public static void utimensat(int dirfd, String path, long aSec, long aNsec, long mSec, long mNsec, int flags) throws ErrnoException {
+        Memory m = SCRATCH.get();
+        m.setLong(0, aSec);
+        m.setLong(8, aNsec);
+        m.setLong(16, mSec);
+        m.setLong(24, mNsec);
+        try {
+            LIBC.utimensat(dirfd, path, m, flags);
+        } catch (LastErrorException e) {
+            throw err("utimensat", e);
+        }
+    }
+
+    /** getdents64 into a caller's buffer; returns the bytes filled (0 at the end of the directory). */
+    public static int getdents64(int fd, Memory buf) throws ErrnoException {
+        try {
+            return (int) LIBC.getdents64(fd, buf, buf.size());
+        } catch (LastErrorException e) {
+            throw err("getdents64", e);
+        }
+    }
+
+    /** The value of an xattr, or null if it does not exist (ENODATA). */
+    public static byte[] getxattr(String path, String name) throws ErrnoException {
+        try {
+            long n = LIBC.getxattr(path, name, null, 0);
+            if (n == 0) return new byte[0];
+            Memory m = new Memory(n);
+            n = LIBC.getxattr(path, name, m, n);
+            return m.getByteArray(0, (int) n);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == 61) return null;
+            throw err("getxattr", e);
+        }
+    }
+
+    public static void setxattr(String path, String name, byte[] value, int flags) throws ErrnoException {
+        Memory m = new Memory(Math.max(1, value.length));
+        m.write(0, value, 0, value.length);
+        try {
+            LIBC.setxattr(path, name, m, value.length, flags);
+        } catch (LastErrorException e) {
+            throw err("setxattr", e);
+        }
+    }
+
+    public static void removexattr(String path, String name) throws ErrnoException {
+        try {
+            LIBC.removexattr(path, name);
+        } catch (LastErrorException e) {
+            throw err("removexattr", e);
+        }
+    }
+
+    /** The NUL-separated list of xattr names. */
+    public static byte[] listxattr(String path) throws ErrnoException {
+        try {
+            long n = LIBC.listxattr(path, null, 0);
+            if (n == 0) return new byte[0];
+            Memory m = new Memory(n);
+            n = LIBC.listxattr(path, m, n);
+            return m.getByteArray(0, (int) n);
+        } catch (LastErrorException e) {
+            throw err("listxattr", e);
+        }
     }
 
     private static final ThreadLocal<Memory> IOVECS = ThreadLocal.withInitial(() -> new Memory(16L * 256));

@@ -1,0 +1,638 @@
+package io.bridgefs.server.p9;
+
+import static io.bridgefs.protocol.p9.P9Message.*;
+
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Message;
+import io.bridgefs.protocol.p9.Qid;
+import io.bridgefs.server.cache.CachedFile;
+import io.bridgefs.server.cache.FileBackingStore;
+import io.bridgefs.server.cache.FileKey;
+import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.posix.Posix;
+import io.bridgefs.server.posix.Posix.Stat;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The 9P2000.L operations of one connection over host directories. Every host path is resolved one
+ * component at a time with openat(O_PATH | O_NOFOLLOW) from the export root: symlinks are never
+ * followed, ".." stops at the root, names with '/' or "."/".." are refused, and device files, FIFOs and
+ * sockets are never opened. Regular-file data goes through the shared page cache, keyed by the host
+ * (device, inode), the same frames the NBD path uses.
+ */
+final class P9Ops {
+    static final int MAX_FIDS = 65536;
+    static final int MAX_NAME = 255;
+    static final int MAX_XATTR = 64 * 1024;
+    private static final ThreadLocal<com.sun.jna.Memory> DENTS = ThreadLocal.withInitial(() -> new com.sun.jna.Memory(64 * 1024));
+
+    private final P9ServerContext server;
+    private final Object session;
+    private final Map<Integer, Fid> fids = new HashMap<>();
+    volatile int msize = 8192;
+
+    P9Ops(P9ServerContext server, Object session) {
+        this.server = server;
+        this.session = session;
+    }
+
+    // ---- fid table ----
+
+    private synchronized Fid fid(int n) throws P9Error {
+        Fid f = fids.get(n);
+        if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
+        return f;
+    }
+
+    private synchronized void bind(int n, Fid f) throws P9Error {
+        if (fids.containsKey(n)) {
+            release(f);
+            throw new P9Error(P9.EBADF, "fid " + n + " already in use");
+        }
+        if (fids.size() >= MAX_FIDS) {
+            release(f);
+            throw new P9Error(P9.EMFILE, "more than " + MAX_FIDS + " fids on one connection");
+        }
+        fids.put(n, f);
+    }
+
+    private synchronized void replace(int n, Fid f) {
+        Fid old = fids.put(n, f);
+        if (old != null && old != f) release(old);
+    }
+
+    private synchronized Fid unbind(int n) throws P9Error {
+        Fid f = fids.remove(n);
+        if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
+        return f;
+    }
+
+    private void release(Fid f) {
+        if (f.file != null) P9ServerContext.closeQuietly(f.file);
+        f.file = null;
+        f.closeDescriptors();
+    }
+
+    /** Tversion and connection end: every fid is clunked. */
+    synchronized void clunkAll() {
+        for (Fid f : fids.values()) release(f);
+        fids.clear();
+        server.locks.releaseSession(session);
+    }
+
+    // ---- helpers ----
+
+    static void checkName(String name) throws P9Error {
+        if (name.isEmpty() || name.equals(".") || name.equals("..") || name.indexOf('/') >= 0 || name.indexOf('\0') >= 0) {
+            throw new P9Error(P9.EINVAL, "bad name '" + name + "'");
+        }
+        if (name.getBytes(StandardCharsets.UTF_8).length > MAX_NAME) throw new P9Error(P9.ENAMETOOLONG, "name too long");
+    }
+
+    private static void writable(Fid f) throws P9Error {
+        if (f.export.readOnly()) throw new P9Error(P9.EROFS, "export '" + f.export.name() + "' is read-only");
+    }
+
+    static Qid qid(Stat st, long changes) {
+        int type = st.isDir() ? Qid.QTDIR : st.isSymlink() ? Qid.QTSYMLINK : Qid.QTFILE;
+        long v = st.mtimeSec() * 1_000_000_007L + st.mtimeNsec() + st.size() * 31 + changes * 1_000_003L;
+        return new Qid(type, st.isRegular() ? (int) (v ^ (v >>> 32)) : 0, st.ino());
+    }
+
+    /** Opens the export root and walks {@code names} without following anything. */
+    private static int resolve(P9Export e, List<String> names) throws P9Error {
+        int fd;
+        try {
+            fd = Posix.openat(Posix.AT_FDCWD, e.root().toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0);
+        } catch (IOException x) {
+            throw new P9Error(P9.EIO, "export root " + e.root() + ": " + x.getMessage());
+        }
+        for (String n : names) {
+            try {
+                int next = Posix.openat(fd, n, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+                Posix.close(fd);
+                fd = next;
+            } catch (IOException x) {
+                Posix.close(fd);
+                throw P9Error.from(x);
+            }
+        }
+        return fd;
+    }
+
+    private int uidFor(Fid f) { return f.export.squash() ? f.export.squashUid() : f.uid; }
+
+    private int gidFor(Fid f, int gid) { return f.export.squash() ? f.export.squashGid() : gid; }
+
+    /** Gives a new node the creating client's ownership (or the export's squash ownership). */
+    private void own(Fid dir, String name, int gid) throws IOException {
+        if (!dir.export.squash() && dir.uid == 0 && gid == 0) return;
+        Posix.fchownat(dir.fd, name, uidFor(dir), gidFor(dir, gid), Posix.AT_SYMLINK_NOFOLLOW);
+    }
+
+    private Qid statQid(int dirfd, String name) throws IOException {
+        return qid(Posix.fstatat(dirfd, name, Posix.AT_SYMLINK_NOFOLLOW), 0);
+    }
+
+    /** The shared cached file of a regular file (one reference for the caller). */
+    private CachedFile openData(Fid f, Stat st) throws IOException {
+        FileKey key = new FileKey(st.dev(), st.ino());
+        CachedFile cf = server.cache.openIfPresent(key);
+        if (cf == null) {
+            cf = server.cache.open(key, FileBackingStore.open(Path.of(f.procPath()), f.export.readOnly()), f.export.readOnly());
+        }
+        server.retain(cf);
+        return cf;
+    }
+
+    // ---- operations ----
+
+    Rattach attach(Tattach m) throws P9Error, IOException {
+        P9Export e = server.find(m.aname());
+        if (e == null) throw new P9Error(P9.ENOENT, "no 9P export named '" + m.aname() + "'");
+        int fd = resolve(e, List.of());
+        Stat st = Posix.fstat(fd);
+        int uid = m.nuname() == -1 ? 0 : m.nuname();
+        Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid);
+        bind(m.fid(), f);
+        return new Rattach(m.tag(), f.qid);
+    }
+
+    Rwalk walk(Twalk m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        if (m.names().size() > P9.MAXWELEM) throw new P9Error(P9.EINVAL, "walk of " + m.names().size() + " names");
+        // walking from an open fid is allowed (diod does; the new fid is never open)
+        if (m.newfid() != m.fid()) {
+            synchronized (this) {
+                if (fids.containsKey(m.newfid())) throw new P9Error(P9.EBADF, "newfid " + m.newfid() + " in use");
+            }
+        }
+        List<String> path = new ArrayList<>(f.path);
+        int fd = Posix.dup(f.fd);
+        Qid q = f.qid;
+        List<Qid> qids = new ArrayList<>();
+        for (String name : m.names()) {
+            int next;
+            try {
+                if (name.equals("..")) {
+                    if (!path.isEmpty()) path.remove(path.size() - 1);   // at the root ".." stays at the root
+                    next = resolve(f.export, path);
+                } else if (name.equals(".")) {
+                    if ((q.type() & Qid.QTDIR) == 0) throw new P9Error(P9.ENOTDIR, "walk through a non-directory");
+                    next = Posix.dup(fd);
+                } else {
+                    checkName(name);
+                    if ((q.type() & Qid.QTDIR) == 0) throw new P9Error(P9.ENOTDIR, "walk through a non-directory");
+                    next = Posix.openat(fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+                    path.add(name);
+                }
+                q = qid(Posix.fstat(next), 0);
+            } catch (P9Error | IOException x) {
+                Posix.close(fd);
+                if (qids.isEmpty()) throw x instanceof P9Error p ? p : P9Error.from((IOException) x);
+                return new Rwalk(m.tag(), qids);            // partial walk: newfid stays unbound
+            }
+            Posix.close(fd);
+            fd = next;
+            qids.add(q);
+        }
+        Fid nf = new Fid(f.export, path, fd, q, f.uid);
+        if (m.newfid() == m.fid()) replace(m.newfid(), nf);
+        else bind(m.newfid(), nf);
+        return new Rwalk(m.tag(), qids);
+    }
+
+    Rlopen lopen(Tlopen m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        if (f.opened) throw new P9Error(P9.EBADF, "fid already open");
+        open(f, m.flags());
+        return new Rlopen(m.tag(), f.qid, iounit());
+    }
+
+    private int iounit() { return msize - P9.IOHDRSZ; }
+
+    private void open(Fid f, int flags) throws P9Error, IOException {
+        Stat st = Posix.fstat(f.fd);
+        int acc = flags & P9.O_ACCMODE;
+        boolean modifies = acc != P9.O_RDONLY || (flags & P9.O_TRUNC) != 0;
+        if (modifies) writable(f);
+        if (st.isSymlink()) throw new P9Error(P9.ELOOP, "open of a symlink");
+        if (st.isDir()) {
+            if (acc != P9.O_RDONLY) throw new P9Error(P9.EISDIR, "directory opened for writing");
+            f.dirFd = Posix.openat(f.fd, ".", Posix.O_RDONLY | Posix.O_DIRECTORY, 0);
+        } else if (st.isRegular()) {
+            if ((flags & P9.O_DIRECTORY) != 0) throw new P9Error(P9.ENOTDIR, "not a directory");
+            f.file = openData(f, st);
+            if ((flags & P9.O_TRUNC) != 0 && f.file.size() != 0) f.file.truncate(0);
+        } else {
+            throw new P9Error(P9.EPERM, "device files, FIFOs and sockets are not opened on the host");
+        }
+        f.opened = true;
+        f.openFlags = flags;
+    }
+
+    Rlcreate lcreate(Tlcreate m) throws P9Error, IOException {
+        Fid d = fid(m.fid());
+        writable(d);
+        checkName(m.name());
+        if (!d.isDir() || d.opened) throw new P9Error(P9.ENOTDIR, "create in a non-directory");
+        int flags = m.flags();
+        int create = Posix.O_CREAT | Posix.O_NOFOLLOW | Posix.O_RDONLY;
+        boolean created = true;
+        int tmp;
+        try {
+            tmp = Posix.openat(d.fd, m.name(), create | Posix.O_EXCL, m.mode() & 07777);
+        } catch (Posix.ErrnoException x) {
+            if (x.errno() != P9.EEXIST || (flags & P9.O_EXCL) != 0) throw x;
+            tmp = Posix.openat(d.fd, m.name(), Posix.O_RDONLY | Posix.O_NOFOLLOW, 0);
+            created = false;
+        }
+        Posix.close(tmp);
+        if (created) own(d, m.name(), m.gid());
+        int fd = Posix.openat(d.fd, m.name(), Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+        List<String> path = new ArrayList<>(d.path);
+        path.add(m.name());
+        Fid f = new Fid(d.export, path, fd, qid(Posix.fstat(fd), 0), d.uid);
+        open(f, flags & ~(P9.O_CREAT | P9.O_EXCL));
+        replace(m.fid(), f);
+        return new Rlcreate(m.tag(), f.qid, iounit());
+    }
+
+    Rsymlink symlink(Tsymlink m) throws P9Error, IOException {
+        Fid d = fid(m.fid());
+        writable(d);
+        checkName(m.name());
+        if (m.target().isEmpty() || m.target().length() > 4095) throw new P9Error(P9.EINVAL, "bad symlink target");
+        Posix.symlinkat(m.target(), d.fd, m.name());   // stored, never followed by the server
+        own(d, m.name(), m.gid());
+        return new Rsymlink(m.tag(), statQid(d.fd, m.name()));
+    }
+
+    Rmknod mknod(Tmknod m) throws P9Error, IOException {
+        Fid d = fid(m.dfid());
+        writable(d);
+        checkName(m.name());
+        int type = m.mode() & Posix.S_IFMT;
+        if (type != Posix.S_IFREG && type != Posix.S_IFIFO && type != Posix.S_IFSOCK) {
+            throw new P9Error(P9.EPERM, "device nodes are not created on the host");
+        }
+        Posix.mknodat(d.fd, m.name(), type | (m.mode() & 07777), 0);
+        own(d, m.name(), m.gid());
+        return new Rmknod(m.tag(), statQid(d.fd, m.name()));
+    }
+
+    Rmkdir mkdir(Tmkdir m) throws P9Error, IOException {
+        Fid d = fid(m.dfid());
+        writable(d);
+        checkName(m.name());
+        Posix.mkdirat(d.fd, m.name(), m.mode() & 07777);
+        own(d, m.name(), m.gid());
+        return new Rmkdir(m.tag(), statQid(d.fd, m.name()));
+    }
+
+    Rrename rename(Trename m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        Fid d = fid(m.dfid());
+        writable(f);
+        checkName(m.name());
+        List<String> path = f.path;
+        if (path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot rename the export root");
+        int parent = resolve(f.export, path.subList(0, path.size() - 1));
+        try {
+            Posix.renameat(parent, path.get(path.size() - 1), d.fd, m.name());
+        } finally {
+            Posix.close(parent);
+        }
+        List<String> np = new ArrayList<>(d.path);
+        np.add(m.name());
+        f.path = List.copyOf(np);
+        return new Rrename(m.tag());
+    }
+
+    Rrenameat renameat(Trenameat m) throws P9Error, IOException {
+        Fid od = fid(m.olddirfid());
+        Fid nd = fid(m.newdirfid());
+        writable(od);
+        checkName(m.oldname());
+        checkName(m.newname());
+        Posix.renameat(od.fd, m.oldname(), nd.fd, m.newname());
+        return new Rrenameat(m.tag());
+    }
+
+    Runlinkat unlinkat(Tunlinkat m) throws P9Error, IOException {
+        Fid d = fid(m.dirfid());
+        writable(d);
+        checkName(m.name());
+        Posix.unlinkat(d.fd, m.name(), m.flags() & P9.AT_REMOVEDIR);
+        return new Runlinkat(m.tag());
+    }
+
+    Rlink link(Tlink m) throws P9Error, IOException {
+        Fid d = fid(m.dfid());
+        Fid f = fid(m.fid());
+        writable(d);
+        checkName(m.name());
+        Posix.linkat(f.fd, "", d.fd, m.name(), Posix.AT_EMPTY_PATH);
+        return new Rlink(m.tag());
+    }
+
+    Rreadlink readlink(Treadlink m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        if ((f.qid.type() & Qid.QTSYMLINK) == 0) throw new P9Error(P9.EINVAL, "not a symlink");
+        return new Rreadlink(m.tag(), Posix.readlinkat(f.fd, ""));
+    }
+
+    Rgetattr getattr(Tgetattr m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        Stat st = Posix.fstat(f.fd);
+        long size = st.size();
+        long changes = 0;
+        if (st.isRegular()) {
+            CachedFile cf = server.cache.openIfPresent(new FileKey(st.dev(), st.ino()));
+            if (cf != null) {
+                try {
+                    if (cf.dirty()) {
+                        cf.writeback(false);      // so the host's size and mtime are current
+                        st = Posix.fstat(f.fd);
+                    }
+                    size = Math.max(st.size(), cf.size());
+                    changes = cf.changes();
+                } finally {
+                    P9ServerContext.closeQuietly(cf);
+                }
+            }
+        }
+        return new Rgetattr(m.tag(), P9.GETATTR_BASIC, qid(st, changes), st.mode(), st.uid(), st.gid(), st.nlink(), st.rdev(),
+                size, st.blksize(), st.blocks(), st.atimeSec(), st.atimeNsec(), st.mtimeSec(), st.mtimeNsec(),
+                st.ctimeSec(), st.ctimeNsec(), 0, 0, 0, 0);
+    }
+
+    Rsetattr setattr(Tsetattr m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        writable(f);
+        int v = m.valid();
+        Stat st = Posix.fstat(f.fd);
+        if ((v & P9.SETATTR_MODE) != 0 && !st.isSymlink()) Posix.fchmodat(Posix.AT_FDCWD, f.procPath(), m.mode() & 07777);
+        if ((v & (P9.SETATTR_UID | P9.SETATTR_GID)) != 0 && !f.export.squash()) {
+            Posix.fchownat(f.fd, "", (v & P9.SETATTR_UID) != 0 ? m.uid() : -1, (v & P9.SETATTR_GID) != 0 ? m.gid() : -1,
+                    Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
+        }
+        CachedFile cf = st.isRegular() ? openData(f, st) : null;
+        try {
+            if ((v & P9.SETATTR_SIZE) != 0) {
+                if (cf == null) throw new P9Error(st.isDir() ? P9.EISDIR : P9.EINVAL, "size of a non-file");
+                if (m.size() < 0) throw new P9Error(P9.EINVAL, "negative size");
+                cf.truncate(m.size());
+            }
+            if ((v & (P9.SETATTR_ATIME | P9.SETATTR_MTIME)) != 0 && !st.isSymlink()) {
+                if (cf != null && cf.dirty()) cf.writeback(false);   // a later write-back must not move mtime
+                long aS = 0, aN = Posix.UTIME_OMIT, mS = 0, mN = Posix.UTIME_OMIT;
+                if ((v & P9.SETATTR_ATIME) != 0) {
+                    aS = m.atimeSec();
+                    aN = (v & P9.SETATTR_ATIME_SET) != 0 ? m.atimeNsec() : Posix.UTIME_NOW;
+                }
+                if ((v & P9.SETATTR_MTIME) != 0) {
+                    mS = m.mtimeSec();
+                    mN = (v & P9.SETATTR_MTIME_SET) != 0 ? m.mtimeNsec() : Posix.UTIME_NOW;
+                }
+                Posix.utimensat(Posix.AT_FDCWD, f.procPath(), aS, aN, mS, mN, 0);
+            }
+        } finally {
+            if (cf != null) P9ServerContext.closeQuietly(cf);
+        }
+        return new Rsetattr(m.tag());
+    }
+
+    Rstatfs statfs(Tstatfs m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        Posix.StatFs s = Posix.fstatfs(f.fd);
+        return new Rstatfs(m.tag(), (int) s.type(), (int) s.bsize(), s.blocks(), s.bfree(), s.bavail(), s.files(), s.ffree(),
+                s.fsid(), (int) s.namelen());
+    }
+
+    /** Tread: the reply is encoded here, with the data read from the cache straight into it. */
+    ByteBuf read(Tread m, ByteBufAllocator alloc) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        int count = Math.max(0, Math.min(m.count(), iounit()));
+        if (f.xattrValue != null) {
+            int from = (int) Math.min(Math.max(0, m.offset()), f.xattrValue.length);
+            int n = Math.min(count, f.xattrValue.length - from);
+            ByteBuf b = header(alloc, 117, m.tag(), 4 + n);
+            b.writeIntLE(n).writeBytes(f.xattrValue, from, n);
+            return b;
+        }
+        if (!f.opened || f.file == null) throw new P9Error(f.isDir() ? P9.EISDIR : P9.EBADF, "read of a fid not open for reading");
+        if ((f.openFlags & P9.O_ACCMODE) == P9.O_WRONLY) throw new P9Error(P9.EBADF, "fid open write-only");
+        long size = f.file.size();
+        int n = m.offset() < 0 || m.offset() >= size ? 0 : (int) Math.min(count, size - m.offset());
+        ByteBuf b = header(alloc, 117, m.tag(), 4 + n);
+        try {
+            b.writeIntLE(n);
+            if (n > 0) {
+                f.file.read(IoPath.NINEP, m.offset(), b.nioBuffer(b.writerIndex(), n));
+                b.writerIndex(b.writerIndex() + n);
+            }
+            f.export.metrics().readBytes.inc(n);
+            return b;
+        } catch (IOException | RuntimeException e) {
+            b.release();
+            throw e;
+        }
+    }
+
+    private static ByteBuf header(ByteBufAllocator alloc, int type, int tag, int bodySize) {
+        ByteBuf b = alloc.directBuffer(P9.HEADER + bodySize);
+        b.writeIntLE(P9.HEADER + bodySize).writeByte(type).writeShortLE(tag);
+        return b;
+    }
+
+    Rwrite write(Twrite m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        int n = m.data().readableBytes();
+        if (f.xattrWrite != null) {
+            if (f.xattrWrite.size() + (long) n > f.xattrSize) throw new P9Error(P9.ERANGE, "xattr data beyond the declared size");
+            m.data().getBytes(m.data().readerIndex(), f.xattrWrite, n);
+            return new Rwrite(m.tag(), n);
+        }
+        writable(f);
+        if (!f.opened || f.file == null) throw new P9Error(f.isDir() ? P9.EISDIR : P9.EBADF, "write to a fid not open for writing");
+        if ((f.openFlags & P9.O_ACCMODE) == P9.O_RDONLY) throw new P9Error(P9.EBADF, "fid open read-only");
+        if (m.offset() < 0) throw new P9Error(P9.EINVAL, "offset beyond 2^63");
+        long at = (f.openFlags & P9.O_APPEND) != 0 ? f.file.size() : m.offset();
+        boolean sync = (f.openFlags & P9.O_SYNC) == P9.O_SYNC;
+        f.file.write(IoPath.NINEP, at, m.data().nioBuffers(), sync);
+        f.export.metrics().writeBytes.inc(n);
+        return new Rwrite(m.tag(), n);
+    }
+
+    Rclunk clunk(Tclunk m) throws P9Error, IOException {
+        Fid f = unbind(m.fid());
+        try {
+            if (f.xattrWrite != null) commitXattr(f);
+        } finally {
+            release(f);
+        }
+        return new Rclunk(m.tag());
+    }
+
+    private static void commitXattr(Fid f) throws P9Error, IOException {
+        byte[] v = f.xattrWrite.toByteArray();
+        if (v.length != f.xattrSize) throw new P9Error(P9.EINVAL, "xattr data shorter than declared");
+        if (v.length == 0 && (f.xattrFlags & 2) != 0) {
+            Posix.removexattr(f.procPath(), f.xattrName);   // XATTR_REPLACE with no value: removal
+        } else {
+            Posix.setxattr(f.procPath(), f.xattrName, v, f.xattrFlags);
+        }
+    }
+
+    Rremove remove(Tremove m) throws P9Error, IOException {
+        Fid f = unbind(m.fid());
+        try {
+            writable(f);
+            if (f.path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot remove the export root");
+            int parent = resolve(f.export, f.path.subList(0, f.path.size() - 1));
+            try {
+                Posix.unlinkat(parent, f.path.get(f.path.size() - 1), f.isDir() ? Posix.AT_REMOVEDIR : 0);
+            } finally {
+                Posix.close(parent);
+            }
+        } finally {
+            release(f);
+        }
+        return new Rremove(m.tag());
+    }
+
+    Rxattrwalk xattrwalk(Txattrwalk m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        if ((f.qid.type() & Qid.QTSYMLINK) != 0) throw new P9Error(P9.ENODATA, "no xattrs on symlinks here");
+        byte[] value = m.name().isEmpty() ? Posix.listxattr(f.procPath()) : Posix.getxattr(f.procPath(), m.name());
+        if (value == null) throw new P9Error(P9.ENODATA, "no xattr " + m.name());
+        Fid x = new Fid(f.export, f.path, Posix.dup(f.fd), f.qid, f.uid);
+        x.xattrValue = value;
+        if (m.newfid() == m.fid()) replace(m.newfid(), x);
+        else bind(m.newfid(), x);
+        return new Rxattrwalk(m.tag(), value.length);
+    }
+
+    Rxattrcreate xattrcreate(Txattrcreate m) throws P9Error {
+        Fid f = fid(m.fid());
+        writable(f);
+        if (m.size() < 0 || m.size() > MAX_XATTR) throw new P9Error(P9.E2BIG, "xattr of " + m.size() + " bytes");
+        if (m.name().isEmpty()) throw new P9Error(P9.EINVAL, "empty xattr name");
+        f.xattrName = m.name();
+        f.xattrSize = m.size();
+        f.xattrFlags = m.flags();
+        f.xattrWrite = new ByteArrayOutputStream((int) m.size());
+        return new Rxattrcreate(m.tag());
+    }
+
+    /** Treaddir: entries from getdents64; each entry's offset is the host's d_off, a stable resume cookie. */
+    ByteBuf readdir(Treaddir m, ByteBufAllocator alloc) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        if (!f.opened || f.dirFd < 0) throw new P9Error(P9.ENOTDIR, "readdir of a fid not open as a directory");
+        int count = Math.max(0, Math.min(m.count(), iounit()));
+        ByteBuf b = header(alloc, 41, m.tag(), 4 + count);
+        int countAt = b.writerIndex();
+        b.writeIntLE(0);
+        try {
+            synchronized (f) {
+                if (Posix.lseek(f.dirFd, m.offset(), 0) < 0) throw new P9Error(P9.EINVAL, "bad readdir offset");
+                com.sun.jna.Memory buf = DENTS.get();
+                outer:
+                while (true) {
+                    int n = Posix.getdents64(f.dirFd, buf);
+                    if (n <= 0) break;
+                    for (int pos = 0; pos < n; ) {
+                        long ino = buf.getLong(pos);
+                        long off = buf.getLong(pos + 8);
+                        int reclen = buf.getShort(pos + 16) & 0xFFFF;
+                        int dtype = buf.getByte(pos + 18) & 0xFF;
+                        byte[] name = nameBytes(buf, pos + 19, reclen - 19);
+                        int need = Qid.SIZE + 8 + 1 + 2 + name.length;
+                        if (b.writerIndex() - countAt - 4 + need > count) break outer;
+                        int qt = dtype == 4 ? Qid.QTDIR : dtype == 10 ? Qid.QTSYMLINK : Qid.QTFILE;
+                        b.writeByte(qt).writeIntLE(0).writeLongLE(ino);
+                        b.writeLongLE(off).writeByte(dtype).writeShortLE(name.length).writeBytes(name);
+                        pos += reclen;
+                    }
+                }
+            }
+            int len = b.writerIndex() - countAt - 4;
+            b.setIntLE(countAt, len);
+            b.setIntLE(0, b.writerIndex());
+            return b;
+        } catch (P9Error | IOException | RuntimeException e) {
+            b.release();
+            throw e;
+        }
+    }
+
+    private static byte[] nameBytes(com.sun.jna.Memory buf, int at, int max) {
+        int len = 0;
+        while (len < max && buf.getByte(at + len) != 0) len++;
+        return buf.getByteArray(at, len);
+    }
+
+    Rfsync fsync(Tfsync m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        if (f.file != null) f.file.flush();
+        return new Rfsync(m.tag());
+    }
+
+    Rlock lock(Tlock m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        Stat st = Posix.fstat(f.fd);
+        var owner = new LockTable.Owner(session, m.clientId(), m.procId());
+        return new Rlock(m.tag(), server.locks.lock(new FileKey(st.dev(), st.ino()), owner, m.type(), m.start(), m.length()));
+    }
+
+    Rgetlock getlock(Tgetlock m) throws P9Error, IOException {
+        Fid f = fid(m.fid());
+        Stat st = Posix.fstat(f.fd);
+        var owner = new LockTable.Owner(session, m.clientId(), m.procId());
+        LockTable.Holder h = server.locks.test(new FileKey(st.dev(), st.ino()), owner, m.type(), m.start(), m.length());
+        if (h == null) return new Rgetlock(m.tag(), P9.LOCK_TYPE_UNLCK, m.start(), m.length(), m.procId(), m.clientId());
+        return new Rgetlock(m.tag(), h.type(), h.start(), h.length(), h.procId(), h.clientId());
+    }
+
+    /** Dispatches one request (not Tversion/Tflush, which the session handles). Returns a message or an encoded ByteBuf. */
+    Object handle(P9Message m, ByteBufAllocator alloc) throws P9Error, IOException {
+        if (m instanceof Tread r) return read(r, alloc);
+        if (m instanceof Twrite w) return write(w);
+        if (m instanceof Twalk w) return walk(w);
+        if (m instanceof Tgetattr g) return getattr(g);
+        if (m instanceof Tclunk c) return clunk(c);
+        if (m instanceof Tlopen o) return lopen(o);
+        if (m instanceof Treaddir r) return readdir(r, alloc);
+        if (m instanceof Txattrwalk x) return xattrwalk(x);
+        if (m instanceof Tlcreate c) return lcreate(c);
+        if (m instanceof Tsetattr s) return setattr(s);
+        if (m instanceof Tattach a) return attach(a);
+        if (m instanceof Tmkdir d) return mkdir(d);
+        if (m instanceof Tunlinkat u) return unlinkat(u);
+        if (m instanceof Trenameat r) return renameat(r);
+        if (m instanceof Tsymlink s) return symlink(s);
+        if (m instanceof Treadlink r) return readlink(r);
+        if (m instanceof Tlink l) return link(l);
+        if (m instanceof Tmknod n) return mknod(n);
+        if (m instanceof Trename r) return rename(r);
+        if (m instanceof Tremove r) return remove(r);
+        if (m instanceof Tstatfs s) return statfs(s);
+        if (m instanceof Tfsync s) return fsync(s);
+        if (m instanceof Tlock l) return lock(l);
+        if (m instanceof Tgetlock g) return getlock(g);
+        if (m instanceof Txattrcreate x) return xattrcreate(x);
+        // no authentication: ENOENT is how 9P2000.L servers (diod) say "auth not required, attach directly"
+        if (m instanceof Tauth) throw new P9Error(P9.ENOENT, "authentication not required");
+        throw new P9Error(P9.EOPNOTSUPP, "not a request: " + m.getClass().getSimpleName());
+    }
+}

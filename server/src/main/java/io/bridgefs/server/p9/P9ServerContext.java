@@ -1,0 +1,66 @@
+package io.bridgefs.server.p9;
+
+import io.bridgefs.server.cache.CachedFile;
+import io.bridgefs.server.cache.FileKey;
+import io.bridgefs.server.cache.PageCache;
+import java.io.IOException;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import org.slf4j.LoggerFactory;
+
+/**
+ * What every 9P connection shares: exports, the executor, the shared page cache, the lock table, and
+ * a small LRU of recently used files whose cache pages outlive their last Tclunk (so a file read,
+ * closed and read again is served from the cache, as a host page cache would).
+ */
+public final class P9ServerContext {
+    final List<P9Export> exports;
+    final ExecutorService executor;
+    final PageCache cache;
+    final int maxMsize;
+    final LockTable locks = new LockTable();
+    private final Map<FileKey, CachedFile> retained;
+
+    public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles) {
+        this.exports = List.copyOf(exports);
+        this.executor = executor;
+        this.cache = cache;
+        this.maxMsize = maxMsize;
+        this.retained = new LinkedHashMap<>(64, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<FileKey, CachedFile> eldest) {
+                if (size() <= retainFiles) return false;
+                closeQuietly(eldest.getValue());
+                return true;
+            }
+        };
+    }
+
+    P9Export find(String aname) {
+        for (P9Export e : exports) if (e.name().equals(aname)) return e;
+        return aname.isEmpty() && !exports.isEmpty() ? exports.get(0) : null;
+    }
+
+    /** Keeps one extra reference to a file so its pages stay cached after the clients close it. */
+    synchronized void retain(CachedFile f) {
+        if (retained.get(f.key()) != null) return;
+        CachedFile ref = cache.openIfPresent(f.key());
+        if (ref != null) retained.put(f.key(), ref);
+    }
+
+    /** Drops the retained references (shutdown). */
+    public synchronized void releaseAll() {
+        retained.values().forEach(P9ServerContext::closeQuietly);
+        retained.clear();
+    }
+
+    static void closeQuietly(CachedFile f) {
+        try {
+            f.close();
+        } catch (IOException e) {
+            LoggerFactory.getLogger(P9ServerContext.class).warn("closing {} failed: {}", f.key(), e.toString());
+        }
+    }
+}
