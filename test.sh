@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and property tests, then real clients (nbdinfo, nbdcopy, qemu-img, qemu-io,
-# fio) and a Linux guest under QEMU, all against the real server jar. Installs the Debian packages it
+# fio, diod's 9P clients) and Linux guests under QEMU, all against the real server jar. Installs the Debian packages it
 # needs when they are missing and it runs as root, and fetches the guest kernel once.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +22,10 @@ need fio fio
 need mkfs.ext4 e2fsprogs
 need debugfs e2fsprogs
 need curl curl
+need diodls diod
+need gcc gcc
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)   # static libc for the guest's lock helper
 
 updated=0
 if [ ${#missing[@]} -gt 0 ]; then

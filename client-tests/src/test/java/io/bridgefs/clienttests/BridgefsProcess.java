@@ -24,6 +24,7 @@ final class BridgefsProcess implements AutoCloseable {
     final int metricsPort;
     final Path log;
     final StringBuilder stdout = new StringBuilder();
+    int p9Port = 5640;
 
     private BridgefsProcess(Process process, int nbdPort, int metricsPort, Path log) {
         this.process = process;
@@ -61,6 +62,9 @@ final class BridgefsProcess implements AutoCloseable {
         Process p = new ProcessBuilder(command(a.toArray(String[]::new))).directory(dir.toFile())
                 .redirectError(log.toFile()).start();
         BridgefsProcess b = new BridgefsProcess(p, nbd, metrics, log);
+        for (int i = 0; i + 1 < args.length; i++) {
+            if (args[i].equals("--9p-listen")) b.p9Port = Integer.parseInt(args[i + 1].substring(args[i + 1].lastIndexOf(':') + 1));
+        }
         BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
         Thread reader = new Thread(() -> {
             try {
@@ -86,6 +90,11 @@ final class BridgefsProcess implements AutoCloseable {
             }
         }
         return b;
+    }
+
+    /** The 9P port, from the --9p-listen argument the test passed (or the default). */
+    int p9Port() {
+        return p9Port;
     }
 
     String uri(String export) {

@@ -93,6 +93,20 @@ final class GuestVm {
 
     /** Builds a gzip'd newc initramfs with busybox, the modules and the test script. */
     static Path initramfs(Path work, List<String> modules, String testScript) throws IOException {
+        return initramfs(work, modules, testScript, Map.of());
+    }
+
+    /** Compiles the static lock helper (client-tests/src/test/c/locktest.c) for the guest. */
+    static Path lockHelper(Path work) throws Exception {
+        Tools.require("gcc");
+        Path src = Path.of("src/test/c/locktest.c").toAbsolutePath();
+        Path bin = work.resolve("locktest");
+        Tools.run(Duration.ofSeconds(60), "gcc", "-static", "-O2", "-o", bin.toString(), src.toString())
+                .ok("gcc -static locktest.c (needs libc6-dev)");
+        return bin;
+    }
+
+    static Path initramfs(Path work, List<String> modules, String testScript, Map<String, Path> extraFiles) throws IOException {
         Path guest = guestDir();
         Path busybox = Path.of("/bin/busybox");
         assertTrue(Files.isExecutable(busybox), "busybox-static is not installed (./test.sh installs it)");
@@ -111,6 +125,7 @@ final class GuestVm {
             }
             c.file("modules.order", order.toString().getBytes(StandardCharsets.UTF_8), 0644);
             c.file("test.sh", testScript.getBytes(StandardCharsets.UTF_8), 0755);
+            for (Map.Entry<String, Path> e : extraFiles.entrySet()) c.file(e.getKey(), Files.readAllBytes(e.getValue()), 0755);
             c.file("init", INIT.getBytes(StandardCharsets.UTF_8), 0755);
             c.trailer();
         }

@@ -23,7 +23,9 @@ final class Tools {
             Map.entry("qemu-img", "qemu-utils"), Map.entry("qemu-io", "qemu-utils"), Map.entry("qemu-nbd", "qemu-utils"),
             Map.entry("qemu-system-x86_64", "qemu-system-x86"), Map.entry("fio", "fio"), Map.entry("nbdkit", "nbdkit"),
             Map.entry("mkfs.ext4", "e2fsprogs"), Map.entry("e2fsck", "e2fsprogs"), Map.entry("debugfs", "e2fsprogs"),
-            Map.entry("busybox", "busybox-static"), Map.entry("cpio", "cpio"));
+            Map.entry("busybox", "busybox-static"), Map.entry("cpio", "cpio"),
+            Map.entry("gcc", "gcc + libc6-dev"), Map.entry("diodls", "diod"), Map.entry("diodcat", "diod"), Map.entry("diodload", "diod"),
+            Map.entry("diod", "diod"));
 
     record Result(int exit, String out, String err) {
         Result ok(String what) {

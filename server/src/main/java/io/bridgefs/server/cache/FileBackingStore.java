@@ -159,14 +159,8 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public void truncate(long size) throws IOException {
-        if (size < buffered.size()) {
-            buffered.truncate(size);
-        } else if (size > buffered.size()) {
-            // grow sparsely: writing one byte at the end would allocate a block
-            try (var raf = new java.io.RandomAccessFile(path.toFile(), "rw")) {
-                raf.setLength(size);
-            }
-        }
+        // on our own descriptor: the path may be a /proc/self/fd link that no longer exists; grows sparsely
+        Posix.ftruncate(fd, size);
     }
 
     @Override

@@ -39,6 +39,7 @@ public final class Posix {
         long preadv(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
         int openat(int dirfd, String path, int flags, int mode) throws LastErrorException;
         int dup(int fd) throws LastErrorException;
+        int ftruncate(int fd, long length) throws LastErrorException;
         int fstatat(int dirfd, String path, Pointer buf, int flags) throws LastErrorException;
         int fstatfs(int fd, Pointer buf) throws LastErrorException;
         int mkdirat(int dirfd, String path, int mode) throws LastErrorException;
@@ -88,6 +89,14 @@ public final class Posix {
 
     private static ErrnoException err(String call, LastErrorException e) {
         return new ErrnoException(call, e.getErrorCode());
+    }
+
+    public static void ftruncate(int fd, long length) throws ErrnoException {
+        try {
+            LIBC.ftruncate(fd, length);
+        } catch (LastErrorException e) {
+            throw err("ftruncate", e);
+        }
     }
 
     public static int dup(int fd) throws ErrnoException {

@@ -1,0 +1,110 @@
+package io.bridgefs.clienttests;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The file path end to end: a Linux guest under QEMU mounts a bridgefs directory with
+ * {@code mount -t 9p -o trans=tcp,version=9p2000.L} three times (cache=none, loose, mmap) and runs a
+ * scripted workload on each; the results are checked in the guest and then on the host.
+ */
+class GuestFilePathIT {
+
+    static String script(int port) {
+        return """
+                set -e
+                ip link set lo up
+                ip link set eth0 up
+                ip addr add 10.0.2.15/24 dev eth0
+                ip route add default via 10.0.2.2
+                check() { if ! eval "$1"; then echo "GUEST-CHECK-FAILED: $1"; exit 1; fi; }
+                for mode in none loose mmap; do
+                  mkdir -p /mnt/$mode
+                  mount -t 9p -o trans=tcp,port=PORT,version=9p2000.L,aname=share,msize=262144,cache=$mode 10.0.2.2 /mnt/$mode
+                  D=/mnt/$mode/work-$mode
+                  mkdir -p $D/a/b/c
+                  echo hello > $D/f
+                  check '[ "$(cat $D/f)" = hello ]'
+                  echo more >> $D/f
+                  check '[ "$(cat $D/f)" = "$(printf "hello\\nmore")" ]'
+                  dd if=/dev/urandom of=$D/big bs=65536 count=48 2>/dev/null
+                  md5sum $D/big | cut -d' ' -f1 > $D/big.md5
+                  check '[ "$(md5sum $D/big | cut -d" " -f1)" = "$(cat $D/big.md5)" ]'
+                  cp $D/big $D/trunc
+                  truncate -s 10000 $D/trunc
+                  check '[ "$(stat -c %s $D/trunc)" = 10000 ]'
+                  check '[ "$(head -c 10000 $D/big | md5sum)" = "$(md5sum < $D/trunc)" ]'
+                  mv $D/f $D/a/b/g
+                  check '[ -f $D/a/b/g ] && [ ! -e $D/f ]'
+                  ln $D/a/b/g $D/hard
+                  check '[ "$(stat -c %h $D/hard)" = 2 ]'
+                  ln -s a/b/g $D/sym
+                  check '[ "$(readlink $D/sym)" = a/b/g ]'
+                  check '[ "$(cat $D/sym)" = "$(printf "hello\\nmore")" ]'
+                  chmod 640 $D/hard
+                  check '[ "$(stat -c %a $D/a/b/g)" = 640 ]'
+                  mkdir -p $D/x/y/z && rm -r $D/x
+                  check '[ ! -e $D/x ]'
+                  echo "still here" > $D/tmp
+                  exec 3<$D/tmp
+                  rm $D/tmp
+                  check '[ ! -e $D/tmp ]'
+                  check '[ "$(cat <&3)" = "still here" ]'
+                  exec 3<&-
+                  for kind in "" f; do
+                    rm -f /tmp/locked
+                    locktest ${kind}hold $D/lockfile /tmp/locked 3 &
+                    n=0; while [ ! -e /tmp/locked ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done
+                    check '[ -e /tmp/locked ]'
+                    check '! locktest ${kind}try $D/lockfile'
+                    wait
+                    check 'locktest ${kind}try $D/lockfile'
+                  done
+                  if [ $mode = none ]; then n=2000; else n=200; fi
+                  mkdir $D/many
+                  i=0; while [ $i -lt $n ]; do : > $D/many/e$i; i=$((i+1)); done
+                  check '[ "$(ls $D/many | wc -l)" = $n ]'
+                  check '[ "$(ls $D/many | sort -u | wc -l)" = $n ]'
+                  echo "GUEST-MODE-OK $mode"
+                  umount /mnt/$mode
+                done
+                """.replace("PORT", String.valueOf(port));
+    }
+
+    @Test
+    void guestMountsAndWorksInThreeCacheModes(@TempDir Path dir) throws Exception {
+        Tools.require("qemu-system-x86_64");
+        Path share = Files.createDirectories(dir.resolve("share"));
+        try (var s = BridgefsProcess.start(dir, "--9p-export", "share=share", "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort())) {
+            int port = s.p9Port();
+            Path initrd = GuestVm.initramfs(dir, List.of("virtio_pci", "virtio_net", "9pnet_fd", "9p"), script(port),
+                    java.util.Map.of("bin/locktest", GuestVm.lockHelper(dir)));
+            String console = GuestVm.boot(dir, initrd, List.of("-nic", "user,model=virtio-net-pci"), Duration.ofSeconds(400));
+            assertEquals(0, GuestVm.exitCode(console), "guest workload failed:\n" + console);
+            for (String mode : List.of("none", "loose", "mmap")) {
+                assertTrue(console.contains("GUEST-MODE-OK " + mode), mode + " did not complete:\n" + console);
+                Path d = share.resolve("work-" + mode);
+                assertEquals("hello\nmore\n", Files.readString(d.resolve("a/b/g")), "content seen on the host (" + mode + ")");
+                assertEquals(2, ((Number) Files.getAttribute(d.resolve("hard"), "unix:nlink")).intValue());
+                assertEquals("a/b/g", Files.readSymbolicLink(d.resolve("sym")).toString());
+                assertEquals("rw-r-----", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(d.resolve("hard"))));
+                assertEquals(10000, Files.size(d.resolve("trunc")));
+                assertEquals(Files.readString(d.resolve("big.md5")).trim(), Tools.run(Duration.ofSeconds(30), "md5sum", d.resolve("big").toString()).ok("md5sum").out().split(" ")[0]);
+                assertFalse(Files.exists(d.resolve("x")));
+                assertFalse(Files.exists(d.resolve("tmp")), "the unlinked-while-open file is gone");
+                try (Stream<Path> l = Files.list(d.resolve("many"))) {
+                    assertEquals(mode.equals("none") ? 2000 : 200, l.count());
+                }
+            }
+            assertTrue(s.metric("bridgefs_write_bytes_total{path=\"9p\",export=\"share\"}") >= 3L * 48 * 65536);
+            assertTrue(s.metric("bridgefs_cache_hits_total{path=\"9p\"}") > 0, "9P data went through the shared cache");
+        }
+    }
+}
