@@ -1,0 +1,64 @@
+package io.bridgefs.clienttests;
+
+import static io.bridgefs.protocol.nbd.NbdConstants.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Message.*;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * One host file reached over NBD and over 9P goes through the same cache frames: each path reads what
+ * the other wrote, at once, and the counters show hits by one path on pages the other filled.
+ */
+class CrossPathIT {
+
+    @Test
+    void nbdAnd9pShareOneCacheForOneHostFile(@TempDir Path dir) throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        byte[] init = new byte[1 << 20];
+        new java.util.Random(8).nextBytes(init);
+        Files.write(share.resolve("disk.img"), init);
+        int p9 = BridgefsProcess.freePort();
+        try (var s = BridgefsProcess.start(dir, "--nbd-export", "disk=share/disk.img", "--9p-listen", "127.0.0.1:" + p9,
+                "--9p-export", "share=share", "--writeback-interval", "0")) {
+            try (RawNbdClient n = new RawNbdClient(s.nbdPort); RawP9Client c = new RawP9Client(p9)) {
+                n.clientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+                n.go("disk");
+                c.attach(1 << 20, "share", 1);
+                c.walk(1, 2, "disk.img");
+                c.ok(new Tlopen(c.tag(), 2, P9.O_RDWR), Rlopen.class);
+
+                // the NBD path fills 256 pages; the 9P path then hits all of them
+                n.request(NBD_CMD_READ, 0, 1, 0, 1 << 20);
+                n.out.flush();
+                assertArrayEquals(init, n.reply(1 << 20).data());
+                byte[] via9p = c.readAll(2, 65536);
+                assertArrayEquals(init, via9p);
+                assertEquals(256, s.metric("bridgefs_cross_path_hits_total{from=\"nbd\",to=\"9p\"}"));
+                assertEquals(256, s.metric("bridgefs_shared_pages"));
+                assertEquals(0, s.metric("bridgefs_cache_fills_total{path=\"9p\"}"), "9P read nothing from disk");
+
+                // a write through NBD is seen by 9P at once (same frames, nothing written back yet)
+                n.write(2, 4096, "written over NBD".getBytes());
+                assertEquals(0, n.reply(0).error());
+                Rread r = c.ok(new Tread(c.tag(), 2, 4096, 16), Rread.class);
+                assertEquals("written over NBD", r.data().toString(java.nio.charset.StandardCharsets.UTF_8));
+                // and a write through 9P is seen by NBD
+                c.write(2, 8192, "written over 9P");
+                n.request(NBD_CMD_READ, 0, 3, 8192, 15);
+                n.out.flush();
+                assertEquals("written over 9P", new String(n.reply(15).data()));
+                n.request(NBD_CMD_FLUSH, 0, 4, 0, 0);
+                n.out.flush();
+                assertEquals(0, n.reply(0).error());
+            }
+        }
+        byte[] onDisk = Files.readAllBytes(share.resolve("disk.img"));
+        assertEquals("written over NBD", new String(onDisk, 4096, 16));
+        assertEquals("written over 9P", new String(onDisk, 8192, 15));
+    }
+}
