@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Side-by-side 9P2000.L benchmark: bridgefs and diod serve the same directory on this machine, in one
+# run. Rows: diodload (16 threads copying ctl:zero to ctl:null; -g: getattr storm), and a Linux guest
+# under QEMU (TCG) that mounts the directory with trans=tcp,cache=none and writes then reads a file
+# with dd. Prints both results and the bridgefs/diod ratio (> 1 means bridgefs is faster).
+#   client-tests/bench/p9-bench.sh [FILE_MIB] [DIODLOAD_SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MIB=${1:-256}
+SECS=${2:-8}
+for t in diod diodload qemu-system-x86_64 cpio; do command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
+[ -f server/target/bridgefs.jar ] || mvn -B -q package -DskipTests
+G="${BRIDGEFS_GUEST_DIR:-$HOME/.cache/bridgefs/guest}"
+[ -f "$G/vmlinuz" ] || client-tests/scripts/fetch-guest-kernel.sh
+work=$(mktemp -d /var/tmp/bridgefs-p9bench.XXXXXX)
+pids=()
+trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
+mkdir -p "$work/share" "$work/ctl"
+truncate -s 1G "$work/ctl/zero"; : > "$work/ctl/null"
+
+# --- the guest: a busybox initramfs with the 9p and virtio-net modules, built once
+V=$(ls "$G/lib/modules"); M="$G/lib/modules/$V/kernel"
+ird="$work/initrd"; mkdir -p "$ird/bin" "$ird/modules"
+cp /bin/busybox "$ird/bin/"
+for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev \
+         drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net fs/netfs/netfs fs/fscache/fscache \
+         net/9p/9pnet net/9p/9pnet_fd fs/9p/9p; do
+  if [ -f "$M/$m.ko" ]; then cp "$M/$m.ko" "$ird/modules/"; basename "$m" >> "$ird/modules.order"; fi
+done
+cat > "$ird/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mkdir -p /proc /sys /dev /mnt
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules.order); do insmod /modules/$m.ko; done
+ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
+. /params
+mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,aname=$ANAME,msize=262144,cache=none 10.0.2.2 /mnt
+echo "WRITE $(dd if=/dev/zero of=/mnt/ddfile bs=1M count=$MIB conv=fsync 2>&1 | tail -n1)"
+echo 3 > /proc/sys/vm/drop_caches
+echo "READ $(dd if=/mnt/ddfile of=/dev/null bs=1M 2>&1 | tail -n1)"
+rm /mnt/ddfile
+umount /mnt
+poweroff -f
+INIT
+chmod +x "$ird/init"
+
+guest_dd() {  # guest_dd PORT ANAME -> "write_MBps read_MBps"
+  printf 'PORT=%s\nANAME=%s\nMIB=%s\n' "$1" "$2" "$MIB" > "$ird/params"
+  (cd "$ird" && find . | cpio -o -H newc 2>/dev/null | gzip > "$work/initrd.gz")
+  out=$(timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -monitor none -no-reboot \
+        -kernel "$G/vmlinuz" -initrd "$work/initrd.gz" -append "console=ttyS0 panic=-1 loglevel=3" \
+        -nic user,model=virtio-net-pci 2>&1)
+  w=$(echo "$out" | grep '^WRITE' | grep -o '[0-9.]*[KMG]B/s' | tail -n1)
+  r=$(echo "$out" | grep '^READ' | grep -o '[0-9.]*[KMG]B/s' | tail -n1)
+  [ -n "$w" ] && [ -n "$r" ] || { echo "guest run failed:"; echo "$out" | tail -20; exit 1; }
+  echo "$(tombs "$w") $(tombs "$r")"
+}
+tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
+load() {  # load PORT [-g] -> ops/s and MB/s
+  timeout $((SECS + 30)) diodload -s 127.0.0.1:$1 -r $SECS ${2:-} 2>&1 | grep -o '[0-9]* ops/s.*' | tail -n1
+}
+
+declare -A R
+echo "bench: bridgefs"
+java -jar server/target/bridgefs.jar serve --9p-listen 127.0.0.1:5660 --9p-export "share=$work/share" --9p-export "ctl=$work/ctl" \
+     --cache-size 1g >"$work/bridgefs.log" 2>&1 & pids+=($!)
+sleep 3
+R[bridgefs,load]=$(load 5660)
+R[bridgefs,getattr]=$(load 5660 -g)
+R[bridgefs,dd]=$(guest_dd 5660 share)
+echo "bench: diod"
+/usr/sbin/diod -f -n -l 127.0.0.1:5661 -e "$work/share" -e ctl -L stderr >"$work/diod.log" 2>&1 & pids+=($!)
+sleep 1
+R[diod,load]=$(load 5661)
+R[diod,getattr]=$(load 5661 -g)
+R[diod,dd]=$(guest_dd 5661 "$work/share")
+
+num() { echo "$1" | awk -v f="$2" '{print $f}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }'; }
+printf '\n%-28s %12s %12s %8s\n' row bridgefs diod ratio
+row() { printf '%-28s %12s %12s %8s\n' "$1" "$2" "$3" "$(ratio "$2" "$3")"; }
+row "diodload ops/s" "$(num "${R[bridgefs,load]}" 1)" "$(num "${R[diod,load]}" 1)"
+row "diodload read MB/s" "$(num "${R[bridgefs,load]}" 3)" "$(num "${R[diod,load]}" 3)"
+row "diodload -g getattr ops/s" "$(num "${R[bridgefs,getattr]}" 1)" "$(num "${R[diod,getattr]}" 1)"
+row "guest dd write MB/s" "$(num "${R[bridgefs,dd]}" 1)" "$(num "${R[diod,dd]}" 1)"
+row "guest dd read MB/s" "$(num "${R[bridgefs,dd]}" 2)" "$(num "${R[diod,dd]}" 2)"
+echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
