@@ -13,6 +13,7 @@ for t in diod diodload qemu-system-x86_64 cpio; do command -v $t >/dev/null || [
 G="${BRIDGEFS_GUEST_DIR:-$HOME/.cache/bridgefs/guest}"
 [ -f "$G/vmlinuz" ] || client-tests/scripts/fetch-guest-kernel.sh
 work=$(mktemp -d /var/tmp/bridgefs-p9bench.XXXXXX)
+chmod 755 "$work"   # diod refuses to attach below a 0700 directory
 pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
 mkdir -p "$work/share" "$work/ctl"
@@ -36,10 +37,15 @@ mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs 
 for m in $(cat /modules.order); do insmod /modules/$m.ko; done
 ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0; ip route add default via 10.0.2.2
 . /params
-mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,aname=$ANAME,msize=262144,cache=none 10.0.2.2 /mnt
-echo "WRITE $(dd if=/dev/zero of=/mnt/ddfile bs=1M count=$MIB conv=fsync 2>&1 | tail -n1)"
+if ! mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,aname=$ANAME,msize=262144,cache=none 10.0.2.2 /mnt; then
+  echo "MOUNT-FAILED"; poweroff -f
+fi
+rate() { awk -v m=$MIB -v a=$1 -v b=$2 'BEGIN{ printf "%.1fMB/s", m/(b-a) }'; }
+t0=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero of=/mnt/ddfile bs=1M count=$MIB conv=fsync 2>/dev/null; t1=$(cut -d' ' -f1 /proc/uptime)
+echo "WRITE $(rate $t0 $t1)"
 echo 3 > /proc/sys/vm/drop_caches
-echo "READ $(dd if=/mnt/ddfile of=/dev/null bs=1M 2>&1 | tail -n1)"
+t0=$(cut -d' ' -f1 /proc/uptime); dd if=/mnt/ddfile of=/dev/null bs=1M 2>/dev/null; t1=$(cut -d' ' -f1 /proc/uptime)
+echo "READ $(rate $t0 $t1)"
 rm /mnt/ddfile
 umount /mnt
 poweroff -f
@@ -52,9 +58,9 @@ guest_dd() {  # guest_dd PORT ANAME -> "write_MBps read_MBps"
   out=$(timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -monitor none -no-reboot \
         -kernel "$G/vmlinuz" -initrd "$work/initrd.gz" -append "console=ttyS0 panic=-1 loglevel=3" \
         -nic user,model=virtio-net-pci 2>&1)
-  w=$(echo "$out" | grep '^WRITE' | grep -o '[0-9.]*[KMG]B/s' | tail -n1)
-  r=$(echo "$out" | grep '^READ' | grep -o '[0-9.]*[KMG]B/s' | tail -n1)
-  [ -n "$w" ] && [ -n "$r" ] || { echo "guest run failed:"; echo "$out" | tail -20; exit 1; }
+  w=$(echo "$out" | grep -o 'WRITE [0-9.]*MB/s' | grep -o '[0-9.]*MB/s' | tail -n1)
+  r=$(echo "$out" | grep -o 'READ [0-9.]*MB/s' | grep -o '[0-9.]*MB/s' | tail -n1)
+  if [ -z "$w" ] || [ -z "$r" ]; then echo "guest run failed:" >&2; echo "$out" | tail -20 >&2; echo "- -"; return; fi
   echo "$(tombs "$w") $(tombs "$r")"
 }
 tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
