@@ -41,8 +41,9 @@ class P9ProtocolIT {
         Files.createSymbolicLink(share.resolve("toroot"), Path.of("/"));
         Files.createSymbolicLink(share.resolve("up"), Path.of("../outside"));
         port = BridgefsProcess.freePort();
+        Files.createDirectories(dir.resolve("sq"));
         server = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=share",
-                "--9p-export", "ro=ro,ro", "--9p-msize", "64k");
+                "--9p-export", "ro=ro,ro", "--9p-export", "sq=sq,squash=1234:5678", "--9p-msize", "64k");
     }
 
     @AfterAll
@@ -165,6 +166,33 @@ class P9ProtocolIT {
         }
         assertTrue(ok > 0, "some walks succeeded between swaps");
         assertEquals("OUTSIDE", Files.readString(outside.resolve("secret")));
+    }
+
+    @Test
+    void setattrTimesStatfsSocketsAndSquashedOwnership() throws Exception {
+        try (RawP9Client c = client("share")) {
+            c.walk(1, 2);
+            c.ok(new Tlcreate(c.tag(), 2, "timed", P9.O_RDWR, 0600, 0), Rlcreate.class);
+            c.ok(new Tsetattr(c.tag(), 2, P9.SETATTR_MTIME | P9.SETATTR_MTIME_SET | P9.SETATTR_ATIME | P9.SETATTR_ATIME_SET | P9.SETATTR_MODE,
+                    0640, 0, 0, 0, 981_173_106L, 0, 981_173_106L, 500_000_000L), Rsetattr.class);
+            var mtime = Files.getLastModifiedTime(share.resolve("timed"));
+            assertEquals(981_173_106_500L, mtime.toMillis(), "mtime set exactly");
+            assertEquals("rw-r-----", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(share.resolve("timed"))));
+            Rgetattr g = c.ok(new Tgetattr(c.tag(), 2, P9.GETATTR_BASIC), Rgetattr.class);
+            assertEquals(981_173_106L, g.mtimeSec());
+            assertEquals(500_000_000L, g.mtimeNsec());
+            c.ok(new Tsetattr(c.tag(), 2, P9.SETATTR_MTIME, 0, 0, 0, 0, 0, 0, 0, 0), Rsetattr.class);   // "now"
+            assertTrue(Files.getLastModifiedTime(share.resolve("timed")).toMillis() > System.currentTimeMillis() - 60_000);
+            Rstatfs fs = c.ok(new Tstatfs(c.tag(), 1), Rstatfs.class);
+            assertTrue(fs.bsize() > 0 && fs.blocks() > 0 && fs.namelen() == 255, fs.toString());
+            c.ok(new Tmknod(c.tag(), 1, "sock", 0140644, 0, 0, 0), Rmknod.class);
+            assertTrue(Files.exists(share.resolve("sock"), java.nio.file.LinkOption.NOFOLLOW_LINKS));
+        }
+        try (RawP9Client c = client("sq")) {
+            c.ok(new Tmkdir(c.tag(), 1, "mine", 0755, 0), Rmkdir.class);
+            assertEquals(1234, ((Number) Files.getAttribute(dir.resolve("sq/mine"), "unix:uid")).intValue());
+            assertEquals(5678, ((Number) Files.getAttribute(dir.resolve("sq/mine"), "unix:gid")).intValue());
+        }
     }
 
     @Test

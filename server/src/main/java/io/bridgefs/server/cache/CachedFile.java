@@ -103,7 +103,11 @@ public final class CachedFile implements AutoCloseable {
             } finally {
                 cache.lock.unlock();
             }
-            if (miss) fill(path, run, count, page);
+            if (miss) {
+                int wanted = (int) Math.min(count, lastPage - page + 1);
+                fillWithReadahead(path, run, count, wanted, page);
+                count = wanted;
+            }
             try {
                 for (int i = 0; i < count && pos < end; i++) {
                     int in = (int) (pos & (PAGE - 1));
@@ -162,11 +166,10 @@ public final class CachedFile implements AutoCloseable {
                     cache.lock.unlock();
                 }
                 if (miss) {
-                    fill(path, run, count, page);
                     int wanted = (int) Math.min(count, lastPage - page + 1);
+                    fillWithReadahead(path, run, count, wanted, page);
                     System.arraycopy(run, 0, frames, have, wanted);
                     have += wanted;
-                    if (count > wanted) unpinAll(Arrays.copyOfRange(run, wanted, count), count - wanted);
                 }
             }
             PinnedRange r = new PinnedRange(this, frames, offset, length);
@@ -207,6 +210,41 @@ public final class CachedFile implements AutoCloseable {
         public void release() {
             file.unpinAll(frames, frames.length);
         }
+    }
+
+    /**
+     * Fills the first {@code wanted} frames of a run now; the rest (read-ahead) is filled in the
+     * background, so the request waits only for its own pages. Read-ahead frames stay LOADING until
+     * filled (readers of those pages wait for them), then are unpinned.
+     */
+    private void fillWithReadahead(IoPath path, int[] run, int count, int wanted, long firstPage) throws IOException {
+        if (count > wanted) {
+            int[] ahead = Arrays.copyOfRange(run, wanted, count);
+            long aheadPage = firstPage + wanted;
+            cache.readaheadPending.incrementAndGet();
+            try {
+                cache.readahead.execute(() -> {
+                    try {
+                        fill(path, ahead, ahead.length, aheadPage);
+                        unpinAll(ahead, ahead.length);
+                    } catch (IOException e) {
+                        // the frames were dropped by fill(); a reader that wants them reads them itself
+                    } finally {
+                        cache.readaheadPending.decrementAndGet();
+                    }
+                });
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                try {
+                    fill(path, ahead, ahead.length, aheadPage);
+                    unpinAll(ahead, ahead.length);
+                } catch (IOException x) {
+                    // dropped by fill(), as above
+                } finally {
+                    cache.readaheadPending.decrementAndGet();
+                }
+            }
+        }
+        fill(path, run, wanted, firstPage);
     }
 
     /**

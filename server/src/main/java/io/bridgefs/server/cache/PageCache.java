@@ -71,6 +71,14 @@ public final class PageCache implements AutoCloseable {
     final int dirtyLimit;          // writers wait (or write back themselves) above this
     final int backgroundDirty;     // the background flusher starts above this
     private Thread flusher;
+    final java.util.concurrent.atomic.AtomicInteger readaheadPending = new java.util.concurrent.atomic.AtomicInteger();
+    /** Background read-ahead fills (a small bounded pool; past its queue the reader fills inline). */
+    final java.util.concurrent.ThreadPoolExecutor readahead = new java.util.concurrent.ThreadPoolExecutor(4, 4, 30,
+            TimeUnit.SECONDS, new java.util.concurrent.ArrayBlockingQueue<>(64), r -> {
+                Thread t = new Thread(r, "bridgefs-readahead");
+                t.setDaemon(true);
+                return t;
+            });
     private final Condition flushNeeded = lock.newCondition();
     private volatile boolean stopping;
 
@@ -229,6 +237,11 @@ public final class PageCache implements AutoCloseable {
             touch(f, path);
             return f;
         }
+    }
+
+    /** Waits until no background read-ahead is queued or running (tests check invariants at rest). */
+    void quiesce() {
+        while (readaheadPending.get() > 0) Thread.onSpinWait();
     }
 
     boolean pinnedOverHalf() {
@@ -596,6 +609,7 @@ public final class PageCache implements AutoCloseable {
     @Override
     public void close() throws IOException {
         stopping = true;
+        readahead.shutdown();
         lock.lock();
         try {
             flushNeeded.signalAll();

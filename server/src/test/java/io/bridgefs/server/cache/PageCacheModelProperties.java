@@ -57,6 +57,7 @@ class PageCacheModelProperties {
         }
 
         void checkInvariants() {
+            cache.quiesce();   // background read-ahead holds pins until its fill completes
             CacheStats s = cache.snapshot();
             assertEquals(0, s.pinnedPages(), "no page may stay pinned between operations");
             assertTrue(s.cachedBytes() <= CACHE);
