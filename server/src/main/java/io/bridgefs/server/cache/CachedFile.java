@@ -87,13 +87,7 @@ public final class CachedFile implements AutoCloseable {
                     }
                 } else {
                     long limit = readaheadLimit(page, readahead && page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
-                    for (long pg = page; pg <= limit && count < run.length; pg++) {
-                        if (pg != page && cache.resident(this, pg)) break;
-                        int f = cache.allocate(this, pg, path, true);
-                        if (f < 0) break;
-                        if (pg > lastPage) cache.fFreq[f] = -1;   // read ahead, not yet used
-                        run[count++] = f;
-                    }
+                    count = allocateRun(path, page, limit, lastPage, run);
                     if (count == 0) {
                         cache.awaitFrame();
                         continue;
@@ -153,13 +147,7 @@ public final class CachedFile implements AutoCloseable {
                         return null;
                     }
                     long limit = readaheadLimit(page, page == firstPage, lastPage, run.length);
-                    for (long pg = page; pg <= limit && count < run.length; pg++) {
-                        if (pg != page && cache.resident(this, pg)) break;
-                        int a = cache.allocate(this, pg, path, true);
-                        if (a < 0) break;
-                        if (pg > lastPage) cache.fFreq[a] = -1;   // read ahead, not yet used
-                        run[count++] = a;
-                    }
+                    count = allocateRun(path, page, limit, lastPage, run);
                     if (count == 0) return null;
                     miss = true;
                 } finally {
@@ -210,6 +198,23 @@ public final class CachedFile implements AutoCloseable {
         public void release() {
             file.unpinAll(frames, frames.length);
         }
+    }
+
+    /**
+     * With the cache lock held: gives frames (LOADING, pinned) to the absent pages from {@code page} up
+     * to {@code limit}, stopping at a resident page or when no frame is free. Pages past
+     * {@code lastPage} are read-ahead and do not count as used yet. Returns how many were given.
+     */
+    private int allocateRun(IoPath path, long page, long limit, long lastPage, int[] run) {
+        int count = 0;
+        for (long pg = page; pg <= limit && count < run.length; pg++) {
+            if (pg != page && cache.resident(this, pg)) break;
+            int f = cache.allocate(this, pg, path, true);
+            if (f < 0) break;
+            if (pg > lastPage) cache.fFreq[f] = -1;
+            run[count++] = f;
+        }
+        return count;
     }
 
     /**
