@@ -61,4 +61,35 @@ class CrossPathIT {
         assertEquals("written over NBD", new String(onDisk, 4096, 16));
         assertEquals("written over 9P", new String(onDisk, 8192, 15));
     }
+
+    @Test
+    void theBlockPathsDuplicatedReadsAreCounted(@TempDir Path dir) throws Exception {
+        // DESIGN.md's example: a 1 MiB file F over 9P, and an image whose 4 KiB-aligned region holds F over NBD
+        Path share = Files.createDirectories(dir.resolve("share"));
+        byte[] f = new byte[1 << 20];
+        new java.util.Random(9).nextBytes(f);
+        Files.write(share.resolve("F"), f);
+        byte[] img = new byte[4 << 20];
+        new java.util.Random(10).nextBytes(img);
+        System.arraycopy(f, 0, img, 1 << 20, f.length);
+        Files.write(dir.resolve("image.raw"), img);
+        int p9 = BridgefsProcess.freePort();
+        try (var s = BridgefsProcess.start(dir, "--nbd-export", "img=image.raw", "--9p-listen", "127.0.0.1:" + p9, "--9p-export", "share=share")) {
+            try (RawP9Client c = new RawP9Client(p9); RawNbdClient n = new RawNbdClient(s.nbdPort)) {
+                c.attach(1 << 20, "share", 1);
+                c.walk(1, 2, "F");
+                c.ok(new Tlopen(c.tag(), 2, P9.O_RDONLY), Rlopen.class);
+                assertArrayEquals(f, c.readAll(2, 262144));
+                n.clientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+                n.go("img");
+                n.request(NBD_CMD_READ, 0, 1, 1 << 20, 1 << 20);
+                n.out.flush();
+                assertArrayEquals(f, n.reply(1 << 20).data());
+            }
+            assertEquals(256, s.metric("bridgefs_duplicate_fills_total{path=\"nbd\"}"));
+            assertEquals(1 << 20, s.metric("bridgefs_duplicate_fill_bytes_total{path=\"nbd\"}"));
+            assertEquals(0, s.metric("bridgefs_duplicate_fills_total{path=\"9p\"}"));
+            assertEquals(256, s.metric("bridgefs_dedup_pages_sharing"));
+        }
+    }
 }

@@ -72,7 +72,7 @@ public final class BridgefsServer implements AutoCloseable {
 
     private BridgefsServer(ServerConfig config) {
         this.config = config;
-        this.cache = new PageCache(config.cacheSize(), config.cacheMode());
+        this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup());
         this.cache.startBackgroundWriteback();
         AtomicInteger n = new AtomicInteger();
         this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,

@@ -274,6 +274,7 @@ public final class CachedFile implements AutoCloseable {
 
     /** Reads a run of consecutive pages into their LOADING frames; on failure drops them and throws. */
     private void fill(IoPath path, int[] run, int count, long firstPage) throws IOException {
+        long[] hashes = cache.dedup ? new long[count] : null;
         punchLock.readLock().lock();
         try {
             ByteBuffer[] pages = new ByteBuffer[count];
@@ -282,6 +283,7 @@ public final class CachedFile implements AutoCloseable {
             for (int i = 0; i < count; i++) {
                 int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
                 zero(pages[i], have, PAGE);
+                if (hashes != null) hashes[i] = ContentIndex.hash(pages[i]);
             }
         } catch (IOException | RuntimeException e) {
             cache.lock.lock();
@@ -296,7 +298,7 @@ public final class CachedFile implements AutoCloseable {
         }
         cache.lock.lock();
         try {
-            for (int i = 0; i < count; i++) cache.completeFill(run[i], path, true);
+            for (int i = 0; i < count; i++) cache.completeFill(run[i], path, true, hashes == null ? -1 : hashes[i]);
         } finally {
             cache.lock.unlock();
         }

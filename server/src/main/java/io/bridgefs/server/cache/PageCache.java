@@ -93,6 +93,10 @@ public final class PageCache implements AutoCloseable {
     final byte[] fQueue;
     final byte[] fFilledBy;
     final byte[] fTouched;
+    final boolean dedup;      // fill-time duplicate detection (shadow: counted, not merged)
+    private final ContentIndex content;
+    private final boolean[] fZero;      // resident all-zero page (filled from storage)
+    private final boolean[] fDup;       // resident page whose content was already resident at fill
     final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
     final int[] dPrev;
 
@@ -108,6 +112,8 @@ public final class PageCache implements AutoCloseable {
     private final long[] hits = new long[2], misses = new long[2], fills = new long[2], fillBytes = new long[2], refaults = new long[2];
     private final long[][] crossHits = new long[2][2];
     private long evictions;
+    private final long[] dupFills = new long[2], dupFillBytes = new long[2];
+    private int zeroPages, dupPages;
     private int validPages, dirtyPages, pinnedPages, sharedPages;
     long writebackBytes;
 
@@ -116,6 +122,11 @@ public final class PageCache implements AutoCloseable {
     private int nextId = 1;
 
     public PageCache(long capacityBytes, CacheMode mode) {
+        this(capacityBytes, mode, true);
+    }
+
+    /** @param dedup count duplicated fills (content already resident under another key), as in {@code --dedup shadow} */
+    public PageCache(long capacityBytes, CacheMode mode, boolean dedup) {
         long n = capacityBytes / PAGE_SIZE;
         if (n < 64) throw new IllegalArgumentException("cache size must be at least 256 KiB");
         if (n > (1 << 28)) throw new IllegalArgumentException("cache size must be at most 1 TiB");
@@ -135,6 +146,10 @@ public final class PageCache implements AutoCloseable {
         fQueue = new byte[frames];
         fFilledBy = new byte[frames];
         fTouched = new byte[frames];
+        this.dedup = dedup;
+        content = new ContentIndex(frames);
+        fZero = new boolean[frames];
+        fDup = new boolean[frames];
         dNext = new int[frames];
         dPrev = new int[frames];
         table = new PageTable(frames, fFile, fPage);
@@ -301,7 +316,17 @@ public final class PageCache implements AutoCloseable {
 
     /** Marks a LOADING frame VALID (unless it was detached meanwhile); counts a fill if it was read. */
     void completeFill(int f, IoPath path, boolean filled) {
-        if (fState[f] == LOADING) {
+        completeFill(f, path, filled, -1);
+    }
+
+    /**
+     * As {@link #completeFill(int, IoPath, boolean)}, with the content hash of a filled page
+     * ({@code 0}: all zeros; {@code -1}: not hashed): a fill whose bytes equal a page resident under
+     * another key is a duplicated fill (the backing store was read again for data already in memory).
+     */
+    void completeFill(int f, IoPath path, boolean filled, long hash) {
+        boolean valid = fState[f] == LOADING;
+        if (valid) {
             fState[f] = VALID;
             validPages++;
             touch(f, path);
@@ -309,8 +334,37 @@ public final class PageCache implements AutoCloseable {
         if (filled) {
             fills[path.ordinal()]++;
             fillBytes[path.ordinal()] += PAGE_SIZE;
+            if (valid && dedup && hash == 0) {
+                fZero[f] = true;
+                zeroPages++;
+            } else if (valid && dedup && hash != -1) {
+                ByteBuffer mine = memory.frame(f);
+                for (int c = content.first(hash); c >= 0; c = content.next(c)) {
+                    if (fState[c] == VALID && (fFile[c] != fFile[f] || fPage[c] != fPage[f]) && memory.frame(c).mismatch(mine) < 0) {
+                        dupFills[path.ordinal()]++;
+                        dupFillBytes[path.ordinal()] += PAGE_SIZE;
+                        fDup[f] = true;
+                        dupPages++;
+                        break;
+                    }
+                }
+                content.add(f, hash);
+            }
         }
         changed.signalAll();
+    }
+
+    /** The frame's content is about to change or go: it no longer counts as zero, duplicate or indexed. */
+    private void forgetContent(int f) {
+        content.remove(f);
+        if (fZero[f]) {
+            fZero[f] = false;
+            zeroPages--;
+        }
+        if (fDup[f]) {
+            fDup[f] = false;
+            dupPages--;
+        }
     }
 
     /** A fill failed: the frame is dropped so nobody ever sees its contents. */
@@ -333,6 +387,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     void markDirty(CachedFile file, int f) {
+        forgetContent(f);
         if (!fDirty[f]) {
             fDirty[f] = true;
             dirtyPages++;
@@ -371,6 +426,7 @@ public final class PageCache implements AutoCloseable {
         if (fState[f] == FREE || fState[f] == DETACHED) return;
         table.remove(f);
         markClean(file, f);
+        forgetContent(f);
         if (fState[f] == VALID) {
             validPages--;
             if (fTouched[f] == 3) sharedPages--;
@@ -545,6 +601,7 @@ public final class PageCache implements AutoCloseable {
             }
             ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
             table.remove(f);
+            forgetContent(f);
             validPages--;
             if (fTouched[f] == 3) sharedPages--;
             fState[f] = FREE;
@@ -566,6 +623,7 @@ public final class PageCache implements AutoCloseable {
                 if (fState[f] == VALID && fPins[f] == 0 && !fDirty[f]) {
                     ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
                     table.remove(f);
+                    forgetContent(f);
                     validPages--;
                     if (fTouched[f] == 3) sharedPages--;
                     fState[f] = FREE;
@@ -587,7 +645,7 @@ public final class PageCache implements AutoCloseable {
             return new CacheStats(hits.clone(), misses.clone(), fills.clone(), fillBytes.clone(), refaults.clone(),
                     new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
                     (long) validPages * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
-                    sharedPages, capacityBytes(), direct);
+                    sharedPages, capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages, dupPages);
         } finally {
             lock.unlock();
         }

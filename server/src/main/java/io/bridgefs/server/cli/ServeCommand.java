@@ -53,6 +53,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "writeback (default: dirty pages flushed on FLUSH/FUA/timer/shutdown), writethrough (written before the reply), directsync (written and synced before the reply).")
     String cacheMode;
 
+    @Option(names = "--dedup", paramLabel = "MODE", defaultValue = "shadow",
+            description = "off, or shadow (default): hash every filled page and count fills whose bytes are already resident under another key (duplicate_fills). merge is not available yet.")
+    String dedup;
+
     @Option(names = "--metrics-listen", paramLabel = "HOST:PORT",
             description = "Serve Prometheus text at /metrics and JSON at /stats here (off unless given).")
     String metricsListen;
@@ -82,7 +86,16 @@ public final class ServeCommand implements Callable<Integer> {
         if (writebackSeconds < 0) throw new IllegalArgumentException("--writeback-interval must be >= 0");
         return new ServerConfig(ListenAddress.parse(nbdListen), exports, Sizes.parse(cacheSize), CacheMode.parse(cacheMode),
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
-                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize);
+                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, dedupMode());
+    }
+
+    private boolean dedupMode() {
+        return switch (dedup) {
+            case "off" -> false;
+            case "shadow" -> true;
+            case "merge" -> throw new IllegalArgumentException("--dedup merge is not available yet (use shadow to count what it would save)");
+            default -> throw new IllegalArgumentException("unknown --dedup mode '" + dedup + "' (off, shadow)");
+        };
     }
 
     @Override

@@ -14,12 +14,13 @@ public record ServerConfig(
         int writebackSeconds,
         ListenAddress p9Listen,
         List<P9ExportSpec> p9Exports,
-        int p9Msize) {
+        int p9Msize,
+        boolean dedup) {
 
     /** A configuration with the NBD path only (tests and embedders). */
     public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
                         ListenAddress metricsListen, int ioThreads, int writebackSeconds) {
         this(nbdListen, nbdExports, cacheSize, cacheMode, metricsListen, ioThreads, writebackSeconds,
-                ListenAddress.parse("127.0.0.1:0"), List.of(), 1 << 20);
+                ListenAddress.parse("127.0.0.1:0"), List.of(), 1 << 20, true);
     }
 }

@@ -29,6 +29,8 @@ public final class MetricsText {
         perPath(b, "cache_fills_total", "Pages read from backing storage", s.fills());
         perPath(b, "cache_fill_bytes_total", "Bytes read from backing storage into the cache", s.fillBytes());
         perPath(b, "refaults_total", "Fills of a key that was evicted recently", s.refaults());
+        perPath(b, "duplicate_fills_total", "Fills whose bytes equal a page already resident under another key", s.duplicateFills());
+        perPath(b, "duplicate_fill_bytes_total", "Bytes of duplicate fills: read again from storage though already in memory", s.duplicateFillBytes());
         header(b, "cross_path_hits_total", "counter", "Hits by one path on a page filled by the other");
         for (IoPath from : IoPath.values()) {
             for (IoPath to : IoPath.values()) {
@@ -41,6 +43,9 @@ public final class MetricsText {
         gauge(b, "cached_bytes", "Bytes of resident pages", s.cachedBytes());
         gauge(b, "dirty_bytes", "Bytes of pages not yet written back", s.dirtyBytes());
         gauge(b, "pinned_pages", "Pages pinned by in-flight I/O", s.pinnedPages());
+        gauge(b, "zero_pages", "Resident all-zero pages filled from storage", s.zeroPages());
+        gauge(b, "dedup_pages_sharing", "Resident pages whose content was already resident when filled (shadow: not merged)", s.dedupPagesSharing());
+        gauge(b, "dedup_saved_bytes", "What merging the duplicate resident pages would save", s.dedupSavedBytes());
         gauge(b, "cache_capacity_bytes", "Configured cache size", s.capacityBytes());
         gauge(b, "backing_direct_io", "1 if every open backing file bypasses the host page cache (O_DIRECT)", s.directIo() ? 1 : 0);
         header(b, "writeback_bytes_total", "counter", "Bytes written back to backing storage");
@@ -107,7 +112,9 @@ public final class MetricsText {
                     .append(",\"cache_misses\":").append(s.misses(p))
                     .append(",\"cache_fills\":").append(s.fills(p))
                     .append(",\"cache_fill_bytes\":").append(s.fillBytes(p))
-                    .append(",\"refaults\":").append(s.refaults(p)).append("},");
+                    .append(",\"refaults\":").append(s.refaults(p))
+                    .append(",\"duplicate_fills\":").append(s.duplicateFills(p))
+                    .append(",\"duplicate_fill_bytes\":").append(s.duplicateFillBytes(p)).append("},");
         }
         b.append("\"cross_path_hits\":{\"nbd_to_9p\":").append(s.crossPathHits(IoPath.NBD, IoPath.NINEP))
                 .append(",\"9p_to_nbd\":").append(s.crossPathHits(IoPath.NINEP, IoPath.NBD)).append("},")
@@ -116,6 +123,9 @@ public final class MetricsText {
                 .append(",\"dirty_bytes\":").append(s.dirtyBytes())
                 .append(",\"writeback_bytes\":").append(s.writebackBytes())
                 .append(",\"pinned_pages\":").append(s.pinnedPages())
+                .append(",\"zero_pages\":").append(s.zeroPages())
+                .append(",\"dedup_pages_sharing\":").append(s.dedupPagesSharing())
+                .append(",\"dedup_saved_bytes\":").append(s.dedupSavedBytes())
                 .append(",\"evictions\":").append(s.evictions())
                 .append(",\"capacity_bytes\":").append(s.capacityBytes())
                 .append(",\"direct_io\":").append(s.directIo()).append("},\"io\":[");

@@ -116,4 +116,39 @@ class PageCacheTest {
             assertEquals(16 * P, e.length());
         }
     }
+
+    @Test
+    void duplicateFillsZeroPagesAndSharingAreCountedExactly() throws IOException {
+        PageCache cache = new PageCache(256 * P, CacheMode.WRITEBACK);
+        byte[] f = new byte[16 * P];
+        new java.util.Random(42).nextBytes(f);
+        MemStore file = new MemStore(16 * P);
+        System.arraycopy(f, 0, file.data, 0, f.length);
+        MemStore image = new MemStore(64 * P);                     // holds F at page 8, zeros elsewhere
+        System.arraycopy(f, 0, image.data, 8 * P, f.length);
+        CachedFile viaP9 = cache.open(new FileKey(1, 10), file, false);
+        CachedFile viaNbd = cache.open(new FileKey(1, 11), image, false);
+        viaP9.read(IoPath.NINEP, 0, ByteBuffer.allocate(16 * P));
+        assertEquals(0, cache.snapshot().duplicateFills(IoPath.NINEP));
+        viaNbd.read(IoPath.NBD, 8L * P, ByteBuffer.allocate(16 * P));
+        CacheStats s = cache.snapshot();
+        assertEquals(16, s.duplicateFills(IoPath.NBD), "every page of the region was already resident as F");
+        assertEquals(16L * P, s.duplicateFillBytes(IoPath.NBD));
+        assertEquals(16, s.dedupPagesSharing());
+        assertEquals(16L * P, s.dedupSavedBytes());
+        viaNbd.read(IoPath.NBD, 0, ByteBuffer.allocate(8 * P));   // 8 zero pages
+        s = cache.snapshot();
+        assertEquals(8, s.zeroPages());
+        assertEquals(16, s.duplicateFills(IoPath.NBD), "zero pages are counted apart, not as duplicates");
+        viaNbd.write(IoPath.NBD, 8L * P, ByteBuffer.wrap(new byte[] {1}), false);   // one duplicate changes
+        assertEquals(15, cache.snapshot().dedupPagesSharing());
+        viaNbd.write(IoPath.NBD, 0, ByteBuffer.wrap(new byte[] {1}), false);
+        assertEquals(7, cache.snapshot().zeroPages());
+        PageCache off = new PageCache(256 * P, CacheMode.WRITEBACK, false);
+        CachedFile a = off.open(new FileKey(1, 10), file, false);
+        CachedFile b = off.open(new FileKey(1, 11), image, false);
+        a.read(IoPath.NINEP, 0, ByteBuffer.allocate(16 * P));
+        b.read(IoPath.NBD, 8L * P, ByteBuffer.allocate(16 * P));
+        assertEquals(0, off.snapshot().duplicateFills(IoPath.NBD), "--dedup off counts nothing");
+    }
 }

@@ -1,0 +1,114 @@
+package io.bridgefs.server.cache;
+
+import java.nio.ByteBuffer;
+
+/**
+ * Which resident frames hold which content, for fill-time duplicate detection: a content hash maps to
+ * a chain of frames (linked through {@code next}). Only frames filled from backing storage and not
+ * modified since are indexed; all-zero pages are counted apart and never indexed. A hash match is
+ * always confirmed by comparing the bytes. Not thread-safe: guarded by the cache lock.
+ */
+final class ContentIndex {
+    private final long[] keys;      // open addressing: hash -> head frame + 1 (0 = empty)
+    private final int[] heads;
+    private final int mask;
+    private final int[] next;       // per frame: next frame with the same hash, -1 at the end
+    private final long[] hashOf;    // per frame: its hash while indexed
+    private final boolean[] indexed;
+
+    ContentIndex(int frames) {
+        int cap = Integer.highestOneBit(Math.max(16, frames * 2 - 1)) << 1;
+        keys = new long[cap];
+        heads = new int[cap];
+        mask = cap - 1;
+        next = new int[frames];
+        hashOf = new long[frames];
+        indexed = new boolean[frames];
+    }
+
+    /** Content hash of a page, never 0; {@code 0} is returned for an all-zero page. */
+    static long hash(ByteBuffer page) {
+        // four independent lanes, so the multiply chains overlap in the CPU
+        long h0 = 0x243F6A8885A308D3L, h1 = 0x13198A2E03707344L, h2 = 0xA4093822299F31D0L, h3 = 0x082EFA98EC4E6C89L;
+        long any = 0;
+        for (int i = 0; i < PageCache.PAGE_SIZE; i += 32) {
+            long a = page.getLong(i), b = page.getLong(i + 8), c = page.getLong(i + 16), d = page.getLong(i + 24);
+            any |= a | b | c | d;
+            h0 = Long.rotateLeft((h0 ^ a) * 0x9E3779B97F4A7C15L, 27);
+            h1 = Long.rotateLeft((h1 ^ b) * 0xC2B2AE3D27D4EB4FL, 29);
+            h2 = Long.rotateLeft((h2 ^ c) * 0x165667B19E3779F9L, 31);
+            h3 = Long.rotateLeft((h3 ^ d) * 0x85EBCA77C2B2AE63L, 33);
+        }
+        if (any == 0) return 0;
+        long h = h0 ^ Long.rotateLeft(h1, 17) ^ Long.rotateLeft(h2, 34) ^ Long.rotateLeft(h3, 51);
+        h = (h ^ (h >>> 29)) * 0xBF58476D1CE4E5B9L;
+        h ^= h >>> 32;
+        return h == 0 ? 1 : h;
+    }
+
+    private int slot(long hash) {
+        int i = (int) (hash ^ (hash >>> 32)) & mask;
+        while (keys[i] != 0 && keys[i] != hash) i = (i + 1) & mask;
+        return i;
+    }
+
+    /** First frame indexed under {@code hash}, or -1; continue with {@link #next(int)}. */
+    int first(long hash) {
+        int i = slot(hash);
+        return keys[i] == hash ? heads[i] - 1 : -1;
+    }
+
+    int next(int frame) { return next[frame]; }
+
+    boolean isIndexed(int frame) { return indexed[frame]; }
+
+    void add(int frame, long hash) {
+        int i = slot(hash);
+        next[frame] = keys[i] == hash ? heads[i] - 1 : -1;
+        keys[i] = hash;
+        heads[i] = frame + 1;
+        hashOf[frame] = hash;
+        indexed[frame] = true;
+    }
+
+    void remove(int frame) {
+        if (!indexed[frame]) return;
+        indexed[frame] = false;
+        long hash = hashOf[frame];
+        int i = slot(hash);
+        int head = heads[i] - 1;
+        if (head == frame) {
+            if (next[frame] >= 0) {
+                heads[i] = next[frame] + 1;
+            } else {
+                deleteSlot(i);
+            }
+            return;
+        }
+        for (int f = head; f >= 0; f = next[f]) {
+            if (next[f] == frame) {
+                next[f] = next[frame];
+                return;
+            }
+        }
+    }
+
+    private void deleteSlot(int i) {
+        keys[i] = 0;
+        heads[i] = 0;
+        int j = i;
+        while (true) {
+            j = (j + 1) & mask;
+            long k = keys[j];
+            if (k == 0) return;
+            int ideal = (int) (k ^ (k >>> 32)) & mask;
+            boolean stays = i <= j ? (i < ideal && ideal <= j) : (i < ideal || ideal <= j);
+            if (stays) continue;
+            keys[i] = k;
+            heads[i] = heads[j];
+            keys[j] = 0;
+            heads[j] = 0;
+            i = j;
+        }
+    }
+}
