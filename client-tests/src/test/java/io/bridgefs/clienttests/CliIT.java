@@ -102,4 +102,20 @@ class CliIT {
         }
         assertFalse(Files.exists(sock), "socket removed at exit");
     }
+
+    @Test
+    void statsCommandShowsTheLiveCounters(@TempDir Path dir) throws Exception {
+        Tools.sparseImage(dir.resolve("s.img"), 4 << 20, 1, 0, 1 << 20);
+        try (var s = BridgefsProcess.start(dir, "--nbd-export", "s=s.img")) {
+            Tools.run(Duration.ofSeconds(60), "nbdcopy", s.uri("s"), "null:").ok("nbdcopy");
+            String out = bridgefs(dir, "stats", "--url", "http://127.0.0.1:" + s.metricsPort).ok("bridgefs stats").out();
+            long fills = s.metric("bridgefs_cache_fills_total{path=\"nbd\"}");
+            assertTrue(fills > 0);
+            assertTrue(out.matches("(?s).*cache_fills\\s+" + fills + "\\s+0\\n.*"), "fills row shows the live count " + fills + ":\n" + out);
+            String readBytes = io.bridgefs.server.config.Sizes.human(s.metric("bridgefs_read_bytes_total{path=\"nbd\",export=\"s\"}"));
+            assertTrue(out.matches("(?s).*\\nnbd\\s+s\\s+\\d+\\s+" + java.util.regex.Pattern.quote(readBytes) + ".*"), "per-export row with " + readBytes + ":\n" + out);
+            assertTrue(out.contains("residency: cached"), out);
+        }
+        oneLineError(bridgefs(dir, "stats", "--url", "http://127.0.0.1:" + BridgefsProcess.freePort()), "cannot read");
+    }
 }

@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
 
 /** {@code bridgefs}: the command-line entry point. Start-up problems end in one line on stderr and exit status 1 or 2. */
 @Command(name = "bridgefs", mixinStandardHelpOptions = true, version = "bridgefs 0.1.0",
-        subcommands = {ServeCommand.class, CommandLine.HelpCommand.class},
+        subcommands = {ServeCommand.class, StatsCommand.class, CommandLine.HelpCommand.class},
         description = "Host storage for virtual machines over NBD, through one shared page cache.")
 public final class Main implements Runnable {
 
