@@ -196,6 +196,27 @@ class P9ProtocolIT {
     }
 
     @Test
+    void changesByOtherHostProcessesAreSeen() throws Exception {
+        try (RawP9Client c = client("share")) {
+            c.walk(1, 2);
+            c.ok(new Tlcreate(c.tag(), 2, "hostedit", P9.O_RDWR, 0644, 0), Rlcreate.class);
+            c.write(2, 0, "one");
+            c.ok(new Tfsync(c.tag(), 2, 0), Rfsync.class);
+            c.ok(new Tclunk(c.tag(), 2), Rclunk.class);
+            c.walk(1, 3, "hostedit");
+            c.ok(new Tlopen(c.tag(), 3, P9.O_RDONLY), Rlopen.class);
+            assertEquals("one", new String(c.readAll(3, 100), StandardCharsets.UTF_8));   // now cached
+            c.ok(new Tclunk(c.tag(), 3), Rclunk.class);
+            Thread.sleep(20);
+            Files.writeString(share.resolve("hostedit"), "two, from the host");
+            c.walk(1, 4, "hostedit");
+            assertEquals(18, c.ok(new Tgetattr(c.tag(), 4, P9.GETATTR_BASIC), Rgetattr.class).size());
+            c.ok(new Tlopen(c.tag(), 4, P9.O_RDONLY), Rlopen.class);
+            assertEquals("two, from the host", new String(c.readAll(4, 100), StandardCharsets.UTF_8), "no stale cached bytes");
+        }
+    }
+
+    @Test
     void readOnlyExportAnswersErofs() throws Exception {
         try (RawP9Client c = client("ro")) {
             c.walk(1, 2);

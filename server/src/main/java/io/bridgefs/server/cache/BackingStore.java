@@ -54,6 +54,14 @@ public interface BackingStore extends AutoCloseable {
      */
     Extent extentAt(long offset, long limit) throws IOException;
 
+    /**
+     * A fingerprint of the file's size, mtime and ctime, to notice changes made by other host
+     * processes; 0 where the store cannot tell.
+     */
+    default long stamp() throws IOException {
+        return 0;
+    }
+
     /** Whether reads and writes bypass the host kernel's page cache (O_DIRECT). */
     boolean directIo();
 

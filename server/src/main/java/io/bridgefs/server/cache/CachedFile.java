@@ -27,6 +27,7 @@ public final class CachedFile implements AutoCloseable {
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
     private volatile long size;
     private volatile long changes;
+    private volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
     private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
 
     CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
@@ -37,6 +38,43 @@ public final class CachedFile implements AutoCloseable {
         this.size = size;
         this.backingSize = size;
         this.readOnly = readOnly;
+        this.seenStamp = stampOrZero();
+    }
+
+    private long stampOrZero() {
+        try {
+            return store.stamp();
+        } catch (IOException e) {
+            return 0;
+        }
+    }
+
+    /**
+     * Coherence with other host processes: if the backing file changed behind the cache (its size,
+     * mtime or ctime differ from what this cache last saw) and nothing here is dirty, the cached pages
+     * are dropped and the size re-read, so the next read sees the host's bytes. Returns whether it did.
+     */
+    public boolean revalidate() throws IOException {
+        long now = store.stamp();
+        if (now == 0 || now == seenStamp) return false;
+        long newSize = store.size();
+        punchLock.writeLock().lock();
+        try {
+            cache.lock.lock();
+            try {
+                if (dirtyPages > 0) return false;     // our own unwritten data wins; it is written back later
+                for (int f : cache.framesOf(this, 0, Long.MAX_VALUE, false)) cache.detach(this, f);
+                size = newSize;
+                backingSize = newSize;
+                changes++;
+                seenStamp = now;
+            } finally {
+                cache.lock.unlock();
+            }
+        } finally {
+            punchLock.writeLock().unlock();
+        }
+        return true;
     }
 
     public FileKey key() { return key; }
@@ -416,6 +454,7 @@ public final class CachedFile implements AutoCloseable {
             boolean ok = false;
             try {
                 writeRuns(dirty);
+                if (dirty.length > 0) seenStamp = stampOrZero();   // our own writes moved mtime
                 ok = true;
             } finally {
                 cache.lock.lock();
@@ -554,6 +593,7 @@ public final class CachedFile implements AutoCloseable {
                 cache.lock.unlock();
             }
             store.truncate(newSize);
+            seenStamp = stampOrZero();
             cache.lock.lock();
             try {
                 backingSize = newSize;

@@ -149,6 +149,8 @@ final class P9Ops {
         CachedFile cf = server.cache.openIfPresent(key);
         if (cf == null) {
             cf = server.cache.open(key, FileBackingStore.open(Path.of(f.procPath()), f.export.readOnly()), f.export.readOnly());
+        } else {
+            cf.revalidate();     // changed by another host process since we cached it?
         }
         server.retain(cf);
         return cf;
@@ -360,6 +362,7 @@ final class P9Ops {
             CachedFile cf = server.cache.openIfPresent(new FileKey(st.dev(), st.ino()));
             if (cf != null) {
                 try {
+                    cf.revalidate();
                     if (cf.dirty()) {
                         cf.writeback(false);      // so the host's size and mtime are current
                         st = Posix.fstat(f.fd);
