@@ -217,6 +217,29 @@ class P9ProtocolIT {
     }
 
     @Test
+    void fidsAreLimitedWithAnErrorNotAnExhaustedServer() throws Exception {
+        try (RawP9Client c = client("share")) {
+            int bound = 1;      // the attach fid
+            int firstError = -1;
+            for (int fid = 100; fid < 100 + 9000; fid++) {
+                var r = c.rpc(new Twalk(c.tag(), 1, fid, List.of()));
+                if (r instanceof Rlerror e) {
+                    assertEquals(P9.EMFILE, e.ecode());
+                    firstError = fid;
+                    break;
+                }
+                bound++;
+            }
+            assertTrue(firstError > 0 && bound <= 8192, "a limit was reached after " + bound + " fids");
+            c.ok(new Tclunk(c.tag(), 100), Rclunk.class);
+            c.walk(1, 100);                                   // room again after a clunk
+        }
+        try (RawP9Client other = client("share")) {
+            other.walk(1, 2, "d", "inside");                  // and the server serves everyone else
+        }
+    }
+
+    @Test
     void readOnlyExportAnswersErofs() throws Exception {
         try (RawP9Client c = client("ro")) {
             c.walk(1, 2);

@@ -30,7 +30,7 @@ import java.util.Map;
  * (device, inode), the same frames the NBD path uses.
  */
 final class P9Ops {
-    static final int MAX_FIDS = 65536;
+    static final int MAX_FIDS = 8192;
     static final int MAX_NAME = 255;
     static final int MAX_XATTR = 64 * 1024;
     private static final ThreadLocal<com.sun.jna.Memory> DENTS = ThreadLocal.withInitial(() -> new com.sun.jna.Memory(64 * 1024));
@@ -58,21 +58,23 @@ final class P9Ops {
             release(f);
             throw new P9Error(P9.EBADF, "fid " + n + " already in use");
         }
-        if (fids.size() >= MAX_FIDS) {
+        if (fids.size() >= MAX_FIDS || !server.reserveFid()) {
             release(f);
-            throw new P9Error(P9.EMFILE, "more than " + MAX_FIDS + " fids on one connection");
+            throw new P9Error(P9.EMFILE, "fid limit reached (" + MAX_FIDS + " per connection, " + server.maxFids + " in all)");
         }
         fids.put(n, f);
     }
 
     private synchronized void replace(int n, Fid f) {
         Fid old = fids.put(n, f);
-        if (old != null && old != f) release(old);
+        if (old == null) server.reserveFidAnyway();
+        else if (old != f) release(old);
     }
 
     private synchronized Fid unbind(int n) throws P9Error {
         Fid f = fids.remove(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
+        server.releaseFid();
         return f;
     }
 
@@ -84,7 +86,10 @@ final class P9Ops {
 
     /** Tversion and connection end: every fid is clunked. */
     synchronized void clunkAll() {
-        for (Fid f : fids.values()) release(f);
+        for (Fid f : fids.values()) {
+            release(f);
+            server.releaseFid();
+        }
         fids.clear();
         server.locks.releaseSession(session);
     }

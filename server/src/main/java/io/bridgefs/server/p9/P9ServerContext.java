@@ -21,6 +21,9 @@ public final class P9ServerContext {
     final PageCache cache;
     final int maxMsize;
     final LockTable locks = new LockTable();
+    /** Fids (each an open descriptor) across all connections: bounded by the process's descriptor limit. */
+    final int maxFids;
+    private final java.util.concurrent.atomic.AtomicInteger fidsInUse = new java.util.concurrent.atomic.AtomicInteger();
     private final Map<FileKey, CachedFile> retained;
 
     public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles) {
@@ -28,6 +31,12 @@ public final class P9ServerContext {
         this.executor = executor;
         this.cache = cache;
         this.maxMsize = maxMsize;
+        long fdLimit = 4096;
+        if (java.lang.management.ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.UnixOperatingSystemMXBean u) {
+            fdLimit = u.getMaxFileDescriptorCount();
+        }
+        // leave room for sockets, backing files (three descriptors per cached file) and the JVM
+        this.maxFids = (int) Math.max(256, Math.min(1 << 20, fdLimit / 2 - 3L * retainFiles));
         this.retained = new LinkedHashMap<>(64, 0.75f, true) {
             @Override
             protected boolean removeEldestEntry(Map.Entry<FileKey, CachedFile> eldest) {
@@ -36,6 +45,23 @@ public final class P9ServerContext {
                 return true;
             }
         };
+    }
+
+    boolean reserveFid() {
+        while (true) {
+            int n = fidsInUse.get();
+            if (n >= maxFids) return false;
+            if (fidsInUse.compareAndSet(n, n + 1)) return true;
+        }
+    }
+
+    /** A walk onto an existing fid number replaced nothing: count it even at the limit (it holds a descriptor). */
+    void reserveFidAnyway() {
+        fidsInUse.incrementAndGet();
+    }
+
+    void releaseFid() {
+        fidsInUse.decrementAndGet();
     }
 
     P9Export find(String aname) {

@@ -157,7 +157,11 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
         // requests still running finish on their own; their fids are dropped here
-        server.executor.execute(ops::clunkAll);
+        try {
+            server.executor.execute(ops::clunkAll);
+        } catch (RejectedExecutionException e) {
+            ops.clunkAll();   // shutting down
+        }
         ctx.fireChannelInactive();
     }
 
