@@ -15,8 +15,9 @@ import io.netty.handler.codec.http.HttpVersion;
 import java.nio.charset.StandardCharsets;
 import java.util.function.Supplier;
 
-/** Serves GET /metrics (Prometheus text) and GET /stats (JSON). */
+/** Serves GET /metrics (Prometheus text), GET /stats (JSON) and GET /dashboard (a live page charting /stats). */
 public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
+    private static final String DASHBOARD = loadDashboard();
     private final Supplier<String> prometheus;
     private final Supplier<String> json;
 
@@ -35,8 +36,10 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
             resp = text(HttpResponseStatus.OK, prometheus.get(), "text/plain; version=0.0.4; charset=utf-8");
         } else if (path.equals("/stats")) {
             resp = text(HttpResponseStatus.OK, json.get(), "application/json");
+        } else if (path.equals("/dashboard") || path.equals("/dashboard.html")) {
+            resp = text(HttpResponseStatus.OK, DASHBOARD, "text/html; charset=utf-8");
         } else if (path.equals("/")) {
-            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON)\n", "text/plain");
+            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts)\n", "text/plain");
         } else {
             resp = text(HttpResponseStatus.NOT_FOUND, "not found\n", "text/plain");
         }
@@ -44,6 +47,14 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
         HttpUtil.setKeepAlive(resp, keepAlive);
         var f = ctx.writeAndFlush(resp);
         if (!keepAlive) f.addListener(ChannelFutureListener.CLOSE);
+    }
+
+    private static String loadDashboard() {
+        try (var in = MetricsHttpHandler.class.getResourceAsStream("dashboard.html")) {
+            return in == null ? "dashboard missing from the jar\n" : new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (java.io.IOException e) {
+            return "dashboard unreadable: " + e + "\n";
+        }
     }
 
     private static FullHttpResponse text(HttpResponseStatus status, String body, String type) {
