@@ -42,8 +42,9 @@ class P9ProtocolIT {
         Files.createSymbolicLink(share.resolve("up"), Path.of("../outside"));
         port = BridgefsProcess.freePort();
         Files.createDirectories(dir.resolve("sq"));
+        Files.createDirectories(dir.resolve("devs"));
         server = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=share",
-                "--9p-export", "ro=ro,ro", "--9p-export", "sq=sq,squash=1234:5678", "--9p-msize", "64k");
+                "--9p-export", "ro=ro,ro", "--9p-export", "sq=sq,squash=1234:5678", "--9p-export", "devs=devs,devices", "--9p-msize", "64k");
     }
 
     @AfterAll
@@ -236,6 +237,17 @@ class P9ProtocolIT {
         }
         try (RawP9Client other = client("share")) {
             other.walk(1, 2, "d", "inside");                  // and the server serves everyone else
+        }
+    }
+
+    @Test
+    void deviceNodesOnlyWhereTheExportAllowsThemAndNeverOpened() throws Exception {
+        try (RawP9Client c = client("devs")) {
+            c.ok(new Tmknod(c.tag(), 1, "null", 0020666, 1, 3, 0), Rmknod.class);
+            String st = Tools.run(java.time.Duration.ofSeconds(10), "stat", "-c", "%F %t %T", dir.resolve("devs/null").toString()).ok("stat").out().trim();
+            assertEquals("character special file 1 3", st);
+            c.walk(1, 2, "null");
+            assertEquals(P9.EPERM, c.error(new Tlopen(c.tag(), 2, P9.O_RDWR)), "a device is never opened on the host");
         }
     }
 

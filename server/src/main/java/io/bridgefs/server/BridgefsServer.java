@@ -130,7 +130,7 @@ public final class BridgefsServer implements AutoCloseable {
             dir = dir.toRealPath();
             IoMetrics m = new IoMetrics(registry, IoPath.NINEP.label(), spec.name());
             ioMetrics.add(m);
-            p9Exports.add(new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), m));
+            p9Exports.add(new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), spec.devices(), m));
         }
     }
 

@@ -5,9 +5,10 @@ import java.nio.file.Path;
 /**
  * {@code NAME=DIR[,ro][,squash=UID:GID][,create]}: a host directory served over 9P2000.L; the client's
  * aname selects it (an empty aname gets the first). {@code squash} makes every file the server creates
- * or chowns belong to UID:GID; {@code create} creates DIR if it is missing (used by the demo).
+ * or chowns belong to UID:GID; {@code create} creates DIR if it is missing (used by the demo);
+ * {@code devices} lets clients create device nodes (they are still never opened on the host).
  */
-public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create) {
+public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create, boolean devices) {
 
     public static P9ExportSpec parse(String s) {
         int eq = s.indexOf('=');
@@ -15,13 +16,14 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
         String name = s.substring(0, eq);
         String[] parts = s.substring(eq + 1).split(",");
         if (parts[0].isEmpty()) throw new IllegalArgumentException("'" + s + "': missing DIR");
-        boolean ro = false, create = false;
+        boolean ro = false, create = false, devices = false;
         int uid = -1, gid = -1;
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i];
             if (p.equals("ro")) ro = true;
             else if (p.equals("rw")) ro = false;
             else if (p.equals("create")) create = true;
+            else if (p.equals("devices")) devices = true;
             else if (p.startsWith("squash=")) {
                 String[] ug = p.substring(7).split(":");
                 try {
@@ -30,8 +32,8 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
                 } catch (NumberFormatException e) {
                     throw new IllegalArgumentException("'" + s + "': squash takes numeric UID:GID");
                 }
-            } else throw new IllegalArgumentException("'" + s + "': unknown 9P export option '" + p + "' (ro, squash=UID:GID, create)");
+            } else throw new IllegalArgumentException("'" + s + "': unknown 9P export option '" + p + "' (ro, squash=UID:GID, create, devices)");
         }
-        return new P9ExportSpec(name, Path.of(parts[0]), ro, uid, gid, create);
+        return new P9ExportSpec(name, Path.of(parts[0]), ro, uid, gid, create, devices);
     }
 }

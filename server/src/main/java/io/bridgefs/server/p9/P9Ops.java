@@ -289,10 +289,15 @@ final class P9Ops {
         writable(d);
         checkName(m.name());
         int type = m.mode() & Posix.S_IFMT;
-        if (type != Posix.S_IFREG && type != Posix.S_IFIFO && type != Posix.S_IFSOCK) {
-            throw new P9Error(P9.EPERM, "device nodes are not created on the host");
+        long dev = 0;
+        if (type == Posix.S_IFCHR || type == Posix.S_IFBLK) {
+            if (!d.export.devices()) throw new P9Error(P9.EPERM, "device nodes are not created on this export (option 'devices')");
+            long major = m.major() & 0xFFFFFFFFL, minor = m.minor() & 0xFFFFFFFFL;   // glibc's makedev
+            dev = ((major & 0xFFFFF000L) << 32) | ((major & 0xFFFL) << 8) | ((minor & 0xFFFFFF00L) << 12) | (minor & 0xFFL);
+        } else if (type != Posix.S_IFREG && type != Posix.S_IFIFO && type != Posix.S_IFSOCK) {
+            throw new P9Error(P9.EINVAL, "unknown file type in mknod");
         }
-        Posix.mknodat(d.fd, m.name(), type | (m.mode() & 07777), 0);
+        Posix.mknodat(d.fd, m.name(), type | (m.mode() & 07777), dev);
         own(d, m.name(), m.gid());
         return new Rmknod(m.tag(), statQid(d.fd, m.name()));
     }

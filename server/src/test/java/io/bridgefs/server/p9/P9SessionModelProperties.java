@@ -47,7 +47,7 @@ class P9SessionModelProperties {
             } catch (IOException e) {
                 throw new AssertionError(e);
             }
-            P9Export e = new P9Export("m", root, false, -1, -1, new IoMetrics(new MetricRegistry(), "9p", "m-" + System.nanoTime()));
+            P9Export e = new P9Export("m", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "m-" + System.nanoTime()));
             P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(), CACHE, 1 << 20, 8);
             ops = new P9Ops(ctx, this);
             ops.msize = 65536;
