@@ -2,6 +2,7 @@ package io.bridgefs.protocol.nbd;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import io.bridgefs.protocol.Fragments;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import java.util.ArrayList;

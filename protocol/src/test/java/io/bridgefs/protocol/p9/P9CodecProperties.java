@@ -2,9 +2,9 @@ package io.bridgefs.protocol.p9;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import io.bridgefs.protocol.Fragments;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
-import io.netty.channel.embedded.EmbeddedChannel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -48,26 +48,11 @@ class P9CodecProperties {
     }
 
     static List<Object> feed(byte[] bytes, List<Integer> cuts, long maxSize) {
-        EmbeddedChannel ch = new EmbeddedChannel(new P9FrameDecoder(maxSize));
-        int pos = 0, i = 0;
-        while (pos < bytes.length) {
-            int n = cuts.isEmpty() ? bytes.length : Math.max(1, cuts.get(i++ % cuts.size()));
-            n = Math.min(n, bytes.length - pos);
-            ch.writeInbound(Unpooled.wrappedBuffer(bytes, pos, n));
-            pos += n;
-        }
-        List<Object> out = new ArrayList<>();
-        Object m;
-        while ((m = ch.readInbound()) != null) out.add(m);
-        ch.finishAndReleaseAll();
-        return out;
+        return Fragments.decode(new P9FrameDecoder(maxSize), bytes, cuts);
     }
 
     static byte[] bytes(ByteBuf b) {
-        byte[] a = new byte[b.readableBytes()];
-        b.readBytes(a);
-        b.release();
-        return a;
+        return Fragments.bytes(b);
     }
 
     /** Equality that compares payload contents (ByteBuf equality compares readable bytes). */

@@ -1,4 +1,4 @@
-package io.bridgefs.protocol.nbd;
+package io.bridgefs.protocol;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
@@ -9,10 +9,10 @@ import java.util.ArrayList;
 import java.util.List;
 
 /** Feeds bytes to a decoder through an EmbeddedChannel in given fragment sizes and collects what comes out. */
-final class Fragments {
+public final class Fragments {
     private Fragments() {}
 
-    static List<Object> decode(ChannelHandler decoder, byte[] bytes, List<Integer> cuts) {
+    public static List<Object> decode(ChannelHandler decoder, byte[] bytes, List<Integer> cuts) {
         EmbeddedChannel ch = new EmbeddedChannel(decoder);
         int pos = 0;
         int i = 0;
@@ -29,14 +29,14 @@ final class Fragments {
         return out;
     }
 
-    static byte[] bytes(ByteBuf b) {
+    public static byte[] bytes(ByteBuf b) {
         byte[] a = new byte[b.readableBytes()];
         b.getBytes(b.readerIndex(), a);
         b.release();
         return a;
     }
 
-    static void releaseAll(List<Object> msgs) {
+    public static void releaseAll(List<Object> msgs) {
         msgs.forEach(ReferenceCountUtil::release);
     }
 }
