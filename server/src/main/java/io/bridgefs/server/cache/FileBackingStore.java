@@ -171,6 +171,10 @@ public final class FileBackingStore implements BackingStore {
             return true;
         } catch (Posix.ErrnoException e) {
             if (e.errno() == Posix.EOPNOTSUPP || e.errno() == Posix.ENOSYS) {
+                if (sparse) {
+                    org.slf4j.LoggerFactory.getLogger(FileBackingStore.class).warn(
+                            "{}: the host filesystem cannot punch holes; trims and zeroing write zeros instead", path);
+                }
                 sparse = false;
                 return false;
             }
@@ -192,6 +196,10 @@ public final class FileBackingStore implements BackingStore {
             return new Extent(Math.max(1, hole - offset), false);
         } catch (Posix.ErrnoException e) {
             if (e.errno() == Posix.EINVAL || e.errno() == Posix.EOPNOTSUPP) {
+                if (sparse) {
+                    org.slf4j.LoggerFactory.getLogger(FileBackingStore.class).warn(
+                            "{}: the host filesystem cannot report holes; block status reports everything as data", path);
+                }
                 sparse = false;
                 return new Extent(end - offset, false);
             }
