@@ -323,7 +323,8 @@ public final class CachedFile implements AutoCloseable {
                 zero(pages[i], have, PAGE);
                 if (hashes != null) hashes[i] = ContentIndex.hash(pages[i]);
             }
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException | Error e) {
+            // whatever went wrong, the frames must not stay LOADING: readers wait on them
             cache.lock.lock();
             try {
                 for (int i = 0; i < count; i++) cache.failFill(this, run[i]);

@@ -107,6 +107,17 @@ public final class ServeCommand implements Callable<Integer> {
         CountDownLatch stopped = new CountDownLatch(1);
         Runnable stop = () -> {
             System.err.println("bridgefs: stopping: finishing in-flight requests and flushing dirty pages");
+            Thread watchdog = new Thread(() -> {
+                try {
+                    Thread.sleep(120_000);
+                } catch (InterruptedException e) {
+                    return;
+                }
+                System.err.println("bridgefs: stopping took over 120 s; exiting without waiting further");
+                Runtime.getRuntime().halt(1);
+            }, "bridgefs-stop-watchdog");
+            watchdog.setDaemon(true);
+            watchdog.start();
             try {
                 server.close();
                 stopped.countDown();
