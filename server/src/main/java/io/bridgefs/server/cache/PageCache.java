@@ -243,15 +243,20 @@ public final class PageCache implements AutoCloseable {
                 changed.awaitUninterruptibly();
                 continue;
             }
-            pin(f);
-            if (fFreq[f] < 0) fFreq[f] = 0;          // first use of a read-ahead page is not a reuse
-            else if (fFreq[f] < 3) fFreq[f]++;
-            hits[path.ordinal()]++;
-            int from = fFilledBy[f];
-            if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
-            touch(f, path);
+            hit(f, path);
             return f;
         }
+    }
+
+    /** Pins a resident page found by a lookup and counts the hit (and a cross-path hit). */
+    private void hit(int f, IoPath path) {
+        pin(f);
+        if (fFreq[f] < 0) fFreq[f] = 0;          // first use of a read-ahead page is not a reuse
+        else if (fFreq[f] < 3) fFreq[f]++;
+        hits[path.ordinal()]++;
+        int from = fFilledBy[f];
+        if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
+        touch(f, path);
     }
 
     /** Waits until no background read-ahead is queued or running (tests check invariants at rest). */
@@ -267,13 +272,7 @@ public final class PageCache implements AutoCloseable {
     int tryLookup(CachedFile file, long page, IoPath path) {
         int f = table.get(file.id, page);
         if (f < 0 || fState[f] != VALID) return -1;
-        pin(f);
-        if (fFreq[f] < 0) fFreq[f] = 0;
-        else if (fFreq[f] < 3) fFreq[f]++;
-        hits[path.ordinal()]++;
-        int from = fFilledBy[f];
-        if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
-        touch(f, path);
+        hit(f, path);
         return f;
     }
 
@@ -599,17 +598,22 @@ public final class PageCache implements AutoCloseable {
                 }
                 continue;
             }
-            ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
-            table.remove(f);
-            forgetContent(f);
-            validPages--;
-            if (fTouched[f] == 3) sharedPages--;
-            fState[f] = FREE;
+            evictFrame(f);
             fQueue[f] = Q_NONE;
-            evictions++;
             return f;
         }
         return -1;
+    }
+
+    /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
+    private void evictFrame(int f) {
+        ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
+        table.remove(f);
+        forgetContent(f);
+        validPages--;
+        if (fTouched[f] == 3) sharedPages--;
+        fState[f] = FREE;
+        evictions++;
     }
 
     // ---- public views ----
@@ -621,13 +625,7 @@ public final class PageCache implements AutoCloseable {
             int n = 0;
             for (int f = 0; f < frames; f++) {
                 if (fState[f] == VALID && fPins[f] == 0 && !fDirty[f]) {
-                    ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
-                    table.remove(f);
-                    forgetContent(f);
-                    validPages--;
-                    if (fTouched[f] == 3) sharedPages--;
-                    fState[f] = FREE;
-                    evictions++;
+                    evictFrame(f);
                     n++;
                 }
             }

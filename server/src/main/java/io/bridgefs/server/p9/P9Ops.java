@@ -103,6 +103,14 @@ final class P9Ops {
         if (name.getBytes(StandardCharsets.UTF_8).length > MAX_NAME) throw new P9Error(P9.ENAMETOOLONG, "name too long");
     }
 
+    /** The directory fid in which a new entry {@code name} is to be made: writable export, valid name. */
+    private Fid newEntryIn(int dirFid, String name) throws P9Error {
+        Fid d = fid(dirFid);
+        writable(d);
+        checkName(name);
+        return d;
+    }
+
     private static void writable(Fid f) throws P9Error {
         if (f.export.readOnly()) throw new P9Error(P9.EROFS, "export '" + f.export.name() + "' is read-only");
     }
@@ -248,9 +256,7 @@ final class P9Ops {
     }
 
     Rlcreate lcreate(Tlcreate m) throws P9Error, IOException {
-        Fid d = fid(m.fid());
-        writable(d);
-        checkName(m.name());
+        Fid d = newEntryIn(m.fid(), m.name());
         if (!d.isDir() || d.opened) throw new P9Error(P9.ENOTDIR, "create in a non-directory");
         int flags = m.flags();
         int create = Posix.O_CREAT | Posix.O_NOFOLLOW | Posix.O_RDONLY;
@@ -275,9 +281,7 @@ final class P9Ops {
     }
 
     Rsymlink symlink(Tsymlink m) throws P9Error, IOException {
-        Fid d = fid(m.fid());
-        writable(d);
-        checkName(m.name());
+        Fid d = newEntryIn(m.fid(), m.name());
         if (m.target().isEmpty() || m.target().length() > 4095) throw new P9Error(P9.EINVAL, "bad symlink target");
         Posix.symlinkat(m.target(), d.fd, m.name());   // stored, never followed by the server
         own(d, m.name(), m.gid());
@@ -285,9 +289,7 @@ final class P9Ops {
     }
 
     Rmknod mknod(Tmknod m) throws P9Error, IOException {
-        Fid d = fid(m.dfid());
-        writable(d);
-        checkName(m.name());
+        Fid d = newEntryIn(m.dfid(), m.name());
         int type = m.mode() & Posix.S_IFMT;
         long dev = 0;
         if (type == Posix.S_IFCHR || type == Posix.S_IFBLK) {
@@ -303,9 +305,7 @@ final class P9Ops {
     }
 
     Rmkdir mkdir(Tmkdir m) throws P9Error, IOException {
-        Fid d = fid(m.dfid());
-        writable(d);
-        checkName(m.name());
+        Fid d = newEntryIn(m.dfid(), m.name());
         Posix.mkdirat(d.fd, m.name(), m.mode() & 07777);
         own(d, m.name(), m.gid());
         return new Rmkdir(m.tag(), statQid(d.fd, m.name()));
@@ -341,9 +341,7 @@ final class P9Ops {
     }
 
     Runlinkat unlinkat(Tunlinkat m) throws P9Error, IOException {
-        Fid d = fid(m.dirfid());
-        writable(d);
-        checkName(m.name());
+        Fid d = newEntryIn(m.dirfid(), m.name());
         Posix.unlinkat(d.fd, m.name(), m.flags() & P9.AT_REMOVEDIR);
         return new Runlinkat(m.tag());
     }
