@@ -42,12 +42,12 @@ class NbdCopyAndFioIT {
         try (var s = BridgefsProcess.start(dir, "--nbd-export", "fio=fio.img", "--cache-size", "32m")) {
             Tools.Result r = Tools.run(Duration.ofSeconds(300), "fio", "--name=verify", "--ioengine=nbd", "--uri=" + s.uri("fio"),
                     "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=128m", "--verify=crc32c", "--do_verify=1",
-                    "--verify_fatal=1", "--randrepeat=0").ok("fio randwrite + verify");
+                    "--verify_fatal=1", "--randrepeat=0", "--verify_state_save=0").ok("fio randwrite + verify");
             assertTrue(r.out().contains("err= 0"), r.out());
             assertFalse(r.out().contains("verify: bad"), r.out());
             Tools.Result mixed = Tools.run(Duration.ofSeconds(300), "fio", "--name=mixed", "--ioengine=nbd", "--uri=" + s.uri("fio"),
                     "--rw=randrw", "--bs=4k-256k", "--iodepth=16", "--size=64m", "--verify=crc32c", "--do_verify=1",
-                    "--verify_fatal=1", "--offset=128m").ok("fio mixed sizes + verify");
+                    "--verify_fatal=1", "--offset=128m", "--verify_state_save=0").ok("fio mixed sizes + verify");
             assertTrue(mixed.out().contains("err= 0"), mixed.out());
             assertEquals(0, s.metric("bridgefs_io_errors_total{path=\"nbd\",export=\"fio\"}"));
         }
