@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.*;
 import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.P9Message.*;
 import java.nio.file.Files;
+import java.time.Duration;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -65,14 +66,8 @@ class CrossPathIT {
     @Test
     void theBlockPathsDuplicatedReadsAreCounted(@TempDir Path dir) throws Exception {
         // DESIGN.md's example: a 1 MiB file F over 9P, and an image whose 4 KiB-aligned region holds F over NBD
-        Path share = Files.createDirectories(dir.resolve("share"));
-        byte[] f = new byte[1 << 20];
-        new java.util.Random(9).nextBytes(f);
-        Files.write(share.resolve("F"), f);
-        byte[] img = new byte[4 << 20];
-        new java.util.Random(10).nextBytes(img);
-        System.arraycopy(f, 0, img, 1 << 20, f.length);
-        Files.write(dir.resolve("image.raw"), img);
+        byte[][] fi = fileAndImage(dir, 9);
+        byte[] f = fi[0];
         int p9 = BridgefsProcess.freePort();
         try (var s = BridgefsProcess.start(dir, "--nbd-export", "img=image.raw", "--9p-listen", "127.0.0.1:" + p9, "--9p-export", "share=share")) {
             try (RawP9Client c = new RawP9Client(p9); RawNbdClient n = new RawNbdClient(s.nbdPort)) {
@@ -91,5 +86,62 @@ class CrossPathIT {
             assertEquals(0, s.metric("bridgefs_duplicate_fills_total{path=\"9p\"}"));
             assertEquals(256, s.metric("bridgefs_dedup_pages_sharing"));
         }
+    }
+
+    @Test
+    void mergeSharesTheDuplicatedPagesWithRealClientsAndCopiesOnWrite(@TempDir Path dir) throws Exception {
+        Tools.require("diodcat", "nbdcopy", "qemu-io");
+        Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        byte[][] fi = fileAndImage(dir, 11);
+        byte[] f = fi[0], img = fi[1];
+        Path share = dir.resolve("share");
+        int p9 = BridgefsProcess.freePort();
+        try (var s = BridgefsProcess.start(dir, "--dedup", "merge", "--nbd-export", "img=image.raw",
+                "--9p-listen", "127.0.0.1:" + p9, "--9p-export", "share=share", "--writeback-interval", "0")) {
+            String srv = "127.0.0.1:" + p9;
+            Path viaDiod = dir.resolve("F.diod");
+            // diodcat closes F (its last reference drops its pages), so keep it open with a raw client
+            try (RawP9Client keep = new RawP9Client(p9)) {
+                keep.attach(1 << 20, "share", 1);
+                keep.walk(1, 2, "F");
+                keep.ok(new Tlopen(keep.tag(), 2, P9.O_RDONLY), Rlopen.class);
+                Tools.run(dir, Duration.ofSeconds(60), java.util.List.of("sh", "-c", "diodcat -s " + srv + " -a share /F > " + viaDiod)).ok("diodcat");
+                assertArrayEquals(f, Files.readAllBytes(viaDiod));
+                Path whole = dir.resolve("img.copy");
+                Tools.run(Duration.ofSeconds(60), "nbdcopy", s.uri("img"), whole.toString()).ok("nbdcopy");
+                assertArrayEquals(img, Files.readAllBytes(whole));
+                assertEquals(256, s.metric("bridgefs_duplicate_fills_total{path=\"nbd\"}"));
+                assertEquals(256, s.metric("bridgefs_dedup_pages_shared"), "F's 256 frames each serve the image too");
+                assertEquals(256, s.metric("bridgefs_dedup_pages_sharing"));
+                assertEquals(1 << 20, s.metric("bridgefs_dedup_saved_bytes"));
+                assertEquals(1, s.metric("bridgefs_dedup_mode{mode=\"merge\"}"));
+                long resident = s.metric("bridgefs_resident_pages");
+                assertEquals(resident * 4096 - (1 << 20), s.metric("bridgefs_cached_bytes"), "merged pages take memory once");
+
+                // a write to the image's copy of F's first page copies it first; F is unchanged
+                Tools.run(Duration.ofSeconds(60), "qemu-io", "-f", "raw", "-c", "write -P 0xab 1M 4k", s.uri("img")).ok("qemu-io write");
+                assertEquals(1, s.metric("bridgefs_dedup_cow_breaks_total"));
+                assertEquals(255, s.metric("bridgefs_dedup_pages_shared"));
+                Tools.run(dir, Duration.ofSeconds(60), java.util.List.of("sh", "-c", "diodcat -s " + srv + " -a share /F > " + viaDiod)).ok("diodcat again");
+                assertArrayEquals(f, Files.readAllBytes(viaDiod), "the block write never reaches the file");
+                Tools.run(Duration.ofSeconds(60), "qemu-io", "-f", "raw", "-c", "read -P 0xab 1M 4k", s.uri("img")).ok("qemu-io read back");
+            }
+        }
+        byte[] onDisk = Files.readAllBytes(dir.resolve("image.raw"));
+        for (int i = 0; i < 4096; i++) assertEquals((byte) 0xab, onDisk[(1 << 20) + i]);
+        assertArrayEquals(f, Files.readAllBytes(share.resolve("F")));
+    }
+
+    /** DESIGN.md's example data: share/F, 1 MiB of random bytes, and image.raw, 4 MiB holding F at 1 MiB. */
+    private static byte[][] fileAndImage(Path dir, long seed) throws java.io.IOException {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        byte[] f = new byte[1 << 20];
+        new java.util.Random(seed).nextBytes(f);
+        Files.write(share.resolve("F"), f);
+        byte[] img = new byte[4 << 20];
+        new java.util.Random(seed + 1).nextBytes(img);
+        System.arraycopy(f, 0, img, 1 << 20, f.length);
+        Files.write(dir.resolve("image.raw"), img);
+        return new byte[][] {f, img};
     }
 }

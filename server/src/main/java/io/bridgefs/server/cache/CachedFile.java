@@ -144,7 +144,7 @@ public final class CachedFile implements AutoCloseable {
                 for (int i = 0; i < count && pos < end; i++) {
                     int in = (int) (pos & (PAGE - 1));
                     int n = (int) Math.min(PAGE - in, end - pos);
-                    if (copy) dst.put(cache.memory.frame(run[i]).position(in).limit(in + n));
+                    if (copy) dst.put(cache.data(run[i]).position(in).limit(in + n));
                     pos += n;
                 }
             } finally {
@@ -227,7 +227,7 @@ public final class CachedFile implements AutoCloseable {
             for (int i = 0; i < frames.length; i++) {
                 int in = (int) (pos & (PAGE - 1));
                 int n = (int) Math.min(PAGE - in, end - pos);
-                out[i] = file.cache.memory.frame(frames[i]).position(in).limit(in + n).slice();
+                out[i] = file.cache.data(frames[i]).position(in).limit(in + n).slice();
                 pos += n;
             }
             return out;
@@ -268,7 +268,7 @@ public final class CachedFile implements AutoCloseable {
             try {
                 cache.readahead.execute(() -> {
                     try {
-                        fill(path, ahead, ahead.length, aheadPage);
+                        fill(path, ahead, ahead.length, aheadPage, true);
                         unpinAll(ahead, ahead.length);
                     } catch (IOException e) {
                         // the frames were dropped by fill(); a reader that wants them reads them itself
@@ -278,7 +278,7 @@ public final class CachedFile implements AutoCloseable {
                 });
             } catch (java.util.concurrent.RejectedExecutionException e) {
                 try {
-                    fill(path, ahead, ahead.length, aheadPage);
+                    fill(path, ahead, ahead.length, aheadPage, true);
                     unpinAll(ahead, ahead.length);
                 } catch (IOException x) {
                     // dropped by fill(), as above
@@ -287,7 +287,7 @@ public final class CachedFile implements AutoCloseable {
                 }
             }
         }
-        fill(path, run, wanted, firstPage);
+        fill(path, run, wanted, firstPage, true);
     }
 
     /**
@@ -310,13 +310,17 @@ public final class CachedFile implements AutoCloseable {
         }
     }
 
-    /** Reads a run of consecutive pages into their LOADING frames; on failure drops them and throws. */
-    private void fill(IoPath path, int[] run, int count, long firstPage) throws IOException {
-        long[] hashes = cache.dedup ? new long[count] : null;
+    /**
+     * Reads a run of consecutive pages into their LOADING frames; on failure drops them and throws.
+     * With {@code share} the pages are hashed for duplicate counting and merging; a page filled only to
+     * be written at once is not (it must keep a private frame).
+     */
+    private void fill(IoPath path, int[] run, int count, long firstPage, boolean share) throws IOException {
+        long[] hashes = cache.dedup && share ? new long[count] : null;
         punchLock.readLock().lock();
         try {
             ByteBuffer[] pages = new ByteBuffer[count];
-            for (int i = 0; i < count; i++) pages[i] = cache.memory.frame(run[i]);
+            for (int i = 0; i < count; i++) pages[i] = cache.data(run[i]);
             int got = store.readPages(pages, count, firstPage << PageCache.PAGE_SHIFT);
             for (int i = 0; i < count; i++) {
                 int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
@@ -386,7 +390,13 @@ public final class CachedFile implements AutoCloseable {
             cache.lock.lock();
             try {
                 fr = cache.lookup(this, page, path);
-                if (fr < 0) {
+                if (fr >= 0) {
+                    fr = cache.prepareWrite(this, fr, path);
+                    if (fr < 0) {
+                        cache.awaitFrame();
+                        continue;
+                    }
+                } else {
                     boolean beyond = (page << PageCache.PAGE_SHIFT) >= backingSize;
                     needFill = !whole && !beyond;
                     fr = cache.allocate(this, page, path, needFill);
@@ -400,11 +410,11 @@ public final class CachedFile implements AutoCloseable {
                 cache.lock.unlock();
             }
             if (needFill) {
-                fill(path, new int[] {fr}, 1, page);
+                fill(path, new int[] {fr}, 1, page, false);
             }
             boolean done = false;
             try {
-                ByteBuffer frame = cache.memory.frame(fr);
+                ByteBuffer frame = cache.data(fr);
                 if (fresh && !needFill && !whole) zero(frame, 0, PAGE);
                 frame.position(in).put(src.slice(src.position(), n));
                 src.position(src.position() + n);
@@ -490,7 +500,7 @@ public final class CachedFile implements AutoCloseable {
             if (len > 0) {
                 int pagesToWrite = (int) ((len + PAGE - 1) / PAGE);
                 ByteBuffer[] pages = new ByteBuffer[pagesToWrite];
-                for (int k = 0; k < pagesToWrite; k++) pages[k] = cache.memory.frame(frames[(int) order[i + k]]);
+                for (int k = 0; k < pagesToWrite; k++) pages[k] = cache.data(frames[(int) order[i + k]]);
                 store.writePages(pages, pagesToWrite, start, (int) (len - (long) (pagesToWrite - 1) * PAGE));
                 cache.lock.lock();
                 try {
@@ -585,8 +595,8 @@ public final class CachedFile implements AutoCloseable {
                     int f = cache.peek(this, newSize >>> PageCache.PAGE_SHIFT);
                     if (f >= 0 && cache.fState[f] == PageCache.LOADING) {
                         cache.detach(this, f);      // its filler read the old bytes; nobody will see them
-                    } else if (f >= 0) {
-                        zero(cache.memory.frame(f), tail, PAGE);
+                    } else if (f >= 0 && cache.prepareZeroTail(this, f)) {
+                        zero(cache.data(f), tail, PAGE);
                     }
                 }
                 size = newSize;

@@ -52,6 +52,17 @@ import java.util.concurrent.locks.ReentrantLock;
  * Evicted keys are remembered as fingerprints in the ghost; a fill whose key is in the ghost is a
  * refault and goes straight to main. A one-pass sequential read therefore flows through the small
  * queue without flushing the hot set in main.
+ *
+ * <h2>Entries and memory frames; merging</h2>
+ * The metadata above describes <em>entries</em> (one per resident key); the bytes live in a
+ * <em>memory frame</em> {@code fMem[entry]}. Without merging the two are one to one. With
+ * {@link DedupMode#MERGE} there are twice as many entries as memory frames, and a fill whose bytes
+ * equal a clean resident page (hash match, then byte compare) drops its own memory frame and maps its
+ * entry onto that one (KSM's pages_shared / pages_sharing). A memory frame referenced by more than one
+ * entry is never written in place: a writer first replaces its entry with a private copy
+ * ({@link #breakShare}, counted in {@code dedup_cow_breaks}), and zeroing a shared tail on truncate
+ * drops the page instead, so no other key ever sees the change. {@code fMem} of an entry changes only
+ * while the entry is LOADING and pinned by its filler, so a pinner can read it without the lock.
  */
 public final class PageCache implements AutoCloseable {
     public static final int PAGE_SIZE = 4096;
@@ -93,10 +104,18 @@ public final class PageCache implements AutoCloseable {
     final byte[] fQueue;
     final byte[] fFilledBy;
     final byte[] fTouched;
-    final boolean dedup;      // fill-time duplicate detection (shadow: counted, not merged)
-    private final ContentIndex content;
+    final DedupMode dedupMode;
+    final boolean dedup;      // fill-time duplicate detection (shadow: counted; merge: also shared)
+    private final boolean merge;
+    private final ContentIndex content;   // indexed by memory frame
     private final boolean[] fZero;      // resident all-zero page (filled from storage)
     private final boolean[] fDup;       // resident page whose content was already resident at fill
+    final int memFrames;
+    final int[] fMem;                   // per entry: the memory frame holding its bytes
+    private final int[] memRef;         // per memory frame: entries referring to it (merge only)
+    private final int[] memValid;       // per memory frame: VALID entries referring to it
+    private final int[] memFree;        // free memory frames (merge only)
+    private int memTop;
     final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
     final int[] dPrev;
 
@@ -114,6 +133,8 @@ public final class PageCache implements AutoCloseable {
     private long evictions;
     private final long[] dupFills = new long[2], dupFillBytes = new long[2];
     private int zeroPages, dupPages;
+    private int residentFrames, pagesShared, pagesSharing;   // memory frames held by VALID entries; KSM counts
+    private long cowBreaks;
     private int validPages, dirtyPages, pinnedPages, sharedPages;
     long writebackBytes;
 
@@ -122,20 +143,22 @@ public final class PageCache implements AutoCloseable {
     private int nextId = 1;
 
     public PageCache(long capacityBytes, CacheMode mode) {
-        this(capacityBytes, mode, true);
+        this(capacityBytes, mode, DedupMode.SHADOW);
     }
 
-    /** @param dedup count duplicated fills (content already resident under another key), as in {@code --dedup shadow} */
-    public PageCache(long capacityBytes, CacheMode mode, boolean dedup) {
+    /** @param dedupMode {@code --dedup}: off, shadow (count duplicated fills) or merge (also share their frames) */
+    public PageCache(long capacityBytes, CacheMode mode, DedupMode dedupMode) {
         long n = capacityBytes / PAGE_SIZE;
         if (n < 64) throw new IllegalArgumentException("cache size must be at least 256 KiB");
-        if (n > (1 << 28)) throw new IllegalArgumentException("cache size must be at most 1 TiB");
-        this.frames = (int) n;
+        if (n > (1 << 27)) throw new IllegalArgumentException("cache size must be at most 512 GiB");
+        this.memFrames = (int) n;
+        this.merge = dedupMode == DedupMode.MERGE;
+        this.frames = merge ? 2 * memFrames : memFrames;
         this.mode = mode;
-        this.memory = new FrameMemory(frames);
-        this.maxRun = Math.max(1, Math.min(512, frames / 16));
-        this.dirtyLimit = frames / 4 * 3;
-        this.backgroundDirty = frames / 4;
+        this.memory = new FrameMemory(memFrames);
+        this.maxRun = Math.max(1, Math.min(512, memFrames / 16));
+        this.dirtyLimit = memFrames / 4 * 3;
+        this.backgroundDirty = memFrames / 4;
         fFile = new int[frames];
         fPage = new long[frames];
         fState = new byte[frames];
@@ -146,8 +169,16 @@ public final class PageCache implements AutoCloseable {
         fQueue = new byte[frames];
         fFilledBy = new byte[frames];
         fTouched = new byte[frames];
-        this.dedup = dedup;
-        content = new ContentIndex(frames);
+        this.dedupMode = dedupMode;
+        this.dedup = dedupMode != DedupMode.OFF;
+        content = new ContentIndex(memFrames);
+        fMem = new int[frames];
+        for (int i = 0; i < memFrames; i++) fMem[i] = i;     // identity unless merging
+        memRef = new int[merge ? memFrames : 0];
+        memValid = new int[memFrames];
+        memFree = new int[merge ? memFrames : 0];
+        for (int i = 0; i < memFree.length; i++) memFree[i] = memFrames - 1 - i;
+        memTop = memFree.length;
         fZero = new boolean[frames];
         fDup = new boolean[frames];
         dNext = new int[frames];
@@ -162,7 +193,14 @@ public final class PageCache implements AutoCloseable {
         ghost = new GhostSet(frames - smallTarget);
     }
 
-    public long capacityBytes() { return (long) frames * PAGE_SIZE; }
+    public long capacityBytes() { return (long) memFrames * PAGE_SIZE; }
+
+    public DedupMode dedupMode() { return dedupMode; }
+
+    /** The bytes of an entry's page (position 0, limit 4096); the caller holds a pin on the entry. */
+    ByteBuffer data(int f) {
+        return memory.frame(fMem[f]);
+    }
 
     public CacheMode mode() { return mode; }
 
@@ -265,7 +303,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     boolean pinnedOverHalf() {
-        return pinnedPages > frames / 2;
+        return pinnedPages > memFrames / 2;
     }
 
     /** Like {@link #lookup} but never waits: -1 unless the page is resident and VALID. */
@@ -290,17 +328,8 @@ public final class PageCache implements AutoCloseable {
      * it, then calls {@link #completeFill}). Returns -1 if no frame can be had right now.
      */
     int allocate(CachedFile file, long page, IoPath path, boolean fill) {
-        int f = freeTop > 0 ? freeStack[--freeTop] : evict();
+        int f = newEntry(file, page, path);
         if (f < 0) return -1;
-        fFile[f] = file.id;
-        fPage[f] = page;
-        fState[f] = LOADING;
-        fDirty[f] = false;
-        fFreq[f] = 0;
-        fFilledBy[f] = (byte) path.ordinal();
-        fTouched[f] = 0;
-        pin(f);
-        table.put(f);
         misses[path.ordinal()]++;
         long fp = GhostSet.fingerprint(file.id, page);
         boolean refault = ghost.contains(fp);
@@ -311,6 +340,97 @@ public final class PageCache implements AutoCloseable {
         fQueue[f] = refault ? Q_MAIN : Q_SMALL;
         (refault ? main : small).add(f);
         return f;
+    }
+
+    /** A free entry with a private memory frame, keyed, LOADING and pinned but in no queue yet; -1 if none. */
+    private int newEntry(CachedFile file, long page, IoPath path) {
+        int f = freeTop > 0 ? freeStack[--freeTop] : evict();
+        if (f < 0) return -1;
+        if (merge) {
+            while (memTop == 0) {
+                int e = evict();          // may free no memory (a shared frame): then go on
+                if (e < 0) {
+                    freeStack[freeTop++] = f;
+                    return -1;
+                }
+                freeStack[freeTop++] = e;
+            }
+            int m = memFree[--memTop];
+            fMem[f] = m;
+            memRef[m] = 1;
+        }
+        fFile[f] = file.id;
+        fPage[f] = page;
+        fState[f] = LOADING;
+        fDirty[f] = false;
+        fFreq[f] = 0;
+        fFilledBy[f] = (byte) path.ordinal();
+        fTouched[f] = 0;
+        pin(f);
+        table.put(f);
+        return f;
+    }
+
+    /**
+     * Before a writer copies into a VALID entry it has pinned: returns the entry to write into (a private
+     * copy if the memory frame was shared; the old entry is then unpinned), or -1, holding nothing, when
+     * no copy can be had now. The bytes leave the content index first, so no fill can merge onto a page
+     * while it is being written.
+     */
+    int prepareWrite(CachedFile file, int f, IoPath path) {
+        if (sharedFrame(f)) {
+            int n = breakShare(file, f, path);
+            unpin(f);
+            if (n < 0) return -1;
+            f = n;
+        }
+        content.remove(fMem[f]);
+        return f;
+    }
+
+    /**
+     * Before zeroing the tail of a VALID page in place (truncate): true if that may be done; false if
+     * its frame is shared, in which case the (clean) page is dropped instead and read again when needed.
+     */
+    boolean prepareZeroTail(CachedFile file, int f) {
+        if (sharedFrame(f)) {
+            detach(file, f);
+            return false;
+        }
+        content.remove(fMem[f]);
+        return true;
+    }
+
+    /** Whether other entries (or a detached reader) share this entry's memory frame: it must not be written in place. */
+    boolean sharedFrame(int f) {
+        return merge && memRef[fMem[f]] > 1;
+    }
+
+    /**
+     * Copy-on-write: replaces a VALID entry whose memory frame is shared (pinned by the caller) with a new
+     * entry for the same key holding a private copy of the bytes, VALID and pinned. The old entry is
+     * detached (readers that pinned it keep the old bytes) and stays pinned by the caller, who unpins it.
+     * Returns the new entry, or -1 (old entry still detached: it was clean, so nothing is lost) when no
+     * frame can be had now.
+     */
+    int breakShare(CachedFile file, int f, IoPath path) {
+        long page = fPage[f];
+        byte freq = fFreq[f], filledBy = fFilledBy[f], touched = fTouched[f], queue = fQueue[f];
+        detach(file, f);
+        int n = newEntry(file, page, path);
+        if (n < 0) return -1;
+        data(n).put(data(f));
+        fFreq[n] = freq;
+        fFilledBy[n] = filledBy;
+        fQueue[n] = queue == Q_MAIN ? Q_MAIN : Q_SMALL;
+        (fQueue[n] == Q_MAIN ? main : small).add(n);
+        fState[n] = VALID;
+        validPages++;
+        fTouched[n] = touched;
+        if (touched == 3) sharedPages++;
+        frameBecameValid(fMem[n]);
+        cowBreaks++;
+        return n;
     }
 
     /** Marks a LOADING frame VALID (unless it was detached meanwhile); counts a fill if it was read. */
@@ -325,37 +445,85 @@ public final class PageCache implements AutoCloseable {
      */
     void completeFill(int f, IoPath path, boolean filled, long hash) {
         boolean valid = fState[f] == LOADING;
+        if (filled) {
+            fills[path.ordinal()]++;
+            fillBytes[path.ordinal()] += PAGE_SIZE;
+        }
         if (valid) {
             fState[f] = VALID;
             validPages++;
             touch(f, path);
-        }
-        if (filled) {
-            fills[path.ordinal()]++;
-            fillBytes[path.ordinal()] += PAGE_SIZE;
-            if (valid && dedup && hash == 0) {
+            int same = -1;
+            if (filled && dedup && hash == 0) {
                 fZero[f] = true;
                 zeroPages++;
-            } else if (valid && dedup && hash != -1) {
-                ByteBuffer mine = memory.frame(f);
-                for (int c = content.first(hash); c >= 0; c = content.next(c)) {
-                    if (fState[c] == VALID && (fFile[c] != fFile[f] || fPage[c] != fPage[f]) && memory.frame(c).mismatch(mine) < 0) {
-                        dupFills[path.ordinal()]++;
-                        dupFillBytes[path.ordinal()] += PAGE_SIZE;
+            } else if (filled && dedup && hash != -1) {
+                same = residentCopy(hash, memory.frame(fMem[f]));
+                if (same >= 0) {
+                    dupFills[path.ordinal()]++;
+                    dupFillBytes[path.ordinal()] += PAGE_SIZE;
+                    if (!merge) {
                         fDup[f] = true;
                         dupPages++;
-                        break;
                     }
                 }
-                content.add(f, hash);
+                if (merge && same >= 0) {
+                    int own = fMem[f];
+                    fMem[f] = same;
+                    memRef[same]++;
+                    releaseMemory(own);
+                } else {
+                    content.add(fMem[f], hash);
+                }
             }
+            frameBecameValid(fMem[f]);
         }
         changed.signalAll();
     }
 
-    /** The frame's content is about to change or go: it no longer counts as zero, duplicate or indexed. */
+    /** A memory frame of a VALID page whose bytes equal {@code bytes} (hash, then compare), or -1. */
+    private int residentCopy(long hash, ByteBuffer bytes) {
+        for (int m = content.first(hash); m >= 0; m = content.next(m)) {
+            if (memValid[m] > 0 && memory.frame(m).mismatch(bytes) < 0) return m;
+        }
+        return -1;
+    }
+
+    private void frameBecameValid(int m) {
+        int v = ++memValid[m];
+        if (v == 1) {
+            residentFrames++;
+        } else {
+            pagesSharing++;
+            if (v == 2) pagesShared++;
+        }
+    }
+
+    /** An entry on memory frame {@code m} stops being VALID; the last one takes the bytes out of the index. */
+    private void frameLeftValid(int m) {
+        int v = memValid[m]--;
+        if (v == 1) {
+            residentFrames--;
+            content.remove(m);
+        } else {
+            pagesSharing--;
+            if (v == 2) pagesShared--;
+        }
+    }
+
+    /** Drops one entry's reference to a memory frame (merge only); the last one frees it. */
+    private void releaseMemory(int m) {
+        if (--memRef[m] == 0) memFree[memTop++] = m;
+    }
+
+    /** An entry became FREE: its memory frame reference goes with it. */
+    private void freed(int f) {
+        fState[f] = FREE;
+        if (merge) releaseMemory(fMem[f]);
+    }
+
+    /** The page's content is about to change or go: it no longer counts as zero or duplicate. */
     private void forgetContent(int f) {
-        content.remove(f);
         if (fZero[f]) {
             fZero[f] = false;
             zeroPages--;
@@ -380,13 +548,15 @@ public final class PageCache implements AutoCloseable {
     void unpin(int f) {
         if (--fPins[f] == 0) {
             pinnedPages--;
-            if (fState[f] == DETACHED) fState[f] = FREE;   // stays in its queue; eviction reclaims it
+            if (fState[f] == DETACHED) freed(f);   // stays in its queue; eviction reclaims it
             changed.signalAll();
         }
     }
 
     void markDirty(CachedFile file, int f) {
+        assert !sharedFrame(f) : "a shared frame is never written in place";
         forgetContent(f);
+        content.remove(fMem[f]);
         if (!fDirty[f]) {
             fDirty[f] = true;
             dirtyPages++;
@@ -429,8 +599,10 @@ public final class PageCache implements AutoCloseable {
         if (fState[f] == VALID) {
             validPages--;
             if (fTouched[f] == 3) sharedPages--;
+            frameLeftValid(fMem[f]);
         }
-        fState[f] = fPins[f] > 0 ? DETACHED : FREE;
+        if (fPins[f] > 0) fState[f] = DETACHED;
+        else freed(f);
         changed.signalAll();
     }
 
@@ -612,7 +784,8 @@ public final class PageCache implements AutoCloseable {
         forgetContent(f);
         validPages--;
         if (fTouched[f] == 3) sharedPages--;
-        fState[f] = FREE;
+        frameLeftValid(fMem[f]);
+        freed(f);
         evictions++;
     }
 
@@ -635,6 +808,63 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
+    /**
+     * Recounts the residency and sharing counters from the frames' metadata and checks the sharing
+     * rules (no dirty page on a shared frame, every key found in the page table). Returns what
+     * disagrees; empty when all is well. Takes the lock for a full pass over the frames.
+     */
+    public List<String> verify() {
+        lock.lock();
+        try {
+            List<String> bad = new ArrayList<>();
+            int valid = 0, dirty = 0, pinned = 0, shared = 0;
+            int[] refs = new int[memFrames], valids = new int[memFrames];
+            for (int f = 0; f < frames; f++) {
+                if (fPins[f] > 0) pinned++;
+                if (fState[f] == FREE) continue;
+                refs[fMem[f]]++;
+                if (fState[f] != VALID) continue;
+                valid++;
+                valids[fMem[f]]++;
+                if (fTouched[f] == 3) shared++;
+                if (fDirty[f]) dirty++;
+                if (table.get(fFile[f], fPage[f]) != f) bad.add("entry " + f + " is not found under its key");
+            }
+            int resident = 0, pShared = 0, pSharing = 0;
+            for (int m = 0; m < memFrames; m++) {
+                if (valids[m] > 0) resident++;
+                if (valids[m] > 1) {
+                    pShared++;
+                    pSharing += valids[m] - 1;
+                }
+                if (valids[m] != memValid[m]) bad.add("frame " + m + ": " + valids[m] + " valid entries, counted " + memValid[m]);
+                if (merge && refs[m] != memRef[m]) bad.add("frame " + m + ": " + refs[m] + " entries, counted " + memRef[m]);
+            }
+            for (int f = 0; f < frames; f++) {
+                if (fState[f] == VALID && fDirty[f] && refs[fMem[f]] > 1) bad.add("dirty entry " + f + " is on a shared frame");
+            }
+            int unused = 0;
+            for (int m = 0; m < memFrames; m++) if (refs[m] == 0) unused++;
+            if (merge && unused != memTop) bad.add(unused + " frames unused, " + memTop + " on the free list");
+            check(bad, "resident pages", valid, validPages);
+            check(bad, "dirty pages", dirty, dirtyPages);
+            check(bad, "pinned pages", pinned, pinnedPages);
+            check(bad, "shared pages", shared, sharedPages);
+            check(bad, "resident frames", resident, residentFrames);
+            if (merge) {
+                check(bad, "pages shared", pShared, pagesShared);
+                check(bad, "pages sharing", pSharing, pagesSharing);
+            }
+            return bad;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private static void check(List<String> bad, String what, long recounted, long counted) {
+        if (recounted != counted) bad.add(what + ": recounted " + recounted + ", counted " + counted);
+    }
+
     public CacheStats snapshot() {
         lock.lock();
         try {
@@ -642,8 +872,9 @@ public final class PageCache implements AutoCloseable {
             for (CachedFile f : files.values()) direct &= f.store.directIo();
             return new CacheStats(hits.clone(), misses.clone(), fills.clone(), fillBytes.clone(), refaults.clone(),
                     new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
-                    (long) validPages * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
-                    sharedPages, capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages, dupPages);
+                    (long) residentFrames * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
+                    sharedPages, capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages,
+                    dedupMode, merge ? pagesShared : 0, merge ? pagesSharing : dupPages, cowBreaks, validPages);
         } finally {
             lock.unlock();
         }

@@ -2,6 +2,7 @@ package io.bridgefs.server.cli;
 
 import io.bridgefs.server.BridgefsServer;
 import io.bridgefs.server.cache.CacheMode;
+import io.bridgefs.server.cache.DedupMode;
 import io.bridgefs.server.config.ListenAddress;
 import io.bridgefs.server.config.NbdExportSpec;
 import io.bridgefs.server.config.P9ExportSpec;
@@ -54,7 +55,7 @@ public final class ServeCommand implements Callable<Integer> {
     String cacheMode;
 
     @Option(names = "--dedup", paramLabel = "MODE", defaultValue = "shadow",
-            description = "off, or shadow (default): hash every filled page and count fills whose bytes are already resident under another key (duplicate_fills). merge is not available yet.")
+            description = "off; shadow (default): hash every filled page and count fills whose bytes are already resident under another key (duplicate_fills); merge: also map such pages onto one frame, copied on write (dedup_pages_shared/sharing, dedup_cow_breaks).")
     String dedup;
 
     @Option(names = "--metrics-listen", paramLabel = "HOST:PORT",
@@ -86,17 +87,9 @@ public final class ServeCommand implements Callable<Integer> {
         if (writebackSeconds < 0) throw new IllegalArgumentException("--writeback-interval must be >= 0");
         return new ServerConfig(ListenAddress.parse(nbdListen), exports, Sizes.parse(cacheSize), CacheMode.parse(cacheMode),
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
-                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, dedupMode());
+                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup));
     }
 
-    private boolean dedupMode() {
-        return switch (dedup) {
-            case "off" -> false;
-            case "shadow" -> true;
-            case "merge" -> throw new IllegalArgumentException("--dedup merge is not available yet (use shadow to count what it would save)");
-            default -> throw new IllegalArgumentException("unknown --dedup mode '" + dedup + "' (off, shadow)");
-        };
-    }
 
     @Override
     public Integer call() throws Exception {

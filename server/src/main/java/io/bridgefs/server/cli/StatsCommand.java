@@ -87,8 +87,14 @@ public final class StatsCommand implements Callable<Integer> {
         b.append(String.format(Locale.ROOT, "%ncross-path hits: nbd->9p %s, 9p->nbd %s; shared pages %s%n",
                 num(m.get("bridgefs_cross_path_hits_total{from=\"nbd\",to=\"9p\"}"), "n"),
                 num(m.get("bridgefs_cross_path_hits_total{from=\"9p\",to=\"nbd\"}"), "n"), num(m.get("bridgefs_shared_pages"), "n")));
-        b.append(String.format(Locale.ROOT, "duplicates: %s resident pages were already in memory when filled; merging would save %s%n",
-                num(m.get("bridgefs_dedup_pages_sharing"), "n"), num(m.get("bridgefs_dedup_saved_bytes"), "bytes")));
+        if (Double.valueOf(1).equals(m.get("bridgefs_dedup_mode{mode=\"merge\"}"))) {
+            b.append(String.format(Locale.ROOT, "merged (dedup merge): %s frames shared by %s more pages, saving %s; copy-on-write breaks %s%n",
+                    num(m.get("bridgefs_dedup_pages_shared"), "n"), num(m.get("bridgefs_dedup_pages_sharing"), "n"),
+                    num(m.get("bridgefs_dedup_saved_bytes"), "bytes"), num(m.get("bridgefs_dedup_cow_breaks_total"), "n")));
+        } else {
+            b.append(String.format(Locale.ROOT, "duplicates: %s resident pages were already in memory when filled; merging would save %s%n",
+                    num(m.get("bridgefs_dedup_pages_sharing"), "n"), num(m.get("bridgefs_dedup_saved_bytes"), "bytes")));
+        }
         b.append(String.format(Locale.ROOT, "residency: cached %s of %s, dirty %s, zero pages %s, pinned %s, evictions %s%n",
                 num(m.get("bridgefs_cached_bytes"), "bytes"), num(m.get("bridgefs_cache_capacity_bytes"), "bytes"),
                 num(m.get("bridgefs_dirty_bytes"), "bytes"), num(m.get("bridgefs_zero_pages"), "n"),

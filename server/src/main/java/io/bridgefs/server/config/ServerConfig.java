@@ -1,6 +1,7 @@
 package io.bridgefs.server.config;
 
 import io.bridgefs.server.cache.CacheMode;
+import io.bridgefs.server.cache.DedupMode;
 import java.util.List;
 
 /** Everything {@code bridgefs serve} needs, after the config file and command line are merged. */
@@ -15,12 +16,12 @@ public record ServerConfig(
         ListenAddress p9Listen,
         List<P9ExportSpec> p9Exports,
         int p9Msize,
-        boolean dedup) {
+        DedupMode dedup) {
 
     /** A configuration with the NBD path only (tests and embedders). */
     public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
                         ListenAddress metricsListen, int ioThreads, int writebackSeconds) {
         this(nbdListen, nbdExports, cacheSize, cacheMode, metricsListen, ioThreads, writebackSeconds,
-                ListenAddress.parse("127.0.0.1:0"), List.of(), 1 << 20, true);
+                ListenAddress.parse("127.0.0.1:0"), List.of(), 1 << 20, DedupMode.SHADOW);
     }
 }

@@ -3,6 +3,7 @@ package io.bridgefs.server.metrics;
 import com.codahale.metrics.Snapshot;
 import com.codahale.metrics.Timer;
 import io.bridgefs.server.cache.CacheStats;
+import io.bridgefs.server.cache.DedupMode;
 import io.bridgefs.server.cache.IoPath;
 import java.util.List;
 import java.util.Locale;
@@ -40,12 +41,20 @@ public final class MetricsText {
             }
         }
         gauge(b, "shared_pages", "Resident pages touched by both paths", s.sharedPages());
-        gauge(b, "cached_bytes", "Bytes of resident pages", s.cachedBytes());
+        gauge(b, "cached_bytes", "Memory holding resident pages (a merged frame counts once)", s.cachedBytes());
+        gauge(b, "resident_pages", "Resident pages (keys), merged or not", s.residentPages());
         gauge(b, "dirty_bytes", "Bytes of pages not yet written back", s.dirtyBytes());
         gauge(b, "pinned_pages", "Pages pinned by in-flight I/O", s.pinnedPages());
         gauge(b, "zero_pages", "Resident all-zero pages filled from storage", s.zeroPages());
-        gauge(b, "dedup_pages_sharing", "Resident pages whose content was already resident when filled (shadow: not merged)", s.dedupPagesSharing());
-        gauge(b, "dedup_saved_bytes", "What merging the duplicate resident pages would save", s.dedupSavedBytes());
+        header(b, "dedup_mode", "gauge", "The --dedup mode in force (1 for the mode label)");
+        for (DedupMode m : DedupMode.values()) {
+            b.append("bridgefs_dedup_mode{mode=\"").append(m.label()).append("\"} ").append(m == s.dedupMode() ? 1 : 0).append('\n');
+        }
+        gauge(b, "dedup_pages_shared", "Frames that more than one key maps onto (merge)", s.dedupPagesShared());
+        gauge(b, "dedup_pages_sharing", "Keys beyond the first on merged frames (merge); resident pages that were duplicates when filled (shadow: what merge would share)", s.dedupPagesSharing());
+        gauge(b, "dedup_saved_bytes", "Memory that merging saves (merge) or would save (shadow)", s.dedupSavedBytes());
+        header(b, "dedup_cow_breaks_total", "counter", "Writes to a merged page that copied it first");
+        b.append("bridgefs_dedup_cow_breaks_total ").append(s.dedupCowBreaks()).append('\n');
         gauge(b, "cache_capacity_bytes", "Configured cache size", s.capacityBytes());
         gauge(b, "backing_direct_io", "1 if every open backing file bypasses the host page cache (O_DIRECT)", s.directIo() ? 1 : 0);
         header(b, "writeback_bytes_total", "counter", "Bytes written back to backing storage");
@@ -124,7 +133,11 @@ public final class MetricsText {
                 .append(",\"writeback_bytes\":").append(s.writebackBytes())
                 .append(",\"pinned_pages\":").append(s.pinnedPages())
                 .append(",\"zero_pages\":").append(s.zeroPages())
+                .append(",\"resident_pages\":").append(s.residentPages())
+                .append(",\"dedup_mode\":\"").append(s.dedupMode().label()).append('"')
+                .append(",\"dedup_pages_shared\":").append(s.dedupPagesShared())
                 .append(",\"dedup_pages_sharing\":").append(s.dedupPagesSharing())
+                .append(",\"dedup_cow_breaks\":").append(s.dedupCowBreaks())
                 .append(",\"dedup_saved_bytes\":").append(s.dedupSavedBytes())
                 .append(",\"evictions\":").append(s.evictions())
                 .append(",\"capacity_bytes\":").append(s.capacityBytes())

@@ -15,23 +15,44 @@ import net.jqwik.api.state.Transformer;
  * discards on several files through a cache far smaller than the data, compared after every step with
  * a plain byte[] per file. Backing stores inject I/O errors on demand: after a failed flush the cache
  * must still return the new bytes and must not have dropped them (a later good flush writes them).
+ * The merge variant builds the files from a few distinct pages, so that fills merge onto shared frames
+ * and writes must copy them first; after every step the cache recounts itself ({@link PageCache#verify}).
  */
 class PageCacheModelProperties {
     static final int FILES = 3;
     static final int SPAN = 96 * 1024;            // offsets used, per file
     static final long CACHE = 64 * 4096;          // 64 frames: far smaller than 3 x 96 KiB
 
+    /** A few distinct page contents the merge variant builds its files from (index 0: zeros). */
+    static final byte[][] POOL = new byte[4][4096];
+    static {
+        for (int i = 1; i < POOL.length; i++) new java.util.Random(1000 + i).nextBytes(POOL[i]);
+    }
+
     static final class World {
-        final PageCache cache = new PageCache(CACHE, CacheMode.WRITEBACK);
+        final PageCache cache;
         final MemStore[] stores = new MemStore[FILES];
         final CachedFile[] files = new CachedFile[FILES];
         final byte[][] model = new byte[FILES][];
 
         World() {
+            this(DedupMode.SHADOW);
+        }
+
+        World(DedupMode dedup) {
+            cache = new PageCache(CACHE, CacheMode.WRITEBACK, dedup);
             try {
                 for (int i = 0; i < FILES; i++) {
                     stores[i] = new MemStore(20_000 + i * 7_000);
-                    new java.util.Random(i).nextBytes(stores[i].data);
+                    java.util.Random r = new java.util.Random(i);
+                    if (dedup == DedupMode.MERGE) {
+                        byte[] d = stores[i].data;
+                        for (int off = 0; off < d.length; off += 4096) {
+                            System.arraycopy(POOL[r.nextInt(POOL.length)], 0, d, off, Math.min(4096, d.length - off));
+                        }
+                    } else {
+                        r.nextBytes(stores[i].data);
+                    }
                     model[i] = stores[i].contents();
                     files[i] = cache.open(new FileKey(1, 100 + i), stores[i], false);
                 }
@@ -63,6 +84,7 @@ class PageCacheModelProperties {
             assertTrue(s.cachedBytes() <= CACHE);
             assertTrue(s.dirtyBytes() <= s.cachedBytes());
             for (int f = 0; f < FILES; f++) assertEquals(model[f].length, files[f].size(), "size of file " + f);
+            assertEquals(java.util.List.of(), cache.verify(), "the counters agree with a recount from the frames");
         }
 
         @Override
@@ -74,9 +96,23 @@ class PageCacheModelProperties {
         chain.withInvariant(World::checkInvariants).run();
     }
 
+    @Property(tries = 150)
+    void mergingCacheMatchesModel(@ForAll("mergeChains") ActionChain<World> chain) {
+        chain.withInvariant(World::checkInvariants).run();
+    }
+
     @Provide
     Arbitrary<ActionChain<World>> chains() {
-        return ActionChain.startWith(World::new)
+        return actions(ActionChain.startWith(World::new));
+    }
+
+    @Provide
+    Arbitrary<ActionChain<World>> mergeChains() {
+        return actions(ActionChain.startWith(() -> new World(DedupMode.MERGE))).withAction(3, new WritePoolPageAction());
+    }
+
+    private static net.jqwik.api.state.ActionChainArbitrary<World> actions(net.jqwik.api.state.ActionChainArbitrary<World> start) {
+        return start
                 .withAction(5, new WriteAction())
                 .withAction(5, new ReadAction())
                 .withAction(1, new FlushAction())
@@ -118,6 +154,20 @@ class PageCacheModelProperties {
                         w.files[f].write(IoPath.NBD, off, ByteBuffer.wrap(data), false);
                         if (off + len > w.model[f].length) w.model[f] = Arrays.copyOf(w.model[f], (int) (off + len));
                         System.arraycopy(data, 0, w.model[f], (int) (long) off, len);
+                    }));
+        }
+    }
+
+    /** Writes one of the pool pages at a page boundary: content that other pages hold, for later merges. */
+    static class WritePoolPageAction implements Action.Independent<World> {
+        @Override
+        public Arbitrary<Transformer<World>> transformer() {
+            return Combinators.combine(file(), Arbitraries.integers().between(0, SPAN / 4096), Arbitraries.integers().between(0, POOL.length - 1))
+                    .as((f, page, which) -> step("write pool page " + which + " to f" + f + " page " + page, w -> {
+                        long off = page * 4096L;
+                        w.files[f].write(IoPath.NINEP, off, ByteBuffer.wrap(POOL[which]), false);
+                        if (off + 4096 > w.model[f].length) w.model[f] = Arrays.copyOf(w.model[f], (int) off + 4096);
+                        System.arraycopy(POOL[which], 0, w.model[f], (int) off, 4096);
                     }));
         }
     }

@@ -144,11 +144,72 @@ class PageCacheTest {
         assertEquals(15, cache.snapshot().dedupPagesSharing());
         viaNbd.write(IoPath.NBD, 0, ByteBuffer.wrap(new byte[] {1}), false);
         assertEquals(7, cache.snapshot().zeroPages());
-        PageCache off = new PageCache(256 * P, CacheMode.WRITEBACK, false);
+        PageCache off = new PageCache(256 * P, CacheMode.WRITEBACK, DedupMode.OFF);
         CachedFile a = off.open(new FileKey(1, 10), file, false);
         CachedFile b = off.open(new FileKey(1, 11), image, false);
         a.read(IoPath.NINEP, 0, ByteBuffer.allocate(16 * P));
         b.read(IoPath.NBD, 8L * P, ByteBuffer.allocate(16 * P));
         assertEquals(0, off.snapshot().duplicateFills(IoPath.NBD), "--dedup off counts nothing");
+    }
+
+    @Test
+    void mergeMapsDuplicatePagesOntoOneFrameAndCopiesOnWrite() throws IOException {
+        PageCache cache = new PageCache(256 * P, CacheMode.WRITEBACK, DedupMode.MERGE);
+        byte[] f = new byte[16 * P];
+        new java.util.Random(7).nextBytes(f);
+        MemStore file = new MemStore(16 * P);
+        System.arraycopy(f, 0, file.data, 0, f.length);
+        MemStore image = new MemStore(64 * P);                     // holds F at page 8
+        System.arraycopy(f, 0, image.data, 8 * P, f.length);
+        CachedFile viaP9 = cache.open(new FileKey(1, 10), file, false);
+        CachedFile viaNbd = cache.open(new FileKey(1, 11), image, false);
+        viaP9.read(IoPath.NINEP, 0, ByteBuffer.allocate(16 * P));
+        viaNbd.read(IoPath.NBD, 8L * P, ByteBuffer.allocate(16 * P));
+        CacheStats s = cache.snapshot();
+        assertEquals(DedupMode.MERGE, s.dedupMode());
+        assertEquals(16, s.duplicateFills(IoPath.NBD));
+        assertEquals(16, s.dedupPagesShared(), "each of F's frames now serves two keys");
+        assertEquals(16, s.dedupPagesSharing());
+        assertEquals(32, s.residentPages());
+        assertEquals(16L * P, s.cachedBytes(), "32 resident pages in 16 frames");
+        assertEquals(16L * P, s.dedupSavedBytes());
+
+        viaNbd.write(IoPath.NBD, 8L * P, ByteBuffer.wrap(new byte[] {(byte) ~f[0]}), false);
+        s = cache.snapshot();
+        assertEquals(1, s.dedupCowBreaks());
+        assertEquals(15, s.dedupPagesShared());
+        assertEquals(17L * P, s.cachedBytes());
+        assertArrayEquals(f, read(viaP9, IoPath.NINEP, 0, 16 * P), "the write through the image never reaches F");
+        byte[] expectImage = java.util.Arrays.copyOf(f, f.length);
+        expectImage[0] = (byte) ~f[0];
+        assertArrayEquals(expectImage, read(viaNbd, IoPath.NBD, 8L * P, 16 * P));
+
+        viaP9.write(IoPath.NINEP, P + 5, ByteBuffer.wrap(new byte[] {(byte) ~f[P + 5]}), false);   // the other side
+        assertEquals(2, cache.snapshot().dedupCowBreaks());
+        assertArrayEquals(java.util.Arrays.copyOfRange(f, P, 2 * P), read(viaNbd, IoPath.NBD, 9L * P, P));
+
+        viaP9.truncate(2L * P + 100);      // F's page 2 is shared with image page 10: its tail must not be zeroed in place
+        assertArrayEquals(java.util.Arrays.copyOfRange(f, 2 * P, 3 * P), read(viaNbd, IoPath.NBD, 10L * P, P));
+        byte[] tail = read(viaP9, IoPath.NINEP, 2L * P, P);
+        assertArrayEquals(java.util.Arrays.copyOfRange(f, 2 * P, 2 * P + 100), java.util.Arrays.copyOf(tail, 100));
+        assertArrayEquals(new byte[P - 100], java.util.Arrays.copyOfRange(tail, 100, P));
+        assertEquals(java.util.List.of(), cache.verify());
+
+        viaP9.flush();
+        viaNbd.flush();
+        cache.dropClean();
+        s = cache.snapshot();
+        assertEquals(0, s.dedupPagesShared());
+        assertEquals(0, s.cachedBytes());
+        assertEquals(java.util.List.of(), cache.verify());
+        assertArrayEquals(expectImage, read(viaNbd, IoPath.NBD, 8L * P, 16 * P), "after eviction the image reads back its own bytes");
+        assertEquals((byte) ~f[0], image.data[8 * P]);
+        assertEquals(f[0], file.data[0], "nor did it reach F on disk");
+    }
+
+    private static byte[] read(CachedFile file, IoPath path, long offset, int length) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(length);
+        file.read(path, offset, b);
+        return b.array();
     }
 }
