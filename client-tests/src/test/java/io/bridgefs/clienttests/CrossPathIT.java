@@ -125,6 +125,19 @@ class CrossPathIT {
                 Tools.run(dir, Duration.ofSeconds(60), java.util.List.of("sh", "-c", "diodcat -s " + srv + " -a share /F > " + viaDiod)).ok("diodcat again");
                 assertArrayEquals(f, Files.readAllBytes(viaDiod), "the block write never reaches the file");
                 Tools.run(Duration.ofSeconds(60), "qemu-io", "-f", "raw", "-c", "read -P 0xab 1M 4k", s.uri("img")).ok("qemu-io read back");
+
+                // operator actions: the counters agree with a recount of the frames; drop-caches empties the cache
+                var http = java.net.http.HttpClient.newHttpClient();
+                var base = java.net.URI.create("http://127.0.0.1:" + s.metricsPort);
+                var verify = http.send(java.net.http.HttpRequest.newBuilder(base.resolve("/verify")).build(),
+                        java.net.http.HttpResponse.BodyHandlers.ofString());
+                assertEquals(200, verify.statusCode(), verify.body());
+                var drop = http.send(java.net.http.HttpRequest.newBuilder(base.resolve("/drop-caches"))
+                        .POST(java.net.http.HttpRequest.BodyPublishers.noBody()).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+                assertEquals(200, drop.statusCode());
+                assertTrue(drop.body().startsWith("dropped "), drop.body());
+                assertEquals(s.metric("bridgefs_dirty_bytes"), s.metric("bridgefs_cached_bytes"), "only dirty pages stay");
+                assertEquals(0, s.metric("bridgefs_dedup_pages_shared"));
             }
         }
         byte[] onDisk = Files.readAllBytes(dir.resolve("image.raw"));

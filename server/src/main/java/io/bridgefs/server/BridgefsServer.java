@@ -154,7 +154,9 @@ public final class BridgefsServer implements AutoCloseable {
                 protected void initChannel(Channel ch) {
                     ch.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(64 * 1024),
                             new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics),
-                                    () -> MetricsText.json(cache.snapshot(), ioMetrics)));
+                                    () -> MetricsText.json(cache.snapshot(), ioMetrics),
+                                    () -> String.join("\n", cache.verify()),
+                                    () -> "dropped " + cache.dropClean() + " clean pages\n"));
                 }
             });
             listeners.add(metricsChannel);

@@ -15,23 +15,39 @@ import io.netty.handler.codec.http.HttpVersion;
 import java.nio.charset.StandardCharsets;
 import java.util.function.Supplier;
 
-/** Serves GET /metrics (Prometheus text), GET /stats (JSON) and GET /dashboard (a live page charting /stats). */
+/**
+ * Serves GET /metrics (Prometheus text), GET /stats (JSON), GET /dashboard (a live page charting
+ * /stats), and two operator actions: GET /verify (recount the counters from the cache frames) and
+ * POST /drop-caches (evict every clean page, like {@code echo 1 > /proc/sys/vm/drop_caches}).
+ */
 public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
     private static final String DASHBOARD = loadDashboard();
     private final Supplier<String> prometheus;
     private final Supplier<String> json;
+    private final Supplier<String> verify;
+    private final Supplier<String> dropCaches;
 
-    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json) {
+    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json, Supplier<String> verify, Supplier<String> dropCaches) {
         this.prometheus = prometheus;
         this.json = json;
+        this.verify = verify;
+        this.dropCaches = dropCaches;
     }
 
     @Override
     protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
         String path = req.uri().split("\\?", 2)[0];
         FullHttpResponse resp;
-        if (!req.method().equals(HttpMethod.GET)) {
+        if (path.equals("/drop-caches")) {
+            resp = req.method().equals(HttpMethod.POST)
+                    ? text(HttpResponseStatus.OK, dropCaches.get(), "text/plain")
+                    : text(HttpResponseStatus.METHOD_NOT_ALLOWED, "POST only\n", "text/plain");
+        } else if (!req.method().equals(HttpMethod.GET)) {
             resp = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "GET only\n", "text/plain");
+        } else if (path.equals("/verify")) {
+            String problems = verify.get();
+            resp = text(problems.isEmpty() ? HttpResponseStatus.OK : HttpResponseStatus.INTERNAL_SERVER_ERROR,
+                    problems.isEmpty() ? "ok: the counters agree with a recount from the frames\n" : problems, "text/plain");
         } else if (path.equals("/metrics")) {
             resp = text(HttpResponseStatus.OK, prometheus.get(), "text/plain; version=0.0.4; charset=utf-8");
         } else if (path.equals("/stats")) {
@@ -39,7 +55,7 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
         } else if (path.equals("/dashboard") || path.equals("/dashboard.html")) {
             resp = text(HttpResponseStatus.OK, DASHBOARD, "text/html; charset=utf-8");
         } else if (path.equals("/")) {
-            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts)\n", "text/plain");
+            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts), /verify, POST /drop-caches\n", "text/plain");
         } else {
             resp = text(HttpResponseStatus.NOT_FOUND, "not found\n", "text/plain");
         }
