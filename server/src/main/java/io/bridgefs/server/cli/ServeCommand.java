@@ -114,8 +114,10 @@ public final class ServeCommand implements Callable<Integer> {
             try {
                 server.close();
                 stopped.countDown();
-            } catch (Exception e) {
-                System.err.println("bridgefs: error while stopping: " + e.getMessage());
+            } catch (Throwable e) {
+                // an Error too (a jar replaced under a running server fails class loading here): the
+                // process must end, never sit with its listeners closed
+                System.err.println("bridgefs: error while stopping: " + e);
                 Runtime.getRuntime().halt(1);
             }
         };
