@@ -12,6 +12,7 @@ ROUNDS=${2:-3}
 for t in nbdcopy fio diodcat; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
 [ -f server/target/bridgefs.jar ] || mvn -B -q package -DskipTests
 work=$(mktemp -d /var/tmp/bridgefs-dedupbench.XXXXXX)
+cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
 chmod 755 "$work"
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
@@ -30,7 +31,7 @@ mibs() { awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN{printf "%.0f", m/(b-a)}'; }
 uri() { echo "nbd://127.0.0.1:$NBD/$1"; }
 
 run_mode() {  # run_mode MODE: prints "row value" lines
-  java -XX:MaxDirectMemorySize=3g -jar server/target/bridgefs.jar serve --dedup "$1" --cache-size $((4 * MIB + 256))m \
+  java -XX:MaxDirectMemorySize=3g -jar "$work/bridgefs.jar" serve --dedup "$1" --cache-size $((4 * MIB + 256))m \
     --nbd-listen 127.0.0.1:$NBD --9p-listen 127.0.0.1:$P9 --9p-export "share=$work/share" --writeback-interval 0 \
     --nbd-export "seq=$work/seq.img" --nbd-export "rand=$work/rand.img" --nbd-export "dup=$work/dup.img" \
     --nbd-export "warmup=$work/warmup.img" >"$work/srv.log" 2>&1 &

@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${1:-1024}
 SECS=${2:-10}
+[ -f server/target/bridgefs.jar ] || mvn -B -q package -DskipTests
 work=$(mktemp -d /var/tmp/bridgefs-bench.XXXXXX)
+cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 for t in qemu-nbd nbdkit nbdcopy fio; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
-[ -f server/target/bridgefs.jar ] || mvn -B -q package -DskipTests
 img="$work/bench.img"
 echo "bench: creating a ${SIZE_MIB} MiB image of random data in $work"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$img"
@@ -23,7 +24,7 @@ PORT=10900
 pid=
 start() {  # start NAME
   case $1 in
-    bridgefs) java -XX:MaxDirectMemorySize=3g -jar server/target/bridgefs.jar serve --nbd-listen 127.0.0.1:$PORT \
+    bridgefs) java -XX:MaxDirectMemorySize=3g -jar "$work/bridgefs.jar" serve --nbd-listen 127.0.0.1:$PORT \
                 --nbd-export "bench=$img" --nbd-export "warmup=$work/warmup.img" --cache-size $((SIZE_MIB + 512))m \
                 --writeback-interval 0 >"$work/srv.log" 2>&1 &
               pid=$! ;;

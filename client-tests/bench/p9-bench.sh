@@ -13,6 +13,7 @@ for t in diod diodload qemu-system-x86_64 cpio; do command -v $t >/dev/null || [
 G="${BRIDGEFS_GUEST_DIR:-$HOME/.cache/bridgefs/guest}"
 [ -f "$G/vmlinuz" ] || client-tests/scripts/fetch-guest-kernel.sh
 work=$(mktemp -d /var/tmp/bridgefs-p9bench.XXXXXX)
+cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
 chmod 755 "$work"   # diod refuses to attach below a 0700 directory
 pids=()
 trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; rm -rf "$work"' EXIT
@@ -70,7 +71,7 @@ load() {  # load PORT [-g] -> ops/s and MB/s
 
 declare -A R
 echo "bench: bridgefs"
-java -jar server/target/bridgefs.jar serve --9p-listen 127.0.0.1:5660 --9p-export "share=$work/share" --9p-export "ctl=$work/ctl" \
+java -jar "$work/bridgefs.jar" serve --9p-listen 127.0.0.1:5660 --9p-export "share=$work/share" --9p-export "ctl=$work/ctl" \
      --cache-size 1g >"$work/bridgefs.log" 2>&1 & pids+=($!)
 sleep 3
 R[bridgefs,load]=$(load 5660)
