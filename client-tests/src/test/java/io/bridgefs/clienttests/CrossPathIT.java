@@ -100,7 +100,7 @@ class CrossPathIT {
                 "--9p-listen", "127.0.0.1:" + p9, "--9p-export", "share=share", "--writeback-interval", "0")) {
             String srv = "127.0.0.1:" + p9;
             Path viaDiod = dir.resolve("F.diod");
-            // diodcat closes F (its last reference drops its pages), so keep it open with a raw client
+            // F stays open through a raw client too, so the counts below do not depend on retention of closed files
             try (RawP9Client keep = new RawP9Client(p9)) {
                 keep.attach(1 << 20, "share", 1);
                 keep.walk(1, 2, "F");

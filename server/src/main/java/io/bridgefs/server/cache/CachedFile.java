@@ -19,8 +19,10 @@ public final class CachedFile implements AutoCloseable {
     final PageCache cache;
     final int id;
     final FileKey key;
-    final BackingStore store;
-    final boolean readOnly;
+    volatile BackingStore store;     // replaced when a closed file is opened again
+    volatile boolean readOnly;
+    boolean closed;          // guarded by cache.lock: no references and no descriptor; clean pages may stay cached
+    int resident;            // guarded by cache.lock: VALID pages of this file
     final ReentrantReadWriteLock punchLock = new ReentrantReadWriteLock();
     int refs = 1;            // guarded by cache.lock
     int dirtyPages;          // guarded by cache.lock
@@ -465,6 +467,7 @@ public final class CachedFile implements AutoCloseable {
             boolean ok = false;
             try {
                 writeRuns(dirty);
+                extendBacking();
                 if (dirty.length > 0) seenStamp = stampOrZero();   // our own writes moved mtime
                 ok = true;
             } finally {
@@ -483,6 +486,30 @@ public final class CachedFile implements AutoCloseable {
             punchLock.readLock().unlock();
         }
         if (sync) store.sync();
+    }
+
+    /**
+     * A write past the end grows the file in the cache; if its pages were discarded before write-back
+     * (a trim of what was just written), no page write carries the new size to the backing file, so it
+     * is set here. Called with the punch lock read-held.
+     */
+    private void extendBacking() throws IOException {
+        long want = size;
+        boolean grow;
+        cache.lock.lock();
+        try {
+            grow = want > backingSize;
+        } finally {
+            cache.lock.unlock();
+        }
+        if (!grow || store.size() >= want) return;
+        store.truncate(want);
+        cache.lock.lock();
+        try {
+            backingSize = Math.max(backingSize, want);
+        } finally {
+            cache.lock.unlock();
+        }
     }
 
     private void writeRuns(int[] frames) throws IOException {
@@ -622,26 +649,49 @@ public final class CachedFile implements AutoCloseable {
         return store.extentAt(offset, limit);
     }
 
-    /** Drops one reference; the last one writes back, syncs, drops the file's pages and closes it. */
+    /**
+     * Drops one reference. The last one writes back and syncs the file, then closes its descriptor; its
+     * clean pages stay cached, as the kernel's do after a close, keyed by (device, inode), and are
+     * checked against the file's size, mtime and ctime when it is opened again ({@link #revalidate}).
+     * If the write-back fails the file stays open (pages dirty, retried later) and the error is thrown.
+     */
     @Override
     public void close() throws IOException {
         cache.lock.lock();
         try {
-            if (--refs > 0) return;
-            cache.forget(this);
+            if (refs > 1) {
+                refs--;
+                return;
+            }
         } finally {
             cache.lock.unlock();
         }
+        IOException failed = null;
         try {
-            flush();
-        } finally {
-            cache.lock.lock();
-            try {
-                for (int f : cache.framesOf(this, 0, Long.MAX_VALUE, false)) cache.detach(this, f);
-            } finally {
-                cache.lock.unlock();
-            }
-            store.close();
+            flush();        // still holding the last reference: nobody can see the file closed meanwhile
+        } catch (IOException e) {
+            failed = e;
         }
+        BackingStore old;
+        cache.lock.lock();
+        try {
+            if (--refs > 0 || failed != null) {
+                if (failed != null) throw failed;
+                return;      // opened again while we flushed
+            }
+            old = store;
+            cache.closed(this);
+        } finally {
+            cache.lock.unlock();
+        }
+        old.close();
+    }
+
+    /** With the cache lock held: a closed file is opened again over a fresh descriptor. */
+    void reopen(BackingStore fresh, boolean readOnly) {
+        store = fresh;
+        this.readOnly = readOnly;
+        closed = false;
+        refs = 1;
     }
 }

@@ -26,23 +26,25 @@ final class ContentIndex {
         indexed = new boolean[frames];
     }
 
-    /** Content hash of a page, never 0; {@code 0} is returned for an all-zero page. */
+    private static final ThreadLocal<java.util.zip.CRC32C> CRC = ThreadLocal.withInitial(java.util.zip.CRC32C::new);
+    private static final ByteBuffer ZERO_PAGE = ByteBuffer.allocateDirect(PageCache.PAGE_SIZE).asReadOnlyBuffer();
+    private static final long ZERO_CRC = crc(ZERO_PAGE);
+
+    private static long crc(ByteBuffer page) {
+        java.util.zip.CRC32C c = CRC.get();
+        c.reset();
+        c.update(page.duplicate().clear());
+        return c.getValue();
+    }
+
+    /**
+     * Content hash of a page, never 0; {@code 0} is returned for an all-zero page. CRC32C, which the
+     * JIT turns into the CPU's crc32 instructions (about 3x cheaper than a multiply-based hash here): a
+     * 32-bit hash is only a filter, since every match is confirmed by comparing the bytes.
+     */
     static long hash(ByteBuffer page) {
-        // four independent lanes, so the multiply chains overlap in the CPU
-        long h0 = 0x243F6A8885A308D3L, h1 = 0x13198A2E03707344L, h2 = 0xA4093822299F31D0L, h3 = 0x082EFA98EC4E6C89L;
-        long any = 0;
-        for (int i = 0; i < PageCache.PAGE_SIZE; i += 32) {
-            long a = page.getLong(i), b = page.getLong(i + 8), c = page.getLong(i + 16), d = page.getLong(i + 24);
-            any |= a | b | c | d;
-            h0 = Long.rotateLeft((h0 ^ a) * 0x9E3779B97F4A7C15L, 27);
-            h1 = Long.rotateLeft((h1 ^ b) * 0xC2B2AE3D27D4EB4FL, 29);
-            h2 = Long.rotateLeft((h2 ^ c) * 0x165667B19E3779F9L, 31);
-            h3 = Long.rotateLeft((h3 ^ d) * 0x85EBCA77C2B2AE63L, 33);
-        }
-        if (any == 0) return 0;
-        long h = h0 ^ Long.rotateLeft(h1, 17) ^ Long.rotateLeft(h2, 34) ^ Long.rotateLeft(h3, 51);
-        h = (h ^ (h >>> 29)) * 0xBF58476D1CE4E5B9L;
-        h ^= h >>> 32;
+        long h = crc(page);
+        if (h == ZERO_CRC && page.duplicate().clear().mismatch(ZERO_PAGE.duplicate()) < 0) return 0;
         return h == 0 ? 1 : h;
     }
 

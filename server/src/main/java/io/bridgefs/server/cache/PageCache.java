@@ -138,7 +138,8 @@ public final class PageCache implements AutoCloseable {
     private int validPages, dirtyPages, pinnedPages, sharedPages;
     long writebackBytes;
 
-    private final Map<FileKey, CachedFile> files = new HashMap<>();
+    private final Map<FileKey, CachedFile> files = new HashMap<>();     // open files, and closed ones with cached pages
+    private final Map<Integer, CachedFile> byId = new HashMap<>();
     private final Map<FileKey, Integer> ids = new HashMap<>();
     private int nextId = 1;
 
@@ -210,7 +211,7 @@ public final class PageCache implements AutoCloseable {
         lock.lock();
         try {
             CachedFile f = files.get(key);
-            if (f != null) {
+            if (f != null && !f.closed) {
                 if (!readOnly && f.readOnly) throw new AccessDeniedException(path.toString(), null, "already open read-only");
                 f.refs++;
                 return f;
@@ -226,7 +227,8 @@ public final class PageCache implements AutoCloseable {
         lock.lock();
         try {
             CachedFile f = files.get(key);
-            if (f != null) f.refs++;
+            if (f == null || f.closed) return null;
+            f.refs++;
             return f;
         } finally {
             lock.unlock();
@@ -240,31 +242,62 @@ public final class PageCache implements AutoCloseable {
 
     private CachedFile register(FileKey key, BackingStore store, boolean readOnly) throws IOException {
         long size = store.size();
+        CachedFile reopened = null;
         lock.lock();
         try {
             CachedFile existing = files.get(key);
-            if (existing != null) {
+            if (existing != null && existing.closed) {
+                existing.reopen(store, readOnly);
+                reopened = existing;
+            } else if (existing != null) {
                 existing.refs++;
                 store.close();
                 return existing;
+            } else {
+                int id = ids.computeIfAbsent(key, k -> nextId++);
+                CachedFile f = new CachedFile(this, id, key, store, size, readOnly);
+                files.put(key, f);
+                byId.put(id, f);
+                return f;
             }
-            int id = ids.computeIfAbsent(key, k -> nextId++);
-            CachedFile f = new CachedFile(this, id, key, store, size, readOnly);
-            files.put(key, f);
-            return f;
         } finally {
             lock.unlock();
         }
+        try {
+            reopened.revalidate();     // changed on the host while it was closed? then its pages go
+        } catch (IOException e) {
+            reopened.close();
+            throw e;
+        }
+        return reopened;
     }
 
-    void forget(CachedFile f) {
+    /** With the lock held: the file's last reference is gone and its descriptor about to be closed. */
+    void closed(CachedFile f) {
+        f.closed = true;
+        if (f.resident == 0) forget(f);
+    }
+
+    private void forget(CachedFile f) {
         files.remove(f.key);
+        byId.remove(f.id);
     }
 
+    /** A page of a file became VALID (+1) or stopped being VALID (-1); a closed file without pages is forgotten. */
+    private void residentChanged(int fileId, int delta) {
+        CachedFile cf = byId.get(fileId);
+        if (cf == null) return;
+        cf.resident += delta;
+        if (cf.resident == 0 && cf.closed) forget(cf);
+    }
+
+    /** Files with a descriptor (closed files with cached pages have none). */
     List<CachedFile> openFiles() {
         lock.lock();
         try {
-            return new ArrayList<>(files.values());
+            List<CachedFile> out = new ArrayList<>();
+            for (CachedFile f : files.values()) if (!f.closed) out.add(f);
+            return out;
         } finally {
             lock.unlock();
         }
@@ -426,6 +459,7 @@ public final class PageCache implements AutoCloseable {
         (fQueue[n] == Q_MAIN ? main : small).add(n);
         fState[n] = VALID;
         validPages++;
+        residentChanged(fFile[n], 1);
         fTouched[n] = touched;
         if (touched == 3) sharedPages++;
         frameBecameValid(fMem[n]);
@@ -445,6 +479,12 @@ public final class PageCache implements AutoCloseable {
      */
     void completeFill(int f, IoPath path, boolean filled, long hash) {
         boolean valid = fState[f] == LOADING;
+        if (valid && !byId.containsKey(fFile[f])) {
+            // a late read-ahead of a file closed and forgotten meanwhile: nobody will ask for this page
+            table.remove(f);
+            fState[f] = DETACHED;      // pinned by its filler, freed by its unpin
+            valid = false;
+        }
         if (filled) {
             fills[path.ordinal()]++;
             fillBytes[path.ordinal()] += PAGE_SIZE;
@@ -452,6 +492,7 @@ public final class PageCache implements AutoCloseable {
         if (valid) {
             fState[f] = VALID;
             validPages++;
+            residentChanged(fFile[f], 1);
             touch(f, path);
             int same = -1;
             if (filled && dedup && hash == 0) {
@@ -600,6 +641,7 @@ public final class PageCache implements AutoCloseable {
             validPages--;
             if (fTouched[f] == 3) sharedPages--;
             frameLeftValid(fMem[f]);
+            residentChanged(fFile[f], -1);
         }
         if (fPins[f] > 0) fState[f] = DETACHED;
         else freed(f);
@@ -719,6 +761,7 @@ public final class PageCache implements AutoCloseable {
             try {
                 while (!stopping && dirtyPages <= backgroundDirty) flushNeeded.awaitUninterruptibly();
                 for (CachedFile f : files.values()) {
+                    if (f.closed) continue;
                     if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
                 }
             } finally {
@@ -785,6 +828,7 @@ public final class PageCache implements AutoCloseable {
         validPages--;
         if (fTouched[f] == 3) sharedPages--;
         frameLeftValid(fMem[f]);
+        residentChanged(fFile[f], -1);
         freed(f);
         evictions++;
     }
@@ -843,6 +887,14 @@ public final class PageCache implements AutoCloseable {
             for (int f = 0; f < frames; f++) {
                 if (fState[f] == VALID && fDirty[f] && refs[fMem[f]] > 1) bad.add("dirty entry " + f + " is on a shared frame");
             }
+            Map<Integer, Integer> perFile = new HashMap<>();
+            for (int f = 0; f < frames; f++) if (fState[f] == VALID) perFile.merge(fFile[f], 1, Integer::sum);
+            for (CachedFile cf : files.values()) {
+                int n = perFile.getOrDefault(cf.id, 0);
+                if (n != cf.resident) bad.add("file " + cf.key + ": " + n + " resident pages, counted " + cf.resident);
+                if (cf.closed && (cf.dirtyPages > 0 || n == 0)) bad.add("closed file " + cf.key + " kept with " + n + " pages, " + cf.dirtyPages + " dirty");
+            }
+            for (int id : perFile.keySet()) if (!byId.containsKey(id)) bad.add("resident pages of forgotten file id " + id);
             int unused = 0;
             for (int m = 0; m < memFrames; m++) if (refs[m] == 0) unused++;
             if (merge && unused != memTop) bad.add(unused + " frames unused, " + memTop + " on the free list");
@@ -869,7 +921,7 @@ public final class PageCache implements AutoCloseable {
         lock.lock();
         try {
             boolean direct = true;
-            for (CachedFile f : files.values()) direct &= f.store.directIo();
+            for (CachedFile f : files.values()) if (!f.closed) direct &= f.store.directIo();
             return new CacheStats(hits.clone(), misses.clone(), fills.clone(), fillBytes.clone(), refaults.clone(),
                     new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
                     (long) residentFrames * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,

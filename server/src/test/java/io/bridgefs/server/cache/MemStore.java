@@ -10,6 +10,8 @@ final class MemStore implements BackingStore {
     long size;
     boolean failReads, failWrites;
     int reads, writes, syncs;
+    long stamp = 1;          // (size, mtime, ctime) of a real file: bumped by changes made behind the cache
+    boolean closed;
 
     MemStore(long size) {
         this.data = new byte[(int) size];
@@ -21,6 +23,7 @@ final class MemStore implements BackingStore {
     @Override
     public synchronized int read(ByteBuffer dst, long position) throws IOException {
         if (failReads) throw new IOException("injected read error");
+        if (closed) throw new IOException("read after close");
         reads++;
         if (position >= size) return 0;
         int n = (int) Math.min(dst.remaining(), size - position);
@@ -70,7 +73,16 @@ final class MemStore implements BackingStore {
 
     @Override public boolean directIo() { return false; }
     @Override public boolean sparse() { return true; }
-    @Override public void close() {}
+    @Override public synchronized long stamp() { return stamp; }
+    @Override public synchronized void close() { closed = true; }
+
+    /** Another host process writes {@code bytes} at {@code offset}, behind the cache. */
+    synchronized void changeBehindTheCache(long offset, byte[] bytes) {
+        ensure(offset + bytes.length);
+        System.arraycopy(bytes, 0, data, (int) offset, bytes.length);
+        size = Math.max(size, offset + bytes.length);
+        stamp++;
+    }
 
     synchronized byte[] contents() {
         return Arrays.copyOf(data, (int) size);
