@@ -150,19 +150,24 @@ final class GuestVm {
 
     /** Boots the guest and returns what it printed on the serial console; fails if it did not finish. */
     static String boot(Path work, Path initrd, List<String> extraQemuArgs, Duration timeout) throws Exception {
-        Tools.require("qemu-system-x86_64");
-        List<String> cmd = new ArrayList<>(List.of("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512",
-                "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot",
-                "-kernel", guestDir().resolve("vmlinuz").toString(), "-initrd", initrd.toString(),
-                "-append", "console=ttyS0 panic=-1 loglevel=3"));
-        cmd.addAll(extraQemuArgs);
-        Tools.Result r = Tools.run(work, timeout, cmd);
+        Tools.Result r = Tools.run(work, timeout, qemu(initrd, 512, extraQemuArgs));
         String console = r.out() + r.err();
         Files.writeString(work.resolve("console.log"), console);
         assertTrue(console.contains(UP), "the guest did not come up:\n" + console);
         int i = console.indexOf(EXIT);
         assertTrue(i >= 0, "the guest test script did not finish:\n" + console);
         return console;
+    }
+
+    /** The QEMU command line of a guest (TCG; -accel kvm hangs on these machines) with the given memory. */
+    static List<String> qemu(Path initrd, int memMiB, List<String> extraQemuArgs) {
+        Tools.require("qemu-system-x86_64");
+        List<String> cmd = new ArrayList<>(List.of("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", String.valueOf(memMiB),
+                "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot",
+                "-kernel", guestDir().resolve("vmlinuz").toString(), "-initrd", initrd.toString(),
+                "-append", "console=ttyS0 panic=-1 loglevel=3"));
+        cmd.addAll(extraQemuArgs);
+        return cmd;
     }
 
     static int exitCode(String console) {

@@ -72,6 +72,27 @@ class P9ProtocolIT {
     }
 
     @Test
+    void requestsAreCountedByType() throws Exception {
+        String[] types = {"version", "attach", "walk", "getattr", "clunk"};
+        long[] before = new long[types.length];
+        for (int i = 0; i < types.length; i++) before[i] = count(types[i]);
+        try (RawP9Client c = client("share")) {             // version + attach
+            c.walk(1, 2, "d", "inside");
+            for (int i = 0; i < 3; i++) c.ok(new Tgetattr(c.tag(), 2, P9.GETATTR_BASIC), Rgetattr.class);
+            c.ok(new Tclunk(c.tag(), 2), Rclunk.class);
+        }
+        long[] expected = {1, 1, 1, 3, 1};
+        for (int i = 0; i < types.length; i++) assertEquals(expected[i], count(types[i]) - before[i], types[i] + " requests");
+    }
+
+    long count(String type) throws Exception {
+        for (String line : server.http("/metrics").split("\n")) {
+            if (line.startsWith("bridgefs_9p_requests_total{type=\"" + type + "\"} ")) return Long.parseLong(line.substring(line.lastIndexOf(' ') + 1));
+        }
+        return 0;
+    }
+
+    @Test
     void walksCloneLimitsAndFidReuse() throws Exception {
         try (RawP9Client c = client("share")) {
             Rwalk clone = c.walk(1, 2);

@@ -57,6 +57,7 @@ public final class BridgefsServer implements AutoCloseable {
     private final PageCache cache;
     private final List<NbdExport> nbdExports = new ArrayList<>();
     private final List<IoMetrics> ioMetrics = new ArrayList<>();
+    private final io.bridgefs.server.metrics.RequestCounts p9Requests = new io.bridgefs.server.metrics.RequestCounts(registry, "9p");
     private final ExecutorService executor;
     private final ScheduledExecutorService timer;
     private final Transport transport;
@@ -144,7 +145,7 @@ public final class BridgefsServer implements AutoCloseable {
             listeners.add(nbdChannel);
         }
         if (!p9Exports.isEmpty()) {
-            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024);
+            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024, p9Requests);
             p9Channel = transport.listen(config.p9Listen(), new P9Listener(p9Context, connections));
             listeners.add(p9Channel);
         }
@@ -153,8 +154,8 @@ public final class BridgefsServer implements AutoCloseable {
                 @Override
                 protected void initChannel(Channel ch) {
                     ch.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(64 * 1024),
-                            new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics),
-                                    () -> MetricsText.json(cache.snapshot(), ioMetrics),
+                            new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics, p9Requests.snapshot()),
+                                    () -> MetricsText.json(cache.snapshot(), ioMetrics, p9Requests.snapshot()),
                                     () -> String.join("\n", cache.verify()),
                                     () -> "dropped " + cache.dropClean() + " clean pages\n"));
                 }

@@ -41,7 +41,7 @@ public final class FileBackingStore implements BackingStore {
         FileChannel direct = null;
         int align = 4096;
         try {
-            align = (int) Math.max(512, Files.getFileStore(path).getBlockSize());
+            align = blockSize(path);
             opts.add(ExtendedOpenOption.DIRECT);
             if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) {
                 direct = FileChannel.open(path, opts.toArray(OpenOption[]::new));
@@ -59,6 +59,18 @@ public final class FileBackingStore implements BackingStore {
             throw e;
         }
         return new FileBackingStore(path, buffered, direct, align, fd);
+    }
+
+    /** Block size of the file system holding {@code path}, looked up once per device (it parses the mount table). */
+    private static final java.util.concurrent.ConcurrentHashMap<Long, Integer> BLOCK_SIZES = new java.util.concurrent.ConcurrentHashMap<>();
+
+    private static int blockSize(Path path) throws IOException {
+        long dev = ((Number) Files.getAttribute(path, "unix:dev")).longValue();
+        Integer known = BLOCK_SIZES.get(dev);
+        if (known != null) return known;
+        int size = (int) Math.max(512, Files.getFileStore(path).getBlockSize());
+        BLOCK_SIZES.put(dev, size);
+        return size;
     }
 
     @Override

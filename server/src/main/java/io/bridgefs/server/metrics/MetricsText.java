@@ -13,6 +13,11 @@ public final class MetricsText {
     private MetricsText() {}
 
     public static String prometheus(CacheStats s, List<IoMetrics> io) {
+        return prometheus(s, io, java.util.Map.of());
+    }
+
+    /** With the 9P requests by message type ({@code bridgefs_9p_requests_total{type}}). */
+    public static String prometheus(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests) {
         StringBuilder b = new StringBuilder(4096);
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
@@ -61,6 +66,10 @@ public final class MetricsText {
         b.append("bridgefs_writeback_bytes_total ").append(s.writebackBytes()).append('\n');
         header(b, "evictions_total", "counter", "Pages evicted");
         b.append("bridgefs_evictions_total ").append(s.evictions()).append('\n');
+        if (!p9Requests.isEmpty()) {
+            header(b, "9p_requests_total", "counter", "9P requests by message type");
+            p9Requests.forEach((t, n) -> b.append("bridgefs_9p_requests_total{type=\"").append(t).append("\"} ").append(n).append('\n'));
+        }
         return b.toString();
     }
 
@@ -115,6 +124,10 @@ public final class MetricsText {
 
     /** The same counters as one JSON object (for /stats and `bridgefs stats`). */
     public static String json(CacheStats s, List<IoMetrics> io) {
+        return json(s, io, java.util.Map.of());
+    }
+
+    public static String json(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests) {
         StringBuilder b = new StringBuilder(2048).append("{\"cache\":{");
         for (IoPath p : IoPath.values()) {
             b.append('"').append(p.label()).append("\":{\"cache_hits\":").append(s.hits(p))
@@ -154,6 +167,12 @@ public final class MetricsText {
                     .append(",\"trim_ops\":").append(m.trim.getCount())
                     .append(",\"errors\":").append(m.errors.getCount()).append('}');
         }
-        return b.append("]}").toString();
+        b.append("],\"9p_requests\":{");
+        int k = 0;
+        for (var e : p9Requests.entrySet()) {
+            if (k++ > 0) b.append(',');
+            b.append('"').append(escape(e.getKey())).append("\":").append(e.getValue());
+        }
+        return b.append("}}").toString();
     }
 }

@@ -20,6 +20,8 @@ public final class P9ServerContext {
     final ExecutorService executor;
     final PageCache cache;
     final int maxMsize;
+    /** 9P requests by message type. */
+    final io.bridgefs.server.metrics.RequestCounts requests;
     final LockTable locks = new LockTable();
     /** Fids (each an open descriptor) across all connections: bounded by the process's descriptor limit. */
     final int maxFids;
@@ -27,6 +29,12 @@ public final class P9ServerContext {
     private final Map<FileKey, CachedFile> retained;
 
     public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles) {
+        this(exports, executor, cache, maxMsize, retainFiles, new io.bridgefs.server.metrics.RequestCounts(new com.codahale.metrics.MetricRegistry(), "9p"));
+    }
+
+    public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles,
+                           io.bridgefs.server.metrics.RequestCounts requests) {
+        this.requests = requests;
         this.exports = List.copyOf(exports);
         this.executor = executor;
         this.cache = cache;

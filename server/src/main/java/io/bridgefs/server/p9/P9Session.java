@@ -61,6 +61,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             reply(ctx, new P9Message.Rlerror(u.tag(), P9.EOPNOTSUPP));
             return;
         }
+        server.requests.count(typeName(m));
         if (m instanceof P9Message.Tversion v) {
             version(ctx, v);
             return;
@@ -86,6 +87,12 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             release(m);
             finish(ctx, m.tag(), new P9Message.Rlerror(m.tag(), P9.EIO), done);
         }
+    }
+
+    /** A request's type as counted: the message name without its T, lower case (walk, getattr, ...). */
+    static String typeName(P9Message m) {
+        String n = m.getClass().getSimpleName();
+        return (n.startsWith("T") ? n.substring(1) : n).toLowerCase(java.util.Locale.ROOT);
     }
 
     private void version(ChannelHandlerContext ctx, P9Message.Tversion v) {
