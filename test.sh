@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and property tests, then real clients (nbdinfo, nbdcopy, qemu-img, qemu-io,
-# fio, diod's 9P clients) and Linux guests under QEMU, all against the real server jar. Installs the Debian packages it
+# fio, diod's 9P clients), Linux guests under QEMU and a small run of the reference experiment, all against
+# the real server jar. Installs the Debian packages it
 # needs when they are missing and it runs as root, and fetches the guest kernel once.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,6 +28,9 @@ need gcc gcc
 need chromium chromium          # the dashboard test loads the page in headless Chromium
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)   # static libc for the guest's lock helper
+need fincore util-linux           # the reference experiment measures the host page cache
+need cpio cpio
+/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)   # the experiment's figures
 
 updated=0
 if [ ${#missing[@]} -gt 0 ]; then
