@@ -341,12 +341,37 @@ public final class CachedFile implements AutoCloseable {
         } finally {
             punchLock.readLock().unlock();
         }
+        int[] matched = hashes == null ? null : new int[count];
+        int[] held = hashes == null ? null : holdAndCompare(run, count, hashes, matched);
         cache.lock.lock();
         try {
-            for (int i = 0; i < count; i++) cache.completeFill(run[i], path, true, hashes == null ? -1 : hashes[i]);
+            for (int i = 0; i < count; i++) {
+                cache.completeFill(run[i], path, true, hashes == null ? -1 : hashes[i], matched == null ? -1 : matched[i]);
+            }
+            if (held != null) for (int c : held) if (c >= 0) cache.releaseCandidate(c);
         } finally {
             cache.lock.unlock();
         }
+    }
+
+    /**
+     * For each hashed page of a fill, a resident frame with the same hash is held, and its bytes are
+     * compared with the new page here, without the cache lock (a 4 KiB compare per duplicate would
+     * otherwise hold up every other lookup). Returns the held frames (-1: none); {@code matched[i]} is
+     * the held frame if its bytes are equal, else -1.
+     */
+    private int[] holdAndCompare(int[] run, int count, long[] hashes, int[] matched) {
+        int[] held = new int[count];
+        cache.lock.lock();
+        try {
+            for (int i = 0; i < count; i++) held[i] = hashes[i] > 0 ? cache.holdCandidate(hashes[i]) : -1;
+        } finally {
+            cache.lock.unlock();
+        }
+        for (int i = 0; i < count; i++) {
+            matched[i] = held[i] >= 0 && cache.memory.frame(held[i]).mismatch(cache.data(run[i])) < 0 ? held[i] : -1;
+        }
+        return held;
     }
 
     private static void zero(ByteBuffer frame, int from, int to) {

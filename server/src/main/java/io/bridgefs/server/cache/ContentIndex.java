@@ -64,6 +64,9 @@ final class ContentIndex {
 
     boolean isIndexed(int frame) { return indexed[frame]; }
 
+    /** The hash a frame is indexed under (meaningful while {@link #isIndexed}). */
+    long hashOf(int frame) { return hashOf[frame]; }
+
     void add(int frame, long hash) {
         int i = slot(hash);
         next[frame] = keys[i] == hash ? heads[i] - 1 : -1;

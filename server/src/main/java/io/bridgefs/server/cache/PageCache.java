@@ -115,6 +115,7 @@ public final class PageCache implements AutoCloseable {
     private final int[] memRef;         // per memory frame: entries referring to it (merge only)
     private final int[] memValid;       // per memory frame: VALID entries referring to it
     private final int[] memFree;        // free memory frames (merge only)
+    private final int[] memHolds;       // per memory frame: fillers comparing against it (merge only)
     private int memTop;
     final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
     final int[] dPrev;
@@ -178,6 +179,7 @@ public final class PageCache implements AutoCloseable {
         memRef = new int[merge ? memFrames : 0];
         memValid = new int[memFrames];
         memFree = new int[merge ? memFrames : 0];
+        memHolds = new int[merge ? memFrames : 0];
         for (int i = 0; i < memFree.length; i++) memFree[i] = memFrames - 1 - i;
         memTop = memFree.length;
         fZero = new boolean[frames];
@@ -469,15 +471,41 @@ public final class PageCache implements AutoCloseable {
 
     /** Marks a LOADING frame VALID (unless it was detached meanwhile); counts a fill if it was read. */
     void completeFill(int f, IoPath path, boolean filled) {
-        completeFill(f, path, filled, -1);
+        completeFill(f, path, filled, -1, -1);
+    }
+
+    /**
+     * A memory frame whose content is indexed under {@code hash} (a resident page that may hold the same
+     * bytes as a page being filled), held so that it is neither freed nor reused while the filler
+     * compares the bytes without the lock; -1 if none. Release it with {@link #releaseCandidate}.
+     */
+    int holdCandidate(long hash) {
+        for (int m = content.first(hash); m >= 0; m = content.next(m)) {
+            if (memValid[m] == 0) continue;
+            if (merge) memHolds[m]++;
+            else pin(m);                 // without merging, memory frame m is entry m
+            return m;
+        }
+        return -1;
+    }
+
+    void releaseCandidate(int m) {
+        if (!merge) {
+            unpin(m);
+        } else if (--memHolds[m] == 0 && memRef[m] == 0) {
+            memFree[memTop++] = m;
+        }
     }
 
     /**
      * As {@link #completeFill(int, IoPath, boolean)}, with the content hash of a filled page
-     * ({@code 0}: all zeros; {@code -1}: not hashed): a fill whose bytes equal a page resident under
+     * ({@code 0}: all zeros; {@code -1}: not hashed) and {@code match}, a held candidate frame the
+     * filler found to hold the same bytes (or -1): a fill whose bytes equal a page resident under
      * another key is a duplicated fill (the backing store was read again for data already in memory).
+     * The match counts only if the candidate is still resident and indexed under the same hash, that
+     * is, unchanged since it was compared (a writer takes a frame out of the index before writing).
      */
-    void completeFill(int f, IoPath path, boolean filled, long hash) {
+    void completeFill(int f, IoPath path, boolean filled, long hash, int match) {
         boolean valid = fState[f] == LOADING;
         if (valid && !byId.containsKey(fFile[f])) {
             // a late read-ahead of a file closed and forgotten meanwhile: nobody will ask for this page
@@ -499,7 +527,7 @@ public final class PageCache implements AutoCloseable {
                 fZero[f] = true;
                 zeroPages++;
             } else if (filled && dedup && hash != -1) {
-                same = residentCopy(hash, memory.frame(fMem[f]));
+                if (match >= 0 && memValid[match] > 0 && content.isIndexed(match) && content.hashOf(match) == hash) same = match;
                 if (same >= 0) {
                     dupFills[path.ordinal()]++;
                     dupFillBytes[path.ordinal()] += PAGE_SIZE;
@@ -520,14 +548,6 @@ public final class PageCache implements AutoCloseable {
             frameBecameValid(fMem[f]);
         }
         changed.signalAll();
-    }
-
-    /** A memory frame of a VALID page whose bytes equal {@code bytes} (hash, then compare), or -1. */
-    private int residentCopy(long hash, ByteBuffer bytes) {
-        for (int m = content.first(hash); m >= 0; m = content.next(m)) {
-            if (memValid[m] > 0 && memory.frame(m).mismatch(bytes) < 0) return m;
-        }
-        return -1;
     }
 
     private void frameBecameValid(int m) {
@@ -552,9 +572,9 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
-    /** Drops one entry's reference to a memory frame (merge only); the last one frees it. */
+    /** Drops one entry's reference to a memory frame (merge only); the last one frees it, unless a filler holds it. */
     private void releaseMemory(int m) {
-        if (--memRef[m] == 0) memFree[memTop++] = m;
+        if (--memRef[m] == 0 && memHolds[m] == 0) memFree[memTop++] = m;
     }
 
     /** An entry became FREE: its memory frame reference goes with it. */
@@ -896,7 +916,7 @@ public final class PageCache implements AutoCloseable {
             }
             for (int id : perFile.keySet()) if (!byId.containsKey(id)) bad.add("resident pages of forgotten file id " + id);
             int unused = 0;
-            for (int m = 0; m < memFrames; m++) if (refs[m] == 0) unused++;
+            for (int m = 0; m < memFrames; m++) if (refs[m] == 0 && (!merge || memHolds[m] == 0)) unused++;
             if (merge && unused != memTop) bad.add(unused + " frames unused, " + memTop + " on the free list");
             check(bad, "resident pages", valid, validPages);
             check(bad, "dirty pages", dirty, dirtyPages);
