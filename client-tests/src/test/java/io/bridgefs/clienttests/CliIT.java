@@ -118,4 +118,18 @@ class CliIT {
         }
         oneLineError(bridgefs(dir, "stats", "--url", "http://127.0.0.1:" + BridgefsProcess.freePort()), "cannot read");
     }
+
+    @Test
+    void statsCommandShowsWhatMergingShares(@TempDir Path dir) throws Exception {
+        // two images with the same 1 MiB of random data: the second one's 256 pages merge onto the first's
+        Tools.sparseImage(dir.resolve("a.img"), 4 << 20, 7, 0, 1 << 20);
+        Tools.sparseImage(dir.resolve("b.img"), 4 << 20, 7, 0, 1 << 20);
+        try (var s = BridgefsProcess.start(dir, "--dedup", "merge", "--nbd-export", "a=a.img", "--nbd-export", "b=b.img")) {
+            Tools.run(Duration.ofSeconds(60), "nbdcopy", s.uri("a"), "null:").ok("nbdcopy a");
+            Tools.run(Duration.ofSeconds(60), "nbdcopy", s.uri("b"), "null:").ok("nbdcopy b");
+            assertEquals(256, s.metric("bridgefs_dedup_pages_shared"));
+            String out = bridgefs(dir, "stats", "--url", "http://127.0.0.1:" + s.metricsPort).ok("bridgefs stats").out();
+            assertTrue(out.contains("merged (dedup merge): 256 frames shared by 256 more pages, saving 1.0 MiB"), out);
+        }
+    }
 }

@@ -202,9 +202,10 @@ final class ExperimentReport {
         if (sg.isEmpty() || sm.isEmpty() || mg.isEmpty()) return "";
         long dup = sg.get().duplicateFillBytes() + sm.get().duplicateFillBytes();
         long shadowCache = sg.get().serverCachedBytes(), mergeCache = mg.get().serverCachedBytes();
-        return String.format(Locale.ROOT, "With shadow counting, %s of the data read from disk (GFS %s, MyFS %s) was already in memory under the "
-                        + "other path's key: the duplicated reads of a block path that hides which file each block belongs to. With merge the "
-                        + "server held the same resident pages in %s instead of %s (%s saved, %.0f%% less).",
+        return String.format(Locale.ROOT, "With shadow counting, %s of what bridgefs read from disk (GFS %s, MyFS %s) was already in memory "
+                        + "under the other path's key: the block guest names its pages by offsets in an image, not by files, so the same bytes "
+                        + "are read and cached once per path, and whichever guest comes second reads them again. With merge the server held "
+                        + "the same resident pages in %s instead of %s (%s saved, %.0f%% less).",
                 human(dup), human(sg.get().duplicateFillBytes()), human(sm.get().duplicateFillBytes()), human(mergeCache), human(shadowCache),
                 human(mg.get().dedupSavedBytes()), shadowCache > 0 ? 100.0 * (shadowCache - mergeCache) / shadowCache : 0.0);
     }

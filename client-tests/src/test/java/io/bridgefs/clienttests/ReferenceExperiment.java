@@ -608,15 +608,7 @@ public final class ReferenceExperiment {
     }
 
     static String human(long bytes) {
-        if (bytes < 1024) return bytes + " B";
-        double v = bytes;
-        String[] u = {"KiB", "MiB", "GiB", "TiB"};
-        int i = -1;
-        do {
-            v /= 1024;
-            i++;
-        } while (v >= 1024 && i < u.length - 1);
-        return String.format(Locale.ROOT, "%.1f %s", v, u[i]);
+        return io.bridgefs.server.config.Sizes.human(bytes);
     }
 
     private static long sizeOf(Path dir) throws IOException {
