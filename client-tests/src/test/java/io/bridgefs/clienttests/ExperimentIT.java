@@ -26,7 +26,13 @@ class ExperimentIT {
         assertTrue(r.datasetBytes() > size * 9 / 10, "data set of about 6 MiB: " + r.datasetBytes());
 
         assertEquals(4 * 6 * 2, r.runs().size(), "4 paths x 6 utilities x cold/warm");
-        for (Run x : r.runs()) assertTrue(x.elapsedSeconds() > 0, "elapsed time of " + x);
+        for (Run x : r.runs()) {
+            assertTrue(x.elapsedSeconds() > 0, "elapsed time of " + x);
+            assertEquals(0, x.errors(), "no utility printed an error: " + x);
+            if (ExperimentReport.DATA_UTILITIES.contains(x.utility())) {
+                assertTrue(x.rchar() >= r.datasetBytes() * 9 / 10, x.path() + " " + x.utility() + " read the whole data set: " + x);
+            }
+        }
         for (String path : List.of("HFS", "GFS", "MyFS", "MyFS-loose")) {
             Run tar = ExperimentReport.find(r.runs(), path, "tar", "cold").orElseThrow();
             assertTrue(tar.rchar() >= r.datasetBytes() * 9 / 10, path + ": tar read the data set through its file system: " + tar);

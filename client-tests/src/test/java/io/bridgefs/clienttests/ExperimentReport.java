@@ -130,6 +130,10 @@ final class ExperimentReport {
                         + "geometric mean %.2f (%s); memory ratio, geometric mean %.2f (%s).\n\n",
                 looseSpeed.geomean(), ratios(looseSpeed.ratios()), looseMem.geomean(), ratios(looseMem.ratios())));
 
+        long failed = r.runs().stream().filter(x -> x.errors() > 0).count();
+        b.append(failed == 0 ? "Every utility ran without an error message on every path.\n\n"
+                : "**" + failed + " runs printed errors** (column `errors` of `runs.csv`, first lines in the consoles as `UTILITY-ERROR`): "
+                        + "their numbers do not cover the whole data set.\n\n");
         b.append("## Elapsed time (seconds)\n\n| utility |");
         for (String phase : ReferenceExperiment.PHASES) for (String p : ReferenceExperiment.PATHS) b.append(' ').append(p).append(' ').append(phase).append(" |");
         b.append("\n|---|").append("---:|".repeat(ReferenceExperiment.PATHS.size() * 2)).append('\n');

@@ -61,19 +61,19 @@ public final class ReferenceExperiment {
     record Run(String path, String utility, String phase, double elapsedSeconds, long rchar,
                long nbdReadBytes, long p9ReadBytes, long nbdFillBytes, long p9FillBytes,
                long hostCacheBytes, long guestCachedBytes, long guestBuffersBytes,
-               long duplicateFillBytes, long dedupSavedBytes, long nbdRequests, long p9Requests) {
+               long duplicateFillBytes, long dedupSavedBytes, long nbdRequests, long p9Requests, int errors) {
 
         long memoryBytes() { return hostCacheBytes + guestCachedBytes + guestBuffersBytes; }
 
         static final String HEADER = "path,utility,phase,elapsed_s,rchar_bytes,nbd_read_bytes,9p_read_bytes,nbd_fill_bytes,"
-                + "9p_fill_bytes,host_cache_bytes,guest_cached_bytes,guest_buffers_bytes,duplicate_fill_bytes,dedup_saved_bytes,nbd_requests,9p_requests";
+                + "9p_fill_bytes,host_cache_bytes,guest_cached_bytes,guest_buffers_bytes,duplicate_fill_bytes,dedup_saved_bytes,nbd_requests,9p_requests,errors";
 
         String csv() {
             return String.join(",", path, utility, phase, String.format(Locale.ROOT, "%.2f", elapsedSeconds),
                     Long.toString(rchar), Long.toString(nbdReadBytes), Long.toString(p9ReadBytes), Long.toString(nbdFillBytes),
                     Long.toString(p9FillBytes), Long.toString(hostCacheBytes), Long.toString(guestCachedBytes),
                     Long.toString(guestBuffersBytes), Long.toString(duplicateFillBytes), Long.toString(dedupSavedBytes),
-                    Long.toString(nbdRequests), Long.toString(p9Requests));
+                    Long.toString(nbdRequests), Long.toString(p9Requests), Integer.toString(errors));
         }
     }
 
@@ -251,7 +251,8 @@ public final class ReferenceExperiment {
                     if (r.exit() != 0 && !u.equals("grep")) throw new IOException(u + " on the host failed: " + r.err());
                     long rchar = ioField(Files.readString(scratch.resolve("io")), "rchar");
                     deleteTree(scratch.resolve("copy"));
-                    Run run = new Run(HFS, u, phase, elapsed, rchar, 0, 0, 0, 0, hostPageCacheOf(data), 0, 0, 0, 0, 0, 0);
+                    int errors = r.err().isBlank() ? 0 : r.err().strip().split("\n").length;
+                    Run run = new Run(HFS, u, phase, elapsed, rchar, 0, 0, 0, 0, hostPageCacheOf(data), 0, 0, 0, 0, 0, 0, errors);
                     runs.add(run);
                     report(run);
                 }
@@ -329,12 +330,13 @@ public final class ReferenceExperiment {
                   c0=$(mem Cached); b0=$(mem Buffers)
                   ctl "begin?path=%s&util=$util&phase=$phase" > /dev/null
                   t0=$(cut -d' ' -f1 /proc/uptime)
-                  sh -c "$cmd; cat /proc/\\$\\$/io > /tmp/io" > /dev/null 2>&1
+                  sh -c "$cmd; cat /proc/\\$\\$/io > /tmp/io" > /dev/null 2> /tmp/err
                   t1=$(cut -d' ' -f1 /proc/uptime)
+                  errors=$(wc -l < /tmp/err); head -n 3 /tmp/err | sed "s/^/UTILITY-ERROR $util: /"
                   rm -rf /scratch/copy
                   c1=$(mem Cached); b1=$(mem Buffers)
                   rchar=$(awk '$1 == "rchar:" { print $2 }' /tmp/io)
-                  ctl "end?path=%s&util=$util&phase=$phase&t0=$t0&t1=$t1&cached_kb=$((c1 - c0))&buffers_kb=$((b1 - b0))&rchar=$rchar" > /dev/null
+                  ctl "end?path=%s&util=$util&phase=$phase&t0=$t0&t1=$t1&cached_kb=$((c1 - c0))&buffers_kb=$((b1 - b0))&rchar=$rchar&errors=$errors" > /dev/null
                   echo "RUN-DONE $util $phase"
                 }
                 """.formatted(ctlPort, mountCommand(path, p9Port), path, path, path));
@@ -500,7 +502,8 @@ public final class ReferenceExperiment {
                     (long) get(a, "bridgefs_cached_bytes"), Long.parseLong(q.get("cached_kb")) * 1024, Long.parseLong(q.get("buffers_kb")) * 1024,
                     sum(a, "bridgefs_duplicate_fill_bytes_total") - sum(b, "bridgefs_duplicate_fill_bytes_total"),
                     (long) get(a, "bridgefs_dedup_saved_bytes"), nbdRequests(a) - nbdRequests(b),
-                    sum(a, "bridgefs_9p_requests_total") - sum(b, "bridgefs_9p_requests_total"));
+                    sum(a, "bridgefs_9p_requests_total") - sum(b, "bridgefs_9p_requests_total"),
+                    Integer.parseInt(q.getOrDefault("errors", "0")));
             runs.add(r);
             report(r);
         }
@@ -540,8 +543,9 @@ public final class ReferenceExperiment {
         done++;
         String requests = r.path().equals(HFS) ? "" : String.format(Locale.ROOT, "  %d %s requests", r.path().equals(GFS) ? r.nbdRequests() : r.p9Requests(),
                 r.path().equals(GFS) ? "NBD" : "9P");
-        progress("%-5s %-6s %-4s %7.2f s  read %9s  host cache %9s  guest cache %9s%s", r.path(), r.utility(), r.phase(),
-                r.elapsedSeconds(), human(r.rchar()), human(r.hostCacheBytes()), human(r.guestCachedBytes() + r.guestBuffersBytes()), requests);
+        progress("%-5s %-6s %-4s %7.2f s  read %9s  host cache %9s  guest cache %9s%s%s", r.path(), r.utility(), r.phase(),
+                r.elapsedSeconds(), human(r.rchar()), human(r.hostCacheBytes()), human(r.guestCachedBytes() + r.guestBuffersBytes()), requests,
+                r.errors() > 0 ? "  ERRORS: " + r.errors() + " lines on stderr" : "");
     }
 
     private synchronized void progress(String fmt, Object... args) {

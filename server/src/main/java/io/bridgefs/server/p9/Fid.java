@@ -8,14 +8,19 @@ import java.util.List;
 
 /**
  * A client's handle on a host file. It holds an O_PATH descriptor obtained by resolving each path
- * component with openat(O_NOFOLLOW) from the export root, so it always refers to the same inode
- * (open-unlink keeps working) and never to anything outside the export. {@code path} (the names from
- * the root) only serves ".." and rename bookkeeping.
+ * component with openat(O_NOFOLLOW) from the export root, so it refers to one inode (open-unlink keeps
+ * working) and never to anything outside the export. {@code path} (the names from the root) serves
+ * ".." and, for a fid whose descriptor was reclaimed, re-resolution: a client caching many dentries
+ * (cache=loose) holds more fids than the process may have descriptors, so descriptors of idle,
+ * unopened fids are closed least recently used first and reopened on use, checked to be the same inode.
  */
 final class Fid {
     final P9Export export;
     volatile List<String> path;   // names from the export root (updated by Trename)
-    final int fd;
+    volatile int fd;          // -1 while reclaimed
+    boolean counted;          // its descriptor counts against the server's budget
+    int users;                // requests using it now (guarded by the connection's P9Ops)
+    byte[] handle;            // while reclaimed: the file handle its descriptor had (null: none available)
     final Qid qid;
     final int uid;
 
@@ -42,13 +47,11 @@ final class Fid {
 
     boolean isDir() { return (qid.type() & Qid.QTDIR) != 0; }
 
+    /** Whether its descriptor may be closed now and reopened by path later. */
+    boolean reclaimable() {
+        return fd >= 0 && users == 0 && !opened && file == null && dirFd < 0 && xattrValue == null && xattrWrite == null;
+    }
+
     /** The magic link that reopens exactly this inode (never a path lookup). */
     String procPath() { return "/proc/self/fd/" + fd; }
-
-    /** Closes the descriptors; the cached file reference is returned by the session. */
-    void closeDescriptors() {
-        if (dirFd >= 0) Posix.close(dirFd);
-        dirFd = -1;
-        Posix.close(fd);
-    }
 }

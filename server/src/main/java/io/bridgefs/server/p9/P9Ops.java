@@ -30,7 +30,8 @@ import java.util.Map;
  * (device, inode), the same frames the NBD path uses.
  */
 final class P9Ops {
-    static final int MAX_FIDS = 8192;
+    /** Fids per connection (a fid costs memory; its descriptor is reclaimed when the budget runs out). */
+    static final int MAX_FIDS = 65536;
     static final int MAX_NAME = 255;
     static final int MAX_XATTR = 64 * 1024;
     private static final ThreadLocal<com.sun.jna.Memory> DENTS = ThreadLocal.withInitial(() -> new com.sun.jna.Memory(64 * 1024));
@@ -38,6 +39,10 @@ final class P9Ops {
     private final P9ServerContext server;
     private final Object session;
     private final Map<Integer, Fid> fids = new HashMap<>();
+    /** Fids holding a descriptor, least recently used first (guarded by this). */
+    private final java.util.LinkedHashMap<Fid, Boolean> withDescriptor = new java.util.LinkedHashMap<>(64, 0.75f, true);
+    /** Fids a request on this thread looked up: in use until the request ends. */
+    private static final ThreadLocal<List<Fid>> ACQUIRED = ThreadLocal.withInitial(ArrayList::new);
     volatile int msize = 8192;
 
     P9Ops(P9ServerContext server, Object session) {
@@ -47,10 +52,91 @@ final class P9Ops {
 
     // ---- fid table ----
 
+    /** The fid numbered {@code n}, in use (its descriptor held, reopened if it was reclaimed) until the request ends. */
     private synchronized Fid fid(int n) throws P9Error {
         Fid f = fids.get(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
+        if (f.fd < 0) reopen(f);
+        else withDescriptor.get(f);          // most recently used
+        f.users++;
+        ACQUIRED.get().add(f);
         return f;
+    }
+
+    /** End of a request: the fids it looked up may be reclaimed again. */
+    private synchronized void releaseAcquired(List<Fid> acquired) {
+        for (Fid f : acquired) f.users--;
+        acquired.clear();
+    }
+
+    /**
+     * Counts a new descriptor against the server's budget, first closing descriptors of idle fids of this
+     * connection if the budget is spent. False if nothing could be reclaimed.
+     */
+    private boolean holdDescriptor(Fid f) {
+        while (!server.reserveFid()) {
+            if (!reclaimOne()) return false;
+        }
+        f.counted = true;
+        withDescriptor.put(f, Boolean.TRUE);
+        return true;
+    }
+
+    /** Closes the descriptor of the least recently used idle, unopened fid; false if there is none. */
+    private boolean reclaimOne() {
+        for (Fid f : withDescriptor.keySet()) {
+            if (f.reclaimable()) {
+                reclaim(f);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Reclaims a fid's descriptor, remembering the file's handle to check a later reopen against. */
+    private void reclaim(Fid f) {
+        f.handle = Posix.fileHandle(f.fd);
+        dropDescriptor(f);
+    }
+
+    private void dropDescriptor(Fid f) {
+        withDescriptor.remove(f);
+        if (f.fd >= 0) Posix.close(f.fd);
+        f.fd = -1;
+        if (f.counted) server.releaseFid();
+        f.counted = false;
+    }
+
+    /** A reclaimed fid is used again: its path is resolved from the export root and must lead to the same inode. */
+    private void reopen(Fid f) throws P9Error {
+        if (!server.reserveFid() && !reclaimUntilReserved()) {
+            throw new P9Error(P9.EMFILE, "no descriptor for fid (" + server.maxFids + " in all, every one in use)");
+        }
+        int fd;
+        try {
+            fd = resolve(f.export, f.path);
+            Stat st = Posix.fstat(fd);
+            // the same inode number may be a new file (numbers are reused): the handle has its generation
+            if (st.ino() != f.qid.path() || (f.handle != null && !java.util.Arrays.equals(f.handle, Posix.fileHandle(fd)))) {
+                Posix.close(fd);
+                throw new P9Error(P9.ESTALE, "/" + String.join("/", f.path) + " is no longer the file of this fid");
+            }
+        } catch (P9Error | IOException e) {
+            server.releaseFid();
+            throw e instanceof P9Error p && p.errno == P9.ESTALE ? p
+                    : new P9Error(P9.ESTALE, "fid's file is gone: /" + String.join("/", f.path));
+        }
+        f.fd = fd;
+        f.handle = null;
+        f.counted = true;
+        withDescriptor.put(f, Boolean.TRUE);
+    }
+
+    private boolean reclaimUntilReserved() {
+        while (reclaimOne()) {
+            if (server.reserveFid()) return true;
+        }
+        return false;
     }
 
     private synchronized void bind(int n, Fid f) throws P9Error {
@@ -58,38 +144,39 @@ final class P9Ops {
             release(f);
             throw new P9Error(P9.EBADF, "fid " + n + " already in use");
         }
-        if (fids.size() >= MAX_FIDS || !server.reserveFid()) {
+        if (fids.size() >= MAX_FIDS || !holdDescriptor(f)) {
             release(f);
-            throw new P9Error(P9.EMFILE, "fid limit reached (" + MAX_FIDS + " per connection, " + server.maxFids + " in all)");
+            throw new P9Error(P9.EMFILE, "fid limit reached (" + MAX_FIDS + " per connection, " + server.maxFids + " descriptors in all)");
         }
         fids.put(n, f);
     }
 
     private synchronized void replace(int n, Fid f) {
         Fid old = fids.put(n, f);
-        if (old == null) server.reserveFidAnyway();
-        else if (old != f) release(old);
+        if (old != null && old != f) release(old);
+        if (!holdDescriptor(f)) {
+            server.reserveFidAnyway();       // over budget: a walk onto its own fid still succeeds
+            f.counted = true;
+        }
     }
 
     private synchronized Fid unbind(int n) throws P9Error {
         Fid f = fids.remove(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
-        server.releaseFid();
         return f;
     }
 
-    private void release(Fid f) {
+    private synchronized void release(Fid f) {
         if (f.file != null) P9ServerContext.closeQuietly(f.file);
         f.file = null;
-        f.closeDescriptors();
+        if (f.dirFd >= 0) Posix.close(f.dirFd);
+        f.dirFd = -1;
+        dropDescriptor(f);
     }
 
     /** Tversion and connection end: every fid is clunked. */
     synchronized void clunkAll() {
-        for (Fid f : fids.values()) {
-            release(f);
-            server.releaseFid();
-        }
+        for (Fid f : fids.values()) release(f);
         fids.clear();
         server.locks.releaseSession(session);
     }
@@ -617,6 +704,15 @@ final class P9Ops {
 
     /** Dispatches one request (not Tversion/Tflush, which the session handles). Returns a message or an encoded ByteBuf. */
     Object handle(P9Message m, ByteBufAllocator alloc) throws P9Error, IOException {
+        List<Fid> acquired = ACQUIRED.get();
+        try {
+            return dispatch(m, alloc);
+        } finally {
+            if (!acquired.isEmpty()) releaseAcquired(acquired);
+        }
+    }
+
+    private Object dispatch(P9Message m, ByteBufAllocator alloc) throws P9Error, IOException {
         if (m instanceof Tread r) return read(r, alloc);
         if (m instanceof Twrite w) return write(w);
         if (m instanceof Twalk w) return walk(w);

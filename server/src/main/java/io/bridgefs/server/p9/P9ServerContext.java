@@ -23,8 +23,11 @@ public final class P9ServerContext {
     /** 9P requests by message type. */
     final io.bridgefs.server.metrics.RequestCounts requests;
     final LockTable locks = new LockTable();
-    /** Fids (each an open descriptor) across all connections: bounded by the process's descriptor limit. */
-    final int maxFids;
+    /**
+     * Descriptors fids may hold across all connections, bounded by the process's descriptor limit; past
+     * it, descriptors of idle unopened fids are reclaimed (see {@link Fid}).
+     */
+    volatile int maxFids;
     private final java.util.concurrent.atomic.AtomicInteger fidsInUse = new java.util.concurrent.atomic.AtomicInteger();
     private final Map<FileKey, CachedFile> retained;
 
@@ -53,6 +56,12 @@ public final class P9ServerContext {
                 return true;
             }
         };
+    }
+
+    /** For tests: a small descriptor budget, so that reclaiming is exercised. */
+    P9ServerContext withDescriptorBudget(int n) {
+        maxFids = n;
+        return this;
     }
 
     boolean reserveFid() {

@@ -58,6 +58,7 @@ public final class Posix {
         long listxattr(String path, Pointer list, long size) throws LastErrorException;
         int removexattr(String path, String name) throws LastErrorException;
         long pwritev(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
+        int name_to_handle_at(int dirfd, String path, Pointer handle, Pointer mountId, int flags) throws LastErrorException;
     }
 
     public static final int O_PATH = 0x200000;
@@ -113,6 +114,23 @@ public final class Posix {
         } catch (LastErrorException e) {
             throw err("openat", e);
         }
+    }
+
+    /**
+     * The file handle of the file a descriptor refers to (name_to_handle_at: inode and generation, what
+     * an NFS server identifies files by), or null where the file system has none. Needs no privilege.
+     */
+    public static byte[] fileHandle(int fd) {
+        Memory m = SCRATCH.get();
+        Memory mountId = new Memory(4);
+        m.setInt(0, 128);                   // handle_bytes: MAX_HANDLE_SZ
+        try {
+            LIBC.name_to_handle_at(fd, "", m, mountId, AT_EMPTY_PATH);
+        } catch (LastErrorException e) {
+            return null;                    // EOPNOTSUPP, EOVERFLOW, ...
+        }
+        int n = m.getInt(0);
+        return m.getByteArray(0, 8 + Math.max(0, Math.min(128, n)));   // handle_bytes, handle_type, f_handle
     }
 
     /** fstatat; with an empty path and AT_EMPTY_PATH, the file the descriptor refers to. */

@@ -48,7 +48,8 @@ class P9SessionModelProperties {
                 throw new AssertionError(e);
             }
             P9Export e = new P9Export("m", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "m-" + System.nanoTime()));
-            P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(), CACHE, 1 << 20, 8);
+            // a budget of 3 descriptors: fids are reclaimed and reopened all the time
+            P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(), CACHE, 1 << 20, 8).withDescriptorBudget(3);
             ops = new P9Ops(ctx, this);
             ops.msize = 65536;
             call(new Tattach(tag++, 0, P9.NOFID, "", "m", 0));

@@ -1,0 +1,79 @@
+package io.bridgefs.server.p9;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import com.codahale.metrics.MetricRegistry;
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Message.*;
+import io.bridgefs.server.cache.CacheMode;
+import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.metrics.IoMetrics;
+import io.netty.buffer.ByteBufAllocator;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Executors;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A client that caches every dentry (cache=loose) holds more fids than the server may hold descriptors:
+ * descriptors of idle fids are reclaimed and reopened by path, checked to be the same inode.
+ */
+class P9FidReclaimTest {
+    int tag = 1;
+
+    Object call(P9Ops ops, io.bridgefs.protocol.p9.P9Message m) throws IOException {
+        try {
+            return ops.handle(m, ByteBufAllocator.DEFAULT);
+        } catch (P9Error e) {
+            return new Rlerror(m.tag(), e.errno);
+        }
+    }
+
+    @Test
+    void manyMoreFidsThanDescriptors(@TempDir Path root) throws Exception {
+        for (int i = 0; i < 200; i++) Files.writeString(root.resolve("f" + i), "file " + i);
+        P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
+        P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(),
+                new PageCache(1 << 20, CacheMode.WRITEBACK), 1 << 20, 8).withDescriptorBudget(16);
+        P9Ops ops = new P9Ops(ctx, this);
+        ops.msize = 65536;
+        assertInstanceOf(Rattach.class, call(ops, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        long openBefore = openDescriptors();
+        for (int i = 0; i < 200; i++) {
+            assertInstanceOf(Rwalk.class, call(ops, new Twalk(tag++, 0, 1000 + i, List.of("f" + i))), "walk " + i);
+        }
+        assertTrue(openDescriptors() - openBefore <= 16, "descriptors held stay within the budget: " + (openDescriptors() - openBefore));
+        // every fid still refers to its own file
+        for (int i = 0; i < 200; i += 7) {
+            Rgetattr g = (Rgetattr) call(ops, new Tgetattr(tag++, 1000 + i, P9.GETATTR_BASIC));
+            assertEquals(Files.getAttribute(root.resolve("f" + i), "unix:ino"), g.qid().path(), "fid of f" + i);
+        }
+        // an opened fid is never reclaimed; reading it after many other walks still works
+        assertInstanceOf(Rlopen.class, call(ops, new Tlopen(tag++, 1003, P9.O_RDONLY)));
+        for (int i = 0; i < 200; i++) call(ops, new Tgetattr(tag++, 1000 + i, P9.GETATTR_BASIC));
+        io.netty.buffer.ByteBuf r = (io.netty.buffer.ByteBuf) call(ops, new Tread(tag++, 1003, 0, 100));   // an encoded Rread
+        assertEquals("file 3", r.toString(11, r.getIntLE(7), java.nio.charset.StandardCharsets.UTF_8));
+        r.release();
+        // a reclaimed fid whose file was replaced by another one is stale, never the new file
+        for (int i = 0; i < 200; i++) call(ops, new Tgetattr(tag++, 1000 + i, P9.GETATTR_BASIC));
+        call(ops, new Tgetattr(tag++, 1050, P9.GETATTR_BASIC));       // 1050 is recent now; push it out again
+        for (int i = 100; i < 200; i++) call(ops, new Tgetattr(tag++, 1000 + i, P9.GETATTR_BASIC));
+        Files.delete(root.resolve("f50"));
+        Files.writeString(root.resolve("f50"), "a different file");
+        Object stale = call(ops, new Tgetattr(tag++, 1050, P9.GETATTR_BASIC));
+        assertInstanceOf(Rlerror.class, stale);
+        assertEquals(P9.ESTALE, ((Rlerror) stale).ecode());
+        ops.clunkAll();
+        ctx.releaseAll();          // the files kept open for the cache (f3 was opened)
+        assertEquals(openBefore - 1, openDescriptors(), "clunking every fid closes every descriptor (the root's too)");
+    }
+
+    static long openDescriptors() throws IOException {
+        try (var s = Files.list(Path.of("/proc/self/fd"))) {
+            return s.count();
+        }
+    }
+}
