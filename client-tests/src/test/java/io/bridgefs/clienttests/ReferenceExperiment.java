@@ -138,7 +138,21 @@ public final class ReferenceExperiment {
             }
         }
         boolean temporary = work == null;
-        if (temporary) work = Files.createTempDirectory(Path.of("/var/tmp"), "bridgefs-experiment");
+        if (temporary) {
+            work = Files.createTempDirectory(Path.of("/var/tmp"), "bridgefs-experiment");
+            Path w = work;
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {      // Ctrl-C: stop the guests and servers, drop the copies
+                ProcessHandle.current().descendants().forEach(ProcessHandle::destroy);
+                try {
+                    Thread.sleep(2000);
+                    deleteTree(w);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                } catch (IOException ignored) {
+                    // best effort
+                }
+            }));
+        }
         Results r;
         try {
             r = run(new Options(size, source, out.toAbsolutePath(), work.toAbsolutePath(), mem, maxFile));
