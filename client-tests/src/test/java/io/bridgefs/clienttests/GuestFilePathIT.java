@@ -18,12 +18,7 @@ import org.junit.jupiter.api.io.TempDir;
 class GuestFilePathIT {
 
     static String script(int port) {
-        return """
-                set -e
-                ip link set lo up
-                ip link set eth0 up
-                ip addr add 10.0.2.15/24 dev eth0
-                ip route add default via 10.0.2.2
+        return "set -e\n" + GuestVm.NETWORK_UP + """
                 check() { if ! eval "$1"; then echo "GUEST-CHECK-FAILED: $1"; exit 1; fi; }
                 for mode in none loose mmap; do
                   mkdir -p /mnt/$mode

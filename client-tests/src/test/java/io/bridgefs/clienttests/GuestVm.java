@@ -132,6 +132,14 @@ final class GuestVm {
         return out;
     }
 
+    /** Guest script lines that bring up QEMU's user network (-nic user): the host's loopback is 10.0.2.2. */
+    static final String NETWORK_UP = """
+            ip link set lo up
+            ip link set eth0 up
+            ip addr add 10.0.2.15/24 dev eth0
+            ip route add default via 10.0.2.2
+            """;
+
     static final String INIT = """
             #!/bin/busybox sh
             /bin/busybox --install -s /bin

@@ -326,11 +326,7 @@ public final class ReferenceExperiment {
 
     /** The guest's script: network up, mount, then each utility cold and warm, reporting to the control server. */
     private String guestScript(String path, int p9Port, int ctlPort, boolean together) {
-        StringBuilder s = new StringBuilder("""
-                ip link set lo up
-                ip link set eth0 up
-                ip addr add 10.0.2.15/24 dev eth0
-                ip route add default via 10.0.2.2
+        StringBuilder s = new StringBuilder(GuestVm.NETWORK_UP).append("""
                 CTL=http://10.0.2.2:%d
                 ctl() { wget -q -O - "$CTL/$1" || echo "CONTROL-FAILED $1"; }
                 mem() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }

@@ -266,27 +266,21 @@ public final class CachedFile implements AutoCloseable {
         if (count > wanted) {
             int[] ahead = Arrays.copyOfRange(run, wanted, count);
             long aheadPage = firstPage + wanted;
-            cache.readaheadPending.incrementAndGet();
-            try {
-                cache.readahead.execute(() -> {
-                    try {
-                        fill(path, ahead, ahead.length, aheadPage, true);
-                        unpinAll(ahead, ahead.length);
-                    } catch (IOException e) {
-                        // the frames were dropped by fill(); a reader that wants them reads them itself
-                    } finally {
-                        cache.readaheadPending.decrementAndGet();
-                    }
-                });
-            } catch (java.util.concurrent.RejectedExecutionException e) {
+            Runnable fillAhead = () -> {
                 try {
                     fill(path, ahead, ahead.length, aheadPage, true);
                     unpinAll(ahead, ahead.length);
-                } catch (IOException x) {
-                    // dropped by fill(), as above
+                } catch (IOException e) {
+                    // the frames were dropped by fill(); a reader that wants them reads them itself
                 } finally {
                     cache.readaheadPending.decrementAndGet();
                 }
+            };
+            cache.readaheadPending.incrementAndGet();
+            try {
+                cache.readahead.execute(fillAhead);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                fillAhead.run();     // the pool's queue is full: the reader fills its read-ahead itself
             }
         }
         fill(path, run, wanted, firstPage, true);

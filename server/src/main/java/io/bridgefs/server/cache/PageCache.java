@@ -459,12 +459,8 @@ public final class PageCache implements AutoCloseable {
         fFilledBy[n] = filledBy;
         fQueue[n] = queue == Q_MAIN ? Q_MAIN : Q_SMALL;
         (fQueue[n] == Q_MAIN ? main : small).add(n);
-        fState[n] = VALID;
-        validPages++;
-        residentChanged(fFile[n], 1);
         fTouched[n] = touched;
-        if (touched == 3) sharedPages++;
-        frameBecameValid(fMem[n]);
+        becameValid(n);
         cowBreaks++;
         return n;
     }
@@ -492,8 +488,9 @@ public final class PageCache implements AutoCloseable {
     void releaseCandidate(int m) {
         if (!merge) {
             unpin(m);
-        } else if (--memHolds[m] == 0 && memRef[m] == 0) {
-            memFree[memTop++] = m;
+        } else {
+            memHolds[m]--;
+            freeIfUnused(m);
         }
     }
 
@@ -518,10 +515,6 @@ public final class PageCache implements AutoCloseable {
             fillBytes[path.ordinal()] += PAGE_SIZE;
         }
         if (valid) {
-            fState[f] = VALID;
-            validPages++;
-            residentChanged(fFile[f], 1);
-            touch(f, path);
             int same = -1;
             if (filled && dedup && hash == 0) {
                 fZero[f] = true;
@@ -545,9 +538,27 @@ public final class PageCache implements AutoCloseable {
                     content.add(fMem[f], hash);
                 }
             }
-            frameBecameValid(fMem[f]);
+            becameValid(f);
+            touch(f, path);
         }
         changed.signalAll();
+    }
+
+    /** An entry (on its final memory frame) becomes VALID: the residency counts take it in. */
+    private void becameValid(int f) {
+        fState[f] = VALID;
+        validPages++;
+        if (fTouched[f] == 3) sharedPages++;
+        frameBecameValid(fMem[f]);
+        residentChanged(fFile[f], 1);
+    }
+
+    /** A VALID entry is dropped or detached: the residency counts let it go. */
+    private void leftValid(int f) {
+        validPages--;
+        if (fTouched[f] == 3) sharedPages--;
+        frameLeftValid(fMem[f]);
+        residentChanged(fFile[f], -1);
     }
 
     private void frameBecameValid(int m) {
@@ -574,7 +585,13 @@ public final class PageCache implements AutoCloseable {
 
     /** Drops one entry's reference to a memory frame (merge only); the last one frees it, unless a filler holds it. */
     private void releaseMemory(int m) {
-        if (--memRef[m] == 0 && memHolds[m] == 0) memFree[memTop++] = m;
+        memRef[m]--;
+        freeIfUnused(m);
+    }
+
+    /** A memory frame nothing refers to or holds goes back to the free list (merge only). */
+    private void freeIfUnused(int m) {
+        if (memRef[m] == 0 && memHolds[m] == 0) memFree[memTop++] = m;
     }
 
     /** An entry became FREE: its memory frame reference goes with it. */
@@ -657,12 +674,7 @@ public final class PageCache implements AutoCloseable {
         table.remove(f);
         markClean(file, f);
         forgetContent(f);
-        if (fState[f] == VALID) {
-            validPages--;
-            if (fTouched[f] == 3) sharedPages--;
-            frameLeftValid(fMem[f]);
-            residentChanged(fFile[f], -1);
-        }
+        if (fState[f] == VALID) leftValid(f);
         if (fPins[f] > 0) fState[f] = DETACHED;
         else freed(f);
         changed.signalAll();
@@ -845,10 +857,7 @@ public final class PageCache implements AutoCloseable {
         ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
         table.remove(f);
         forgetContent(f);
-        validPages--;
-        if (fTouched[f] == 3) sharedPages--;
-        frameLeftValid(fMem[f]);
-        residentChanged(fFile[f], -1);
+        leftValid(f);
         freed(f);
         evictions++;
     }

@@ -12,11 +12,7 @@ import java.util.Locale;
 public final class MetricsText {
     private MetricsText() {}
 
-    public static String prometheus(CacheStats s, List<IoMetrics> io) {
-        return prometheus(s, io, java.util.Map.of());
-    }
-
-    /** With the 9P requests by message type ({@code bridgefs_9p_requests_total{type}}). */
+    /** Every counter as Prometheus text, with the 9P requests by message type ({@code bridgefs_9p_requests_total{type}}). */
     public static String prometheus(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests) {
         StringBuilder b = new StringBuilder(4096);
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
@@ -123,10 +119,6 @@ public final class MetricsText {
     }
 
     /** The same counters as one JSON object (for /stats and `bridgefs stats`). */
-    public static String json(CacheStats s, List<IoMetrics> io) {
-        return json(s, io, java.util.Map.of());
-    }
-
     public static String json(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests) {
         StringBuilder b = new StringBuilder(2048).append("{\"cache\":{");
         for (IoPath p : IoPath.values()) {

@@ -69,17 +69,28 @@ final class P9Ops {
         acquired.clear();
     }
 
+    /** Counts a new fid's descriptor against the server's budget (see {@link #reserveDescriptor}). */
+    private boolean holdDescriptor(Fid f) {
+        if (!reserveDescriptor()) return false;
+        track(f);
+        return true;
+    }
+
     /**
-     * Counts a new descriptor against the server's budget, first closing descriptors of idle fids of this
+     * Takes one descriptor from the server's budget, first closing descriptors of idle fids of this
      * connection if the budget is spent. False if nothing could be reclaimed.
      */
-    private boolean holdDescriptor(Fid f) {
+    private boolean reserveDescriptor() {
         while (!server.reserveFid()) {
             if (!reclaimOne()) return false;
         }
+        return true;
+    }
+
+    /** A fid now holds a counted descriptor and may be reclaimed once idle. */
+    private void track(Fid f) {
         f.counted = true;
         withDescriptor.put(f, Boolean.TRUE);
-        return true;
     }
 
     /** Closes the descriptor of the least recently used idle, unopened fid; false if there is none. */
@@ -109,7 +120,7 @@ final class P9Ops {
 
     /** A reclaimed fid is used again: its path is resolved from the export root and must lead to the same inode. */
     private void reopen(Fid f) throws P9Error {
-        if (!server.reserveFid() && !reclaimUntilReserved()) {
+        if (!reserveDescriptor()) {
             throw new P9Error(P9.EMFILE, "no descriptor for fid (" + server.maxFids + " in all, every one in use)");
         }
         int fd;
@@ -128,15 +139,7 @@ final class P9Ops {
         }
         f.fd = fd;
         f.handle = null;
-        f.counted = true;
-        withDescriptor.put(f, Boolean.TRUE);
-    }
-
-    private boolean reclaimUntilReserved() {
-        while (reclaimOne()) {
-            if (server.reserveFid()) return true;
-        }
-        return false;
+        track(f);
     }
 
     private synchronized void bind(int n, Fid f) throws P9Error {
