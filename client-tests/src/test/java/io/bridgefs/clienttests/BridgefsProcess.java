@@ -45,9 +45,10 @@ final class BridgefsProcess implements AutoCloseable {
         }
     }
 
+    /** As a user runs it: no JVM memory flags, so the server sizes its JVM from --cache-size itself. */
     static List<String> command(String... args) {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Xmx512m", "-XX:MaxDirectMemorySize=2g", "-jar", jar().toString()));
+                "-jar", jar().toString()));
         cmd.addAll(List.of(args));
         return cmd;
     }
@@ -101,8 +102,11 @@ final class BridgefsProcess implements AutoCloseable {
         return "nbd://127.0.0.1:" + nbdPort + "/" + export;
     }
 
+    /** One client for every request: each new HttpClient would keep a connection of its own open on the server. */
+    private static final HttpClient HTTP = HttpClient.newHttpClient();
+
     String http(String path) throws IOException, InterruptedException {
-        HttpResponse<String> r = HttpClient.newHttpClient().send(
+        HttpResponse<String> r = HTTP.send(
                 HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + metricsPort + path)).build(),
                 HttpResponse.BodyHandlers.ofString());
         assertEquals(200, r.statusCode());

@@ -18,11 +18,15 @@ import io.bridgefs.server.config.Sizes;
 import io.bridgefs.server.metrics.IoMetrics;
 import io.bridgefs.server.metrics.MetricsHttpHandler;
 import io.bridgefs.server.metrics.MetricsText;
+import io.bridgefs.server.metrics.ServerState;
 import io.bridgefs.server.nbd.NbdExport;
 import io.bridgefs.server.nbd.NbdExports;
 import io.bridgefs.server.nbd.NbdListener;
 import io.bridgefs.server.nbd.NbdServerContext;
+import io.bridgefs.server.net.ConnectionGuard;
+import io.bridgefs.server.net.MemoryBudget;
 import io.bridgefs.server.net.Transport;
+import io.bridgefs.server.posix.Posix;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.group.ChannelGroup;
@@ -70,11 +74,15 @@ public final class BridgefsServer implements AutoCloseable {
     private Channel nbdChannel;
     private Channel metricsChannel;
     private volatile boolean closed;
+    private final MemoryBudget budget;
+    private ConnectionGuard nbdGuard;
+    private ConnectionGuard p9Guard;
 
     private BridgefsServer(ServerConfig config) {
         this.config = config;
         this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup());
         this.cache.startBackgroundWriteback();
+        this.budget = new MemoryBudget(config.limits().requestMemory());
         AtomicInteger n = new AtomicInteger();
         this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,
                 new LinkedBlockingQueue<>(), r -> {
@@ -140,13 +148,17 @@ public final class BridgefsServer implements AutoCloseable {
         jmx = JmxReporter.forRegistry(registry).inDomain("bridgefs").build();
         jmx.start();
         if (!nbdExports.isEmpty()) {
-            NbdServerContext ctx = new NbdServerContext(new NbdExports(nbdExports), executor);
-            nbdChannel = transport.listen(config.nbdListen(), new NbdListener(ctx, connections));
+            NbdServerContext ctx = new NbdServerContext(new NbdExports(nbdExports), executor, budget);
+            nbdGuard = new ConnectionGuard(IoPath.NBD.label(), config.limits(), registry);
+            nbdChannel = transport.listen(config.nbdListen(), new NbdListener(ctx, connections, nbdGuard));
             listeners.add(nbdChannel);
         }
         if (!p9Exports.isEmpty()) {
-            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024, p9Requests);
-            p9Channel = transport.listen(config.p9Listen(), new P9Listener(p9Context, connections));
+            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024, p9Requests, budget);
+            p9Guard = new ConnectionGuard(IoPath.NINEP.label(), config.limits(), registry);
+            P9ServerContext p9 = p9Context;
+            registry.register("bridgefs.9p.fids", (Gauge<Integer>) p9::fids);
+            p9Channel = transport.listen(config.p9Listen(), new P9Listener(p9Context, connections, p9Guard));
             listeners.add(p9Channel);
         }
         if (config.metricsListen() != null) {
@@ -154,8 +166,8 @@ public final class BridgefsServer implements AutoCloseable {
                 @Override
                 protected void initChannel(Channel ch) {
                     ch.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(64 * 1024),
-                            new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics, p9Requests.snapshot()),
-                                    () -> MetricsText.json(cache.snapshot(), ioMetrics, p9Requests.snapshot()),
+                            new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
+                                    () -> MetricsText.json(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
                                     () -> String.join("\n", cache.verify()),
                                     () -> "dropped " + cache.dropClean() + " clean pages\n"));
                 }
@@ -186,9 +198,31 @@ public final class BridgefsServer implements AutoCloseable {
         registry.register("bridgefs.cache.dirty_bytes", (Gauge<Long>) () -> cache.snapshot().dirtyBytes());
         registry.register("bridgefs.cache.evictions", (Gauge<Long>) () -> cache.snapshot().evictions());
         registry.register("bridgefs.cache.shared_pages", (Gauge<Long>) () -> cache.snapshot().sharedPages());
+        registry.register("bridgefs.open_descriptors", (Gauge<Integer>) Posix::openDescriptors);
+        registry.register("bridgefs.request_memory_bytes", (Gauge<Long>) budget::used);
+    }
+
+    /** Connections, descriptors, fids and request memory now. */
+    public ServerState serverState() {
+        long[] conns = new long[IoPath.values().length], refused = new long[conns.length], timedOut = new long[conns.length];
+        for (IoPath p : IoPath.values()) {
+            ConnectionGuard g = p == IoPath.NBD ? nbdGuard : p9Guard;
+            if (g == null) continue;
+            conns[p.ordinal()] = g.open();
+            refused[p.ordinal()] = g.refused();
+            timedOut[p.ordinal()] = g.timedOut();
+        }
+        return new ServerState(conns, refused, timedOut, Posix.openDescriptors(), p9Context == null ? 0 : p9Context.fids(),
+                budget.used(), budget.limit());
     }
 
     public PageCache cache() { return cache; }
+    public MemoryBudget budget() { return budget; }
+    /** Open connections of a path ("nbd" or "9p"), 0 where it has no listener. */
+    public int connections(String path) {
+        ConnectionGuard g = path.equals(IoPath.NBD.label()) ? nbdGuard : p9Guard;
+        return g == null ? 0 : g.open();
+    }
     public MetricRegistry registry() { return registry; }
     public List<NbdExport> nbdExports() { return List.copyOf(nbdExports); }
     public CacheStats stats() { return cache.snapshot(); }
@@ -261,9 +295,11 @@ public final class BridgefsServer implements AutoCloseable {
         if (closed) return;
         closed = true;
         for (Channel c : listeners) c.close().syncUninterruptibly();
-        timer.shutdownNow();
+        // never shutdownNow: an interrupt must not reach a thread in the middle of a backing write
+        timer.shutdown();
         executor.shutdown();
         try {
+            if (!timer.awaitTermination(60, TimeUnit.SECONDS)) log.warn("periodic write-back did not finish in 60 s");
             if (!executor.awaitTermination(30, TimeUnit.SECONDS)) log.warn("in-flight requests did not finish in 30 s");
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();

@@ -1,16 +1,10 @@
 package io.bridgefs.server.cache;
 
-import com.sun.nio.file.ExtendedOpenOption;
 import io.bridgefs.server.posix.Posix;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
-import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
-import java.util.List;
 
 /**
  * A host file. Aligned I/O goes through an O_DIRECT channel where the filesystem allows it (so the host
@@ -20,45 +14,34 @@ import java.util.List;
  */
 public final class FileBackingStore implements BackingStore {
     private final Path path;
-    private final FileChannel buffered;
-    private final FileChannel direct;     // null where O_DIRECT is not supported
+    private final int fd;                 // buffered: unaligned I/O, lseek, fallocate, ftruncate, fstat, fdatasync
+    private final int directFd;           // O_DIRECT (preadv/pwritev into frames); -1 where not supported
     private final int directAlign;
-    private final int fd;                 // lseek/fallocate, and preadv/pwritev (O_DIRECT when directIo)
     private volatile boolean sparse = true;
 
-    private FileBackingStore(Path path, FileChannel buffered, FileChannel direct, int directAlign, int fd) {
+    private FileBackingStore(Path path, int fd, int directFd, int directAlign) {
         this.path = path;
-        this.buffered = buffered;
-        this.direct = direct;
-        this.directAlign = directAlign;
         this.fd = fd;
+        this.directFd = directFd;
+        this.directAlign = directAlign;
     }
 
+    /**
+     * Opens the file twice, buffered and (where the file system allows) O_DIRECT. Plain descriptors, not
+     * FileChannels: an interrupted thread must never close a backing file under an in-flight write.
+     */
     public static FileBackingStore open(Path path, boolean readOnly) throws IOException {
-        List<OpenOption> opts = new ArrayList<>(List.of(StandardOpenOption.READ));
-        if (!readOnly) opts.add(StandardOpenOption.WRITE);
-        FileChannel buffered = FileChannel.open(path, opts.toArray(OpenOption[]::new));
-        FileChannel direct = null;
+        int mode = readOnly ? Posix.O_RDONLY : Posix.O_RDWR;
+        int fd = Posix.open(path.toString(), mode);
+        int direct = -1;
         int align = 4096;
         try {
             align = blockSize(path);
-            opts.add(ExtendedOpenOption.DIRECT);
-            if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) {
-                direct = FileChannel.open(path, opts.toArray(OpenOption[]::new));
-            }
+            if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) direct = Posix.open(path.toString(), mode | Posix.O_DIRECT);
         } catch (IOException | UnsupportedOperationException e) {
-            direct = null;   // e.g. tmpfs: EINVAL on O_DIRECT
+            direct = -1;   // e.g. tmpfs: EINVAL on O_DIRECT
         }
-        int fd;
-        try {
-            int mode = readOnly ? Posix.O_RDONLY : Posix.O_RDWR;
-            fd = Posix.open(path.toString(), direct != null ? mode | Posix.O_DIRECT : mode);
-        } catch (IOException e) {
-            buffered.close();
-            if (direct != null) direct.close();
-            throw e;
-        }
-        return new FileBackingStore(path, buffered, direct, align, fd);
+        return new FileBackingStore(path, fd, direct, align);
     }
 
     /** Block size of the file system holding {@code path}, looked up once per device (it parses the mount table). */
@@ -75,11 +58,11 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public long size() throws IOException {
-        return buffered.size();
+        return Posix.fstat(fd).size();
     }
 
     private boolean aligned(ByteBuffer b, long position) {
-        return direct != null && b.isDirect() && position % directAlign == 0 && b.remaining() % directAlign == 0
+        return directFd >= 0 && b.isDirect() && position % directAlign == 0 && b.remaining() % directAlign == 0
                 && b.alignmentOffset(b.position(), directAlign) == 0;
     }
 
@@ -87,29 +70,44 @@ public final class FileBackingStore implements BackingStore {
     public int read(ByteBuffer dst, long position) throws IOException {
         int start = dst.position();
         if (aligned(dst, position)) {
-            int n = direct.read(dst, position);
+            int n = Posix.pread(directFd, dst, position);
             if (n <= 0 || !dst.hasRemaining()) return Math.max(0, dst.position() - start);
             position += n;   // short direct read: end of file, or finish the rest without O_DIRECT
         }
+        if (!dst.isDirect()) return readHeap(dst, position);
         while (dst.hasRemaining()) {
-            int n = buffered.read(dst, position);
+            int n = Posix.pread(fd, dst, position);
             if (n <= 0) break;
             position += n;
         }
         return dst.position() - start;
     }
 
+    private int readHeap(ByteBuffer dst, long position) throws IOException {
+        ByteBuffer tmp = ByteBuffer.allocateDirect(dst.remaining());
+        int n = read(tmp, position);
+        dst.put(tmp.flip());
+        return n;
+    }
+
     @Override
     public void write(ByteBuffer src, long position) throws IOException {
-        FileChannel ch = aligned(src, position) ? direct : buffered;
+        if (!src.isDirect()) src = ByteBuffer.allocateDirect(src.remaining()).put(src).flip();
+        int target = aligned(src, position) ? directFd : fd;
+        writeFully(target, src, position);
+    }
+
+    private static void writeFully(int fd, ByteBuffer src, long position) throws IOException {
         while (src.hasRemaining()) {
-            position += ch.write(src, position);
+            int n = Posix.pwrite(fd, src, position);
+            if (n <= 0) throw new IOException("pwrite wrote nothing at " + position);
+            position += n;
         }
     }
 
     @Override
     public int readPages(ByteBuffer[] pages, int count, long position) throws IOException {
-        if (direct == null) return BackingStore.super.readPages(pages, count, position);
+        if (directFd < 0) return BackingStore.super.readPages(pages, count, position);
         int[] lengths = new int[count];
         java.util.Arrays.fill(lengths, PageCache.PAGE_SIZE);
         long total = 0;
@@ -120,7 +118,7 @@ public final class FileBackingStore implements BackingStore {
                 // a short read inside a page: only at end of file
                 break;
             }
-            long n = Posix.preadv(fd, slice(pages, first, count), count - first, lengths, position + total);
+            long n = Posix.preadv(directFd, slice(pages, first, count), count - first, lengths, position + total);
             if (n <= 0) break;
             total += n;
         }
@@ -129,7 +127,7 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public void writePages(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
-        if (direct == null || count == 0) {
+        if (directFd < 0 || count == 0) {
             BackingStore.super.writePages(pages, count, position, lastLength);
             return;
         }
@@ -141,22 +139,20 @@ public final class FileBackingStore implements BackingStore {
         long want = (long) whole * PageCache.PAGE_SIZE;
         while (done < want) {
             int first = (int) (done / PageCache.PAGE_SIZE);
-            long n = Posix.pwritev(fd, slice(pages, first, whole), whole - first, lengths, position + done);
+            long n = Posix.pwritev(directFd, slice(pages, first, whole), whole - first, lengths, position + done);
             if (n <= 0) throw new IOException("pwritev wrote nothing at " + (position + done));
             done += n;
             int off = (int) (done % PageCache.PAGE_SIZE);
             if (off != 0) {
                 // a short write inside a page: finish that page without O_DIRECT, then go on aligned
                 ByteBuffer rest = pages[(int) (done / PageCache.PAGE_SIZE)].duplicate().clear().position(off);
-                long at = position + done;
-                while (rest.hasRemaining()) at += buffered.write(rest, at);
+                writeFully(fd, rest, position + done);
                 done += PageCache.PAGE_SIZE - off;
             }
         }
         if (whole < count) {
             ByteBuffer last = pages[count - 1].duplicate().clear().limit(lastLength);
-            long at = position + (long) whole * PageCache.PAGE_SIZE;
-            while (last.hasRemaining()) at += buffered.write(last, at);
+            writeFully(fd, last, position + (long) whole * PageCache.PAGE_SIZE);
         }
     }
 
@@ -166,7 +162,7 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public void sync() throws IOException {
-        buffered.force(false);
+        Posix.fdatasync(fd);
     }
 
     @Override
@@ -230,7 +226,7 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public boolean directIo() {
-        return direct != null;
+        return directFd >= 0;
     }
 
     @Override
@@ -241,11 +237,7 @@ public final class FileBackingStore implements BackingStore {
     @Override
     public void close() throws IOException {
         Posix.close(fd);
-        try {
-            buffered.close();
-        } finally {
-            if (direct != null) direct.close();
-        }
+        if (directFd >= 0) Posix.close(directFd);
     }
 
     @Override

@@ -978,12 +978,27 @@ public final class PageCache implements AutoCloseable {
     public void close() throws IOException {
         stopping = true;
         readahead.shutdown();
+        Thread f;
         lock.lock();
         try {
             flushNeeded.signalAll();
+            f = flusher;
         } finally {
             lock.unlock();
         }
-        flushAll();
+        // nothing is interrupted: a write-back in progress finishes before the final flush and before
+        // the caller closes the files
+        boolean interrupted = false;
+        try {
+            if (f != null) f.join(60_000);
+            readahead.awaitTermination(60, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            interrupted = true;
+        }
+        try {
+            flushAll();
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
+        }
     }
 }

@@ -36,6 +36,10 @@ public final class Main implements Runnable {
             System.err.println("bridgefs: " + message(e));
             return 1;
         }
+        if (argv.contains("serve") && !argv.contains("--help") && !argv.contains("-h")) {
+            JvmSizing.ensureSized(args, JvmSizing.size(argv, "--cache-size", ServeCommand.DEFAULT_CACHE_SIZE),
+                    JvmSizing.size(argv, "--request-memory", ServeCommand.DEFAULT_REQUEST_MEMORY));
+        }
         CommandLine cl = new CommandLine(new Main());
         cl.setOverwrittenOptionsAllowed(true);
         cl.setParameterExceptionHandler((ex, a) -> {

@@ -3,6 +3,7 @@ package io.bridgefs.server.cli;
 import io.bridgefs.server.BridgefsServer;
 import io.bridgefs.server.cache.CacheMode;
 import io.bridgefs.server.cache.DedupMode;
+import io.bridgefs.server.config.Limits;
 import io.bridgefs.server.config.ListenAddress;
 import io.bridgefs.server.config.NbdExportSpec;
 import io.bridgefs.server.config.P9ExportSpec;
@@ -19,6 +20,8 @@ import picocli.CommandLine.Option;
         "Serve host images over NBD and host directories over 9P2000.L, through one shared page cache.",
         "With neither exports nor --config, serves the embedded default (conf/bridgefs.conf)."})
 public final class ServeCommand implements Callable<Integer> {
+    static final String DEFAULT_CACHE_SIZE = "256m";
+    static final String DEFAULT_REQUEST_MEMORY = "128m";
 
     @Option(names = "--config", paramLabel = "FILE",
             description = "Read settings from FILE ('setting = value' lines, settings named like the long options). Options on the command line override it.")
@@ -46,7 +49,7 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Largest 9P message size a client may negotiate (default: ${DEFAULT-VALUE}).")
     String p9Msize;
 
-    @Option(names = "--cache-size", paramLabel = "SIZE", defaultValue = "256m",
+    @Option(names = "--cache-size", paramLabel = "SIZE", defaultValue = DEFAULT_CACHE_SIZE,
             description = "Size of the shared page cache, off-heap (default: ${DEFAULT-VALUE}; suffixes k, m, g, t).")
     String cacheSize;
 
@@ -70,6 +73,26 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Write back and sync dirty pages this often; 0 turns the timer off (default: ${DEFAULT-VALUE}).")
     int writebackSeconds;
 
+    @Option(names = "--request-memory", paramLabel = "SIZE", defaultValue = DEFAULT_REQUEST_MEMORY,
+            description = "Memory for requests read but not yet answered and replies the clients have not taken, all connections together; past it connections stop being read (default: ${DEFAULT-VALUE}).")
+    String requestMemory;
+
+    @Option(names = "--max-connections", paramLabel = "N", defaultValue = "1024",
+            description = "Connections per listener; more are closed as they arrive (default: ${DEFAULT-VALUE}).")
+    int maxConnections;
+
+    @Option(names = "--max-connections-per-peer", paramLabel = "N", defaultValue = "256",
+            description = "Connections per listener from one peer address (default: ${DEFAULT-VALUE}).")
+    int maxConnectionsPerPeer;
+
+    @Option(names = "--idle-timeout", paramLabel = "SECONDS", defaultValue = "0",
+            description = "Close a connection with no request in progress and no traffic for this long; 0: never (default: ${DEFAULT-VALUE}). TCP keepalive is always on.")
+    int idleTimeout;
+
+    @Option(names = "--stall-timeout", paramLabel = "SECONDS", defaultValue = "60",
+            description = "Close a connection whose client takes none of its queued replies for this long (default: ${DEFAULT-VALUE}).")
+    int stallTimeout;
+
     @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help.")
     boolean help;
 
@@ -87,7 +110,8 @@ public final class ServeCommand implements Callable<Integer> {
         if (writebackSeconds < 0) throw new IllegalArgumentException("--writeback-interval must be >= 0");
         return new ServerConfig(ListenAddress.parse(nbdListen), exports, Sizes.parse(cacheSize), CacheMode.parse(cacheMode),
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
-                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup));
+                ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup),
+                new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout));
     }
 
 

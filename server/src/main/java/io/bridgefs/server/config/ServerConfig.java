@@ -16,7 +16,15 @@ public record ServerConfig(
         ListenAddress p9Listen,
         List<P9ExportSpec> p9Exports,
         int p9Msize,
-        DedupMode dedup) {
+        DedupMode dedup,
+        Limits limits) {
+
+    public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
+                        ListenAddress metricsListen, int ioThreads, int writebackSeconds, ListenAddress p9Listen,
+                        List<P9ExportSpec> p9Exports, int p9Msize, DedupMode dedup) {
+        this(nbdListen, nbdExports, cacheSize, cacheMode, metricsListen, ioThreads, writebackSeconds, p9Listen, p9Exports,
+                p9Msize, dedup, Limits.DEFAULT);
+    }
 
     /** A configuration with the NBD path only (tests and embedders). */
     public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,

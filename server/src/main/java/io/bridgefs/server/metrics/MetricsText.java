@@ -14,7 +14,23 @@ public final class MetricsText {
 
     /** Every counter as Prometheus text, with the 9P requests by message type ({@code bridgefs_9p_requests_total{type}}). */
     public static String prometheus(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests) {
+        return prometheus(s, io, p9Requests, null);
+    }
+
+    public static String prometheus(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests, ServerState server) {
         StringBuilder b = new StringBuilder(4096);
+        if (server != null) {
+            header(b, "connections", "gauge", "Open client connections");
+            perPathValues(b, "connections", server.connections());
+            header(b, "connections_refused_total", "counter", "Connections closed on arrival (--max-connections, --max-connections-per-peer)");
+            perPathValues(b, "connections_refused_total", server.refused());
+            header(b, "connections_timed_out_total", "counter", "Connections closed for idling (--idle-timeout) or not taking replies (--stall-timeout)");
+            perPathValues(b, "connections_timed_out_total", server.timedOut());
+            gauge(b, "open_descriptors", "File descriptors the server process holds", server.openDescriptors());
+            gauge(b, "9p_fids", "9P fids held by all connections", server.fids());
+            gauge(b, "request_memory_bytes", "Bytes of requests and replies in flight (all connections)", server.requestMemory());
+            gauge(b, "request_memory_limit_bytes", "--request-memory", server.requestMemoryLimit());
+        }
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
         ioCounter(b, "write_ops_total", "Client write requests", io, m -> m.write.getCount());
@@ -105,6 +121,12 @@ public final class MetricsText {
         }
     }
 
+    private static void perPathValues(StringBuilder b, String name, long[] values) {
+        for (IoPath p : IoPath.values()) {
+            b.append("bridgefs_").append(name).append("{path=\"").append(p.label()).append("\"} ").append(values[p.ordinal()]).append('\n');
+        }
+    }
+
     private static void gauge(StringBuilder b, String name, String help, long v) {
         header(b, name, "gauge", help);
         b.append("bridgefs_").append(name).append(' ').append(v).append('\n');
@@ -120,7 +142,12 @@ public final class MetricsText {
 
     /** The same counters as one JSON object (for /stats and `bridgefs stats`). */
     public static String json(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests) {
-        StringBuilder b = new StringBuilder(2048).append("{\"cache\":{");
+        return json(s, io, p9Requests, null);
+    }
+
+    public static String json(CacheStats s, List<IoMetrics> io, java.util.Map<String, Long> p9Requests, ServerState server) {
+        StringBuilder b = new StringBuilder(2048).append('{');
+        b.append("\"cache\":{");
         for (IoPath p : IoPath.values()) {
             b.append('"').append(p.label()).append("\":{\"cache_hits\":").append(s.hits(p))
                     .append(",\"cache_misses\":").append(s.misses(p))
@@ -165,6 +192,19 @@ public final class MetricsText {
             if (k++ > 0) b.append(',');
             b.append('"').append(escape(e.getKey())).append("\":").append(e.getValue());
         }
-        return b.append("}}").toString();
+        b.append('}');
+        if (server != null) {
+            b.append(",\"server\":{");
+            for (IoPath p : IoPath.values()) {
+                b.append("\"connections_").append(p.label()).append("\":").append(server.connections()[p.ordinal()]).append(',')
+                        .append("\"connections_refused_").append(p.label()).append("\":").append(server.refused()[p.ordinal()]).append(',')
+                        .append("\"connections_timed_out_").append(p.label()).append("\":").append(server.timedOut()[p.ordinal()]).append(',');
+            }
+            b.append("\"open_descriptors\":").append(server.openDescriptors())
+                    .append(",\"9p_fids\":").append(server.fids())
+                    .append(",\"request_memory_bytes\":").append(server.requestMemory())
+                    .append(",\"request_memory_limit_bytes\":").append(server.requestMemoryLimit()).append('}');
+        }
+        return b.append('}').toString();
     }
 }

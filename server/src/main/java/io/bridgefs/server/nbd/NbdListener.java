@@ -11,15 +11,18 @@ import io.netty.handler.flush.FlushConsolidationHandler;
 public final class NbdListener extends ChannelInitializer<Channel> {
     private final NbdServerContext context;
     private final ChannelGroup connections;
+    private final io.bridgefs.server.net.ConnectionGuard guard;
 
-    public NbdListener(NbdServerContext context, ChannelGroup connections) {
+    public NbdListener(NbdServerContext context, ChannelGroup connections, io.bridgefs.server.net.ConnectionGuard guard) {
         this.context = context;
         this.connections = connections;
+        this.guard = guard;
     }
 
     @Override
     protected void initChannel(Channel ch) {
         connections.add(ch);
+        guard.install(ch);
         ch.config().setWriteBufferWaterMark(new WriteBufferWaterMark(4 << 20, 16 << 20));
         ch.pipeline()
                 .addLast("flush", new FlushConsolidationHandler(64, true))

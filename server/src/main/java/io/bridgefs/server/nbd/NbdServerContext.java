@@ -1,6 +1,14 @@
 package io.bridgefs.server.nbd;
 
+import io.bridgefs.server.net.MemoryBudget;
 import java.util.concurrent.ExecutorService;
 
-/** What every NBD connection shares: the exports and the executor that does file work off the event loop. */
-public record NbdServerContext(NbdExports exports, ExecutorService executor) {}
+/**
+ * What every NBD connection shares: the exports, the executor that does file work off the event loop,
+ * and the server-wide budget for request and reply bytes.
+ */
+public record NbdServerContext(NbdExports exports, ExecutorService executor, MemoryBudget budget) {
+    public NbdServerContext(NbdExports exports, ExecutorService executor) {
+        this(exports, executor, new MemoryBudget(Long.MAX_VALUE / 4));
+    }
+}

@@ -11,6 +11,8 @@ import io.bridgefs.server.cache.IoPath;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
+import io.bridgefs.server.net.Admission;
+import io.bridgefs.server.net.ConnectionGuard;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
 import io.netty.util.ReferenceCountUtil;
@@ -42,8 +44,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     private final boolean structured;
     private final boolean baseAllocation;
     // event-loop confined
-    private int inFlight;
-    private long inFlightBytes;
+    private Admission<NbdRequest> admission;
     private boolean disconnecting;
     private boolean complainedOnce;
 
@@ -55,45 +56,64 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     }
 
     @Override
+    public void handlerAdded(ChannelHandlerContext ctx) {
+        admission = new Admission<>(ctx.channel(), server.budget(), MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES,
+                NbdSession::cost, r -> dispatch(ctx, r));
+        ctx.channel().attr(ConnectionGuard.BUSY).set(() -> !admission.idle());
+    }
+
+    /** What a request holds until its reply is written: its payload and its reply. */
+    static long cost(NbdRequest r) {
+        if (r instanceof NbdRequest.Read) return STRUCTURED_REPLY_HEADER_SIZE + 8 + r.length();
+        if (r instanceof NbdRequest.Write) return REQUEST_HEADER_SIZE + r.length();
+        if (r instanceof NbdRequest.BlockStatus) return 64 + 8L * MAX_EXTENTS;
+        return 64;
+    }
+
+    @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
-        if (!(msg instanceof NbdRequest req)) {
-            ReferenceCountUtil.release(msg);
-            return;
-        }
-        if (disconnecting) {
+        if (!(msg instanceof NbdRequest req) || disconnecting) {
             ReferenceCountUtil.release(msg);
             return;
         }
         if (req instanceof NbdRequest.BadMagic b) {
             log.info("{}: bad request magic 0x{}: disconnecting", ctx.channel().remoteAddress(), Integer.toHexString(b.magic()));
+            disconnecting = true;
             ctx.close();
             return;
         }
+        admission.offer(req);
+    }
+
+    /** An admitted request, in the order received: refused at once, or run on the executor. */
+    private void dispatch(ChannelHandlerContext ctx, NbdRequest req) {
+        long cost = cost(req);
         if (req instanceof NbdRequest.Disc) {
             disconnecting = true;
-            if (inFlight == 0) ctx.close();
+            admission.done(cost);
+            if (admission.inFlight() == 0) ctx.close();
             return;
         }
         int error = check(req);
         if (error != 0) {
-            ReferenceCountUtil.release(msg);
+            ReferenceCountUtil.release(req);
             complain(ctx, req, error);
             export.metrics().errors.inc();
-            ctx.writeAndFlush(errorReply(ctx, req, error, "invalid " + NbdConstants.commandName(req.type())));
+            send(ctx, cost, new Outcome(errorReply(ctx, req, error, "invalid " + NbdConstants.commandName(req.type())), null));
             return;
         }
-        long bytes = req instanceof NbdRequest.Read || req instanceof NbdRequest.Write ? req.length() : 0;
-        inFlight++;
-        inFlightBytes += bytes;
-        if (inFlight >= MAX_IN_FLIGHT || inFlightBytes >= MAX_IN_FLIGHT_BYTES || !ctx.channel().isWritable()) {
-            ctx.channel().config().setAutoRead(false);
-        }
         try {
-            server.executor().execute(() -> run(ctx, req, bytes));
+            server.executor().execute(() -> run(ctx, req, cost));
         } catch (RejectedExecutionException e) {
-            ReferenceCountUtil.release(msg);
-            done(ctx, bytes, new Outcome(errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"), null));
+            ReferenceCountUtil.release(req);
+            send(ctx, cost, new Outcome(errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"), null));
         }
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        admission.close();
+        ctx.fireChannelInactive();
     }
 
     /** Cheap validity checks; returns an NBD_E* code, or 0. */
@@ -134,7 +154,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     /** A reply, and what to do once the socket has taken it (unpin zero-copy frames). */
     private record Outcome(ByteBuf reply, Runnable afterWrite) {}
 
-    private void run(ChannelHandlerContext ctx, NbdRequest req, long bytes) {
+    private void run(ChannelHandlerContext ctx, NbdRequest req, long cost) {
         Outcome reply;
         try {
             reply = execute(ctx, req);
@@ -151,38 +171,29 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         } finally {
             ReferenceCountUtil.release(req);
         }
-        done(ctx, bytes, reply);
+        done(ctx, cost, reply);
     }
 
-    private void done(ChannelHandlerContext ctx, long bytes, Outcome out) {
-        ctx.channel().eventLoop().execute(() -> {
-            if (ctx.channel().isActive()) {
-                var f = ctx.writeAndFlush(out.reply());
-                if (out.afterWrite() != null) f.addListener(x -> out.afterWrite().run());
-            } else {
-                out.reply().release();
-                if (out.afterWrite() != null) out.afterWrite().run();
-            }
-            inFlight--;
-            inFlightBytes -= bytes;
-            if (disconnecting && inFlight == 0) ctx.close();
-            else maybeResume(ctx);
+    private void done(ChannelHandlerContext ctx, long cost, Outcome out) {
+        ctx.channel().eventLoop().execute(() -> send(ctx, cost, out));
+    }
+
+    /**
+     * Writes a reply (on the event loop). The request's cost is released, and zero-copy frames unpinned,
+     * once the socket has taken the reply or the connection has failed it.
+     */
+    private void send(ChannelHandlerContext ctx, long cost, Outcome out) {
+        ctx.writeAndFlush(out.reply()).addListener(f -> {
+            if (out.afterWrite() != null) out.afterWrite().run();
+            admission.done(cost);
+            if (disconnecting && admission.inFlight() == 0) ctx.close();
         });
-    }
-
-    /** Reads again once in-flight work has drained and the client is taking its replies. */
-    private void maybeResume(ChannelHandlerContext ctx) {
-        if (!ctx.channel().config().isAutoRead() && ctx.channel().isWritable()
-                && inFlight < MAX_IN_FLIGHT / 2 && inFlightBytes < MAX_IN_FLIGHT_BYTES / 2) {
-            ctx.channel().config().setAutoRead(true);
-        }
     }
 
     /** A client that does not read its replies stops being read from: queued replies stay bounded. */
     @Override
     public void channelWritabilityChanged(ChannelHandlerContext ctx) {
-        if (!ctx.channel().isWritable()) ctx.channel().config().setAutoRead(false);
-        else maybeResume(ctx);
+        admission.drain();
         ctx.fireChannelWritabilityChanged();
     }
 

@@ -40,7 +40,8 @@ public final class Transport implements AutoCloseable {
         } else {
             b.channel(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class)
                     .option(ChannelOption.SO_REUSEADDR, true)
-                    .childOption(ChannelOption.TCP_NODELAY, true);
+                    .childOption(ChannelOption.TCP_NODELAY, true)
+                    .childOption(ChannelOption.SO_KEEPALIVE, true);
         }
         try {
             return b.bind(address.toSocketAddress()).sync().channel();

@@ -20,6 +20,7 @@ final class Fid {
     volatile int fd;          // -1 while reclaimed
     boolean counted;          // its descriptor counts against the server's budget
     int users;                // requests using it now (guarded by the connection's P9Ops)
+    boolean dropped;          // clunked (connection end, Tversion) while in use: released when the last user ends
     byte[] handle;            // while reclaimed: the file handle its descriptor had (null: none available)
     final Qid qid;
     final int uid;

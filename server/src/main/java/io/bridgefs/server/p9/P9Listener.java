@@ -12,15 +12,18 @@ import io.netty.handler.flush.FlushConsolidationHandler;
 public final class P9Listener extends ChannelInitializer<Channel> {
     private final P9ServerContext context;
     private final ChannelGroup connections;
+    private final io.bridgefs.server.net.ConnectionGuard guard;
 
-    public P9Listener(P9ServerContext context, ChannelGroup connections) {
+    public P9Listener(P9ServerContext context, ChannelGroup connections, io.bridgefs.server.net.ConnectionGuard guard) {
         this.context = context;
         this.connections = connections;
+        this.guard = guard;
     }
 
     @Override
     protected void initChannel(Channel ch) {
         connections.add(ch);
+        guard.install(ch);
         ch.config().setWriteBufferWaterMark(new WriteBufferWaterMark(4 << 20, 16 << 20));
         P9FrameDecoder decoder = new P9FrameDecoder(8192);
         decoder.setCumulator(ByteToMessageDecoder.COMPOSITE_CUMULATOR);

@@ -44,10 +44,15 @@ final class P9Ops {
     /** Fids a request on this thread looked up: in use until the request ends. */
     private static final ThreadLocal<List<Fid>> ACQUIRED = ThreadLocal.withInitial(ArrayList::new);
     volatile int msize = 8192;
+    /** The connection has ended: no fid may be bound any more (guarded by this). */
+    private boolean closed;
+    /** The export this connection attached to last: where its refusals are counted. */
+    private volatile P9Export lastExport;
 
     P9Ops(P9ServerContext server, Object session) {
         this.server = server;
         this.session = session;
+        server.sessions.add(this);
     }
 
     // ---- fid table ----
@@ -65,7 +70,10 @@ final class P9Ops {
 
     /** End of a request: the fids it looked up may be reclaimed again. */
     private synchronized void releaseAcquired(List<Fid> acquired) {
-        for (Fid f : acquired) f.users--;
+        for (Fid f : acquired) {
+            f.users--;
+            if (f.users == 0 && f.dropped) release(f);     // clunked with the connection while in use
+        }
         acquired.clear();
     }
 
@@ -143,6 +151,10 @@ final class P9Ops {
     }
 
     private synchronized void bind(int n, Fid f) throws P9Error {
+        if (closed) {
+            release(f);
+            throw new P9Error(P9.EBADF, "connection closed");
+        }
         if (fids.containsKey(n)) {
             release(f);
             throw new P9Error(P9.EBADF, "fid " + n + " already in use");
@@ -154,7 +166,11 @@ final class P9Ops {
         fids.put(n, f);
     }
 
-    private synchronized void replace(int n, Fid f) {
+    private synchronized void replace(int n, Fid f) throws P9Error {
+        if (closed) {
+            release(f);
+            throw new P9Error(P9.EBADF, "connection closed");
+        }
         Fid old = fids.put(n, f);
         if (old != null && old != f) release(old);
         if (!holdDescriptor(f)) {
@@ -177,11 +193,54 @@ final class P9Ops {
         dropDescriptor(f);
     }
 
-    /** Tversion and connection end: every fid is clunked. */
+    /**
+     * Tversion and connection end: every fid is clunked. A fid a running request still uses keeps its
+     * descriptor until that request ends (then it is released), so nothing is closed under a worker.
+     */
     synchronized void clunkAll() {
-        for (Fid f : fids.values()) release(f);
+        for (Fid f : fids.values()) {
+            if (f.users > 0) f.dropped = true;
+            else release(f);
+        }
         fids.clear();
         server.locks.releaseSession(session);
+    }
+
+    /** The connection ended: every fid is released, and none can be bound by requests still running. */
+    synchronized void close() {
+        closed = true;
+        clunkAll();
+        server.sessions.remove(this);
+    }
+
+    /** Fids of this connection (for tests and gauges). */
+    synchronized int fidCount() {
+        return fids.size();
+    }
+
+    /**
+     * A directory or file at {@code from} (names from the export root) is now at {@code to}: fids at or
+     * below it remember the new path, so ".." and reopening a reclaimed descriptor find the right file.
+     */
+    synchronized void renamed(P9Export export, List<String> from, List<String> to) {
+        for (Fid f : fids.values()) {
+            List<String> p = f.path;
+            if (f.export != export || p.size() < from.size() || !p.subList(0, from.size()).equals(from)) continue;
+            List<String> np = new ArrayList<>(to);
+            np.addAll(p.subList(from.size(), p.size()));
+            f.path = List.copyOf(np);
+        }
+    }
+
+    /** A request answered Rlerror: counted in bridgefs_io_errors_total of the export it concerned. */
+    void countError(P9Message m) {
+        countError();
+    }
+
+    void countError() {
+        P9Export e = lastExport;
+        if (e == null && !server.exports.isEmpty()) e = server.exports.get(0);
+        if (e != null) e.metrics().errors.inc();
     }
 
     // ---- helpers ----
@@ -269,6 +328,7 @@ final class P9Ops {
         int uid = m.nuname() == -1 ? 0 : m.nuname();
         Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid);
         bind(m.fid(), f);
+        lastExport = e;
         return new Rattach(m.tag(), f.qid);
     }
 
@@ -416,7 +476,7 @@ final class P9Ops {
         }
         List<String> np = new ArrayList<>(d.path);
         np.add(m.name());
-        f.path = List.copyOf(np);
+        server.renamed(f.export, path, np);
         return new Rrename(m.tag());
     }
 
@@ -427,6 +487,11 @@ final class P9Ops {
         checkName(m.oldname());
         checkName(m.newname());
         Posix.renameat(od.fd, m.oldname(), nd.fd, m.newname());
+        List<String> from = new ArrayList<>(od.path);
+        from.add(m.oldname());
+        List<String> to = new ArrayList<>(nd.path);
+        to.add(m.newname());
+        server.renamed(od.export, from, to);
         return new Rrenameat(m.tag());
     }
 
@@ -523,6 +588,15 @@ final class P9Ops {
     /** Tread: the reply is encoded here, with the data read from the cache straight into it. */
     ByteBuf read(Tread m, ByteBufAllocator alloc) throws P9Error, IOException {
         Fid f = fid(m.fid());
+        if (f.xattrValue == null) {
+            try (var t = f.export.metrics().read.time()) {
+                return readData(f, m, alloc);
+            }
+        }
+        return readData(f, m, alloc);
+    }
+
+    private ByteBuf readData(Fid f, Tread m, ByteBufAllocator alloc) throws P9Error, IOException {
         int count = Math.max(0, Math.min(m.count(), iounit()));
         if (f.xattrValue != null) {
             int from = (int) Math.min(Math.max(0, m.offset()), f.xattrValue.length);
@@ -558,6 +632,15 @@ final class P9Ops {
 
     Rwrite write(Twrite m) throws P9Error, IOException {
         Fid f = fid(m.fid());
+        if (f.xattrWrite == null) {
+            try (var t = f.export.metrics().write.time()) {
+                return writeData(f, m);
+            }
+        }
+        return writeData(f, m);
+    }
+
+    private Rwrite writeData(Fid f, Twrite m) throws P9Error, IOException {
         int n = m.data().readableBytes();
         if (f.xattrWrite != null) {
             if (f.xattrWrite.size() + (long) n > f.xattrSize) throw new P9Error(P9.ERANGE, "xattr data beyond the declared size");

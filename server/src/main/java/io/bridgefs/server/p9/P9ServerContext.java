@@ -23,6 +23,10 @@ public final class P9ServerContext {
     /** 9P requests by message type. */
     final io.bridgefs.server.metrics.RequestCounts requests;
     final LockTable locks = new LockTable();
+    /** The operations of every open connection (renames update the paths their fids remember). */
+    final java.util.Set<P9Ops> sessions = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** The server-wide budget for request and reply bytes. */
+    final io.bridgefs.server.net.MemoryBudget budget;
     /**
      * Descriptors fids may hold across all connections, bounded by the process's descriptor limit; past
      * it, descriptors of idle unopened fids are reclaimed (see {@link Fid}).
@@ -32,12 +36,14 @@ public final class P9ServerContext {
     private final Map<FileKey, CachedFile> retained;
 
     public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles) {
-        this(exports, executor, cache, maxMsize, retainFiles, new io.bridgefs.server.metrics.RequestCounts(new com.codahale.metrics.MetricRegistry(), "9p"));
+        this(exports, executor, cache, maxMsize, retainFiles, new io.bridgefs.server.metrics.RequestCounts(new com.codahale.metrics.MetricRegistry(), "9p"),
+                new io.bridgefs.server.net.MemoryBudget(Long.MAX_VALUE / 4));
     }
 
     public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles,
-                           io.bridgefs.server.metrics.RequestCounts requests) {
+                           io.bridgefs.server.metrics.RequestCounts requests, io.bridgefs.server.net.MemoryBudget budget) {
         this.requests = requests;
+        this.budget = budget;
         this.exports = List.copyOf(exports);
         this.executor = executor;
         this.cache = cache;
@@ -79,6 +85,18 @@ public final class P9ServerContext {
 
     void releaseFid() {
         fidsInUse.decrementAndGet();
+    }
+
+    /** See {@link P9Ops#renamed}: applied to the fids of every connection. */
+    void renamed(P9Export export, List<String> from, List<String> to) {
+        for (P9Ops o : sessions) o.renamed(export, from, to);
+    }
+
+    /** Fids held by all connections. */
+    public int fids() {
+        int n = 0;
+        for (P9Ops o : sessions) n += o.fidCount();
+        return n;
     }
 
     P9Export find(String aname) {

@@ -10,26 +10,48 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
 import java.io.IOException;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.ArrayList;
+import java.util.List;
+import io.bridgefs.server.net.Admission;
 import java.util.concurrent.RejectedExecutionException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One 9P2000.L connection. Tversion and Tflush are handled on the event loop; every other request
- * runs on the shared executor and is answered when it completes (replies can be out of order; the
- * tag matches them). Tflush is answered after the flushed request's own reply. At most
- * {@link #MAX_OUTSTANDING} requests are in progress; beyond that the connection stops reading.
+ * One 9P2000.L connection. Tversion and Tflush are handled on the event loop; every other request is
+ * admitted by the connection's {@link Admission} (at most {@link #MAX_OUTSTANDING} requests and
+ * {@link #MAX_BYTES} of requests and replies in flight, within the server's memory budget; past that
+ * the connection stops being read), then runs on the shared executor and is answered when it
+ * completes (replies can be out of order; the tag matches them).
+ *
+ * <p>Tflush: a request still waiting for admission, or admitted but not yet started, is cancelled and
+ * never answered; Rflush comes at once. A request already running is answered first, then Rflush.
  */
 public final class P9Session extends ChannelInboundHandlerAdapter {
     private static final Logger log = LoggerFactory.getLogger(P9Session.class);
     static final int MAX_OUTSTANDING = 256;
+    static final long MAX_BYTES = 32L << 20;
+
+    /** A request admitted and not yet answered. Claimed by whoever acts first: the worker, or a Tflush. */
+    private static final class Pending {
+        final P9Message message;
+        final long cost;
+        final AtomicBoolean claimed = new AtomicBoolean();
+        List<Runnable> afterReply;      // Rflush replies waiting for this request's reply (event loop)
+
+        Pending(P9Message message, long cost) {
+            this.message = message;
+            this.cost = cost;
+        }
+    }
 
     private final P9ServerContext server;
     private final P9FrameDecoder decoder;
     private final P9Ops ops;
     // event-loop confined
-    private final Map<Integer, CompletableFuture<Void>> inflight = new HashMap<>();
+    private final Map<Integer, Pending> inflight = new HashMap<>();
+    private Admission<P9Message> admission;
     private boolean versioned;
     private boolean complained;
 
@@ -40,55 +62,107 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     }
 
     @Override
+    public void handlerAdded(ChannelHandlerContext ctx) {
+        admission = new Admission<>(ctx.channel(), server.budget, MAX_OUTSTANDING, MAX_BYTES, this::cost, m -> dispatch(ctx, m));
+        ctx.channel().attr(io.bridgefs.server.net.ConnectionGuard.BUSY).set(() -> !admission.idle());
+    }
+
+    /** What a request holds until answered: its own bytes and the largest reply it can make. */
+    long cost(P9Message m) {
+        if (m instanceof P9Message.Tread r) return P9.HEADER + 4 + Math.min(Integer.toUnsignedLong(r.count()), ops.msize);
+        if (m instanceof P9Message.Treaddir r) return P9.HEADER + 4 + Math.min(Integer.toUnsignedLong(r.count()), ops.msize);
+        if (m instanceof P9Message.Twrite w) return P9.IOHDRSZ + w.data().readableBytes() + 64;
+        return 512;
+    }
+
+    @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
-        if (!(msg instanceof P9Message m)) return;
-        if (m instanceof P9Message.Malformed bad) {
+        if (!(msg instanceof P9Message m)) {
+            io.netty.util.ReferenceCountUtil.release(msg);
+            return;
+        }
+        if (m instanceof P9Message.Malformed bad && bad.tag() == P9.NOTAG) {
             complain(ctx, "malformed " + bad.type() + ": " + bad.reason());
-            if (bad.tag() == P9.NOTAG) {
-                ctx.close();
-                return;
-            }
-            reply(ctx, new P9Message.Rlerror(bad.tag(), P9.EPROTO));
+            ctx.close();
             return;
         }
-        if (m instanceof P9Message.Oversized o) {
-            complain(ctx, "frame of " + o.size() + " bytes exceeds msize " + ops.msize);
-            reply(ctx, new P9Message.Rlerror(o.tag(), P9.EMSGSIZE));
-            return;
-        }
-        if (m instanceof P9Message.Unknown u) {
-            complain(ctx, "unknown message type " + u.type());
-            reply(ctx, new P9Message.Rlerror(u.tag(), P9.EOPNOTSUPP));
-            return;
-        }
-        server.requests.count(typeName(m));
         if (m instanceof P9Message.Tversion v) {
+            server.requests.count(typeName(m));
             version(ctx, v);
             return;
         }
-        if (!versioned) {
+        if (m instanceof P9Message.Tflush f && versioned) {
+            server.requests.count(typeName(m));
+            flush(ctx, f);
+            return;
+        }
+        admission.offer(m);
+    }
+
+    /** An admitted message, in the order received: refused at once, or run on the executor. */
+    private void dispatch(ChannelHandlerContext ctx, P9Message m) {
+        long cost = cost(m);
+        P9Message.Rlerror refusal = refusal(ctx, m);
+        if (refusal != null) {
             release(m);
-            complain(ctx, "request before Tversion");
-            reply(ctx, new P9Message.Rlerror(m.tag(), P9.EPROTO));
+            ops.countError();
+            send(ctx, refusal, cost);
             return;
         }
-        if (m instanceof P9Message.Tflush f) {
-            CompletableFuture<Void> target = inflight.get(f.oldtag());
-            if (target == null) reply(ctx, new P9Message.Rflush(f.tag()));
-            else target.whenComplete((x, e) -> ctx.executor().execute(() -> reply(ctx, new P9Message.Rflush(f.tag()))));
-            return;
-        }
-        CompletableFuture<Void> done = new CompletableFuture<>();
-        inflight.put(m.tag(), done);
-        if (inflight.size() >= MAX_OUTSTANDING) ctx.channel().config().setAutoRead(false);
+        server.requests.count(typeName(m));
+        Pending p = new Pending(m, cost);
+        Pending previous = inflight.put(m.tag(), p);
+        if (previous != null) log.debug("{}: tag {} reused while in flight", ctx.channel().remoteAddress(), m.tag());
         try {
-            server.executor.execute(() -> run(ctx, m, done));
+            server.executor.execute(() -> run(ctx, p));
         } catch (RejectedExecutionException e) {
-            release(m);
-            finish(ctx, m.tag(), new P9Message.Rlerror(m.tag(), P9.EIO), done);
+            if (p.claimed.compareAndSet(false, true)) {
+                release(m);
+                finish(ctx, p, new P9Message.Rlerror(m.tag(), P9.EIO));
+            }
         }
     }
 
+    /** Messages answered without running: garbage, and anything before Tversion. */
+    private P9Message.Rlerror refusal(ChannelHandlerContext ctx, P9Message m) {
+        if (m instanceof P9Message.Malformed bad) {
+            complain(ctx, "malformed " + bad.type() + ": " + bad.reason());
+            return new P9Message.Rlerror(bad.tag(), P9.EPROTO);
+        }
+        if (m instanceof P9Message.Oversized o) {
+            complain(ctx, "frame of " + o.size() + " bytes exceeds msize " + ops.msize);
+            return new P9Message.Rlerror(o.tag(), P9.EMSGSIZE);
+        }
+        if (m instanceof P9Message.Unknown u) {
+            complain(ctx, "unknown message type " + u.type());
+            return new P9Message.Rlerror(u.tag(), P9.EOPNOTSUPP);
+        }
+        if (!versioned) {
+            complain(ctx, "request before Tversion");
+            return new P9Message.Rlerror(m.tag(), P9.EPROTO);
+        }
+        return null;
+    }
+
+    private void flush(ChannelHandlerContext ctx, P9Message.Tflush f) {
+        Runnable rflush = () -> reply(ctx, new P9Message.Rflush(f.tag()));
+        if (admission.removeWaiting(m -> m.tag() == f.oldtag())) {
+            rflush.run();                                   // never admitted: nothing to answer for it
+            return;
+        }
+        Pending target = inflight.get(f.oldtag());
+        if (target == null) {
+            rflush.run();
+        } else if (target.claimed.compareAndSet(false, true)) {
+            inflight.remove(f.oldtag());                    // cancelled before it started: no reply for it
+            release(target.message);
+            admission.done(target.cost);
+            rflush.run();
+        } else {
+            if (target.afterReply == null) target.afterReply = new ArrayList<>();
+            target.afterReply.add(rflush);                  // running: its reply first, then Rflush
+        }
+    }
     /** A request's type as counted: the message name without its T, lower case (walk, getattr, ...). */
     static String typeName(P9Message m) {
         String n = m.getClass().getSimpleName();
@@ -106,7 +180,9 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         reply(ctx, new P9Message.Rversion(v.tag(), msize, ok ? P9.VERSION : "unknown"));
     }
 
-    private void run(ChannelHandlerContext ctx, P9Message m, CompletableFuture<Void> done) {
+    private void run(ChannelHandlerContext ctx, Pending p) {
+        if (!p.claimed.compareAndSet(false, true)) return;      // flushed before it started
+        P9Message m = p.message;
         Object out;
         try {
             out = ops.handle(m, ctx.alloc());
@@ -115,37 +191,41 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             else log.warn("{}: {} failed: {}", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), e.getMessage());
             out = new P9Message.Rlerror(m.tag(), e.errno);
         } catch (IOException e) {
-            P9Error p = P9Error.from(e);
-            if (p.clientError()) log.debug("{}: {} -> errno {}: {}", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), p.errno, e.toString());
+            P9Error pe = P9Error.from(e);
+            if (pe.clientError()) log.debug("{}: {} -> errno {}: {}", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), pe.errno, e.toString());
             else log.warn("{}: {} failed: {}", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), e.toString());
-            out = new P9Message.Rlerror(m.tag(), p.errno);
+            out = new P9Message.Rlerror(m.tag(), pe.errno);
         } catch (RuntimeException | Error e) {
             log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), e);
             out = new P9Message.Rlerror(m.tag(), P9.EIO);
         } finally {
             release(m);
         }
+        if (out instanceof P9Message.Rlerror) ops.countError(m);
         Object reply = out;
-        ctx.executor().execute(() -> finish(ctx, m.tag(), reply, done));
+        ctx.executor().execute(() -> finish(ctx, p, reply));
     }
 
-    private void finish(ChannelHandlerContext ctx, int tag, Object out, CompletableFuture<Void> done) {
-        reply(ctx, out);
-        inflight.remove(tag);
-        done.complete(null);
-        if (!ctx.channel().config().isAutoRead() && inflight.size() < MAX_OUTSTANDING / 2) ctx.channel().config().setAutoRead(true);
+    private void finish(ChannelHandlerContext ctx, Pending p, Object out) {
+        if (inflight.get(p.message.tag()) == p) inflight.remove(p.message.tag());
+        send(ctx, out, p.cost);
+        if (p.afterReply != null) p.afterReply.forEach(Runnable::run);
+    }
+
+    /** Writes a reply whose request was admitted; its cost is released once the socket has taken it. */
+    private void send(ChannelHandlerContext ctx, Object out, long cost) {
+        ctx.writeAndFlush(encode(ctx, out)).addListener(f -> admission.done(cost));
     }
 
     private void reply(ChannelHandlerContext ctx, Object out) {
-        ByteBuf b;
-        if (out instanceof ByteBuf encoded) {
-            b = encoded;
-        } else {
-            b = ctx.alloc().buffer();
-            P9Codec.encode((P9Message) out, b);
-        }
-        if (ctx.channel().isActive()) ctx.writeAndFlush(b);
-        else b.release();
+        ctx.writeAndFlush(encode(ctx, out));
+    }
+
+    private static ByteBuf encode(ChannelHandlerContext ctx, Object out) {
+        if (out instanceof ByteBuf encoded) return encoded;
+        ByteBuf b = ctx.alloc().buffer();
+        P9Codec.encode((P9Message) out, b);
+        return b;
     }
 
     private static void release(P9Message m) {
@@ -162,13 +242,16 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     }
 
     @Override
+    public void channelWritabilityChanged(ChannelHandlerContext ctx) {
+        admission.drain();
+        ctx.fireChannelWritabilityChanged();
+    }
+
+    @Override
     public void channelInactive(ChannelHandlerContext ctx) {
-        // requests still running finish on their own; their fids are dropped here
-        try {
-            server.executor.execute(ops::clunkAll);
-        } catch (RejectedExecutionException e) {
-            ops.clunkAll();   // shutting down
-        }
+        admission.close();
+        // every fid is dropped now; one still used by a running request is dropped when that request ends
+        ops.close();
         ctx.fireChannelInactive();
     }
 

@@ -30,6 +30,7 @@ public final class Posix {
     public static final int EOPNOTSUPP = 95;
     public static final int ENOSYS = 38;
     public static final int EINVAL = 22;
+    public static final int EINTR = 4;
 
     private interface LibC extends Library {
         int open(String path, int flags, int mode) throws LastErrorException;
@@ -58,6 +59,10 @@ public final class Posix {
         long listxattr(String path, Pointer list, long size) throws LastErrorException;
         int removexattr(String path, String name) throws LastErrorException;
         long pwritev(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
+        long pread(int fd, Pointer buf, long count, long offset) throws LastErrorException;
+        long pwrite(int fd, Pointer buf, long count, long offset) throws LastErrorException;
+        int fdatasync(int fd) throws LastErrorException;
+        int umask(int mask);
         int name_to_handle_at(int dirfd, String path, Pointer handle, Pointer mountId, int flags) throws LastErrorException;
     }
 
@@ -335,6 +340,60 @@ public final class Posix {
         } catch (LastErrorException e) {
             throw new ErrnoException("pwritev", e.getErrorCode());
         }
+    }
+
+    /** The address of a direct buffer's position. */
+    private static Pointer at(ByteBuffer b) {
+        if (!b.isDirect()) throw new IllegalArgumentException("not a direct buffer");
+        return Native.getDirectBufferPointer(b).share(b.position());
+    }
+
+    /**
+     * pread into a direct buffer from its position; advances the position. Returns bytes read (0 at end
+     * of file). A plain system call: unlike a FileChannel, a thread interrupt never closes the descriptor.
+     */
+    public static int pread(int fd, ByteBuffer dst, long offset) throws ErrnoException {
+        while (true) {
+            try {
+                int n = (int) LIBC.pread(fd, at(dst), dst.remaining(), offset);
+                dst.position(dst.position() + n);
+                return n;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != EINTR) throw new ErrnoException("pread", e.getErrorCode());
+            }
+        }
+    }
+
+    /** pwrite from a direct buffer's position; advances the position. Returns bytes written. */
+    public static int pwrite(int fd, ByteBuffer src, long offset) throws ErrnoException {
+        while (true) {
+            try {
+                int n = (int) LIBC.pwrite(fd, at(src), src.remaining(), offset);
+                src.position(src.position() + n);
+                return n;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() != EINTR) throw new ErrnoException("pwrite", e.getErrorCode());
+            }
+        }
+    }
+
+    public static void fdatasync(int fd) throws ErrnoException {
+        try {
+            LIBC.fdatasync(fd);
+        } catch (LastErrorException e) {
+            throw new ErrnoException("fdatasync", e.getErrorCode());
+        }
+    }
+
+    /** Sets the process's file mode creation mask; returns the old one. */
+    public static int umask(int mask) {
+        return LIBC.umask(mask);
+    }
+
+    /** Open descriptors of this process (entries of /proc/self/fd), or -1 where that cannot be read. */
+    public static int openDescriptors() {
+        String[] names = new java.io.File("/proc/self/fd").list();
+        return names == null ? -1 : names.length - 1;   // less the one the listing itself used
     }
 
     private static final LibC LIBC = Native.load("c", LibC.class);

@@ -1,0 +1,271 @@
+package io.bridgefs.clienttests;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.bridgefs.protocol.nbd.NbdConstants;
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Codec;
+import io.bridgefs.protocol.p9.P9Message.*;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The hostile and careless clients of issue 10, replayed against the real jar (sized by itself, as a
+ * user runs it): slow readers on both paths, pipelined walks then resets, a thousand idle connections,
+ * connection caps and timeouts. Each asserts the bound that must hold: RSS below the cache plus a
+ * fixed overhead, another client served meanwhile, descriptors and fids back to idle.
+ */
+class AbuseIT {
+    static final long MIB = 1 << 20;
+    static final long CACHE = 256 * MIB;
+    /** What the server may hold beyond its cache (README, "Limits and guarantees"). */
+    static final long OVERHEAD = 256 * MIB;
+
+    @TempDir
+    Path dir;
+
+    static long rss(Process p) throws IOException {
+        for (String l : Files.readAllLines(Path.of("/proc/" + p.pid() + "/status"))) {
+            if (l.startsWith("VmRSS:")) return Long.parseLong(l.replaceAll("\\D", "")) * 1024;
+        }
+        throw new IOException("no VmRSS");
+    }
+
+    private Path image(String name, long size) throws IOException {
+        Path p = dir.resolve(name);
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(size);
+            byte[] b = new byte[(int) MIB];
+            for (int i = 0; i < b.length; i++) b[i] = (byte) (i * 7);
+            for (long off = 0; off < Math.min(size, 64 * MIB); off += MIB) {
+                f.seek(off);
+                f.write(b);
+            }
+        }
+        return p;
+    }
+
+    /** Latency of one 4 KiB read from a well-behaved client, in ms. */
+    private static long probe(RawNbdClient c, long cookie) throws IOException {
+        long t = System.nanoTime();
+        c.request(NbdConstants.NBD_CMD_READ, 0, cookie, (cookie * 4096) % (32 * MIB), 4096);
+        c.out.flush();
+        RawNbdClient.Reply r = c.reply(4096);
+        assertEquals(0, r.error());
+        assertEquals(cookie, r.cookie());
+        return (System.nanoTime() - t) / 1_000_000;
+    }
+
+    @Test
+    void nbdSlowReaderStaysWithinBudgetAndOthersAreServed() throws Exception {
+        Path img = image("disk.img", 2048 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m")) {
+            long before = rss(s.process);
+            try (RawNbdClient good = new RawNbdClient(s.nbdPort)) {
+                good.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                good.go("disk");
+                long unloaded = 0;
+                for (int i = 1; i <= 20; i++) unloaded = Math.max(unloaded, probe(good, i));
+                // the hostile client: 64 reads of 32 MiB, replies never read
+                RawNbdClient slow = new RawNbdClient(s.nbdPort);
+                slow.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                slow.go("disk");
+                slow.socket.setReceiveBufferSize(64 * 1024);
+                for (int i = 0; i < 64; i++) slow.request(NbdConstants.NBD_CMD_READ, 0, 1000 + i, i * 32 * MIB, 32 * MIB);
+                slow.out.flush();
+                long peak = 0, worst = 0;
+                long end = System.currentTimeMillis() + 15_000;
+                for (long cookie = 100; System.currentTimeMillis() < end; cookie++) {
+                    worst = Math.max(worst, probe(good, cookie));
+                    peak = Math.max(peak, rss(s.process));
+                    Thread.sleep(50);
+                }
+                System.out.printf("nbd slow reader: RSS %d MiB before, peak %d MiB; probe latency unloaded %d ms, worst %d ms%n",
+                        before / MIB, peak / MIB, unloaded, worst);
+                assertTrue(peak < CACHE + OVERHEAD, "RSS peaked at " + peak / MIB + " MiB with a 256 MiB cache");
+                assertTrue(worst < 1000, "another client's 4 KiB read took " + worst + " ms while a slow reader sat there");
+                // the slow reader now takes its replies: every one arrives, in full
+                slow.socket.setSoTimeout(60_000);
+                for (int i = 0; i < 64; i++) {
+                    RawNbdClient.Reply r = slow.reply(32 * (int) MIB);
+                    assertEquals(0, r.error());
+                }
+                slow.close();
+                assertTrue(s.metric("bridgefs_request_memory_bytes") < 64 * MIB);
+            }
+            assertEquals(0, s.stop());
+        }
+    }
+
+    private static byte[] frame(io.bridgefs.protocol.p9.P9Message m) {
+        ByteBuf b = Unpooled.buffer();
+        P9Codec.encode(m, b);
+        byte[] a = new byte[b.readableBytes()];
+        b.readBytes(a);
+        return a;
+    }
+
+    @Test
+    void p9PipelinedReadsLeftUnreadStayWithinBudget() throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.copy(image("big", 64 * MIB), share.resolve("big"));
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
+                "--cache-size", "256m")) {
+            long peak = 0;
+            try (RawP9Client c = new RawP9Client(port)) {
+                c.socket.setReceiveBufferSize(64 * 1024);
+                c.attach(1 << 20, "share", 1);
+                c.walk(1, 2, "big");
+                c.ok(new Tlopen(c.tag(), 2, P9.O_RDONLY), Rlopen.class);
+                java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
+                for (int i = 0; i < 1500; i++) all.write(frame(new Tread(100 + i, 2, (i % 64) * MIB, (int) MIB)));
+                c.sendRaw(all.toByteArray());
+                long end = System.currentTimeMillis() + 10_000;
+                while (System.currentTimeMillis() < end) {
+                    peak = Math.max(peak, rss(s.process));
+                    Thread.sleep(100);
+                }
+                // a second client is served meanwhile
+                try (RawP9Client other = new RawP9Client(port)) {
+                    other.attach(8192, "share", 1);
+                    other.walk(1, 2, "big");
+                }
+            }
+            Thread.sleep(2000);
+            long after = rss(s.process);
+            System.out.printf("9p unread reads: RSS peak %d MiB, after close %d MiB%n", peak / MIB, after / MIB);
+            assertTrue(peak < CACHE + OVERHEAD, "RSS peaked at " + peak / MIB + " MiB");
+            assertTrue(after < CACHE + OVERHEAD, "RSS after the connection closed: " + after / MIB + " MiB");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    @Test
+    void pipelinedWalksThenResetLeaveNoDescriptorsBehind() throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Path deep = Files.createDirectories(share.resolve("a/b/c"));
+        Files.writeString(deep.resolve("f"), "x");
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
+                "--max-connections", "4000", "--max-connections-per-peer", "4000")) {
+            try (RawP9Client warm = new RawP9Client(port)) {
+                warm.attach(8192, "share", 1);
+                warm.walk(1, 2, "a", "b", "c", "f");
+            }
+            Thread.sleep(500);
+            long idle = s.metric("bridgefs_open_descriptors");
+            java.io.ByteArrayOutputStream burst = new java.io.ByteArrayOutputStream();
+            burst.write(frame(new Tversion(P9.NOTAG, 8192, P9.VERSION)));
+            burst.write(frame(new Tattach(1, 1, P9.NOFID, "root", "share", 0)));
+            for (int i = 0; i < 250; i++) burst.write(frame(new Twalk(2 + i, 1, 10 + i, List.of("a", "b", "c", "f"))));
+            byte[] bytes = burst.toByteArray();
+            for (int i = 0; i < 600; i++) {
+                Socket sock = new Socket("127.0.0.1", port);
+                sock.getOutputStream().write(bytes);
+                if (i % 2 == 0) sock.setSoLinger(true, 0);      // half of them end with a reset
+                sock.close();
+            }
+            long fids = -1, now = -1;
+            for (int i = 0; i < 100; i++) {
+                Thread.sleep(200);
+                fids = s.metric("bridgefs_9p_fids");
+                now = s.metric("bridgefs_open_descriptors");
+                if (fids == 0 && now <= idle + 2 && s.metric("bridgefs_connections{path=\"9p\"}") == 0) break;
+            }
+            System.out.printf("after 600 pipelined-walk connections: descriptors %d (idle %d), fids %d%n", now, idle, fids);
+            assertEquals(0, fids, "fids left with no connection");
+            assertTrue(now <= idle + 2, "descriptors " + now + " vs " + idle + " when idle");
+            assertEquals(0, s.metric("bridgefs_connections{path=\"9p\"}"));
+            assertEquals(0, s.metric("bridgefs_pinned_pages"));
+            assertEquals(0, s.stop());
+        }
+    }
+
+    @Test
+    void aThousandIdleConnectionsThenTheyLeave() throws Exception {
+        Path img = image("disk.img", 64 * MIB);
+        Path share = Files.createDirectories(dir.resolve("share"));
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--9p-listen", "127.0.0.1:" + port,
+                "--9p-export", "share=" + share, "--cache-size", "256m", "--max-connections-per-peer", "2000")) {
+            long idle = s.metric("bridgefs_open_descriptors");
+            List<Socket> socks = new ArrayList<>();
+            try {
+                for (int i = 0; i < 1000; i++) socks.add(new Socket("127.0.0.1", i % 2 == 0 ? s.nbdPort : port));
+                for (int i = 0; i < 100 && s.metric("bridgefs_connections{path=\"nbd\"}") + s.metric("bridgefs_connections{path=\"9p\"}") < 1000; i++) {
+                    Thread.sleep(100);
+                }
+                assertEquals(500, s.metric("bridgefs_connections{path=\"nbd\"}"));
+                assertEquals(500, s.metric("bridgefs_connections{path=\"9p\"}"));
+                // a read load alongside
+                try (RawNbdClient c = new RawNbdClient(s.nbdPort)) {
+                    c.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                    c.go("disk");
+                    for (int i = 0; i < 64; i++) {
+                        c.request(NbdConstants.NBD_CMD_READ, 0, i, i * MIB, (int) MIB);
+                        c.out.flush();
+                        assertEquals(0, c.reply((int) MIB).error());
+                    }
+                }
+                long rss = rss(s.process);
+                System.out.printf("1000 idle connections: RSS %d MiB%n", rss / MIB);
+                assertTrue(rss < CACHE + OVERHEAD, "RSS " + rss / MIB + " MiB with 1000 idle connections");
+            } finally {
+                for (Socket k : socks) k.close();
+            }
+            for (int i = 0; i < 100 && s.metric("bridgefs_connections{path=\"nbd\"}") + s.metric("bridgefs_connections{path=\"9p\"}") > 0; i++) {
+                Thread.sleep(100);
+            }
+            assertEquals(0, s.metric("bridgefs_connections{path=\"nbd\"}"));
+            assertEquals(0, s.metric("bridgefs_connections{path=\"9p\"}"));
+            assertTrue(s.metric("bridgefs_open_descriptors") <= idle + 2);
+            long rss = rss(s.process);
+            assertTrue(rss < CACHE + OVERHEAD, "RSS " + rss / MIB + " MiB after every client left");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    @Test
+    void connectionCapsAndTimeouts() throws Exception {
+        Path img = image("disk.img", 2048 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--max-connections", "6",
+                "--max-connections-per-peer", "4", "--idle-timeout", "3", "--stall-timeout", "3")) {
+            List<RawNbdClient> held = new ArrayList<>();
+            for (int i = 0; i < 4; i++) held.add(new RawNbdClient(s.nbdPort));
+            // the fifth from the same peer is closed at once, before any greeting
+            try (Socket fifth = new Socket("127.0.0.1", s.nbdPort)) {
+                fifth.setSoTimeout(5000);
+                assertEquals(-1, fifth.getInputStream().read(), "a fifth connection from one peer must be closed");
+            }
+            assertEquals(1, s.metric("bridgefs_connections_refused_total{path=\"nbd\"}"));
+            // the ones held still work; idle ones are closed after 3 s
+            RawNbdClient c = held.get(0);
+            c.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+            c.go("disk");
+            assertTrue(held.get(1).closedByServer(), "an idle connection must be closed after --idle-timeout");
+            for (RawNbdClient h : held) h.close();
+            // a client that takes none of its replies is closed after --stall-timeout
+            RawNbdClient slow = new RawNbdClient(s.nbdPort);
+            slow.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+            slow.go("disk");
+            slow.socket.setReceiveBufferSize(16 * 1024);
+            for (int i = 0; i < 16; i++) slow.request(NbdConstants.NBD_CMD_READ, 0, i, i * 32 * MIB, 32 * MIB);
+            slow.out.flush();
+            long t = System.currentTimeMillis();
+            while (System.currentTimeMillis() - t < 20_000 && !s.log().contains("took none of its replies")) Thread.sleep(200);
+            assertTrue(s.log().contains("took none of its replies"), "the stalled client was not closed:\n" + s.log());
+            slow.close();
+            assertEquals(0, s.stop());
+        }
+    }
+}

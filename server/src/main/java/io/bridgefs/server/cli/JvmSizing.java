@@ -1,0 +1,99 @@
+package io.bridgefs.server.cli;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Library;
+import com.sun.jna.Native;
+import io.bridgefs.server.config.Sizes;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Sizes the JVM for the server's memory budget. A JVM started without {@code -Xmx} may grow its heap
+ * to a quarter of the machine's memory and its direct memory as far again; then RSS follows what
+ * clients do rather than {@code --cache-size}. So {@code serve}, when the JVM was started without
+ * those limits, replaces itself in place (execv: the same process id, the same signals, the same
+ * standard streams) with a JVM given a heap that grows with the cache's page count and a direct-memory
+ * limit of the cache plus the request budget plus a margin. Limits given by the user are kept.
+ * {@code BRIDGEFS_NO_REEXEC=1} turns this off.
+ */
+final class JvmSizing {
+    static final String MARK = "-Dbridgefs.jvm.sized=true";
+    /** Heap the server needs besides the cache's per-page metadata (about 100 bytes a page). */
+    static final long BASE_HEAP = 96L << 20;
+    static final long DIRECT_MARGIN = 64L << 20;
+
+    private interface LibC extends Library {
+        int execv(String path, String[] argv) throws LastErrorException;
+    }
+
+    private JvmSizing() {}
+
+    static long heapFor(long cacheBytes) {
+        return BASE_HEAP + (cacheBytes / 4096) * 128;
+    }
+
+    static long directFor(long cacheBytes, long requestBudget) {
+        return cacheBytes + requestBudget + DIRECT_MARGIN;
+    }
+
+    /**
+     * Re-executes the JVM with limits when needed; returns only if nothing was done (already sized, not
+     * run from a jar, or exec failed, which is reported and otherwise ignored).
+     */
+    static void ensureSized(String[] originalArgs, long cacheBytes, long requestBudget) {
+        if (System.getenv("BRIDGEFS_NO_REEXEC") != null) return;
+        List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
+        if (jvmArgs.contains(MARK)) return;
+        boolean hasHeap = jvmArgs.stream().anyMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"));
+        boolean hasDirect = jvmArgs.stream().anyMatch(a -> a.startsWith("-XX:MaxDirectMemorySize"));
+        if (hasHeap && hasDirect) return;
+        Path jar;
+        try {
+            jar = Path.of(JvmSizing.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+        } catch (Exception e) {
+            return;
+        }
+        String java = ProcessHandle.current().info().command().orElse(null);
+        if (java == null || !Files.isRegularFile(jar) || !jar.toString().endsWith(".jar")) return;
+        List<String> argv = new ArrayList<>();
+        argv.add(java);
+        if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes) >> 20) + "m");
+        if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
+        argv.add(MARK);
+        argv.addAll(jvmArgs);
+        argv.add("-jar");
+        argv.add(jar.toString());
+        argv.addAll(List.of(originalArgs));
+        System.out.flush();
+        System.err.flush();
+        try {
+            Native.load("c", LibC.class).execv(java, argv.toArray(String[]::new));
+        } catch (LastErrorException | UnsatisfiedLinkError e) {
+            System.err.println("bridgefs: could not restart the JVM with memory limits (" + e.getMessage()
+                    + "); running with the JVM's defaults: set -Xmx and -XX:MaxDirectMemorySize yourself");
+        }
+    }
+
+    /** The value of {@code --NAME VALUE} or {@code --NAME=VALUE} in the merged arguments, or null. */
+    static String option(List<String> argv, String name) {
+        String value = null;
+        for (int i = 0; i < argv.size(); i++) {
+            String a = argv.get(i);
+            if (a.equals(name) && i + 1 < argv.size()) value = argv.get(i + 1);
+            else if (a.startsWith(name + "=")) value = a.substring(name.length() + 1);
+        }
+        return value;
+    }
+
+    static long size(List<String> argv, String name, String fallback) {
+        String v = option(argv, name);
+        try {
+            return Sizes.parse(v == null ? fallback : v);
+        } catch (RuntimeException e) {
+            return Sizes.parse(fallback);     // the command itself reports the bad value
+        }
+    }
+}

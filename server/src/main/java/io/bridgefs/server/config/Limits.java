@@ -1,0 +1,24 @@
+package io.bridgefs.server.config;
+
+/**
+ * What one client, or all of them, may hold of the server.
+ *
+ * @param requestMemory bytes of requests read but not yet answered and of replies not yet taken by the
+ *     client, across every connection of both paths; past it connections stop being read
+ * @param maxConnections connections per listener; more are closed as they arrive
+ * @param maxConnectionsPerPeer connections per listener from one peer address
+ * @param idleTimeoutSeconds a connection with nothing in flight and no traffic this long is closed (0: never)
+ * @param stallTimeoutSeconds a connection whose client takes none of its queued replies this long is closed
+ */
+public record Limits(long requestMemory, int maxConnections, int maxConnectionsPerPeer, int idleTimeoutSeconds,
+                     int stallTimeoutSeconds) {
+    public static final Limits DEFAULT = new Limits(128L << 20, 1024, 256, 0, 60);
+
+    public Limits {
+        if (requestMemory < (4L << 20)) throw new IllegalArgumentException("--request-memory must be at least 4m");
+        if (maxConnections < 1) throw new IllegalArgumentException("--max-connections must be at least 1");
+        if (maxConnectionsPerPeer < 1) throw new IllegalArgumentException("--max-connections-per-peer must be at least 1");
+        if (idleTimeoutSeconds < 0) throw new IllegalArgumentException("--idle-timeout must be >= 0");
+        if (stallTimeoutSeconds < 1) throw new IllegalArgumentException("--stall-timeout must be at least 1");
+    }
+}

@@ -1,0 +1,125 @@
+package io.bridgefs.server.net;
+
+import com.codahale.metrics.Counter;
+import com.codahale.metrics.Gauge;
+import com.codahale.metrics.MetricRegistry;
+import io.bridgefs.server.config.Limits;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelHandler;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelOutboundBuffer;
+import io.netty.handler.timeout.IdleState;
+import io.netty.handler.timeout.IdleStateEvent;
+import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.AttributeKey;
+import java.net.InetSocketAddress;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.BooleanSupplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The door of one listener: counts its connections (gauge {@code bridgefs_connections{path}}), closes
+ * those beyond {@code --max-connections} or {@code --max-connections-per-peer} as they arrive (each
+ * logged with the peer, counted in {@code bridgefs_connections_refused_total{path}}), and closes a
+ * connection whose client has taken none of its queued replies for {@code --stall-timeout} seconds, or
+ * that has been idle (nothing in flight, no traffic) for {@code --idle-timeout} seconds.
+ */
+@ChannelHandler.Sharable
+public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
+    private static final Logger log = LoggerFactory.getLogger(ConnectionGuard.class);
+    /** Set by a session: whether the connection has requests in progress (an idle timeout spares it). */
+    public static final AttributeKey<BooleanSupplier> BUSY = AttributeKey.valueOf("bridgefs.busy");
+    private static final AttributeKey<Object> COUNTED = AttributeKey.valueOf("bridgefs.counted");
+
+    private final String path;
+    private final Limits limits;
+    private final AtomicInteger open = new AtomicInteger();
+    private final ConcurrentHashMap<Object, AtomicInteger> perPeer = new ConcurrentHashMap<>();
+    private final Counter refused;
+    private final Counter timedOut;
+    private static final long REFUSAL_LOG_INTERVAL_NS = 10_000_000_000L;
+    private final java.util.concurrent.atomic.AtomicLong lastRefusalLog = new java.util.concurrent.atomic.AtomicLong(System.nanoTime() - REFUSAL_LOG_INTERVAL_NS - 1);
+
+    public ConnectionGuard(String path, Limits limits, MetricRegistry registry) {
+        this.path = path;
+        this.limits = limits;
+        registry.register("bridgefs.connections." + path, (Gauge<Integer>) open::get);
+        this.refused = registry.counter("bridgefs.connections_refused." + path);
+        this.timedOut = registry.counter("bridgefs.connections_timed_out." + path);
+    }
+
+    public int open() { return open.get(); }
+    public long refused() { return refused.getCount(); }
+    public long timedOut() { return timedOut.getCount(); }
+
+    /** The handlers to put first in a new connection's pipeline: timers, then this guard. */
+    public void install(Channel ch) {
+        int idle = limits.idleTimeoutSeconds();
+        ch.pipeline().addFirst("guard", this);
+        ch.pipeline().addFirst("timeouts", new IdleStateHandler(true, 0, limits.stallTimeoutSeconds(), idle, TimeUnit.SECONDS));
+    }
+
+    private static Object peerKey(Channel ch) {
+        return ch.remoteAddress() instanceof InetSocketAddress a ? a.getAddress() : "local";
+    }
+
+    @Override
+    public void channelActive(ChannelHandlerContext ctx) {
+        Channel ch = ctx.channel();
+        int n = open.incrementAndGet();
+        int p = perPeer.computeIfAbsent(peerKey(ch), k -> new AtomicInteger()).incrementAndGet();
+        ch.attr(COUNTED).set(Boolean.TRUE);
+        if (n > limits.maxConnections() || p > limits.maxConnectionsPerPeer()) {
+            refused.inc();
+            long now = System.nanoTime();
+            long last = lastRefusalLog.get();
+            if (now - last > REFUSAL_LOG_INTERVAL_NS && lastRefusalLog.compareAndSet(last, now)) {
+                log.warn("{}: {} connection refused: {} (limit {}; {} refused in all, further refusals logged every 10 s at most)",
+                        ch.remoteAddress(), path, n > limits.maxConnections() ? n + " connections" : p + " connections from this peer",
+                        n > limits.maxConnections() ? limits.maxConnections() : limits.maxConnectionsPerPeer(), refused.getCount());
+            }
+            ctx.close();
+            return;
+        }
+        ctx.fireChannelActive();
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+        Channel ch = ctx.channel();
+        if (ch.attr(COUNTED).getAndSet(null) != null) {
+            open.decrementAndGet();
+            perPeer.computeIfPresent(peerKey(ch), (k, c) -> c.decrementAndGet() <= 0 ? null : c);
+        }
+        ctx.fireChannelInactive();
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+        if (!(evt instanceof IdleStateEvent e)) {
+            ctx.fireUserEventTriggered(evt);
+            return;
+        }
+        Channel ch = ctx.channel();
+        if (e.state() == IdleState.WRITER_IDLE) {
+            ChannelOutboundBuffer out = ch.unsafe().outboundBuffer();
+            if (out != null && out.totalPendingWriteBytes() > 0) {
+                timedOut.inc();
+                log.warn("{}: {} client took none of its replies ({} bytes queued) for {} s: closing", ch.remoteAddress(), path,
+                        out.totalPendingWriteBytes(), limits.stallTimeoutSeconds());
+                ctx.close();
+            }
+        } else if (e.state() == IdleState.ALL_IDLE) {
+            BooleanSupplier busy = ch.attr(BUSY).get();
+            if (busy == null || !busy.getAsBoolean()) {
+                timedOut.inc();
+                log.info("{}: {} connection idle for {} s: closing", ch.remoteAddress(), path, limits.idleTimeoutSeconds());
+                ctx.close();
+            }
+        }
+    }
+}
