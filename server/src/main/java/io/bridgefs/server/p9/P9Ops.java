@@ -768,7 +768,9 @@ final class P9Ops {
 
     Rfsync fsync(Tfsync m) throws P9Error, IOException {
         Fid f = fid(m.fid());
-        if (f.file != null) f.file.flush();
+        try (var t = f.export.metrics().flush.time()) {
+            if (f.file != null) f.file.flush();
+        }
         return new Rfsync(m.tag());
     }
 

@@ -71,6 +71,34 @@ class P9FidReclaimTest {
         assertEquals(openBefore - 1, openDescriptors(), "clunking every fid closes every descriptor (the root's too)");
     }
 
+    @Test
+    void aReclaimedFidBelowARenamedDirectoryReopensTheRightFile(@TempDir Path root) throws Exception {
+        Files.createDirectories(root.resolve("d/sub"));
+        Files.writeString(root.resolve("d/sub/f"), "inside");
+        for (int i = 0; i < 40; i++) Files.writeString(root.resolve("g" + i), "g");
+        P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
+        P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(),
+                new PageCache(1 << 20, CacheMode.WRITEBACK), 1 << 20, 8).withDescriptorBudget(8);
+        P9Ops ops = new P9Ops(ctx, this);
+        ops.msize = 65536;
+        assertInstanceOf(Rattach.class, call(ops, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        assertInstanceOf(Rwalk.class, call(ops, new Twalk(tag++, 0, 1, List.of("d", "sub", "f"))));
+        assertInstanceOf(Rwalk.class, call(ops, new Twalk(tag++, 0, 2, List.of("d", "sub"))));
+        // the directory is renamed by this connection
+        assertInstanceOf(Rrenameat.class, call(ops, new Trenameat(tag++, 0, "d", 0, "e")));
+        // push fids 1 and 2 out of their descriptors
+        for (int i = 0; i < 40; i++) call(ops, new Twalk(tag++, 0, 100 + i, List.of("g" + i)));
+        Object g = call(ops, new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
+        assertInstanceOf(Rgetattr.class, g, "a reclaimed fid below a renamed directory reopens by its new path");
+        assertEquals(Files.getAttribute(root.resolve("e/sub/f"), "unix:ino"), ((Rgetattr) g).qid().path());
+        // ".." from below the renamed directory leads to its new name
+        Object up = call(ops, new Twalk(tag++, 2, 3, List.of("..")));
+        assertInstanceOf(Rwalk.class, up);
+        assertEquals(Files.getAttribute(root.resolve("e"), "unix:ino"), ((Rwalk) up).qids().get(0).path());
+        ops.close();
+        ctx.releaseAll();
+    }
+
     static long openDescriptors() throws IOException {
         try (var s = Files.list(Path.of("/proc/self/fd"))) {
             return s.count();

@@ -1,0 +1,180 @@
+package io.bridgefs.clienttests;
+
+import static io.bridgefs.protocol.nbd.NbdConstants.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Codec;
+import io.bridgefs.protocol.p9.P9Message;
+import io.bridgefs.protocol.p9.P9Message.*;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import java.io.ByteArrayOutputStream;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Against the real jar: Tflush cancels a request that has not started (it is never answered; Rflush
+ * comes instead), a directory renamed under open fids keeps them working, and every per-export counter
+ * of both paths equals what a known workload did.
+ */
+class FlushRenameCountersIT {
+    static final long MIB = 1 << 20;
+
+    @TempDir
+    Path dir;
+
+    static byte[] frame(P9Message m) {
+        ByteBuf b = Unpooled.buffer();
+        P9Codec.encode(m, b);
+        byte[] a = new byte[b.readableBytes()];
+        b.readBytes(a);
+        return a;
+    }
+
+    @Test
+    void tflushCancelsRequestsNotYetStarted() throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        try (RandomAccessFile f = new RandomAccessFile(share.resolve("big").toFile(), "rw")) {
+            f.setLength(64 * MIB);
+        }
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share);
+             RawP9Client c = new RawP9Client(port)) {
+            c.attach(1 << 20, "share", 1);
+            c.walk(1, 2, "big");
+            c.ok(new Tlopen(c.tag(), 2, P9.O_RDONLY), Rlopen.class);
+            // 200 reads of 1 MiB at once: a connection has at most 32 MiB in flight, the rest wait unstarted
+            ByteArrayOutputStream burst = new ByteArrayOutputStream();
+            for (int t = 1000; t < 1200; t++) burst.write(frame(new Tread(t, 2, (t % 64) * MIB, (int) MIB)));
+            Set<Integer> flushed = Set.of(1150, 1180, 1199);
+            int ftag = 3000;
+            for (int old : flushed) burst.write(frame(new Tflush(ftag++, old)));
+            c.sendRaw(burst.toByteArray());
+            Set<Integer> reads = new HashSet<>();
+            Set<Integer> rflush = new HashSet<>();
+            while (reads.size() + rflush.size() < 200 - flushed.size() + flushed.size()) {
+                P9Message r = c.receive();
+                if (r instanceof Rread rr) {
+                    assertTrue(reads.add(rr.tag()), "tag " + rr.tag() + " answered twice");
+                    assertFalse(rflush.contains(rr.tag()));
+                    rr.data().release();
+                } else if (r instanceof Rflush) {
+                    rflush.add(r.tag());
+                } else {
+                    fail("unexpected reply " + r);
+                }
+            }
+            assertEquals(Set.of(3000, 3001, 3002), rflush);
+            for (int old : flushed) assertFalse(reads.contains(old), "flushed request " + old + " was answered: it had not started");
+            assertEquals(197, reads.size());
+            // the connection goes on
+            c.walk(1, 3, "big");
+            // a flush of a tag that is not in flight is answered at once
+            assertInstanceOf(Rflush.class, c.rpc(new Tflush(c.tag(), 4321)));
+            assertEquals(0, s.stop());
+        }
+    }
+
+    @Test
+    void aDirectoryRenamedUnderOpenFids() throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.createDirectories(share.resolve("d/sub"));
+        Files.writeString(share.resolve("d/sub/f"), "hello");
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share);
+             RawP9Client a = new RawP9Client(port);
+             RawP9Client b = new RawP9Client(port)) {
+            a.attach(8192, "share", 1);
+            b.attach(8192, "share", 1);
+            a.walk(1, 2, "d", "sub");
+            b.walk(1, 2, "d", "sub");
+            a.ok(new Trenameat(a.tag(), 1, "d", 1, "e"), Rrenameat.class);
+            // both connections' fids below the renamed directory walk ".." to its new name
+            for (RawP9Client c : List.of(a, b)) {
+                Rwalk up = c.walk(2, 3, "..");
+                assertEquals(Files.getAttribute(share.resolve("e"), "unix:ino"), up.qids().get(0).path());
+                c.walk(2, 4, "f");
+                c.ok(new Tlopen(c.tag(), 4, P9.O_RDONLY), Rlopen.class);
+                assertEquals("hello", new String(c.readAll(4, 4096)));
+            }
+            assertEquals(0, s.stop());
+        }
+    }
+
+    @Test
+    void everyPerExportCounterMatchesAKnownWorkload() throws Exception {
+        Path img = Tools.sparseImage(dir.resolve("disk.img"), 64 * MIB, 0);
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.write(share.resolve("f"), new byte[(int) (3 * MIB)]);
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--9p-listen", "127.0.0.1:" + port,
+                "--9p-export", "share=" + share)) {
+            try (RawNbdClient c = new RawNbdClient(s.nbdPort)) {
+                c.clientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+                c.go("disk");
+                long cookie = 1;
+                for (int i = 0; i < 10; i++) {                      // 10 reads of 64 KiB
+                    c.request(NBD_CMD_READ, 0, cookie++, i * 65536L, 65536);
+                    c.out.flush();
+                    assertEquals(0, c.reply(65536).error());
+                }
+                for (int i = 0; i < 5; i++) {                       // 5 writes of 8 KiB
+                    c.write(cookie++, i * 8192L, new byte[8192]);
+                    assertEquals(0, c.reply(0).error());
+                }
+                for (int i = 0; i < 2; i++) {                       // 2 flushes
+                    c.request(NBD_CMD_FLUSH, 0, cookie++, 0, 0);
+                    c.out.flush();
+                    assertEquals(0, c.reply(0).error());
+                }
+                c.request(NBD_CMD_TRIM, 0, cookie++, 0, 4096);      // 1 trim
+                c.out.flush();
+                assertEquals(0, c.reply(0).error());
+                for (int i = 0; i < 3; i++) {                       // 3 reads past the end: errors
+                    c.request(NBD_CMD_READ, 0, cookie++, 128 * MIB, 4096);
+                    c.out.flush();
+                    assertEquals(NBD_EINVAL, c.reply(0).error());
+                }
+            }
+            try (RawP9Client c = new RawP9Client(port)) {
+                c.attach(1 << 20, "share", 1);
+                c.walk(1, 2, "f");
+                c.ok(new Tlopen(c.tag(), 2, P9.O_RDWR), Rlopen.class);
+                for (int i = 0; i < 7; i++) {                       // 7 reads of 128 KiB
+                    Rread r = c.ok(new Tread(c.tag(), 2, i * 131072L, 131072), Rread.class);
+                    assertEquals(131072, r.data().readableBytes());
+                    r.data().release();
+                }
+                for (int i = 0; i < 3; i++) c.write(2, i * 100L, "0123456789");   // 3 writes of 10 bytes
+                for (int i = 0; i < 4; i++) {                       // 4 errors
+                    assertEquals(P9.ENOENT, c.error(new Twalk(c.tag(), 1, 9, List.of("missing" + i))));
+                }
+                c.ok(new Tfsync(c.tag(), 2, 0), Rfsync.class);
+            }
+            String nbd = "{path=\"nbd\",export=\"disk\"}";
+            String p9 = "{path=\"9p\",export=\"share\"}";
+            assertEquals(10, s.metric("bridgefs_read_ops_total" + nbd));
+            assertEquals(10 * 65536, s.metric("bridgefs_read_bytes_total" + nbd));
+            assertEquals(5, s.metric("bridgefs_write_ops_total" + nbd));
+            assertEquals(5 * 8192, s.metric("bridgefs_write_bytes_total" + nbd));
+            assertEquals(2, s.metric("bridgefs_flush_ops_total" + nbd));
+            assertEquals(1, s.metric("bridgefs_trim_ops_total" + nbd));
+            assertEquals(3, s.metric("bridgefs_io_errors_total" + nbd));
+            assertEquals(7, s.metric("bridgefs_read_ops_total" + p9));
+            assertEquals(7 * 131072, s.metric("bridgefs_read_bytes_total" + p9));
+            assertEquals(3, s.metric("bridgefs_write_ops_total" + p9));
+            assertEquals(30, s.metric("bridgefs_write_bytes_total" + p9));
+            assertEquals(4, s.metric("bridgefs_io_errors_total" + p9));
+            assertEquals(1, s.metric("bridgefs_flush_ops_total" + p9));
+            assertEquals(7, s.metric("bridgefs_9p_requests_total{type=\"read\"}"));
+            assertEquals(0, s.stop());
+        }
+    }
+}
