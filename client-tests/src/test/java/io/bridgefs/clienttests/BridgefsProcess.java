@@ -47,8 +47,9 @@ final class BridgefsProcess implements AutoCloseable {
 
     /** As a user runs it: no JVM memory flags, so the server sizes its JVM from --cache-size itself. */
     static List<String> command(String... args) {
+        // Netty's paranoid leak detector: every buffer tracked; stop() fails the test on any leak it logged
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-jar", jar().toString()));
+                "-Dio.netty.leakDetection.level=paranoid", "-jar", jar().toString()));
         cmd.addAll(List.of(args));
         return cmd;
     }
@@ -122,13 +123,15 @@ final class BridgefsProcess implements AutoCloseable {
         return -1;
     }
 
-    /** SIGTERM, then the exit status. */
-    int stop() throws InterruptedException {
+    /** SIGTERM, then the exit status. Fails if the server logged a leaked buffer. */
+    int stop() throws InterruptedException, IOException {
         process.destroy();
         if (!process.waitFor(60, TimeUnit.SECONDS)) {
             process.destroyForcibly();
             fail("bridgefs did not stop within 60 s of SIGTERM");
         }
+        String log = log();
+        assertFalse(log.contains("LEAK:"), "the server leaked buffers:\n" + log);
         return process.exitValue();
     }
 

@@ -79,6 +79,10 @@ class GuestFilePathIT {
         Path share = Files.createDirectories(dir.resolve("share"));
         try (var s = BridgefsProcess.start(dir, "--9p-export", "share=share", "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort())) {
             int port = s.p9Port();
+            // capture-corpus.sh: the guest's 9P session recorded for the fuzzing corpus
+            String capture = System.getProperty("corpus.capture");
+            TeeProxy tee = capture == null ? null : new TeeProxy(port, Path.of(capture), "9p-guest");
+            if (tee != null) port = tee.port();
             Path initrd = GuestVm.initramfs(dir, List.of("virtio_pci", "virtio_net", "9pnet_fd", "9p"), script(port),
                     java.util.Map.of("bin/locktest", GuestVm.lockHelper(dir)));
             String console = GuestVm.boot(dir, initrd, List.of("-nic", "user,model=virtio-net-pci"), Duration.ofSeconds(400));

@@ -333,7 +333,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     /** Waits until no background read-ahead is queued or running (tests check invariants at rest). */
-    void quiesce() {
+    public void quiesce() {
         while (readaheadPending.get() > 0) Thread.onSpinWait();
     }
 

@@ -5,6 +5,7 @@ import com.codahale.metrics.Timer;
 import io.bridgefs.server.cache.CacheStats;
 import io.bridgefs.server.cache.DedupMode;
 import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.net.InternalErrors;
 import java.util.List;
 import java.util.Locale;
 
@@ -30,6 +31,8 @@ public final class MetricsText {
             gauge(b, "9p_fids", "9P fids held by all connections", server.fids());
             gauge(b, "request_memory_bytes", "Bytes of requests and replies in flight (all connections)", server.requestMemory());
             gauge(b, "request_memory_limit_bytes", "--request-memory", server.requestMemoryLimit());
+            header(b, "internal_errors_total", "counter", "Server faults: exceptions no client input should cause (each is logged)");
+            b.append("bridgefs_internal_errors_total ").append(InternalErrors.count()).append('\n');
         }
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());

@@ -217,7 +217,12 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
 
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-        log.info("{}: handshake failed: {}", ctx.channel().remoteAddress(), cause.toString());
+        if (cause instanceof java.io.IOException) {
+            log.info("{}: handshake failed: {}", ctx.channel().remoteAddress(), cause.toString());
+        } else {
+            io.bridgefs.server.net.InternalErrors.record();
+            log.warn("{}: handshake failed unexpectedly", ctx.channel().remoteAddress(), cause);
+        }
         ctx.close();
     }
 }

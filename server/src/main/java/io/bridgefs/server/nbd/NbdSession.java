@@ -166,6 +166,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             reply = new Outcome(errorReply(ctx, req, errno, e.getMessage() == null ? e.toString() : e.getMessage()), null);
         } catch (RuntimeException | Error e) {
             export.metrics().errors.inc();
+            io.bridgefs.server.net.InternalErrors.record();
             log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), NbdConstants.commandName(req.type()), e);
             reply = new Outcome(errorReply(ctx, req, NBD_EIO, "internal error"), null);
         } finally {
@@ -349,6 +350,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         if (cause instanceof IOException) {
             log.debug("{}: connection error: {}", ctx.channel().remoteAddress(), cause.toString());
         } else {
+            io.bridgefs.server.net.InternalErrors.record();
             log.warn("{}: closing connection after unexpected error", ctx.channel().remoteAddress(), cause);
         }
         ctx.close();

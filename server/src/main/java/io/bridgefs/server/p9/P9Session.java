@@ -196,6 +196,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             else log.warn("{}: {} failed: {}", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), e.toString());
             out = new P9Message.Rlerror(m.tag(), pe.errno);
         } catch (RuntimeException | Error e) {
+            io.bridgefs.server.net.InternalErrors.record();
             log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), m.getClass().getSimpleName(), e);
             out = new P9Message.Rlerror(m.tag(), P9.EIO);
         } finally {
@@ -258,7 +259,10 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
         if (cause instanceof IOException) log.debug("{}: connection error: {}", ctx.channel().remoteAddress(), cause.toString());
-        else log.warn("{}: closing connection after unexpected error", ctx.channel().remoteAddress(), cause);
+        else {
+            io.bridgefs.server.net.InternalErrors.record();
+            log.warn("{}: closing connection after unexpected error", ctx.channel().remoteAddress(), cause);
+        }
         ctx.close();
     }
 }
