@@ -197,6 +197,14 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
         ByteBuf b = ctx.alloc().buffer();
         for (NbdOptionReply r : replies) r.encode(b);
         ctx.writeAndFlush(b);
+        // a client that sends options without reading the replies stops being read
+        if (!ctx.channel().isWritable()) ctx.channel().config().setAutoRead(false);
+    }
+
+    @Override
+    public void channelWritabilityChanged(ChannelHandlerContext ctx) {
+        if (ctx.channel().isWritable()) ctx.channel().config().setAutoRead(true);
+        ctx.fireChannelWritabilityChanged();
     }
 
     private void protocolError(ChannelHandlerContext ctx, String why) {

@@ -89,11 +89,13 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         if (m instanceof P9Message.Tversion v) {
             server.requests.count(typeName(m));
             version(ctx, v);
+            admission.drain();          // not admitted, but a client that reads no replies still stops being read
             return;
         }
         if (m instanceof P9Message.Tflush f && versioned) {
             server.requests.count(typeName(m));
             flush(ctx, f);
+            admission.drain();
             return;
         }
         admission.offer(m);
