@@ -67,6 +67,33 @@ class GuestFilePathIT {
                   i=0; while [ $i -lt $n ]; do : > $D/many/e$i; i=$((i+1)); done
                   check '[ "$(ls $D/many | wc -l)" = $n ]'
                   check '[ "$(ls $D/many | sort -u | wc -l)" = $n ]'
+                  if [ $mode = none ]; then
+                    # issue 13: modes as the guest asks, a refused truncate, times on symlinks and in ns, setuid
+                    umask 0; mkdir $D/m777; : > $D/f666; mkfifo $D/p666; umask 022
+                    check '[ "$(stat -c %a $D/m777)" = 777 ]'
+                    check '[ "$(stat -c %a $D/f666)" = 666 ]'
+                    check '[ "$(stat -c %a $D/p666)" = 666 ]'
+                    echo abc > $D/tr
+                    check '! truncate -s 999999999999999 $D/tr 2>/dev/null'
+                    check '[ "$(stat -c %s $D/tr)" = 4 ]'
+                    check 'sync'
+                    ln -s tr $D/trlink
+                    touch -h -d '2002-01-01 00:00:00' $D/trlink
+                    check '[ "$(stat -c %Y $D/trlink)" = 1009843200 ]'
+                    # utimensat with nanoseconds: this guest kernel's 9P client keeps whole seconds only (its
+                    # superblock's time granularity; the server keeps nanoseconds, P9CorrectnessIT)
+                    utimens $D/trlink 1000000000 5 1100000000 7 -h
+                    check '[ "$(stat -c %Y $D/trlink)" = 1100000000 ]'
+                    check '[ "$(stat -c %Y $D/tr)" != 1100000000 ]'
+                    : > $D/nsdst
+                    utimens $D/nsdst 1000000000 100000000 1000000000 123456789
+                    check '[ "$(stat -c %Y $D/nsdst)" = "$(stat -c %Y /mnt/$mode/nsref)" ]'
+                    echo "GUEST-NS nsdst $(stat -c %y $D/nsdst) nsref $(stat -c %y /mnt/$mode/nsref)"
+                    : > $D/suid; chmod 4777 $D/suid
+                    mkdir -p /etc; grep -q '^u:' /etc/passwd 2>/dev/null || echo 'u:x:1000:1000::/:/bin/sh' >> /etc/passwd
+                    su u -s /bin/sh -c "echo x >> $D/suid"
+                    check '[ "$(stat -c %a $D/suid)" = 777 ]'
+                  fi
                   echo "GUEST-MODE-OK $mode"
                   umount /mnt/$mode
                 done
@@ -77,6 +104,8 @@ class GuestFilePathIT {
     void guestMountsAndWorksInThreeCacheModes(@TempDir Path dir) throws Exception {
         Tools.require("qemu-system-x86_64");
         Path share = Files.createDirectories(dir.resolve("share"));
+        Files.writeString(share.resolve("nsref"), "a file whose mtime has nanoseconds");
+        Files.setLastModifiedTime(share.resolve("nsref"), java.nio.file.attribute.FileTime.from(java.time.Instant.ofEpochSecond(1_000_000_000L, 123_456_789L)));
         try (var s = BridgefsProcess.start(dir, "--9p-export", "share=share", "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort())) {
             int port = s.p9Port();
             // capture-corpus.sh: the guest's 9P session recorded for the fuzzing corpus
@@ -84,7 +113,7 @@ class GuestFilePathIT {
             TeeProxy tee = capture == null ? null : new TeeProxy(port, Path.of(capture), "9p-guest");
             if (tee != null) port = tee.port();
             Path initrd = GuestVm.initramfs(dir, List.of("virtio_pci", "virtio_net", "9pnet_fd", "9p"), script(port),
-                    java.util.Map.of("bin/locktest", GuestVm.lockHelper(dir)));
+                    java.util.Map.of("bin/locktest", GuestVm.lockHelper(dir), "bin/utimens", GuestVm.helper(dir, "utimens")));
             String console = GuestVm.boot(dir, initrd, List.of("-nic", "user,model=virtio-net-pci"), Duration.ofSeconds(400));
             assertEquals(0, GuestVm.exitCode(console), "guest workload failed:\n" + console);
             for (String mode : List.of("none", "loose", "mmap")) {
@@ -100,6 +129,15 @@ class GuestFilePathIT {
                 assertFalse(Files.exists(d.resolve("tmp")), "the unlinked-while-open file is gone");
                 try (Stream<Path> l = Files.list(d.resolve("many"))) {
                     assertEquals(mode.equals("none") ? 2000 : 200, l.count());
+                }
+                if (mode.equals("none")) {
+                    assertEquals("rwxrwxrwx", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(d.resolve("m777"))));
+                    assertEquals(4, Files.size(d.resolve("tr")), "the refused truncate left the file as it was");
+                    assertEquals(1_000_000_000L, Files.getLastModifiedTime(d.resolve("nsdst")).toInstant().getEpochSecond(),
+                            "times set by the guest reach the host");
+                    assertEquals(1_100_000_000L, ((java.nio.file.attribute.FileTime) Files.getAttribute(d.resolve("trlink"), "lastModifiedTime",
+                            java.nio.file.LinkOption.NOFOLLOW_LINKS)).toInstant().getEpochSecond(), "the symlink's own mtime");
+                    assertEquals(0777, (Integer) Files.getAttribute(d.resolve("suid"), "unix:mode") & 07777, "setuid cleared by uid 1000's write");
                 }
             }
             assertTrue(s.metric("bridgefs_write_bytes_total{path=\"9p\",export=\"share\"}") >= 3L * 48 * 65536);

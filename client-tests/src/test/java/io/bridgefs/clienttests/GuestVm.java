@@ -98,11 +98,16 @@ final class GuestVm {
 
     /** Compiles the static lock helper (client-tests/src/test/c/locktest.c) for the guest. */
     static Path lockHelper(Path work) throws Exception {
+        return helper(work, "locktest");
+    }
+
+    /** A static binary for the guest, built from {@code src/test/c/NAME.c}. */
+    static Path helper(Path work, String name) throws Exception {
         Tools.require("gcc");
-        Path src = Path.of("src/test/c/locktest.c").toAbsolutePath();
-        Path bin = work.resolve("locktest");
+        Path src = Path.of("src/test/c/" + name + ".c").toAbsolutePath();
+        Path bin = work.resolve(name);
         Tools.run(Duration.ofSeconds(60), "gcc", "-static", "-O2", "-o", bin.toString(), src.toString())
-                .ok("gcc -static locktest.c (needs libc6-dev)");
+                .ok("gcc -static " + name + ".c (needs libc6-dev)");
         return bin;
     }
 

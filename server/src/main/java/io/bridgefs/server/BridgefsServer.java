@@ -104,6 +104,9 @@ public final class BridgefsServer implements AutoCloseable {
         try {
             s.openExports();
             s.openP9Exports();
+            // a 9P client sends the mode it wants, already masked by its own umask: the server's umask must
+            // not take bits away from it (Tmkdir 0777 is 0777, as diod and QEMU's 9P server do)
+            if (!s.p9Exports.isEmpty()) Posix.umask(0);
             s.listen();
             return s;
         } catch (IOException | RuntimeException e) {

@@ -632,6 +632,11 @@ public final class CachedFile implements AutoCloseable {
         changes++;
         punchLock.writeLock().lock();
         try {
+            if (newSize > size) {
+                // a size the host refuses (EFBIG beyond the file system's limit) must leave no state behind:
+                // ask the host first, before the cache believes it
+                store.truncate(newSize);
+            }
             long keep = (newSize + PAGE - 1) >>> PageCache.PAGE_SHIFT;
             cache.lock.lock();
             try {

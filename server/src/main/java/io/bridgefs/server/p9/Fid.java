@@ -28,6 +28,7 @@ final class Fid {
     // after Tlopen / Tlcreate
     boolean opened;
     int openFlags;
+    boolean clearPrivileges;  // opened for writing by a non-root user on a setuid/setgid file: the first write clears them
     CachedFile file;          // regular files: data through the shared cache
     int dirFd = -1;           // directories: a readable descriptor for getdents64
 

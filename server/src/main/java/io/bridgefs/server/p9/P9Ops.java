@@ -398,6 +398,7 @@ final class P9Ops {
             if ((flags & P9.O_DIRECTORY) != 0) throw new P9Error(P9.ENOTDIR, "not a directory");
             f.file = openData(f, st);
             if ((flags & P9.O_TRUNC) != 0 && f.file.size() != 0) f.file.truncate(0);
+            f.clearPrivileges = acc != P9.O_RDONLY && uidFor(f) != 0 && (st.mode() & (Posix.S_ISUID | Posix.S_ISGID)) != 0;
         } else {
             throw new P9Error(P9.EPERM, "device files, FIFOs and sockets are not opened on the host");
         }
@@ -559,7 +560,7 @@ final class P9Ops {
                 if (m.size() < 0) throw new P9Error(P9.EINVAL, "negative size");
                 cf.truncate(m.size());
             }
-            if ((v & (P9.SETATTR_ATIME | P9.SETATTR_MTIME)) != 0 && !st.isSymlink()) {
+            if ((v & (P9.SETATTR_ATIME | P9.SETATTR_MTIME)) != 0) {
                 if (cf != null && cf.dirty()) cf.writeback(false);   // a later write-back must not move mtime
                 long aS = 0, aN = Posix.UTIME_OMIT, mS = 0, mN = Posix.UTIME_OMIT;
                 if ((v & P9.SETATTR_ATIME) != 0) {
@@ -570,7 +571,21 @@ final class P9Ops {
                     mS = m.mtimeSec();
                     mN = (v & P9.SETATTR_MTIME_SET) != 0 ? m.mtimeNsec() : Posix.UTIME_NOW;
                 }
-                Posix.utimensat(Posix.AT_FDCWD, f.procPath(), aS, aN, mS, mN, 0);
+                if (st.isSymlink()) {
+                    // the link's own times (utimensat cannot take an O_PATH descriptor of a symlink): by name
+                    // from its parent, never following it
+                    if (f.path.isEmpty()) throw new P9Error(P9.EINVAL, "the export root is not a symlink");
+                    int parent = resolve(f.export, f.path.subList(0, f.path.size() - 1));
+                    try {
+                        Stat now = Posix.fstatat(parent, f.path.get(f.path.size() - 1), Posix.AT_SYMLINK_NOFOLLOW);
+                        if (now.ino() != st.ino()) throw new P9Error(P9.ESTALE, "symlink replaced");
+                        Posix.utimensat(parent, f.path.get(f.path.size() - 1), aS, aN, mS, mN, Posix.AT_SYMLINK_NOFOLLOW);
+                    } finally {
+                        Posix.close(parent);
+                    }
+                } else {
+                    Posix.utimensat(Posix.AT_FDCWD, f.procPath(), aS, aN, mS, mN, 0);
+                }
             }
         } finally {
             if (cf != null) P9ServerContext.closeQuietly(cf);
@@ -653,9 +668,21 @@ final class P9Ops {
         if (m.offset() < 0) throw new P9Error(P9.EINVAL, "offset beyond 2^63");
         long at = (f.openFlags & P9.O_APPEND) != 0 ? f.file.size() : m.offset();
         boolean sync = (f.openFlags & P9.O_SYNC) == P9.O_SYNC;
+        if (f.clearPrivileges) dropSetId(f);
         f.file.write(IoPath.NINEP, at, m.data().nioBuffers(), sync);
         f.export.metrics().writeBytes.inc(n);
         return new Rwrite(m.tag(), n);
+    }
+
+    /**
+     * A write by anyone but root clears setuid, and setgid where the group may execute (the kernel's
+     * file_remove_privs, which would not act here: the server writes as root).
+     */
+    private void dropSetId(Fid f) throws IOException {
+        f.clearPrivileges = false;
+        int mode = Posix.fstat(f.fd).mode();
+        int drop = (mode & Posix.S_ISUID) | ((mode & (Posix.S_ISGID | 010)) == (Posix.S_ISGID | 010) ? Posix.S_ISGID : 0);
+        if (drop != 0) Posix.fchmodat(Posix.AT_FDCWD, f.procPath(), mode & 07777 & ~drop);
     }
 
     Rclunk clunk(Tclunk m) throws P9Error, IOException {

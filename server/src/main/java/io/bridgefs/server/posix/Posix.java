@@ -78,6 +78,7 @@ public final class Posix {
     public static final long UTIME_OMIT = (1L << 30) - 2;
     public static final int S_IFMT = 0170000, S_IFDIR = 0040000, S_IFREG = 0100000, S_IFLNK = 0120000,
             S_IFIFO = 0010000, S_IFSOCK = 0140000, S_IFCHR = 0020000, S_IFBLK = 0060000;
+    public static final int S_ISUID = 04000, S_ISGID = 02000;
 
     /** The fields of struct stat (x86_64 layout) that 9P needs. */
     public record Stat(long dev, long ino, long nlink, int mode, int uid, int gid, long rdev, long size, long blksize,
