@@ -123,8 +123,13 @@ final class BridgefsProcess implements AutoCloseable {
         return -1;
     }
 
-    /** SIGTERM, then the exit status. Fails if the server logged a leaked buffer. */
+    /**
+     * SIGTERM, then the exit status. Fails if the server logged a leaked buffer, or if, once every client
+     * has gone, fids, pinned pages or request memory do not return to nothing (checked for every test
+     * that stops the server after closing its clients).
+     */
     int stop() throws InterruptedException, IOException {
+        if (process.isAlive()) checkIdle();
         process.destroy();
         if (!process.waitFor(60, TimeUnit.SECONDS)) {
             process.destroyForcibly();
@@ -133,6 +138,31 @@ final class BridgefsProcess implements AutoCloseable {
         String log = log();
         assertFalse(log.contains("LEAK:"), "the server leaked buffers:\n" + log);
         return process.exitValue();
+    }
+
+    private void checkIdle() throws InterruptedException, IOException {
+        String held = "";
+        for (int i = 0; i < 50; i++) {
+            String m;
+            try {
+                m = http("/metrics");
+            } catch (IOException | AssertionError e) {
+                return;                        // no metrics listener (or it is gone): nothing to check
+            }
+            if (value(m, "bridgefs_connections{path=\"nbd\"}") + value(m, "bridgefs_connections{path=\"9p\"}") > 0) return;
+            held = "fids " + value(m, "bridgefs_9p_fids") + ", pinned pages " + value(m, "bridgefs_pinned_pages")
+                    + ", request memory " + value(m, "bridgefs_request_memory_bytes");
+            if (held.equals("fids 0, pinned pages 0, request memory 0")) return;
+            Thread.sleep(100);
+        }
+        fail("with no client left the server still holds " + held);
+    }
+
+    private static long value(String metrics, String nameAndLabels) {
+        for (String line : metrics.split("\n")) {
+            if (line.startsWith(nameAndLabels + " ")) return (long) Double.parseDouble(line.substring(nameAndLabels.length() + 1));
+        }
+        return 0;
     }
 
     String log() throws IOException {
