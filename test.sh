@@ -25,6 +25,8 @@ need debugfs e2fsprogs
 need curl curl
 need diodls diod
 need gcc gcc
+need certtool gnutls-bin          # NBD TLS tests make their keys and certificates as users do
+need psktool gnutls-bin
 need chromium chromium          # the dashboard test loads the page in headless Chromium
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)   # static libc for the guest's lock helper

@@ -35,6 +35,11 @@ class GuestBlockPathIT {
 
     @Test
     void guestExt4OverNbdSurvivesOnTheHost(@TempDir Path dir) throws Exception {
+        run(dir, List.of(), s -> List.of("-drive", "file=" + s.uri("disk") + ",format=raw,if=virtio,cache=none"));
+    }
+
+    /** The guest run against a server started with {@code serverArgs}, QEMU given {@code drive(server)}. */
+    static void run(Path dir, List<String> serverArgs, java.util.function.Function<BridgefsProcess, List<String>> drive) throws Exception {
         Tools.require("qemu-system-x86_64", "mkfs.ext4", "e2fsck", "debugfs");
         Path img = dir.resolve("guest.img");
         Tools.sparseImage(img, 256L << 20, 1);
@@ -43,10 +48,12 @@ class GuestBlockPathIT {
         Tools.run(Duration.ofSeconds(30), "debugfs", "-w", "-R", "write " + dir.resolve("hello.txt") + " hello.txt", img.toString()).ok("debugfs write");
 
         Path initrd = GuestVm.initramfs(dir, List.of("virtio_pci", "virtio_blk", "ext4", "crc32c_generic"), SCRIPT);
-        try (var s = BridgefsProcess.start(dir, "--nbd-export", "disk=guest.img", "--cache-size", "64m", "--writeback-interval", "0")) {
-            String console = GuestVm.boot(dir, initrd,
-                    List.of("-drive", "file=" + s.uri("disk") + ",format=raw,if=virtio,cache=none", "-nic", "none"),
-                    Duration.ofSeconds(240));
+        List<String> args = new java.util.ArrayList<>(List.of("--nbd-export", "disk=guest.img", "--cache-size", "64m", "--writeback-interval", "0"));
+        args.addAll(serverArgs);
+        try (var s = BridgefsProcess.start(dir, args.toArray(String[]::new))) {
+            List<String> qemu = new java.util.ArrayList<>(drive.apply(s));
+            qemu.addAll(List.of("-nic", "none"));
+            String console = GuestVm.boot(dir, initrd, qemu, Duration.ofSeconds(240));
             assertEquals(0, GuestVm.exitCode(console), "guest script failed:\n" + console);
             assertTrue(console.contains("preexisting: hello from the host"), console);
             assertTrue(console.contains("GUEST-COUNT 189"), "300 files minus f1, f10-19, f100-199:\n" + console);

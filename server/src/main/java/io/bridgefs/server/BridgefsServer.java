@@ -27,6 +27,7 @@ import io.bridgefs.server.net.ConnectionGuard;
 import io.bridgefs.server.net.MemoryBudget;
 import io.bridgefs.server.net.Transport;
 import io.bridgefs.server.posix.Posix;
+import io.bridgefs.server.tls.NbdTls;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.group.ChannelGroup;
@@ -78,6 +79,8 @@ public final class BridgefsServer implements AutoCloseable {
     private ConnectionGuard nbdGuard;
     private ConnectionGuard p9Guard;
 
+    private NbdTls tls = NbdTls.OFF;
+
     private BridgefsServer(ServerConfig config) {
         this.config = config;
         this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup());
@@ -102,6 +105,7 @@ public final class BridgefsServer implements AutoCloseable {
     public static BridgefsServer start(ServerConfig config) throws IOException {
         BridgefsServer s = new BridgefsServer(config);
         try {
+            s.tls = NbdTls.load(config.tls());
             s.openExports();
             s.openP9Exports();
             // a 9P client sends the mode it wants, already masked by its own umask: the server's umask must
@@ -130,7 +134,7 @@ public final class BridgefsServer implements AutoCloseable {
             CachedFile file = cache.open(p, spec.readOnly());
             IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name());
             ioMetrics.add(m);
-            nbdExports.add(new NbdExport(spec.name(), spec.description(), p, spec.readOnly(), file, m));
+            nbdExports.add(new NbdExport(spec.name(), spec.description(), p, spec.readOnly(), file, m, spec.tlsOnly(), spec.users()));
         }
     }
 
@@ -151,7 +155,7 @@ public final class BridgefsServer implements AutoCloseable {
         jmx = JmxReporter.forRegistry(registry).inDomain("bridgefs").build();
         jmx.start();
         if (!nbdExports.isEmpty()) {
-            NbdServerContext ctx = new NbdServerContext(new NbdExports(nbdExports), executor, budget);
+            NbdServerContext ctx = new NbdServerContext(new NbdExports(nbdExports), executor, budget, tls);
             nbdGuard = new ConnectionGuard(IoPath.NBD.label(), config.limits(), registry);
             nbdChannel = transport.listen(config.nbdListen(), new NbdListener(ctx, connections, nbdGuard));
             listeners.add(nbdChannel);
@@ -216,7 +220,7 @@ public final class BridgefsServer implements AutoCloseable {
             timedOut[p.ordinal()] = g.timedOut();
         }
         return new ServerState(conns, refused, timedOut, Posix.openDescriptors(), p9Context == null ? 0 : p9Context.fids(),
-                budget.used(), budget.limit());
+                budget.used(), budget.limit(), tls.handshakesOk.get(), tls.handshakesFailed.get(), tls.active.get());
     }
 
     public PageCache cache() { return cache; }
@@ -276,6 +280,7 @@ public final class BridgefsServer implements AutoCloseable {
         if (m != null) {
             b.append("\nmetrics: http://").append(m.getHostString()).append(':').append(m.getPort()).append("/metrics  (JSON: /stats)\n");
         }
+        if (tls.enabled()) b.append("\nNBD TLS: ").append(tls.describe()).append(" (clients: nbds:// URIs, qemu tls-creds objects)\n");
         b.append("\nStop with Ctrl-C or SIGTERM: in-flight requests finish and dirty pages are flushed.\n");
         return b.toString();
     }

@@ -69,4 +69,15 @@ public final class NbdHandshakeDecoder extends ByteToMessageDecoder {
             }
         }
     }
+
+    /**
+     * Drops the bytes received but not yet decoded (after STARTTLS they were sent in plaintext and must
+     * never be read as if they came over TLS); returns how many.
+     */
+    public int discardBuffered() {
+        ByteBuf b = internalBuffer();
+        int n = b.readableBytes();
+        b.skipBytes(n);
+        return n;
+    }
 }

@@ -4,6 +4,8 @@ import io.bridgefs.server.BridgefsServer;
 import io.bridgefs.server.cache.CacheMode;
 import io.bridgefs.server.cache.DedupMode;
 import io.bridgefs.server.config.Limits;
+import io.bridgefs.server.tls.TlsMode;
+import io.bridgefs.server.tls.TlsSettings;
 import io.bridgefs.server.config.ListenAddress;
 import io.bridgefs.server.config.NbdExportSpec;
 import io.bridgefs.server.config.P9ExportSpec;
@@ -33,7 +35,8 @@ public final class ServeCommand implements Callable<Integer> {
 
     @Option(names = "--nbd-export", paramLabel = "NAME=PATH[,ro][,description=TEXT]",
             description = {"An image file to serve (repeatable). The client's export name selects it; the name \"\" or else the first export is the default.",
-                    "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing."})
+                    "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing.",
+                    "tls-only: only over TLS (with --tls on). users=NAME[:NAME...]: only these PSK users or certificate common names."})
     List<String> nbdExports = new ArrayList<>();
 
     @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:5640",
@@ -94,6 +97,21 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Close a connection whose client takes none of its queued replies for this long (default: ${DEFAULT-VALUE}).")
     int stallTimeout;
 
+    @Option(names = "--tls", paramLabel = "off|on|require", defaultValue = "off",
+            description = "TLS on the NBD listener (STARTTLS): off (default); on: offered, plaintext clients served except on tls-only exports; require: nothing but STARTTLS before TLS.")
+    String tls;
+
+    @Option(names = "--tls-certificates", paramLabel = "DIR",
+            description = "X.509: DIR/ca-cert.pem, server-cert.pem, server-key.pem and optional ca-crl.pem (qemu's and nbdkit's names).")
+    String tlsCertificates;
+
+    @Option(names = "--tls-verify-peer", description = "Require a client certificate signed by the CA (and not revoked in ca-crl.pem).")
+    boolean tlsVerifyPeer;
+
+    @Option(names = "--tls-psk", paramLabel = "FILE",
+            description = "Pre-shared keys: lines username:hexkey (psktool's keys.psk). With --tls-certificates too, PSK is used.")
+    String tlsPsk;
+
     @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help.")
     boolean help;
 
@@ -112,7 +130,9 @@ public final class ServeCommand implements Callable<Integer> {
         return new ServerConfig(ListenAddress.parse(nbdListen), exports, Sizes.parse(cacheSize), CacheMode.parse(cacheMode),
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
                 ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup),
-                new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout));
+                new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout),
+                new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
+                        tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)));
     }
 
 

@@ -5,9 +5,16 @@ import java.nio.file.Path;
 /**
  * {@code NAME=PATH[,ro][,description=TEXT][,create=SIZE]}: an image file served over NBD. With
  * {@code create}, a missing file is created sparse with that size (used by the demo configuration).
- * The description, if given, comes last and may contain commas.
+ * The description, if given, comes last and may contain commas. {@code tls-only}: served only over TLS
+ * (with {@code --tls on}); {@code users=NAME[:NAME...]}: only to these PSK identities or certificate
+ * common names.
  */
-public record NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize) {
+public record NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize, boolean tlsOnly,
+                            java.util.List<String> users) {
+
+    public NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize) {
+        this(name, path, readOnly, description, createSize, false, java.util.List.of());
+    }
 
     public static NbdExportSpec parse(String s) {
         int eq = s.indexOf('=');
@@ -23,18 +30,21 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
         }
         String[] parts = rest.split(",");
         if (parts[0].isEmpty()) throw new IllegalArgumentException("'" + s + "': missing PATH");
-        boolean ro = false;
+        boolean ro = false, tlsOnly = false;
         long create = 0;
+        java.util.List<String> users = java.util.List.of();
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i];
             if (p.equals("ro")) ro = true;
             else if (p.equals("rw")) ro = false;
             else if (p.startsWith("create=")) create = Sizes.parse(p.substring(7));
-            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, description=, create=)");
+            else if (p.equals("tls-only")) tlsOnly = true;
+            else if (p.startsWith("users=") && p.length() > 6) users = java.util.List.of(p.substring(6).split(":"));
+            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, create=, tls-only, users=NAME[:NAME...], description=)");
         }
         if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 4096) {
             throw new IllegalArgumentException("export name longer than 4096 bytes");
         }
-        return new NbdExportSpec(name, Path.of(parts[0]), ro, description, create);
+        return new NbdExportSpec(name, Path.of(parts[0]), ro, description, create, tlsOnly, users);
     }
 }

@@ -17,7 +17,15 @@ public record ServerConfig(
         List<P9ExportSpec> p9Exports,
         int p9Msize,
         DedupMode dedup,
-        Limits limits) {
+        Limits limits,
+        io.bridgefs.server.tls.TlsSettings tls) {
+
+    public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
+                        ListenAddress metricsListen, int ioThreads, int writebackSeconds, ListenAddress p9Listen,
+                        List<P9ExportSpec> p9Exports, int p9Msize, DedupMode dedup, Limits limits) {
+        this(nbdListen, nbdExports, cacheSize, cacheMode, metricsListen, ioThreads, writebackSeconds, p9Listen, p9Exports,
+                p9Msize, dedup, limits, io.bridgefs.server.tls.TlsSettings.OFF);
+    }
 
     public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
                         ListenAddress metricsListen, int ioThreads, int writebackSeconds, ListenAddress p9Listen,

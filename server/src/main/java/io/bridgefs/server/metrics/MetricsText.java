@@ -31,6 +31,12 @@ public final class MetricsText {
             gauge(b, "9p_fids", "9P fids held by all connections", server.fids());
             gauge(b, "request_memory_bytes", "Bytes of requests and replies in flight (all connections)", server.requestMemory());
             gauge(b, "request_memory_limit_bytes", "--request-memory", server.requestMemoryLimit());
+            header(b, "tls_handshakes_total", "counter", "NBD TLS handshakes by result");
+            b.append("bridgefs_tls_handshakes_total{result=\"ok\"} ").append(server.tlsHandshakesOk()).append('\n');
+            b.append("bridgefs_tls_handshakes_total{result=\"failed\"} ").append(server.tlsHandshakesFailed()).append('\n');
+            header(b, "connections_by_tls", "gauge", "Open NBD connections by whether they run TLS");
+            b.append("bridgefs_connections_by_tls{tls=\"yes\"} ").append(server.tlsConnections()).append('\n');
+            b.append("bridgefs_connections_by_tls{tls=\"no\"} ").append(Math.max(0, server.connections()[IoPath.NBD.ordinal()] - server.tlsConnections())).append('\n');
             header(b, "internal_errors_total", "counter", "Server faults: exceptions no client input should cause (each is logged)");
             b.append("bridgefs_internal_errors_total ").append(InternalErrors.count()).append('\n');
         }
@@ -206,7 +212,10 @@ public final class MetricsText {
             b.append("\"open_descriptors\":").append(server.openDescriptors())
                     .append(",\"9p_fids\":").append(server.fids())
                     .append(",\"request_memory_bytes\":").append(server.requestMemory())
-                    .append(",\"request_memory_limit_bytes\":").append(server.requestMemoryLimit()).append('}');
+                    .append(",\"request_memory_limit_bytes\":").append(server.requestMemoryLimit())
+                    .append(",\"tls_handshakes_ok\":").append(server.tlsHandshakesOk())
+                    .append(",\"tls_handshakes_failed\":").append(server.tlsHandshakesFailed())
+                    .append(",\"tls_connections\":").append(server.tlsConnections()).append('}');
         }
         return b.append('}').toString();
     }

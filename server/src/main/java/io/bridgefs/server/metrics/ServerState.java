@@ -5,4 +5,5 @@ package io.bridgefs.server.metrics;
  * refused at the door and closed for idling or stalling, open descriptors, 9P fids, and request memory.
  */
 public record ServerState(long[] connections, long[] refused, long[] timedOut, long openDescriptors, long fids,
-                          long requestMemory, long requestMemoryLimit) {}
+                          long requestMemory, long requestMemoryLimit, long tlsHandshakesOk, long tlsHandshakesFailed,
+                          long tlsConnections) {}

@@ -6,7 +6,17 @@ import io.bridgefs.server.metrics.IoMetrics;
 import java.nio.file.Path;
 
 /** An image file served over NBD, through the shared cache. The size is fixed for the export's life. */
-public record NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics) {
+public record NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics,
+                        boolean tlsOnly, java.util.List<String> users) {
+
+    public NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics) {
+        this(name, description, path, readOnly, file, metrics, false, java.util.List.of());
+    }
+
+    /** Whether a client that authenticated as {@code identity} (null: not at all) may use this export. */
+    public boolean allows(String identity) {
+        return users.isEmpty() || (identity != null && users.contains(identity));
+    }
 
     /** Largest request payload (read or write) the server accepts: 32 MiB, as qemu-nbd. */
     public static final int MAX_PAYLOAD = 32 * 1024 * 1024;

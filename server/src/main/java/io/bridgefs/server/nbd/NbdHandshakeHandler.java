@@ -27,6 +27,11 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
     public static final String DECODER = "nbd-handshake-decoder";
 
     private final NbdServerContext server;
+    // TLS: STARTTLS accepted, handshake running (anything that arrives meanwhile was sent in plaintext
+    // after STARTTLS: an injection, dropped); TLS up; who the client proved to be
+    private boolean tlsPending;
+    private boolean tlsActive;
+    private String identity;
     private boolean noZeroes;
     private boolean structured;
     private boolean baseAllocation;
@@ -46,6 +51,10 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
 
     @Override
     protected void channelRead0(ChannelHandlerContext ctx, NbdHandshake msg) {
+        if (tlsPending) {
+            log.warn("{}: data sent in plaintext after STARTTLS: dropped", ctx.channel().remoteAddress());
+            return;
+        }
         if (msg instanceof NbdHandshake.ClientFlags f) {
             if ((f.flags() & ~(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) != 0) {
                 protocolError(ctx, "unknown client flags 0x" + Integer.toHexString(f.flags()));
@@ -63,8 +72,23 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
         }
     }
 
+    /** Before TLS with {@code --tls require}, nothing but STARTTLS and ABORT; nothing about an export is told. */
+    private boolean tlsRequired() {
+        return server.tls().mode() == io.bridgefs.server.tls.TlsMode.REQUIRE && !tlsActive;
+    }
+
     private void option(ChannelHandlerContext ctx, NbdHandshake.Option o) {
         int opt = o.option();
+        if (tlsRequired() && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+            if (opt == NBD_OPT_EXPORT_NAME) {
+                log.info("{}: NBD_OPT_EXPORT_NAME without TLS, which this server requires: disconnecting", ctx.channel().remoteAddress());
+                ctx.close();
+                return;
+            }
+            refusedWithoutTls(ctx, opt);
+            reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_TLS_REQD, "TLS is required: use NBD_OPT_STARTTLS first"));
+            return;
+        }
         switch (opt) {
             case NBD_OPT_EXPORT_NAME -> exportName(ctx, o.data());
             case NBD_OPT_ABORT -> {
@@ -78,11 +102,15 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
                     return;
                 }
                 List<NbdOptionReply> rs = new ArrayList<>();
-                for (NbdExport e : server.exports().all()) rs.add(NbdOptionReply.server(opt, e.name(), e.description()));
+                for (NbdExport e : server.exports().all()) {
+                    if (e.tlsOnly() && !tlsActive) continue;          // not even named without TLS
+                    if (!e.allows(identity) && (tlsActive || !e.users().isEmpty())) continue;
+                    rs.add(NbdOptionReply.server(opt, e.name(), e.description()));
+                }
                 rs.add(NbdOptionReply.ack(opt));
                 reply(ctx, rs.toArray(NbdOptionReply[]::new));
             }
-            case NBD_OPT_STARTTLS -> reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNSUP, "TLS is not supported by this server"));
+            case NBD_OPT_STARTTLS -> startTls(ctx, o.data());
             case NBD_OPT_INFO, NBD_OPT_GO -> infoOrGo(ctx, opt, o.data());
             case NBD_OPT_STRUCTURED_REPLY -> {
                 if (o.data().length != 0) {
@@ -111,6 +139,12 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
             ctx.close();
             return;
         }
+        String refusal = refusal(e);
+        if (refusal != null) {
+            log.info("{}: NBD_OPT_EXPORT_NAME '{}' refused: {}: disconnecting", ctx.channel().remoteAddress(), name, refusal);
+            ctx.close();
+            return;
+        }
         ByteBuf b = ctx.alloc().buffer(134);
         NbdHandshake.encodeExportNameReply(b, e.size(), e.transmissionFlags(structured), noZeroes);
         ctx.writeAndFlush(b);
@@ -128,6 +162,17 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
         NbdExport e = server.exports().find(req.exportName());
         if (e == null) {
             reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNKNOWN, "no export named '" + req.exportName() + "'"));
+            return;
+        }
+        if (e.tlsOnly() && !tlsActive) {
+            refusedWithoutTls(ctx, opt);
+            reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_TLS_REQD, "export '" + e.name() + "' is served over TLS only"));
+            return;
+        }
+        if (!e.allows(identity)) {
+            log.info("{}: {} '{}' refused to {}", ctx.channel().remoteAddress(), optionName(opt), e.name(),
+                    identity == null ? "an unauthenticated client" : "'" + identity + "'");
+            reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_POLICY, "not permitted"));
             return;
         }
         List<NbdOptionReply> rs = new ArrayList<>();
@@ -152,6 +197,61 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
             enterTransmission(ctx, e);
         }
         if (sentBlockSize) log.trace("block size requested");
+    }
+
+    /** Why a client may not use export {@code e} now (tls-only without TLS, or not one of its users), or null. */
+    private String refusal(NbdExport e) {
+        if (e.tlsOnly() && !tlsActive) return "TLS only";
+        if (!e.allows(identity)) return identity == null ? "no authenticated user" : "'" + identity + "' is not one of its users";
+        return null;
+    }
+
+    private boolean complainedTls;
+
+    private void refusedWithoutTls(ChannelHandlerContext ctx, int opt) {
+        if (complainedTls) return;
+        complainedTls = true;
+        log.info("{}: {} refused without TLS (NBD_REP_ERR_TLS_REQD)", ctx.channel().remoteAddress(), optionName(opt));
+    }
+
+    /**
+     * NBD_OPT_STARTTLS: acknowledged in plaintext, then everything is TLS. Every negotiated state is
+     * forgotten (structured replies, meta contexts), and bytes already buffered were sent in plaintext
+     * after the option: dropped, never read as if they came over TLS.
+     */
+    private void startTls(ChannelHandlerContext ctx, byte[] data) {
+        int opt = NBD_OPT_STARTTLS;
+        if (!server.tls().enabled()) {
+            reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNSUP, "TLS is not configured on this server"));
+            return;
+        }
+        if (data.length != 0) {
+            reply(ctx, invalid(ctx, opt, "NBD_OPT_STARTTLS takes no data"));
+            return;
+        }
+        if (tlsActive) {
+            reply(ctx, invalid(ctx, opt, "TLS is already in use"));
+            return;
+        }
+        reply(ctx, NbdOptionReply.ack(opt));
+        structured = false;
+        baseAllocation = false;
+        metaContextExport = null;
+        tlsPending = true;
+        int dropped = ((io.bridgefs.protocol.nbd.NbdHandshakeDecoder) ctx.pipeline().get(DECODER)).discardBuffered();
+        if (dropped > 0) log.warn("{}: {} bytes sent in plaintext after STARTTLS: dropped", ctx.channel().remoteAddress(), dropped);
+        ctx.pipeline().addFirst(io.bridgefs.server.tls.TlsHandler.NAME, new io.bridgefs.server.tls.TlsHandler(server.tls()));
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+        if (evt instanceof io.bridgefs.server.tls.TlsHandler.Established e) {
+            tlsPending = false;
+            tlsActive = true;
+            identity = e.identity();
+            return;
+        }
+        ctx.fireUserEventTriggered(evt);
     }
 
     private void metaContext(ChannelHandlerContext ctx, int opt, byte[] data) {
