@@ -105,7 +105,7 @@ public final class ServeCommand implements Callable<Integer> {
             description = "X.509: DIR/ca-cert.pem, server-cert.pem, server-key.pem and optional ca-crl.pem (qemu's and nbdkit's names).")
     String tlsCertificates;
 
-    @Option(names = "--tls-verify-peer", description = "Require a client certificate signed by the CA (and not revoked in ca-crl.pem).")
+    @Option(names = "--tls-verify-peer", arity = "0..1", description = "Require a client certificate signed by the CA (and not revoked in ca-crl.pem).")
     boolean tlsVerifyPeer;
 
     @Option(names = "--tls-psk", paramLabel = "FILE",
