@@ -20,8 +20,8 @@ import org.bouncycastle.tls.TlsFatalAlert;
 import org.bouncycastle.tls.TlsUtils;
 import org.bouncycastle.tls.crypto.TlsCertificate;
 import org.bouncycastle.tls.crypto.TlsCryptoParameters;
-import org.bouncycastle.tls.crypto.impl.bc.BcDefaultTlsCredentialedSigner;
-import org.bouncycastle.tls.crypto.impl.bc.BcTlsCrypto;
+import org.bouncycastle.tls.crypto.impl.jcajce.JcaDefaultTlsCredentialedSigner;
+import org.bouncycastle.tls.crypto.impl.jcajce.JcaTlsCrypto;
 
 /**
  * X.509: the server's certificate chain and key from {@code --tls-certificates}, TLS 1.3 and 1.2; with
@@ -34,7 +34,7 @@ final class CertServer extends DefaultTlsServer implements PeerServer {
     private final Alerts alerts = new Alerts();
     private String identity;
 
-    CertServer(BcTlsCrypto crypto, X509Material x509, boolean verifyPeer) {
+    CertServer(JcaTlsCrypto crypto, X509Material x509, boolean verifyPeer) {
         super(crypto);
         this.x509 = x509;
         this.verifyPeer = verifyPeer;
@@ -43,6 +43,22 @@ final class CertServer extends DefaultTlsServer implements PeerServer {
     @Override
     protected ProtocolVersion[] getSupportedVersions() {
         return ProtocolVersion.TLSv13.downTo(ProtocolVersion.TLSv12);
+    }
+
+    /** AES-GCM first whatever the client prefers (see {@link PskServer#preferLocalCipherSuites}). */
+    @Override
+    protected boolean preferLocalCipherSuites() {
+        return true;
+    }
+
+    @Override
+    protected int[] getSupportedCipherSuites() {
+        return TlsUtils.getSupportedCipherSuites(getCrypto(), new int[] {
+                org.bouncycastle.tls.CipherSuite.TLS_AES_128_GCM_SHA256, org.bouncycastle.tls.CipherSuite.TLS_AES_256_GCM_SHA384,
+                org.bouncycastle.tls.CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, org.bouncycastle.tls.CipherSuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                org.bouncycastle.tls.CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, org.bouncycastle.tls.CipherSuite.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                org.bouncycastle.tls.CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+                org.bouncycastle.tls.CipherSuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, org.bouncycastle.tls.CipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256});
     }
 
     private Certificate chain() throws IOException {
@@ -62,7 +78,7 @@ final class CertServer extends DefaultTlsServer implements PeerServer {
         } else {
             alg = SignatureAndHashAlgorithm.getInstance(HashAlgorithm.sha256, signature);
         }
-        return new BcDefaultTlsCredentialedSigner(new TlsCryptoParameters(context), (BcTlsCrypto) getCrypto(), x509.serverKey, chain(), alg);
+        return new JcaDefaultTlsCredentialedSigner(new TlsCryptoParameters(context), (JcaTlsCrypto) getCrypto(), x509.serverKey, chain(), alg);
     }
 
     /** TLS 1.3 separates the signature from the cipher suite: the key's own kind decides. */

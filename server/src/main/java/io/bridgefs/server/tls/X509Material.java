@@ -14,8 +14,6 @@ import org.bouncycastle.asn1.x500.style.BCStyle;
 import org.bouncycastle.asn1.x500.style.IETFUtils;
 import org.bouncycastle.cert.X509CRLHolder;
 import org.bouncycastle.cert.X509CertificateHolder;
-import org.bouncycastle.crypto.params.AsymmetricKeyParameter;
-import org.bouncycastle.crypto.util.PrivateKeyFactory;
 import org.bouncycastle.openssl.PEMKeyPair;
 import org.bouncycastle.openssl.PEMParser;
 import org.bouncycastle.operator.ContentVerifierProvider;
@@ -30,12 +28,12 @@ import org.bouncycastle.operator.DefaultDigestAlgorithmIdentifierFinder;
  */
 public final class X509Material {
     final List<X509CertificateHolder> serverChain;
-    final AsymmetricKeyParameter serverKey;
+    final java.security.PrivateKey serverKey;
     final boolean rsa;
     private final X509CertificateHolder ca;
     private final X509CRLHolder crl;
 
-    private X509Material(List<X509CertificateHolder> chain, AsymmetricKeyParameter key, boolean rsa, X509CertificateHolder ca, X509CRLHolder crl) {
+    private X509Material(List<X509CertificateHolder> chain, java.security.PrivateKey key, boolean rsa, X509CertificateHolder ca, X509CRLHolder crl) {
         this.serverChain = chain;
         this.serverKey = key;
         this.rsa = rsa;
@@ -58,9 +56,9 @@ public final class X509Material {
             else if (o instanceof PrivateKeyInfo p) pki = p;
         }
         if (pki == null) throw new IOException(dir.resolve("server-key.pem") + ": no unencrypted private key");
-        AsymmetricKeyParameter key = PrivateKeyFactory.createKey(pki);
-        boolean rsa = key instanceof org.bouncycastle.crypto.params.RSAKeyParameters;
-        if (!rsa && !(key instanceof org.bouncycastle.crypto.params.ECPrivateKeyParameters)) {
+        java.security.PrivateKey key = new org.bouncycastle.openssl.jcajce.JcaPEMKeyConverter().getPrivateKey(pki);
+        boolean rsa = key instanceof java.security.interfaces.RSAPrivateKey;
+        if (!rsa && !(key instanceof java.security.interfaces.ECPrivateKey)) {
             throw new IOException(dir.resolve("server-key.pem") + ": only RSA and EC keys are supported");
         }
         X509CRLHolder crl = null;
