@@ -50,9 +50,13 @@ public final class TlsHandler extends ChannelDuplexHandler {
         }
         try {
             if (failed) return;
-            byte[] b = new byte[in.readableBytes()];
-            in.readBytes(b);
-            protocol.offerInput(b);
+            if (in.hasArray()) {
+                protocol.offerInput(in.array(), in.arrayOffset() + in.readerIndex(), in.readableBytes());
+            } else {
+                byte[] b = new byte[in.readableBytes()];
+                in.readBytes(b);
+                protocol.offerInput(b);
+            }
         } catch (IOException | RuntimeException e) {
             fail(ctx, e);
             return;
@@ -72,9 +76,8 @@ public final class TlsHandler extends ChannelDuplexHandler {
         int n = protocol.getAvailableInputBytes();
         if (n > 0) {
             ByteBuf plain = ctx.alloc().buffer(n);
-            byte[] b = new byte[n];
-            protocol.readInput(b, 0, n);
-            plain.writeBytes(b);
+            protocol.readInput(plain.nioBuffer(0, n), n);
+            plain.writerIndex(n);
             ctx.fireChannelRead(plain);
         }
         if (protocol.isClosed()) ctx.close();
@@ -108,10 +111,9 @@ public final class TlsHandler extends ChannelDuplexHandler {
             if (promise != null) promise.setSuccess();
             return;
         }
-        ByteBuf out = ctx.alloc().buffer(n);
-        byte[] b = new byte[n];
-        protocol.readOutput(b, 0, n);
-        out.writeBytes(b);
+        ByteBuf out = ctx.alloc().directBuffer(n);
+        protocol.readOutput(out.nioBuffer(0, n), n);      // straight into the socket's buffer
+        out.writerIndex(n);
         if (promise != null) ctx.write(out, promise);
         else ctx.writeAndFlush(out);
     }
