@@ -4,10 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import io.bridgefs.protocol.nbd.NbdConstants;
 import io.bridgefs.protocol.p9.P9;
-import io.bridgefs.protocol.p9.P9Codec;
 import io.bridgefs.protocol.p9.P9Message.*;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.net.Socket;
@@ -106,13 +103,6 @@ class AbuseIT {
         }
     }
 
-    private static byte[] frame(io.bridgefs.protocol.p9.P9Message m) {
-        ByteBuf b = Unpooled.buffer();
-        P9Codec.encode(m, b);
-        byte[] a = new byte[b.readableBytes()];
-        b.readBytes(a);
-        return a;
-    }
 
     @Test
     void p9PipelinedReadsLeftUnreadStayWithinBudget() throws Exception {
@@ -128,7 +118,7 @@ class AbuseIT {
                 c.walk(1, 2, "big");
                 c.ok(new Tlopen(c.tag(), 2, P9.O_RDONLY), Rlopen.class);
                 java.io.ByteArrayOutputStream all = new java.io.ByteArrayOutputStream();
-                for (int i = 0; i < 1500; i++) all.write(frame(new Tread(100 + i, 2, (i % 64) * MIB, (int) MIB)));
+                for (int i = 0; i < 1500; i++) all.write(RawP9Client.frame(new Tread(100 + i, 2, (i % 64) * MIB, (int) MIB)));
                 c.sendRaw(all.toByteArray());
                 long end = System.currentTimeMillis() + 10_000;
                 while (System.currentTimeMillis() < end) {
@@ -165,9 +155,9 @@ class AbuseIT {
             Thread.sleep(500);
             long idle = s.metric("bridgefs_open_descriptors");
             java.io.ByteArrayOutputStream burst = new java.io.ByteArrayOutputStream();
-            burst.write(frame(new Tversion(P9.NOTAG, 8192, P9.VERSION)));
-            burst.write(frame(new Tattach(1, 1, P9.NOFID, "root", "share", 0)));
-            for (int i = 0; i < 250; i++) burst.write(frame(new Twalk(2 + i, 1, 10 + i, List.of("a", "b", "c", "f"))));
+            burst.write(RawP9Client.frame(new Tversion(P9.NOTAG, 8192, P9.VERSION)));
+            burst.write(RawP9Client.frame(new Tattach(1, 1, P9.NOFID, "root", "share", 0)));
+            for (int i = 0; i < 250; i++) burst.write(RawP9Client.frame(new Twalk(2 + i, 1, 10 + i, List.of("a", "b", "c", "f"))));
             byte[] bytes = burst.toByteArray();
             for (int i = 0; i < 600; i++) {
                 Socket sock = new Socket("127.0.0.1", port);

@@ -4,11 +4,8 @@ import static io.bridgefs.protocol.nbd.NbdConstants.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bridgefs.protocol.p9.P9;
-import io.bridgefs.protocol.p9.P9Codec;
 import io.bridgefs.protocol.p9.P9Message;
 import io.bridgefs.protocol.p9.P9Message.*;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
 import java.io.ByteArrayOutputStream;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
@@ -30,13 +27,6 @@ class FlushRenameCountersIT {
     @TempDir
     Path dir;
 
-    static byte[] frame(P9Message m) {
-        ByteBuf b = Unpooled.buffer();
-        P9Codec.encode(m, b);
-        byte[] a = new byte[b.readableBytes()];
-        b.readBytes(a);
-        return a;
-    }
 
     @Test
     void tflushCancelsRequestsNotYetStarted() throws Exception {
@@ -52,10 +42,10 @@ class FlushRenameCountersIT {
             c.ok(new Tlopen(c.tag(), 2, P9.O_RDONLY), Rlopen.class);
             // 200 reads of 1 MiB at once: a connection has at most 32 MiB in flight, the rest wait unstarted
             ByteArrayOutputStream burst = new ByteArrayOutputStream();
-            for (int t = 1000; t < 1200; t++) burst.write(frame(new Tread(t, 2, (t % 64) * MIB, (int) MIB)));
+            for (int t = 1000; t < 1200; t++) burst.write(RawP9Client.frame(new Tread(t, 2, (t % 64) * MIB, (int) MIB)));
             Set<Integer> flushed = Set.of(1150, 1180, 1199);
             int ftag = 3000;
-            for (int old : flushed) burst.write(frame(new Tflush(ftag++, old)));
+            for (int old : flushed) burst.write(RawP9Client.frame(new Tflush(ftag++, old)));
             c.sendRaw(burst.toByteArray());
             Set<Integer> reads = new HashSet<>();
             Set<Integer> rflush = new HashSet<>();

@@ -32,12 +32,17 @@ final class RawP9Client implements AutoCloseable {
 
     int tag() { return nextTag++ & 0x7FFF; }
 
-    void send(P9Message m) throws IOException {
+    /** A message as the bytes on the wire (for pipelining many at once with {@link #sendRaw}). */
+    static byte[] frame(P9Message m) {
         ByteBuf b = Unpooled.buffer();
         P9Codec.encode(m, b);
         byte[] a = new byte[b.readableBytes()];
         b.readBytes(a);
-        out.write(a);
+        return a;
+    }
+
+    void send(P9Message m) throws IOException {
+        out.write(frame(m));
         out.flush();
     }
 
