@@ -30,7 +30,7 @@ public final class ServeCommand implements Callable<Integer> {
     String config;
 
     @Option(names = "--nbd-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:10809",
-            description = "Where NBD clients connect (default: ${DEFAULT-VALUE}).")
+            description = "Where NBD clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME sets the socket file's permissions and group.")
     String nbdListen;
 
     @Option(names = "--nbd-export", paramLabel = "NAME=PATH[,ro][,description=TEXT]",
@@ -40,7 +40,7 @@ public final class ServeCommand implements Callable<Integer> {
     List<String> nbdExports = new ArrayList<>();
 
     @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:5640",
-            description = "Where 9P2000.L clients connect (default: ${DEFAULT-VALUE}).")
+            description = "Where 9P2000.L clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME as for --nbd-listen.")
     String p9Listen;
 
     @Option(names = "--9p-export", paramLabel = "NAME=DIR[,ro][,squash=UID:GID][,create][,devices]",
@@ -97,6 +97,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Close a connection whose client takes none of its queued replies for this long (default: ${DEFAULT-VALUE}).")
     int stallTimeout;
 
+    @Option(names = "--allow", paramLabel = "CIDR",
+            description = "Accept NBD and 9P connections only from these addresses (repeatable; ADDRESS or ADDRESS/BITS, IPv4 or IPv6). Default: every peer. Others are closed on arrival, logged and counted.")
+    List<String> allow = new ArrayList<>();
+
     @Option(names = "--tls", paramLabel = "off|on|require", defaultValue = "off",
             description = "TLS on the NBD listener (STARTTLS): off (default); on: offered, plaintext clients served except on tls-only exports; require: nothing but STARTTLS before TLS.")
     String tls;
@@ -130,7 +134,8 @@ public final class ServeCommand implements Callable<Integer> {
         return new ServerConfig(ListenAddress.parse(nbdListen), exports, Sizes.parse(cacheSize), CacheMode.parse(cacheMode),
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
                 ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup),
-                new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout),
+                new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout,
+                        allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList()),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
                         tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)));
     }

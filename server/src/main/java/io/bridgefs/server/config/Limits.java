@@ -9,10 +9,22 @@ package io.bridgefs.server.config;
  * @param maxConnectionsPerPeer connections per listener from one peer address
  * @param idleTimeoutSeconds a connection with nothing in flight and no traffic this long is closed (0: never)
  * @param stallTimeoutSeconds a connection whose client takes none of its queued replies this long is closed
+ * @param allow peer address ranges the NBD and 9P listeners accept ({@code --allow}); empty: every peer
  */
 public record Limits(long requestMemory, int maxConnections, int maxConnectionsPerPeer, int idleTimeoutSeconds,
-                     int stallTimeoutSeconds) {
-    public static final Limits DEFAULT = new Limits(128L << 20, 1024, 256, 0, 60);
+                     int stallTimeoutSeconds, java.util.List<Cidr> allow) {
+    public static final Limits DEFAULT = new Limits(128L << 20, 1024, 256, 0, 60, java.util.List.of());
+
+    public Limits(long requestMemory, int maxConnections, int maxConnectionsPerPeer, int idleTimeoutSeconds, int stallTimeoutSeconds) {
+        this(requestMemory, maxConnections, maxConnectionsPerPeer, idleTimeoutSeconds, stallTimeoutSeconds, java.util.List.of());
+    }
+
+    /** Whether a TCP peer may connect (unix-socket peers are governed by the socket file's permissions). */
+    public boolean allows(java.net.InetAddress peer) {
+        if (allow.isEmpty()) return true;
+        for (Cidr c : allow) if (c.contains(peer)) return true;
+        return false;
+    }
 
     public Limits {
         if (requestMemory < (4L << 20)) throw new IllegalArgumentException("--request-memory must be at least 4m");
@@ -20,5 +32,6 @@ public record Limits(long requestMemory, int maxConnections, int maxConnectionsP
         if (maxConnectionsPerPeer < 1) throw new IllegalArgumentException("--max-connections-per-peer must be at least 1");
         if (idleTimeoutSeconds < 0) throw new IllegalArgumentException("--idle-timeout must be >= 0");
         if (stallTimeoutSeconds < 1) throw new IllegalArgumentException("--stall-timeout must be at least 1");
+        allow = java.util.List.copyOf(allow);
     }
 }

@@ -70,22 +70,33 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     @Override
     public void channelActive(ChannelHandlerContext ctx) {
         Channel ch = ctx.channel();
+        if (ch.remoteAddress() instanceof InetSocketAddress peer && !limits.allows(peer.getAddress())) {
+            refused.inc();
+            logRefusal(ch, "not in --allow " + limits.allow());
+            ctx.close();
+            return;
+        }
         int n = open.incrementAndGet();
         int p = perPeer.computeIfAbsent(peerKey(ch), k -> new AtomicInteger()).incrementAndGet();
         ch.attr(COUNTED).set(Boolean.TRUE);
         if (n > limits.maxConnections() || p > limits.maxConnectionsPerPeer()) {
             refused.inc();
-            long now = System.nanoTime();
-            long last = lastRefusalLog.get();
-            if (now - last > REFUSAL_LOG_INTERVAL_NS && lastRefusalLog.compareAndSet(last, now)) {
-                log.warn("{}: {} connection refused: {} (limit {}; {} refused in all, further refusals logged every 10 s at most)",
-                        ch.remoteAddress(), path, n > limits.maxConnections() ? n + " connections" : p + " connections from this peer",
-                        n > limits.maxConnections() ? limits.maxConnections() : limits.maxConnectionsPerPeer(), refused.getCount());
-            }
+            logRefusal(ch, (n > limits.maxConnections() ? n + " connections" : p + " connections from this peer") + " (limit "
+                    + (n > limits.maxConnections() ? limits.maxConnections() : limits.maxConnectionsPerPeer()) + ")");
             ctx.close();
             return;
         }
         ctx.fireChannelActive();
+    }
+
+    /** One line per refusal, at most every 10 s per listener (a flood must not flood the log). */
+    private void logRefusal(Channel ch, String why) {
+        long now = System.nanoTime();
+        long last = lastRefusalLog.get();
+        if (now - last > REFUSAL_LOG_INTERVAL_NS && lastRefusalLog.compareAndSet(last, now)) {
+            log.warn("{}: {} connection refused: {} ({} refused in all; further refusals logged every 10 s at most)",
+                    ch.remoteAddress(), path, why, refused.getCount());
+        }
     }
 
     @Override

@@ -44,12 +44,42 @@ public final class Transport implements AutoCloseable {
                     .childOption(ChannelOption.SO_KEEPALIVE, true);
         }
         try {
-            return b.bind(address.toSocketAddress()).sync().channel();
+            Channel ch = b.bind(address.toSocketAddress()).sync().channel();
+            if (address.isUnix()) {
+                try {
+                    socketPermissions(address);
+                } catch (IOException | RuntimeException e) {
+                    ch.close().syncUninterruptibly();
+                    throw new IOException("cannot set the permissions of " + address.unixPath() + ": " + e.getMessage(), e);
+                }
+            }
+            return ch;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted while binding " + address);
         } catch (Exception e) {
             throw new IOException("cannot listen on " + address + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** mode= and group= of a unix socket: who may connect is who may open the file. */
+    private static void socketPermissions(ListenAddress a) throws IOException {
+        java.nio.file.Path p = a.unixPath();
+        if (a.unixGroup() != null) {
+            var group = p.getFileSystem().getUserPrincipalLookupService().lookupPrincipalByGroupName(a.unixGroup());
+            Files.getFileAttributeView(p, java.nio.file.attribute.PosixFileAttributeView.class,
+                    java.nio.file.LinkOption.NOFOLLOW_LINKS).setGroup(group);
+        }
+        if (a.unixMode() != null) {
+            java.util.Set<java.nio.file.attribute.PosixFilePermission> perms = java.util.EnumSet.noneOf(java.nio.file.attribute.PosixFilePermission.class);
+            java.nio.file.attribute.PosixFilePermission[] order = {
+                    java.nio.file.attribute.PosixFilePermission.OTHERS_EXECUTE, java.nio.file.attribute.PosixFilePermission.OTHERS_WRITE,
+                    java.nio.file.attribute.PosixFilePermission.OTHERS_READ, java.nio.file.attribute.PosixFilePermission.GROUP_EXECUTE,
+                    java.nio.file.attribute.PosixFilePermission.GROUP_WRITE, java.nio.file.attribute.PosixFilePermission.GROUP_READ,
+                    java.nio.file.attribute.PosixFilePermission.OWNER_EXECUTE, java.nio.file.attribute.PosixFilePermission.OWNER_WRITE,
+                    java.nio.file.attribute.PosixFilePermission.OWNER_READ};
+            for (int bit = 0; bit < 9; bit++) if ((a.unixMode() & (1 << bit)) != 0) perms.add(order[bit]);
+            Files.setPosixFilePermissions(p, perms);
         }
     }
 

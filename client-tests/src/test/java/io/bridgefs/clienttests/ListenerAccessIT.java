@@ -1,0 +1,72 @@
+package io.bridgefs.clienttests;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Listener access control: {@code --allow} refuses other peers at accept time (logged and counted),
+ * and a unix socket's {@code mode=}/{@code group=} decide which local users may connect — tried with
+ * nbdinfo run as root and as nobody.
+ */
+class ListenerAccessIT {
+    @TempDir
+    Path dir;
+
+    @Test
+    void allowRefusesOtherPeersAndServesTheRest() throws Exception {
+        Path img = Tools.sparseImage(dir.resolve("disk.img"), 16 << 20, 1, 0, 1 << 20);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--allow", "127.0.0.2/32", "--allow", "::1")) {
+            // from 127.0.0.1: closed before any greeting
+            try (Socket refused = new Socket("127.0.0.1", s.nbdPort)) {
+                refused.setSoTimeout(5000);
+                assertEquals(-1, refused.getInputStream().read(), "a peer outside --allow must be closed");
+            }
+            assertNotEquals(0, Tools.run(Duration.ofSeconds(20), "nbdinfo", "nbd://127.0.0.1:" + s.nbdPort + "/disk").exit());
+            // from 127.0.0.2: served
+            try (Socket ok = new Socket()) {
+                ok.bind(new InetSocketAddress(InetAddress.getByName("127.0.0.2"), 0));
+                ok.connect(new InetSocketAddress("127.0.0.1", s.nbdPort));
+                ok.setSoTimeout(5000);
+                byte[] greeting = ok.getInputStream().readNBytes(8);
+                assertEquals("NBDMAGIC", new String(greeting), "a peer inside --allow gets the greeting");
+            }
+            assertTrue(s.metric("bridgefs_connections_refused_total{path=\"nbd\"}") >= 2);
+            assertTrue(s.log().contains("not in --allow"), s.log());
+            assertEquals(0, s.stop());
+        }
+    }
+
+    @Test
+    void unixSocketPermissionsDecideWhoConnects() throws Exception {
+        Tools.require("setpriv");
+        if (!BackingErrorsIT.root()) System.err.println("ListenerAccessIT: not root, cannot run nbdinfo as nobody: this test does not run");
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "running a client as nobody needs root (CI runs as root)");
+        Path img = Tools.sparseImage(dir.resolve("disk.img"), 16 << 20, 1, 0, 1 << 20);
+        Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        Path sock = dir.resolve("nbd.sock");
+        String uri = "nbd+unix:///disk?socket=" + sock;
+        for (String[] c : new String[][] {{"0660", "root", "refused"}, {"0666", "root", "served"}}) {
+            try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-listen", "unix:" + sock + ",mode=" + c[0] + ",group=" + c[1],
+                    "--nbd-export", "disk=" + img)) {
+                int mode = (Integer) Files.getAttribute(sock, "unix:mode", LinkOption.NOFOLLOW_LINKS) & 0777;
+                assertEquals(Integer.parseInt(c[0], 8), mode, "socket mode");
+                assertEquals(c[1], Files.getAttribute(sock, "posix:group", LinkOption.NOFOLLOW_LINKS).toString());
+                Tools.run(Duration.ofSeconds(20), "nbdinfo", "--size", uri).ok("root connects");
+                Tools.Result nobody = Tools.run(Duration.ofSeconds(20), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "nbdinfo", "--size", uri);
+                if (c[2].equals("refused")) assertNotEquals(0, nobody.exit(), "nobody must not connect to a " + c[0] + " root socket");
+                else nobody.ok("nobody connects to a " + c[0] + " socket");
+                assertEquals(0, s.stop());
+            }
+        }
+    }
+}
