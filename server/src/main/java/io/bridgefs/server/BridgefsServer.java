@@ -146,7 +146,11 @@ public final class BridgefsServer implements AutoCloseable {
             dir = dir.toRealPath();
             IoMetrics m = new IoMetrics(registry, IoPath.NINEP.label(), spec.name());
             ioMetrics.add(m);
-            p9Exports.add(new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), spec.devices(), m));
+            if (spec.passthrough() && !io.bridgefs.server.posix.Credentials.privileged()) {
+                throw new IOException("9P export '" + spec.name() + "': security=passthrough needs root (or CAP_SETUID and CAP_SETGID)");
+            }
+            p9Exports.add(new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), spec.devices(), m,
+                    spec.passthrough(), spec.rootSquash()));
         }
     }
 
@@ -267,7 +271,9 @@ public final class BridgefsServer implements AutoCloseable {
         for (P9Export e : p9Exports) {
             InetSocketAddress a = p9Address();
             b.append("\n9P export '").append(e.name()).append("': ").append(e.root()).append(e.readOnly() ? ", read-only" : ", read-write")
-                    .append(e.squash() ? ", squash " + e.squashUid() + ":" + e.squashGid() : "").append('\n');
+                    .append(e.squash() ? ", squash " + e.squashUid() + ":" + e.squashGid() : "")
+                    .append(e.passthrough() ? ", security=passthrough (requests run as the attaching user" + (e.rootSquash() ? ", root squashed" : "") + ")"
+                            : ", security=none (requests run as the server)").append('\n');
             if (a != null) {
                 b.append("  in a QEMU guest (-nic user): mount -t 9p -o trans=tcp,port=").append(a.getPort())
                         .append(",version=9p2000.L,aname=").append(e.name()).append(",msize=262144 10.0.2.2 /mnt\n");

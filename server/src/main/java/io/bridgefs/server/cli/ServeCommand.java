@@ -43,10 +43,11 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Where 9P2000.L clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME as for --nbd-listen.")
     String p9Listen;
 
-    @Option(names = "--9p-export", paramLabel = "NAME=DIR[,ro][,squash=UID:GID][,create][,devices]",
+    @Option(names = "--9p-export", paramLabel = "NAME=DIR[,ro][,squash=UID:GID][,create][,devices][,security=passthrough|none][,root=allow|squash]",
             description = {"A host directory to serve over 9P2000.L (repeatable). The client's aname selects it; an empty aname gets the first.",
                     "ro: read-only (EROFS). squash=UID:GID: everything created belongs to UID:GID (chown ignored). create: make DIR if missing.",
-                    "devices: clients may create device nodes (mknod of character and block devices; never opened by the server)."})
+                    "devices: clients may create device nodes (mknod of character and block devices; never opened by the server).",
+                    "security=passthrough: requests run with the attaching user's fsuid/fsgid/groups (needs root); root=squash: guest root acts as nobody. security=none (default): as the server."})
     List<String> p9Exports = new ArrayList<>();
 
     @Option(names = "--9p-msize", paramLabel = "SIZE", defaultValue = "1m",

@@ -8,7 +8,12 @@ import java.nio.file.Path;
  * or chowns belong to UID:GID; {@code create} creates DIR if it is missing (used by the demo);
  * {@code devices} lets clients create device nodes (they are still never opened on the host).
  */
-public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create, boolean devices) {
+public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create, boolean devices,
+                           boolean passthrough, boolean rootSquash) {
+
+    public P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create, boolean devices) {
+        this(name, dir, readOnly, squashUid, squashGid, create, devices, false, false);
+    }
 
     public static P9ExportSpec parse(String s) {
         int eq = s.indexOf('=');
@@ -16,7 +21,7 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
         String name = s.substring(0, eq);
         String[] parts = s.substring(eq + 1).split(",");
         if (parts[0].isEmpty()) throw new IllegalArgumentException("'" + s + "': missing DIR");
-        boolean ro = false, create = false, devices = false;
+        boolean ro = false, create = false, devices = false, passthrough = false, rootSquash = false;
         int uid = -1, gid = -1;
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i];
@@ -24,6 +29,10 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
             else if (p.equals("rw")) ro = false;
             else if (p.equals("create")) create = true;
             else if (p.equals("devices")) devices = true;
+            else if (p.equals("security=passthrough")) passthrough = true;
+            else if (p.equals("security=none")) passthrough = false;
+            else if (p.equals("root=squash")) rootSquash = true;
+            else if (p.equals("root=allow")) rootSquash = false;
             else if (p.startsWith("squash=")) {
                 String[] ug = p.substring(7).split(":");
                 try {
@@ -32,8 +41,9 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
                 } catch (NumberFormatException e) {
                     throw new IllegalArgumentException("'" + s + "': squash takes numeric UID:GID");
                 }
-            } else throw new IllegalArgumentException("'" + s + "': unknown 9P export option '" + p + "' (ro, squash=UID:GID, create, devices)");
+            } else throw new IllegalArgumentException("'" + s + "': unknown 9P export option '" + p + "' (ro, squash=UID:GID, create, devices, security=passthrough|none, root=allow|squash)");
         }
-        return new P9ExportSpec(name, Path.of(parts[0]), ro, uid, gid, create, devices);
+        if (passthrough && uid >= 0) throw new IllegalArgumentException("'" + s + "': squash= and security=passthrough exclude each other");
+        return new P9ExportSpec(name, Path.of(parts[0]), ro, uid, gid, create, devices, passthrough, rootSquash);
     }
 }

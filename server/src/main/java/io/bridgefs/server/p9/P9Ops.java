@@ -9,6 +9,7 @@ import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.FileBackingStore;
 import io.bridgefs.server.cache.FileKey;
 import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
 import io.netty.buffer.ByteBuf;
@@ -41,6 +42,9 @@ final class P9Ops {
     private final Map<Integer, Fid> fids = new HashMap<>();
     /** Fids holding a descriptor, least recently used first (guarded by this). */
     private final java.util.LinkedHashMap<Fid, Boolean> withDescriptor = new java.util.LinkedHashMap<>(64, 0.75f, true);
+    /** Whether this thread runs the current request with the attaching user's credentials (passthrough). */
+    private static final ThreadLocal<boolean[]> SWITCHED = ThreadLocal.withInitial(() -> new boolean[1]);
+
     /** Fids a request on this thread looked up: in use until the request ends. */
     private static final ThreadLocal<List<Fid>> ACQUIRED = ThreadLocal.withInitial(ArrayList::new);
     volatile int msize = 8192;
@@ -61,6 +65,7 @@ final class P9Ops {
     private synchronized Fid fid(int n) throws P9Error {
         Fid f = fids.get(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
+        actAs(f.export, f.uid);
         if (f.fd < 0) reopen(f);
         else withDescriptor.get(f);          // most recently used
         f.users++;
@@ -243,6 +248,43 @@ final class P9Ops {
         if (e != null) e.metrics().errors.inc();
     }
 
+    /** Fails with the host's errno (EACCES) unless the request's user may open the fid's file for that access. */
+    private static void mayOpen(Fid f, boolean read, boolean write) throws IOException {
+        int mode = read && write ? Posix.O_RDWR : write ? 1 : Posix.O_RDONLY;     // O_WRONLY = 1
+        Posix.close(Posix.open(f.procPath(), mode));
+    }
+
+    interface IoCall<T> {
+        T call() throws IOException;
+    }
+
+    /** Runs shared-cache work (opening a file's one backing store) as the server, then the user again. */
+    private static <T> T asServer(Fid f, IoCall<T> work) throws IOException {
+        Credentials.restore();
+        try {
+            return work.call();
+        } finally {
+            Credentials.become(Credentials.identity(f.export.hostUid(f.uid)));
+        }
+    }
+
+    /**
+     * security=passthrough: the rest of this request runs with the host credentials of {@code uid} (the
+     * attaching user; root squashed with root=squash), so the host's permission checks apply. Once per
+     * request: the first fid looked up decides.
+     */
+    private static void actAs(P9Export e, int uid) throws P9Error {
+        if (!e.passthrough()) return;
+        boolean[] on = SWITCHED.get();
+        if (on[0]) return;
+        try {
+            Credentials.become(Credentials.identity(e.hostUid(uid)));
+        } catch (IOException x) {
+            throw new P9Error(P9.EPERM, "cannot act as uid " + uid + ": " + x.getMessage());
+        }
+        on[0] = true;
+    }
+
     // ---- helpers ----
 
     static void checkName(String name) throws P9Error {
@@ -297,6 +339,17 @@ final class P9Ops {
 
     /** Gives a new node the creating client's ownership (or the export's squash ownership). */
     private void own(Fid dir, String name, int gid) throws IOException {
+        if (dir.export.passthrough()) {
+            // created with the user's fsuid and fsgid already; the group the client asks for, if the host lets it
+            try {
+                if (gid != -1 && gid != Credentials.identity(dir.export.hostUid(dir.uid)).gid()) {
+                    Posix.fchownat(dir.fd, name, -1, gid, Posix.AT_SYMLINK_NOFOLLOW);
+                }
+            } catch (Posix.ErrnoException e) {
+                // not a member of that group: the file keeps the user's own
+            }
+            return;
+        }
         if (!dir.export.squash() && dir.uid == 0 && gid == 0) return;
         Posix.fchownat(dir.fd, name, uidFor(dir), gidFor(dir, gid), Posix.AT_SYMLINK_NOFOLLOW);
     }
@@ -323,9 +376,10 @@ final class P9Ops {
     Rattach attach(Tattach m) throws P9Error, IOException {
         P9Export e = server.find(m.aname());
         if (e == null) throw new P9Error(P9.ENOENT, "no 9P export named '" + m.aname() + "'");
+        int uid = m.nuname() == -1 ? 0 : m.nuname();
+        actAs(e, uid);
         int fd = resolve(e, List.of());
         Stat st = Posix.fstat(fd);
-        int uid = m.nuname() == -1 ? 0 : m.nuname();
         Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid);
         bind(m.fid(), f);
         lastExport = e;
@@ -396,7 +450,14 @@ final class P9Ops {
             f.dirFd = Posix.openat(f.fd, ".", Posix.O_RDONLY | Posix.O_DIRECTORY, 0);
         } else if (st.isRegular()) {
             if ((flags & P9.O_DIRECTORY) != 0) throw new P9Error(P9.ENOTDIR, "not a directory");
-            f.file = openData(f, st);
+            if (f.export.passthrough()) {
+                // the data comes from the shared cache, opened once by the server: the host decides here,
+                // with the user's credentials, whether this user may open the file this way
+                mayOpen(f, acc != P9.O_WRONLY, modifies);
+                f.file = asServer(f, () -> openData(f, st));
+            } else {
+                f.file = openData(f, st);
+            }
             if ((flags & P9.O_TRUNC) != 0 && f.file.size() != 0) f.file.truncate(0);
             f.clearPrivileges = acc != P9.O_RDONLY && uidFor(f) != 0 && (st.mode() & (Posix.S_ISUID | Posix.S_ISGID)) != 0;
         } else {
@@ -553,11 +614,12 @@ final class P9Ops {
             Posix.fchownat(f.fd, "", (v & P9.SETATTR_UID) != 0 ? m.uid() : -1, (v & P9.SETATTR_GID) != 0 ? m.gid() : -1,
                     Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
         }
-        CachedFile cf = st.isRegular() ? openData(f, st) : null;
+        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? asServer(f, () -> openData(f, st)) : openData(f, st);
         try {
             if ((v & P9.SETATTR_SIZE) != 0) {
                 if (cf == null) throw new P9Error(st.isDir() ? P9.EISDIR : P9.EINVAL, "size of a non-file");
                 if (m.size() < 0) throw new P9Error(P9.EINVAL, "negative size");
+                if (f.export.passthrough()) mayOpen(f, false, true);      // truncate(2) needs write permission
                 cf.truncate(m.size());
             }
             if ((v & (P9.SETATTR_ATIME | P9.SETATTR_MTIME)) != 0) {
@@ -823,6 +885,11 @@ final class P9Ops {
         try {
             return dispatch(m, alloc);
         } finally {
+            boolean[] on = SWITCHED.get();
+            if (on[0]) {
+                Credentials.restore();
+                on[0] = false;
+            }
             if (!acquired.isEmpty()) releaseAcquired(acquired);
         }
     }

@@ -1,0 +1,91 @@
+package io.bridgefs.clienttests;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Message.*;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code security=passthrough} (part of issue 9): each request runs with the attaching user's fsuid,
+ * fsgid and groups, so the host's permission checks apply — tried on the wire as uid 1000 and as root,
+ * with and without {@code root=squash}.
+ */
+class P9PassthroughIT {
+    @TempDir
+    Path dir;
+
+    static int owner(Path p) throws Exception {
+        return (Integer) Files.getAttribute(p, "unix:uid", java.nio.file.LinkOption.NOFOLLOW_LINKS);
+    }
+
+    RawP9Client attach(int port, int uid) throws Exception {
+        RawP9Client c = new RawP9Client(port);
+        c.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+        c.ok(new Tattach(c.tag(), 1, P9.NOFID, "u" + uid, "share", uid), Rattach.class);
+        return c;
+    }
+
+    @Test
+    void requestsRunAsTheAttachingUser() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Files.setPosixFilePermissions(share, PosixFilePermissions.fromString("rwxrwxrwx"));
+        Files.writeString(share.resolve("secret"), "root only");
+        Files.setPosixFilePermissions(share.resolve("secret"), PosixFilePermissions.fromString("rw-------"));
+        Files.writeString(share.resolve("readable"), "anyone may read");
+        Files.setPosixFilePermissions(share.resolve("readable"), PosixFilePermissions.fromString("rw-r--r--"));
+        Path rootDir = Files.createDirectories(share.resolve("rootdir"));
+        Files.setPosixFilePermissions(rootDir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port,
+                "--9p-export", "share=" + share + ",security=passthrough", "--9p-export", "squashed=" + share + ",security=passthrough,root=squash")) {
+            assertTrue(s.stdout.toString().contains("security=passthrough"), s.stdout.toString());
+            try (RawP9Client u = attach(port, 1000)) {
+                // a 0600 root file: uid 1000 may walk to it but not open it
+                u.walk(1, 2, "secret");
+                assertEquals(13, u.error(new Tlopen(u.tag(), 2, P9.O_RDONLY)), "EACCES reading a 0600 root file");
+                // a 0644 root file: read yes, write no, truncate no
+                u.walk(1, 3, "readable");
+                assertEquals(13, u.error(new Tlopen(u.tag(), 3, P9.O_RDWR)), "EACCES writing a 0644 root file");
+                u.ok(new Tlopen(u.tag(), 3, P9.O_RDONLY), Rlopen.class);
+                assertEquals("anyone may read", new String(u.readAll(3, 4096)));
+                assertEquals(13, u.error(new Tsetattr(u.tag(), 3, P9.SETATTR_SIZE, 0, 0, 0, 0, 0, 0, 0, 0)), "EACCES truncating it");
+                assertEquals(1, u.error(new Tsetattr(u.tag(), 3, P9.SETATTR_MODE, 0777, 0, 0, 0, 0, 0, 0, 0)), "EPERM chmod of another's file");
+                // creating in a root 0755 directory is refused; in the 0777 one the file is the user's
+                u.walk(1, 4, "rootdir");
+                assertEquals(13, u.error(new Tlcreate(u.tag(), 4, "x", P9.O_RDWR, 0644, 1000)));
+                u.walk(1, 5);
+                u.ok(new Tlcreate(u.tag(), 5, "mine", P9.O_RDWR, 0644, 1000), Rlcreate.class);
+                u.write(5, 0, "by 1000");
+                u.ok(new Tfsync(u.tag(), 5, 0), Rfsync.class);      // write-back cache: make it reach the host file
+                u.ok(new Tmkdir(u.tag(), 1, "mydir", 0755, 1000), Rmkdir.class);
+            }
+            assertEquals(1000, owner(share.resolve("mine")), "created as the attaching user");
+            assertEquals(1000, owner(share.resolve("mydir")));
+            assertEquals("by 1000", Files.readString(share.resolve("mine")));
+            // guest root: allowed as root on 'share', squashed to nobody on 'squashed'
+            try (RawP9Client r = attach(port, 0)) {
+                r.walk(1, 2, "secret");
+                r.ok(new Tlopen(r.tag(), 2, P9.O_RDONLY), Rlopen.class);
+                assertEquals("root only", new String(r.readAll(2, 4096)));
+            }
+            try (RawP9Client r = new RawP9Client(port)) {
+                r.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+                r.ok(new Tattach(r.tag(), 1, P9.NOFID, "root", "squashed", 0), Rattach.class);
+                r.walk(1, 2, "secret");
+                assertEquals(13, r.error(new Tlopen(r.tag(), 2, P9.O_RDONLY)), "root squashed: EACCES on a 0600 root file");
+                r.walk(1, 3);
+                r.ok(new Tlcreate(r.tag(), 3, "fromroot", P9.O_RDWR, 0644, 0), Rlcreate.class);
+            }
+            assertEquals(65534, owner(share.resolve("fromroot")), "root=squash: created as nobody");
+            assertEquals(0, s.stop());
+        }
+    }
+}

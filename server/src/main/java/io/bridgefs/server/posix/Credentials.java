@@ -1,0 +1,131 @@
+package io.bridgefs.server.posix;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Library;
+import com.sun.jna.Native;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * Per-thread file-system credentials (Linux keeps fsuid, fsgid and supplementary groups per thread at
+ * the system-call level). setfsuid/setfsgid through glibc stay per thread; glibc's setgroups would
+ * change every thread of the process, so the groups are set with the raw system call. A 9P request under
+ * {@code security=passthrough} runs as the attaching user: the host's own permission checks apply.
+ */
+public final class Credentials {
+    private static final int SYS_SETGROUPS = 116;   // x86_64
+
+    private interface LibC extends Library {
+        int setfsuid(int uid);
+        int setfsgid(int gid);
+        long syscall(long number, long size, int[] list) throws LastErrorException;
+        int getgroups(int size, int[] list) throws LastErrorException;
+    }
+
+    private static final LibC LIBC = Native.load("c", LibC.class);
+    private static final int[] SERVER_GROUPS = serverGroups();
+    private static final ConcurrentHashMap<Integer, Identity> IDENTITIES = new ConcurrentHashMap<>();
+    private static volatile long loaded;
+
+    /** A host user as the kernel checks it: uid, primary gid, supplementary groups. */
+    public record Identity(int uid, int gid, int[] groups) {}
+
+    private Credentials() {}
+
+    private static int[] serverGroups() {
+        try {
+            int n = LIBC.getgroups(0, null);
+            int[] g = new int[n];
+            LIBC.getgroups(n, g);
+            return g;
+        } catch (LastErrorException | UnsatisfiedLinkError e) {
+            return new int[0];
+        }
+    }
+
+    /** Whether this process may take other users' credentials (root, or CAP_SETUID/CAP_SETGID). */
+    public static boolean privileged() {
+        try {
+            become(new Identity(65534, 65534, new int[] {65534}));
+            restore();
+            return LIBC.setfsuid(-1) == 0;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /** The calling thread acts as {@code id} for file-system checks until {@link #restore}. */
+    public static void become(Identity id) throws IOException {
+        try {
+            LIBC.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
+        } catch (LastErrorException e) {
+            throw new Posix.ErrnoException("setgroups", e.getErrorCode());
+        }
+        LIBC.setfsgid(id.gid());
+        LIBC.setfsuid(id.uid());
+        if (LIBC.setfsuid(-1) != id.uid() || LIBC.setfsgid(-1) != id.gid()) {
+            restore();
+            throw new Posix.ErrnoException("setfsuid", 1);
+        }
+    }
+
+    /** Back to the server's own credentials. */
+    public static void restore() {
+        LIBC.setfsuid(0);
+        LIBC.setfsgid(0);
+        try {
+            LIBC.syscall(SYS_SETGROUPS, SERVER_GROUPS.length, SERVER_GROUPS.length == 0 ? null : SERVER_GROUPS);
+        } catch (LastErrorException e) {
+            // nothing more to do: fsuid 0 is back, and groups only ever widen root's checks
+        }
+    }
+
+    /**
+     * The host's view of {@code uid} from /etc/passwd and /etc/group (re-read at most every 30 s): its
+     * primary group and the groups that list its name. A uid the host does not know gets gid 65534
+     * (nogroup) and no supplementary groups.
+     */
+    public static Identity identity(int uid) {
+        if (System.nanoTime() - loaded > 30_000_000_000L) {
+            IDENTITIES.clear();
+            loaded = System.nanoTime();
+        }
+        return IDENTITIES.computeIfAbsent(uid, Credentials::lookup);
+    }
+
+    private static Identity lookup(int uid) {
+        String name = null;
+        int gid = 65534;
+        try {
+            for (String l : Files.readAllLines(Path.of("/etc/passwd"))) {
+                String[] f = l.split(":");
+                if (f.length > 3 && f[2].equals(Integer.toString(uid))) {
+                    name = f[0];
+                    gid = Integer.parseInt(f[3]);
+                    break;
+                }
+            }
+            List<Integer> groups = new ArrayList<>();
+            groups.add(gid);
+            if (name != null) {
+                for (String l : Files.readAllLines(Path.of("/etc/group"))) {
+                    String[] f = l.split(":", -1);
+                    if (f.length < 4 || f[3].isEmpty()) continue;
+                    for (String member : f[3].split(",")) {
+                        if (member.equals(name)) {
+                            int g = Integer.parseInt(f[2]);
+                            if (!groups.contains(g)) groups.add(g);
+                        }
+                    }
+                }
+            }
+            return new Identity(uid, gid, groups.stream().mapToInt(Integer::intValue).toArray());
+        } catch (IOException | RuntimeException e) {
+            return new Identity(uid, 65534, new int[] {65534});
+        }
+    }
+}
