@@ -1,0 +1,63 @@
+package io.bridgefs.clienttests;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * security=passthrough from a Linux guest (part of issue 9): the guest mounts one export as is and one
+ * with root=squash; guest uid 1000 cannot read a host file that is 0600 root, and what it creates is
+ * owned by 1000 on the host; guest root on the squashed export is nobody.
+ */
+class GuestPassthroughIT {
+    static String script(int port) {
+        return "set -e\n" + GuestVm.NETWORK_UP + """
+                check() { if ! eval "$1"; then echo "GUEST-CHECK-FAILED: $1"; exit 1; fi; }
+                mkdir -p /etc /mnt/p /mnt/s
+                echo 'u:x:1000:1000::/:/bin/sh' >> /etc/passwd
+                mount -t 9p -o trans=tcp,port=PORT,version=9p2000.L,aname=p,msize=262144,cache=none 10.0.2.2 /mnt/p
+                mount -t 9p -o trans=tcp,port=PORT,version=9p2000.L,aname=s,msize=262144,cache=none 10.0.2.2 /mnt/s
+                check '[ "$(cat /mnt/p/secret)" = "root only" ]'
+                check '! su u -s /bin/sh -c "cat /mnt/p/secret" 2>/dev/null'
+                su u -s /bin/sh -c "echo from-1000 > /mnt/p/created-by-1000"
+                check '[ "$(stat -c %u /mnt/p/created-by-1000)" = 1000 ]'
+                check '! su u -s /bin/sh -c "echo x > /mnt/p/rootdir/nope" 2>/dev/null'
+                echo from-root > /mnt/s/created-by-root
+                check '! cat /mnt/s/secret 2>/dev/null'
+                umount /mnt/p; umount /mnt/s
+                echo GUEST-PASSTHROUGH-OK
+                """.replace("PORT", String.valueOf(port));
+    }
+
+    @Test
+    void guestUsersMeetTheHostsPermissions(@TempDir Path dir) throws Exception {
+        Tools.require("qemu-system-x86_64");
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Files.setPosixFilePermissions(share, PosixFilePermissions.fromString("rwxrwxrwx"));
+        Files.writeString(share.resolve("secret"), "root only");
+        Files.setPosixFilePermissions(share.resolve("secret"), PosixFilePermissions.fromString("rw-------"));
+        Files.setPosixFilePermissions(Files.createDirectories(share.resolve("rootdir")), PosixFilePermissions.fromString("rwxr-xr-x"));
+        int port = BridgefsProcess.freePort();
+        try (var s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "p=" + share + ",security=passthrough",
+                "--9p-export", "s=" + share + ",security=passthrough,root=squash")) {
+            Path initrd = GuestVm.initramfs(dir, List.of("virtio_pci", "virtio_net", "9pnet_fd", "9p"), script(port), java.util.Map.of());
+            String console = GuestVm.boot(dir, initrd, List.of("-nic", "user,model=virtio-net-pci"), Duration.ofSeconds(300));
+            assertEquals(0, GuestVm.exitCode(console), "guest workload failed:\n" + console);
+            assertTrue(console.contains("GUEST-PASSTHROUGH-OK"), console);
+            assertEquals(1000, Files.getAttribute(share.resolve("created-by-1000"), "unix:uid", LinkOption.NOFOLLOW_LINKS));
+            assertEquals(65534, Files.getAttribute(share.resolve("created-by-root"), "unix:uid", LinkOption.NOFOLLOW_LINKS),
+                    "guest root on a root=squash export is nobody");
+            assertFalse(Files.exists(share.resolve("rootdir/nope")));
+            assertEquals(0, s.stop());
+        }
+    }
+}
