@@ -57,7 +57,7 @@ public final class Admission<T> {
         if (!budget.tryReserve(c)) {
             if (!waitingForBudget) {
                 waitingForBudget = true;
-                budget.whenAvailable(() -> channel.eventLoop().execute(() -> {
+                budget.whenAvailable(c, () -> channel.eventLoop().execute(() -> {
                     waitingForBudget = false;
                     drain();
                 }));

@@ -31,10 +31,15 @@ public final class MemoryBudget {
         wakeWaiters();
     }
 
-    /** Runs {@code r} (once) when bytes are next released, or at once if there is room now. */
-    public void whenAvailable(Runnable r) {
+    /**
+     * Runs {@code r} (once) when bytes are next released, or at once if {@code needed} bytes fit now (a
+     * release may have happened since the caller's refusal). Never at once otherwise: a waiter that still
+     * does not fit would register again and spin.
+     */
+    public void whenAvailable(long needed, Runnable r) {
         waiters.add(r);
-        if (used.get() < limit) wakeWaiters();
+        long u = used.get();
+        if (u == 0 || u + needed <= limit) wakeWaiters();
     }
 
     private void wakeWaiters() {
