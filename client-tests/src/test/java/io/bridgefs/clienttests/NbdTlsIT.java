@@ -138,8 +138,13 @@ class NbdTlsIT {
                     "driver=raw,file.driver=file,file.filename=" + dir.resolve("in.img"),
                     "driver=raw,file.driver=nbd,file.host=127.0.0.1,file.port=" + s.nbdPort + ",file.export=disk,file.tls-creds=tls0")
                     .ok("qemu-img compare over TLS");
-            // carol may use 'secret', alice may not
+            // carol may use 'secret' (qemu-img convert over PSK), alice may not
             qemuImgInfo(s, pskObject("psk-carol", "carol"), "secret").ok("carol on her export");
+            Tools.run(Duration.ofSeconds(60), "qemu-img", "convert", "--object", pskObject("psk-carol", "carol"), "--image-opts",
+                    "driver=raw,file.driver=nbd,file.host=127.0.0.1,file.port=" + s.nbdPort + ",file.export=secret,file.tls-creds=tls0",
+                    "-O", "raw", dir.resolve("secret-copy.img").toString()).ok("qemu-img convert over TLS-PSK");
+            Tools.run(Duration.ofSeconds(60), "cmp", dir.resolve("secret.img").toString(), dir.resolve("secret-copy.img").toString())
+                    .ok("converted image equals the export");
             Tools.Result denied = qemuImgInfo(s, pskObject("psk", "alice"), "secret");
             assertNotEquals(0, denied.exit(), "alice must not open carol's export");
             assertTrue(s.log().contains("refused to 'alice'"), s.log());
@@ -281,6 +286,22 @@ class NbdTlsIT {
                     if (data[0] == 0 && data[1] == NBD_INFO_EXPORT) flags = ((data[10] & 0xFF) << 8) | (data[11] & 0xFF);
                 }
                 assertEquals(0, flags & NBD_FLAG_SEND_DF, "structured replies negotiated before STARTTLS must not survive it");
+                // garbage inside the established TLS stream, written under the TLS layer: the server closes
+                byte[] junk = new byte[2048];
+                new java.util.Random(2).nextBytes(junk);
+                raw.getOutputStream().write(junk);
+                raw.getOutputStream().flush();
+                tls.setSoTimeout(5000);
+                boolean closed;
+                try {
+                    while (tin.read() >= 0) { }
+                    closed = true;
+                } catch (java.net.SocketTimeoutException e) {
+                    closed = false;
+                } catch (java.io.IOException e) {
+                    closed = true;                     // reset, or a TLS alert
+                }
+                assertTrue(closed, "garbage inside the TLS stream must end the connection");
                 tls.close();
             }
             assertEquals(0, s.stop());

@@ -28,6 +28,7 @@ public final class CachedFile implements AutoCloseable {
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
     private volatile long size;
+    private final java.util.concurrent.locks.ReentrantLock writebackMutex = new java.util.concurrent.locks.ReentrantLock();
     private volatile long changes;
     private volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
     private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
@@ -469,6 +470,11 @@ public final class CachedFile implements AutoCloseable {
     public void writeback(boolean sync) throws IOException {
         if (readOnly) return;
         punchLock.readLock().lock();
+        // one write-back of a file at a time: two at once (the periodic timer and a client's flush) could
+        // interleave extendBacking's "is the file shorter than the cache says? then set its size" with the
+        // other's writes past that size, and cut off pages just written and marked clean (found by the
+        // kill -9 campaign: an fsync'd 9P append lost)
+        writebackMutex.lock();
         try {
             int[] dirty;
             int[] gens;
@@ -502,6 +508,7 @@ public final class CachedFile implements AutoCloseable {
                 }
             }
         } finally {
+            writebackMutex.unlock();
             punchLock.readLock().unlock();
         }
         if (sync) store.sync();

@@ -18,7 +18,17 @@ final class MemStore implements BackingStore {
         this.size = size;
     }
 
-    @Override public synchronized long size() { return size; }
+    /** Widens a race for a test: size() answers, then waits this long before returning. */
+    volatile long sizeDelayNanos;
+
+    @Override public long size() {
+        long s;
+        synchronized (this) {
+            s = size;
+        }
+        if (sizeDelayNanos > 0) java.util.concurrent.locks.LockSupport.parkNanos(sizeDelayNanos);
+        return s;
+    }
 
     @Override
     public synchronized int read(ByteBuffer dst, long position) throws IOException {
