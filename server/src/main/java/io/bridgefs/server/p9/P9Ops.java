@@ -237,11 +237,7 @@ final class P9Ops {
         }
     }
 
-    /** A request answered Rlerror: counted in bridgefs_io_errors_total of the export it concerned. */
-    void countError(P9Message m) {
-        countError();
-    }
-
+    /** A request answered Rlerror: counted in bridgefs_io_errors_total of the export this connection attached to last (else the first). */
     void countError() {
         P9Export e = lastExport;
         if (e == null && !server.exports.isEmpty()) e = server.exports.get(0);

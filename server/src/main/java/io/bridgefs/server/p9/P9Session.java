@@ -204,7 +204,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         } finally {
             release(m);
         }
-        if (out instanceof P9Message.Rlerror) ops.countError(m);
+        if (out instanceof P9Message.Rlerror) ops.countError();
         Object reply = out;
         ctx.executor().execute(() -> finish(ctx, p, reply));
     }

@@ -68,7 +68,7 @@ public final class TlsHandler extends ChannelDuplexHandler {
             established = true;
             tls.handshakesOk.incrementAndGet();
             tls.active.incrementAndGet();
-            String version = String.valueOf(server.getProtocolVersions().length > 0 ? protocolVersion() : "");
+            String version = protocolVersion();
             log.info("{}: TLS established ({}){}", ctx.channel().remoteAddress(), version,
                     server.identity() != null ? " as '" + server.identity() + "'" : "");
             ctx.fireUserEventTriggered(new Established(server.identity(), version));
