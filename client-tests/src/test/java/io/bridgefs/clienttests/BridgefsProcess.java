@@ -47,21 +47,41 @@ final class BridgefsProcess implements AutoCloseable {
 
     /** As a user runs it: no JVM memory flags, so the server sizes its JVM from --cache-size itself. */
     static List<String> command(String... args) {
+        return command(List.of(), jar(), args);
+    }
+
+    /** The command line run under {@code prefix} (e.g. setpriv to another user) with the jar at {@code jar}. */
+    static List<String> command(List<String> prefix, Path jar, String... args) {
         // Netty's paranoid leak detector: every buffer tracked; stop() fails the test on any leak it logged
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Dio.netty.leakDetection.level=paranoid", "-jar", jar().toString()));
+        List<String> cmd = new ArrayList<>(prefix);
+        cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-Dio.netty.leakDetection.level=paranoid", "-jar", jar.toString()));
         cmd.addAll(List.of(args));
         return cmd;
     }
 
+    /**
+     * As an ordinary user: the jar copied into {@code dir} (which every user may read), started under
+     * {@code setpriv} as {@code uid}:{@code gid} with no supplementary groups.
+     */
+    static BridgefsProcess startAsUser(Path dir, int uid, int gid, String... args) throws IOException, InterruptedException {
+        Path jar = dir.resolve("bridgefs.jar");
+        if (!Files.exists(jar)) Files.copy(jar(), jar);
+        return start(List.of("setpriv", "--reuid=" + uid, "--regid=" + gid, "--clear-groups", "--"), jar, dir, args);
+    }
+
     /** Starts {@code serve} with the given extra arguments on free loopback ports; waits until it serves. */
     static BridgefsProcess start(Path dir, String... args) throws IOException, InterruptedException {
+        return start(List.of(), jar(), dir, args);
+    }
+
+    static BridgefsProcess start(List<String> prefix, Path jar, Path dir, String... args) throws IOException, InterruptedException {
         int nbd = freePort();
         int metrics = freePort();
         List<String> a = new ArrayList<>(List.of("serve", "--nbd-listen", "127.0.0.1:" + nbd, "--metrics-listen", "127.0.0.1:" + metrics));
         a.addAll(List.of(args));
         Path log = dir.resolve("bridgefs-" + nbd + ".log");
-        Process p = new ProcessBuilder(command(a.toArray(String[]::new))).directory(dir.toFile())
+        Process p = new ProcessBuilder(command(prefix, jar, a.toArray(String[]::new))).directory(dir.toFile())
                 .redirectError(log.toFile()).start();
         BridgefsProcess b = new BridgefsProcess(p, nbd, metrics, log);
         for (int i = 0; i + 1 < args.length; i++) {

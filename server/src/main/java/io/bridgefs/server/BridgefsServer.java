@@ -10,6 +10,8 @@ import io.bridgefs.server.cache.PageCache;
 import io.bridgefs.server.config.ListenAddress;
 import io.bridgefs.server.config.NbdExportSpec;
 import io.bridgefs.server.config.P9ExportSpec;
+import io.bridgefs.server.config.P9Security;
+import io.bridgefs.server.p9.Mapped;
 import io.bridgefs.server.p9.P9Export;
 import io.bridgefs.server.p9.P9Listener;
 import io.bridgefs.server.p9.P9ServerContext;
@@ -134,7 +136,7 @@ public final class BridgefsServer implements AutoCloseable {
             CachedFile file = cache.open(p, spec.readOnly());
             IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name());
             ioMetrics.add(m);
-            nbdExports.add(new NbdExport(spec.name(), spec.description(), p, spec.readOnly(), file, m, spec.tlsOnly(), spec.users()));
+            nbdExports.add(new NbdExport(spec.name(), spec.description(), p, spec.readOnly(), file, m, spec.tlsOnly(), spec.users(), spec.hosts()));
         }
     }
 
@@ -146,11 +148,23 @@ public final class BridgefsServer implements AutoCloseable {
             dir = dir.toRealPath();
             IoMetrics m = new IoMetrics(registry, IoPath.NINEP.label(), spec.name());
             ioMetrics.add(m);
-            if (spec.passthrough() && !io.bridgefs.server.posix.Credentials.privileged()) {
-                throw new IOException("9P export '" + spec.name() + "': security=passthrough needs root (or CAP_SETUID and CAP_SETGID)");
+            boolean privileged = io.bridgefs.server.posix.Credentials.privileged();
+            P9Security security = spec.securityFor(privileged);
+            if (security == P9Security.PASSTHROUGH && !privileged) {
+                throw new IOException("9P export '" + spec.name() + "': security=passthrough needs root (or CAP_SETUID, CAP_SETGID and the file"
+                        + " capabilities); run as root, or choose security=mapped, which needs no privilege");
             }
-            p9Exports.add(new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), spec.devices(), m,
-                    spec.passthrough(), spec.rootSquash()));
+            if (security == P9Security.SQUASH && spec.squashUid() != io.bridgefs.server.posix.Credentials.serverUid()
+                    && !io.bridgefs.server.posix.Credentials.SERVER_IS_ROOT
+                    && (io.bridgefs.server.posix.Capabilities.permitted() & io.bridgefs.server.posix.Capabilities.bit(io.bridgefs.server.posix.Capabilities.CHOWN)) == 0) {
+                throw new IOException("9P export '" + spec.name() + "': squash=" + spec.squashUid() + ":" + spec.squashGid()
+                        + " needs root or CAP_CHOWN (this server is uid " + io.bridgefs.server.posix.Credentials.serverUid() + "; squash to that, or use security=mapped)");
+            }
+            P9Export e = new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), spec.devices(), m,
+                    security, spec.rootSquash(), spec.hosts());
+            if (e.mapped()) Mapped.checkSupported(dir);
+            p9Exports.add(e);
+            log.info("9P export '{}': {}", e.name(), e.describeSecurity());
         }
     }
 
@@ -271,9 +285,7 @@ public final class BridgefsServer implements AutoCloseable {
         for (P9Export e : p9Exports) {
             InetSocketAddress a = p9Address();
             b.append("\n9P export '").append(e.name()).append("': ").append(e.root()).append(e.readOnly() ? ", read-only" : ", read-write")
-                    .append(e.squash() ? ", squash " + e.squashUid() + ":" + e.squashGid() : "")
-                    .append(e.passthrough() ? ", security=passthrough (requests run as the attaching user" + (e.rootSquash() ? ", root squashed" : "") + ")"
-                            : ", security=none (requests run as the server)").append('\n');
+                    .append(", ").append(e.describeSecurity()).append('\n');
             if (a != null) {
                 b.append("  in a QEMU guest (-nic user): mount -t 9p -o trans=tcp,port=").append(a.getPort())
                         .append(",version=9p2000.L,aname=").append(e.name()).append(",msize=262144 10.0.2.2 /mnt\n");

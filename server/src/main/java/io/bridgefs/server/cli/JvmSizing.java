@@ -43,35 +43,43 @@ final class JvmSizing {
      * Re-executes the JVM with limits when needed; returns only if nothing was done (already sized, not
      * run from a jar, or exec failed, which is reported and otherwise ignored).
      */
-    static void ensureSized(String[] originalArgs, long cacheBytes, long requestBudget) {
-        if (System.getenv("BRIDGEFS_NO_REEXEC") != null) return;
+    static void ensureSized(String[] originalArgs, long cacheBytes, long requestBudget, UserDrop.Plan drop) throws java.io.IOException {
         List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
-        if (jvmArgs.contains(MARK)) return;
+        boolean mustDrop = UserDrop.needed(drop, jvmArgs);
         boolean hasHeap = jvmArgs.stream().anyMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"));
         boolean hasDirect = jvmArgs.stream().anyMatch(a -> a.startsWith("-XX:MaxDirectMemorySize"));
-        if (hasHeap && hasDirect) return;
-        Path jar;
+        boolean sized = System.getenv("BRIDGEFS_NO_REEXEC") != null || jvmArgs.contains(MARK) || (hasHeap && hasDirect);
+        if (sized && !mustDrop) return;
+        Path jar = null;
         try {
             jar = Path.of(JvmSizing.class.getProtectionDomain().getCodeSource().getLocation().toURI());
         } catch (Exception e) {
-            return;
+            // not from a jar: handled below
         }
         String java = ProcessHandle.current().info().command().orElse(null);
-        if (java == null || !Files.isRegularFile(jar) || !jar.toString().endsWith(".jar")) return;
+        if (java == null || jar == null || !Files.isRegularFile(jar) || !jar.toString().endsWith(".jar")) {
+            if (mustDrop) throw new java.io.IOException("--user needs the server started from its jar (java -jar bridgefs.jar)");
+            return;
+        }
         List<String> argv = new ArrayList<>();
         argv.add(java);
-        if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes) >> 20) + "m");
-        if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
-        argv.add(MARK);
+        if (!sized) {
+            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes) >> 20) + "m");
+            if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
+            argv.add(MARK);
+        }
+        if (mustDrop) argv.add(UserDrop.MARK);
         argv.addAll(jvmArgs);
         argv.add("-jar");
         argv.add(jar.toString());
         argv.addAll(List.of(originalArgs));
         System.out.flush();
         System.err.flush();
+        if (mustDrop) UserDrop.apply(drop);
         try {
             Native.load("c", LibC.class).execv(java, argv.toArray(String[]::new));
         } catch (LastErrorException | UnsatisfiedLinkError e) {
+            if (mustDrop) throw new java.io.IOException("could not restart as --user " + drop.user() + ": " + e.getMessage());
             System.err.println("bridgefs: could not restart the JVM with memory limits (" + e.getMessage()
                     + "); running with the JVM's defaults: set -Xmx and -XX:MaxDirectMemorySize yourself");
         }
@@ -86,6 +94,17 @@ final class JvmSizing {
             else if (a.startsWith(name + "=")) value = a.substring(name.length() + 1);
         }
         return value;
+    }
+
+    /** Every value of a repeatable {@code --NAME VALUE} / {@code --NAME=VALUE} in the merged arguments. */
+    static List<String> options(List<String> argv, String name) {
+        List<String> values = new ArrayList<>();
+        for (int i = 0; i < argv.size(); i++) {
+            String a = argv.get(i);
+            if (a.equals(name) && i + 1 < argv.size()) values.add(argv.get(++i));
+            else if (a.startsWith(name + "=")) values.add(a.substring(name.length() + 1));
+        }
+        return values;
     }
 
     static long size(List<String> argv, String name, String fallback) {

@@ -37,8 +37,13 @@ public final class Main implements Runnable {
             return 1;
         }
         if (argv.contains("serve") && !argv.contains("--help") && !argv.contains("-h")) {
-            JvmSizing.ensureSized(args, JvmSizing.size(argv, "--cache-size", ServeCommand.DEFAULT_CACHE_SIZE),
-                    JvmSizing.size(argv, "--request-memory", ServeCommand.DEFAULT_REQUEST_MEMORY));
+            try {
+                JvmSizing.ensureSized(args, JvmSizing.size(argv, "--cache-size", ServeCommand.DEFAULT_CACHE_SIZE),
+                        JvmSizing.size(argv, "--request-memory", ServeCommand.DEFAULT_REQUEST_MEMORY), UserDrop.plan(argv));
+            } catch (IOException e) {
+                System.err.println("bridgefs: " + message(e));
+                return 1;
+            }
         }
         CommandLine cl = new CommandLine(new Main());
         cl.setOverwrittenOptionsAllowed(true);

@@ -36,18 +36,22 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--nbd-export", paramLabel = "NAME=PATH[,ro][,description=TEXT]",
             description = {"An image file to serve (repeatable). The client's export name selects it; the name \"\" or else the first export is the default.",
                     "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing.",
-                    "tls-only: only over TLS (with --tls on). users=NAME[:NAME...]: only these PSK users or certificate common names."})
+                    "tls-only: only over TLS (with --tls on). users=NAME[:NAME...]: only these PSK users or certificate common names.",
+                    "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it."})
     List<String> nbdExports = new ArrayList<>();
 
     @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:5640",
             description = "Where 9P2000.L clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME as for --nbd-listen.")
     String p9Listen;
 
-    @Option(names = "--9p-export", paramLabel = "NAME=DIR[,ro][,squash=UID:GID][,create][,devices][,security=passthrough|none][,root=allow|squash]",
+    @Option(names = "--9p-export", paramLabel = "NAME=DIR[,ro][,security=passthrough|mapped|squash|none][,squash=UID:GID][,root=allow|squash][,hosts=CIDR[:CIDR...]][,create][,devices]",
             description = {"A host directory to serve over 9P2000.L (repeatable). The client's aname selects it; an empty aname gets the first.",
-                    "ro: read-only (EROFS). squash=UID:GID: everything created belongs to UID:GID (chown ignored). create: make DIR if missing.",
-                    "devices: clients may create device nodes (mknod of character and block devices; never opened by the server).",
-                    "security=passthrough: requests run with the attaching user's fsuid/fsgid/groups (needs root); root=squash: guest root acts as nobody. security=none (default): as the server."})
+                    "security=passthrough (default where the server may switch users): requests run with the attaching user's fsuid/fsgid/groups;",
+                    "  root=squash: guest root acts as nobody. security=mapped: host files stay the server's (0600/0700), the guest's owners, modes",
+                    "  and device nodes live in user.virtfs.* xattrs (QEMU's mapped-xattr; no privilege needed). security=squash with squash=UID:GID:",
+                    "  everything created belongs to UID:GID. security=none (default without privilege): as the server, ownership as the client sets it.",
+                    "ro: read-only (EROFS). hosts=: only peers in these ranges may attach. create: make DIR if missing.",
+                    "devices: clients may create real device nodes (never opened by the server; under mapped they are plain files anyway)."})
     List<String> p9Exports = new ArrayList<>();
 
     @Option(names = "--9p-msize", paramLabel = "SIZE", defaultValue = "1m",
@@ -117,6 +121,12 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Pre-shared keys: lines username:hexkey (psktool's keys.psk). With --tls-certificates too, PSK is used.")
     String tlsPsk;
 
+    @Option(names = "--user", paramLabel = "NAME",
+            description = {"Started as root: become NAME (or a numeric uid) before serving, keeping only the capabilities the 9P exports' models need",
+                    "(passthrough: CAP_SETUID, CAP_SETGID and the file capabilities; none/squash: the file capabilities; mapped: none;",
+                    "CAP_NET_BIND_SERVICE for a port below 1024). Image files and mapped export directories must be NAME's."})
+    String user;
+
     @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help.")
     boolean help;
 
@@ -146,6 +156,7 @@ public final class ServeCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         ServerConfig cfg = toConfig();
         BridgefsServer server = BridgefsServer.start(cfg);
+        if (user != null || !io.bridgefs.server.posix.Credentials.SERVER_IS_ROOT) System.out.println("bridgefs: " + UserDrop.describe());
         System.out.println(server.connectHelp());
         System.out.flush();
         CountDownLatch stopped = new CountDownLatch(1);

@@ -28,6 +28,23 @@ public record Cidr(byte[] network, int bits) {
         return new Cidr(a, bits);
     }
 
+    /** {@code CIDR[:CIDR...]} of an export's {@code hosts=} (IPv6 ranges in brackets: {@code [fd00::]/8}). */
+    public static java.util.List<Cidr> parseList(String s) {
+        java.util.List<Cidr> out = new java.util.ArrayList<>();
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\\[([^\\]]*)\\](/\\d+)?|[^:\\[]+").matcher(s);
+        while (m.find()) out.add(parse(m.group(1) != null ? m.group(1) + (m.group(2) == null ? "" : m.group(2)) : m.group()));
+        if (out.isEmpty()) throw new IllegalArgumentException("hosts= needs at least one ADDRESS[/BITS]");
+        return out;
+    }
+
+    /** Whether {@code peer} is in one of {@code ranges} (an empty list admits everyone). */
+    public static boolean admits(java.util.List<Cidr> ranges, java.net.SocketAddress peer) {
+        if (ranges.isEmpty()) return true;
+        if (!(peer instanceof java.net.InetSocketAddress a) || a.getAddress() == null) return false;   // unix socket peers have no address
+        for (Cidr c : ranges) if (c.contains(a.getAddress())) return true;
+        return false;
+    }
+
     public boolean contains(InetAddress peer) {
         byte[] p = peer.getAddress();
         if (p.length != network.length) {

@@ -7,10 +7,15 @@ import java.nio.file.Path;
 
 /** An image file served over NBD, through the shared cache. The size is fixed for the export's life. */
 public record NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics,
-                        boolean tlsOnly, java.util.List<String> users) {
+                        boolean tlsOnly, java.util.List<String> users, java.util.List<io.bridgefs.server.config.Cidr> hosts) {
 
     public NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics) {
         this(name, description, path, readOnly, file, metrics, false, java.util.List.of());
+    }
+
+    public NbdExport(String name, String description, Path path, boolean readOnly, CachedFile file, IoMetrics metrics,
+                     boolean tlsOnly, java.util.List<String> users) {
+        this(name, description, path, readOnly, file, metrics, tlsOnly, users, java.util.List.of());
     }
 
     /** Whether a client that authenticated as {@code identity} (null: not at all) may use this export. */

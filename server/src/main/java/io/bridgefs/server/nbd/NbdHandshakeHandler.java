@@ -104,6 +104,7 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
                 List<NbdOptionReply> rs = new ArrayList<>();
                 for (NbdExport e : server.exports().all()) {
                     if (e.tlsOnly() && !tlsActive) continue;          // not even named without TLS
+                    if (!io.bridgefs.server.config.Cidr.admits(e.hosts(), ctx.channel().remoteAddress())) continue;
                     if (!e.allows(identity) && (tlsActive || !e.users().isEmpty())) continue;
                     rs.add(NbdOptionReply.server(opt, e.name(), e.description()));
                 }
@@ -133,7 +134,7 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
             protocolError(ctx, "NBD_OPT_EXPORT_NAME: " + e.getMessage());
             return;
         }
-        NbdExport e = server.exports().find(name);
+        NbdExport e = visible(ctx, server.exports().find(name));
         if (e == null) {
             log.info("{}: NBD_OPT_EXPORT_NAME for unknown export '{}': disconnecting", ctx.channel().remoteAddress(), name);
             ctx.close();
@@ -159,7 +160,7 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
             reply(ctx, invalid(ctx, opt, m.getMessage()));
             return;
         }
-        NbdExport e = server.exports().find(req.exportName());
+        NbdExport e = visible(ctx, server.exports().find(req.exportName()));
         if (e == null) {
             reply(ctx, NbdOptionReply.error(opt, NBD_REP_ERR_UNKNOWN, "no export named '" + req.exportName() + "'"));
             return;
@@ -197,6 +198,13 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
             enterTransmission(ctx, e);
         }
         if (sentBlockSize) log.trace("block size requested");
+    }
+
+    /** {@code e}, or null if it is not served to this peer (hosts=): such a peer is told no such export exists. */
+    private NbdExport visible(ChannelHandlerContext ctx, NbdExport e) {
+        if (e == null || io.bridgefs.server.config.Cidr.admits(e.hosts(), ctx.channel().remoteAddress())) return e;
+        log.info("{}: export '{}' is not served to this host (hosts=)", ctx.channel().remoteAddress(), e.name());
+        return null;
     }
 
     /** Why a client may not use export {@code e} now (tls-only without TLS, or not one of its users), or null. */

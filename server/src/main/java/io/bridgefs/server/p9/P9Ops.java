@@ -48,6 +48,8 @@ final class P9Ops {
     /** Fids a request on this thread looked up: in use until the request ends. */
     private static final ThreadLocal<List<Fid>> ACQUIRED = ThreadLocal.withInitial(ArrayList::new);
     volatile int msize = 8192;
+    /** The client's address, for exports served only to some hosts (set when the connection starts). */
+    volatile java.net.SocketAddress peer;
     /** The connection has ended: no fid may be bound any more (guarded by this). */
     private boolean closed;
     /** The export this connection attached to last: where its refusals are counted. */
@@ -256,6 +258,7 @@ final class P9Ops {
 
     /** Runs shared-cache work (opening a file's one backing store) as the server, then the user again. */
     private static <T> T asServer(Fid f, IoCall<T> work) throws IOException {
+        if (!SWITCHED.get()[0]) return work.call();     // not switched (root acting as root)
         Credentials.restore();
         try {
             return work.call();
@@ -273,8 +276,10 @@ final class P9Ops {
         if (!e.passthrough()) return;
         boolean[] on = SWITCHED.get();
         if (on[0]) return;
+        int hostUid = e.hostUid(uid);
+        if (hostUid == 0 && Credentials.SERVER_IS_ROOT) return;    // root acting as root: nothing to switch
         try {
-            Credentials.become(Credentials.identity(e.hostUid(uid)));
+            Credentials.become(Credentials.identity(hostUid));
         } catch (IOException x) {
             throw new P9Error(P9.EPERM, "cannot act as uid " + uid + ": " + x.getMessage());
         }
@@ -333,8 +338,15 @@ final class P9Ops {
 
     private int gidFor(Fid f, int gid) { return f.export.squash() ? f.export.squashGid() : gid; }
 
-    /** Gives a new node the creating client's ownership (or the export's squash ownership). */
-    private void own(Fid dir, String name, int gid) throws IOException {
+    /**
+     * Gives a new node the creating client's ownership (or the export's squash ownership); under
+     * mapped, records the guest's owner, mode ({@code mode}, with its type) and device ({@code rdev}, -1: none).
+     */
+    private void own(Fid dir, String name, int gid, int mode, long rdev) throws IOException {
+        if (dir.export.mapped()) {
+            mappedOwn(dir, name, gid, mode, rdev);
+            return;
+        }
         if (dir.export.passthrough()) {
             // created with the user's fsuid and fsgid already; the group the client asks for, if the host lets it
             try {
@@ -350,8 +362,33 @@ final class P9Ops {
         Posix.fchownat(dir.fd, name, uidFor(dir), gidFor(dir, gid), Posix.AT_SYMLINK_NOFOLLOW);
     }
 
-    private Qid statQid(int dirfd, String name) throws IOException {
-        return qid(Posix.fstatat(dirfd, name, Posix.AT_SYMLINK_NOFOLLOW), 0);
+    /** The qid of the new entry {@code name} in {@code d}, as the client sees it. */
+    private static Qid statQid(Fid d, String name) throws IOException {
+        int fd = Posix.openat(d.fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+        try {
+            return qid(stat(d.export, fd), 0);
+        } finally {
+            Posix.close(fd);
+        }
+    }
+
+    /** The inode at {@code fd} as the client sees it: under security=mapped, with the guest's owner, mode and device. */
+    static Stat stat(P9Export e, int fd) throws IOException {
+        Stat st = Posix.fstat(fd);
+        return e.mapped() ? Mapped.overlay("/proc/self/fd/" + fd, st) : st;
+    }
+
+    /**
+     * security=mapped: records the creating guest user's view of the new entry {@code name} in {@code d}
+     * (reached without following anything; the xattrs never land on a symlink's target).
+     */
+    private static void mappedOwn(Fid d, String name, int gid, int mode, long rdev) throws IOException {
+        int fd = Posix.openat(d.fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+        try {
+            Mapped.set("/proc/self/fd/" + fd, d.uid, gid, mode, rdev);
+        } finally {
+            Posix.close(fd);
+        }
     }
 
     /** The shared cached file of a regular file (one reference for the caller). */
@@ -373,9 +410,12 @@ final class P9Ops {
         P9Export e = server.find(m.aname());
         if (e == null) throw new P9Error(P9.ENOENT, "no 9P export named '" + m.aname() + "'");
         int uid = m.nuname() == -1 ? 0 : m.nuname();
+        if (!io.bridgefs.server.config.Cidr.admits(e.hosts(), peer)) {
+            throw new P9Error(P9.EACCES, "export '" + e.name() + "' is not served to " + peer);
+        }
         actAs(e, uid);
         int fd = resolve(e, List.of());
-        Stat st = Posix.fstat(fd);
+        Stat st = stat(e, fd);
         Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid);
         bind(m.fid(), f);
         lastExport = e;
@@ -410,7 +450,7 @@ final class P9Ops {
                     next = Posix.openat(fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
                     path.add(name);
                 }
-                q = qid(Posix.fstat(next), 0);
+                q = qid(stat(f.export, next), 0);
             } catch (P9Error | IOException x) {
                 Posix.close(fd);
                 if (qids.isEmpty()) throw x instanceof P9Error p ? p : P9Error.from((IOException) x);
@@ -436,7 +476,7 @@ final class P9Ops {
     private int iounit() { return msize - P9.IOHDRSZ; }
 
     private void open(Fid f, int flags) throws P9Error, IOException {
-        Stat st = Posix.fstat(f.fd);
+        Stat st = stat(f.export, f.fd);
         int acc = flags & P9.O_ACCMODE;
         boolean modifies = acc != P9.O_RDONLY || (flags & P9.O_TRUNC) != 0;
         if (modifies) writable(f);
@@ -455,7 +495,8 @@ final class P9Ops {
                 f.file = openData(f, st);
             }
             if ((flags & P9.O_TRUNC) != 0 && f.file.size() != 0) f.file.truncate(0);
-            f.clearPrivileges = acc != P9.O_RDONLY && uidFor(f) != 0 && (st.mode() & (Posix.S_ISUID | Posix.S_ISGID)) != 0;
+            int writer = f.export.passthrough() ? f.export.hostUid(f.uid) : uidFor(f);
+        f.clearPrivileges = acc != P9.O_RDONLY && writer != 0 && (st.mode() & (Posix.S_ISUID | Posix.S_ISGID)) != 0;
         } else {
             throw new P9Error(P9.EPERM, "device files, FIFOs and sockets are not opened on the host");
         }
@@ -471,18 +512,18 @@ final class P9Ops {
         boolean created = true;
         int tmp;
         try {
-            tmp = Posix.openat(d.fd, m.name(), create | Posix.O_EXCL, m.mode() & 07777);
+            tmp = Posix.openat(d.fd, m.name(), create | Posix.O_EXCL, d.export.mapped() ? Mapped.FILE_MODE : m.mode() & 07777);
         } catch (Posix.ErrnoException x) {
             if (x.errno() != P9.EEXIST || (flags & P9.O_EXCL) != 0) throw x;
             tmp = Posix.openat(d.fd, m.name(), Posix.O_RDONLY | Posix.O_NOFOLLOW, 0);
             created = false;
         }
         Posix.close(tmp);
-        if (created) own(d, m.name(), m.gid());
+        if (created) own(d, m.name(), m.gid(), Posix.S_IFREG | (m.mode() & 07777), -1);
         int fd = Posix.openat(d.fd, m.name(), Posix.O_PATH | Posix.O_NOFOLLOW, 0);
         List<String> path = new ArrayList<>(d.path);
         path.add(m.name());
-        Fid f = new Fid(d.export, path, fd, qid(Posix.fstat(fd), 0), d.uid);
+        Fid f = new Fid(d.export, path, fd, qid(stat(d.export, fd), 0), d.uid);
         open(f, flags & ~(P9.O_CREAT | P9.O_EXCL));
         replace(m.fid(), f);
         return new Rlcreate(m.tag(), f.qid, iounit());
@@ -491,9 +532,21 @@ final class P9Ops {
     Rsymlink symlink(Tsymlink m) throws P9Error, IOException {
         Fid d = newEntryIn(m.fid(), m.name());
         if (m.target().isEmpty() || m.target().length() > 4095) throw new P9Error(P9.EINVAL, "bad symlink target");
-        Posix.symlinkat(m.target(), d.fd, m.name());   // stored, never followed by the server
-        own(d, m.name(), m.gid());
-        return new Rsymlink(m.tag(), statQid(d.fd, m.name()));
+        if (d.export.mapped()) {
+            // as QEMU's mapped-xattr: a regular file holding the target
+            int fd = Posix.openat(d.fd, m.name(), Posix.O_CREAT | Posix.O_EXCL | Posix.O_NOFOLLOW | Posix.O_RDWR, Mapped.FILE_MODE);
+            try {
+                byte[] t = m.target().getBytes(StandardCharsets.UTF_8);
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(t.length).put(t).flip();
+                if (Posix.pwrite(fd, b, 0) != t.length) throw new P9Error(P9.EIO, "short write of a symlink's target");
+            } finally {
+                Posix.close(fd);
+            }
+        } else {
+            Posix.symlinkat(m.target(), d.fd, m.name());   // stored, never followed by the server
+        }
+        own(d, m.name(), m.gid(), Posix.S_IFLNK | 0777, -1);
+        return new Rsymlink(m.tag(), statQid(d, m.name()));
     }
 
     Rmknod mknod(Tmknod m) throws P9Error, IOException {
@@ -501,22 +554,26 @@ final class P9Ops {
         int type = m.mode() & Posix.S_IFMT;
         long dev = 0;
         if (type == Posix.S_IFCHR || type == Posix.S_IFBLK) {
-            if (!d.export.devices()) throw new P9Error(P9.EPERM, "device nodes are not created on this export (option 'devices')");
+            if (!d.export.devices() && !d.export.mapped()) throw new P9Error(P9.EPERM, "device nodes are not created on this export (option 'devices')");
             long major = m.major() & 0xFFFFFFFFL, minor = m.minor() & 0xFFFFFFFFL;   // glibc's makedev
             dev = ((major & 0xFFFFF000L) << 32) | ((major & 0xFFFL) << 8) | ((minor & 0xFFFFFF00L) << 12) | (minor & 0xFFL);
         } else if (type != Posix.S_IFREG && type != Posix.S_IFIFO && type != Posix.S_IFSOCK) {
             throw new P9Error(P9.EINVAL, "unknown file type in mknod");
         }
-        Posix.mknodat(d.fd, m.name(), type | (m.mode() & 07777), dev);
-        own(d, m.name(), m.gid());
-        return new Rmknod(m.tag(), statQid(d.fd, m.name()));
+        if (d.export.mapped()) {
+            Posix.mknodat(d.fd, m.name(), Posix.S_IFREG | Mapped.FILE_MODE, 0);   // only the guest sees a device, FIFO or socket
+        } else {
+            Posix.mknodat(d.fd, m.name(), type | (m.mode() & 07777), dev);
+        }
+        own(d, m.name(), m.gid(), type | (m.mode() & 07777), dev);
+        return new Rmknod(m.tag(), statQid(d, m.name()));
     }
 
     Rmkdir mkdir(Tmkdir m) throws P9Error, IOException {
         Fid d = newEntryIn(m.dfid(), m.name());
-        Posix.mkdirat(d.fd, m.name(), m.mode() & 07777);
-        own(d, m.name(), m.gid());
-        return new Rmkdir(m.tag(), statQid(d.fd, m.name()));
+        Posix.mkdirat(d.fd, m.name(), d.export.mapped() ? Mapped.DIR_MODE : m.mode() & 07777);
+        own(d, m.name(), m.gid(), Posix.S_IFDIR | (m.mode() & 07777), -1);
+        return new Rmkdir(m.tag(), statQid(d, m.name()));
     }
 
     Rrename rename(Trename m) throws P9Error, IOException {
@@ -571,12 +628,27 @@ final class P9Ops {
     Rreadlink readlink(Treadlink m) throws P9Error, IOException {
         Fid f = fid(m.fid());
         if ((f.qid.type() & Qid.QTSYMLINK) == 0) throw new P9Error(P9.EINVAL, "not a symlink");
+        if (f.export.mapped() && Posix.fstat(f.fd).isRegular()) return new Rreadlink(m.tag(), mappedTarget(f));
         return new Rreadlink(m.tag(), Posix.readlinkat(f.fd, ""));
+    }
+
+    /** security=mapped: a symlink is a regular file holding its target. */
+    private static String mappedTarget(Fid f) throws IOException {
+        int fd = Posix.open(f.procPath(), Posix.O_RDONLY);     // the magic link reopens this very inode (checked regular)
+        try {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(4096);
+            int n = Posix.pread(fd, b, 0);
+            byte[] t = new byte[Math.max(0, n)];
+            b.get(0, t);
+            return new String(t, StandardCharsets.UTF_8);
+        } finally {
+            Posix.close(fd);
+        }
     }
 
     Rgetattr getattr(Tgetattr m) throws P9Error, IOException {
         Fid f = fid(m.fid());
-        Stat st = Posix.fstat(f.fd);
+        Stat st = stat(f.export, f.fd);
         long size = st.size();
         long changes = 0;
         if (st.isRegular()) {
@@ -586,7 +658,7 @@ final class P9Ops {
                     cf.revalidate();
                     if (cf.dirty()) {
                         cf.writeback(false);      // so the host's size and mtime are current
-                        st = Posix.fstat(f.fd);
+                        st = stat(f.export, f.fd);
                     }
                     size = Math.max(st.size(), cf.size());
                     changes = cf.changes();
@@ -605,10 +677,14 @@ final class P9Ops {
         writable(f);
         int v = m.valid();
         Stat st = Posix.fstat(f.fd);
-        if ((v & P9.SETATTR_MODE) != 0 && !st.isSymlink()) Posix.fchmodat(Posix.AT_FDCWD, f.procPath(), m.mode() & 07777);
-        if ((v & (P9.SETATTR_UID | P9.SETATTR_GID)) != 0 && !f.export.squash()) {
-            Posix.fchownat(f.fd, "", (v & P9.SETATTR_UID) != 0 ? m.uid() : -1, (v & P9.SETATTR_GID) != 0 ? m.gid() : -1,
-                    Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
+        if (f.export.mapped()) {
+            setMapped(f, m);
+        } else {
+            if ((v & P9.SETATTR_MODE) != 0 && !st.isSymlink()) Posix.fchmodat(Posix.AT_FDCWD, f.procPath(), m.mode() & 07777);
+            if ((v & (P9.SETATTR_UID | P9.SETATTR_GID)) != 0 && !f.export.squash()) {
+                Posix.fchownat(f.fd, "", (v & P9.SETATTR_UID) != 0 ? m.uid() : -1, (v & P9.SETATTR_GID) != 0 ? m.gid() : -1,
+                        Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
+            }
         }
         CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? asServer(f, () -> openData(f, st)) : openData(f, st);
         try {
@@ -649,6 +725,16 @@ final class P9Ops {
             if (cf != null) P9ServerContext.closeQuietly(cf);
         }
         return new Rsetattr(m.tag());
+    }
+
+    /** security=mapped chmod/chown: only the guest's view changes (the host file stays the server's, 0600/0700). */
+    private static void setMapped(Fid f, Tsetattr m) throws IOException {
+        int v = m.valid();
+        if ((v & (P9.SETATTR_MODE | P9.SETATTR_UID | P9.SETATTR_GID)) == 0) return;
+        Stat seen = stat(f.export, f.fd);
+        if (seen.isSymlink() && (v & (P9.SETATTR_UID | P9.SETATTR_GID)) == 0) return;    // a symlink's mode never changes
+        Mapped.set(f.procPath(), (v & P9.SETATTR_UID) != 0 ? m.uid() : -1, (v & P9.SETATTR_GID) != 0 ? m.gid() : -1,
+                (v & P9.SETATTR_MODE) != 0 && !seen.isSymlink() ? seen.type() | (m.mode() & 07777) : -1, -1);
     }
 
     Rstatfs statfs(Tstatfs m) throws P9Error, IOException {
@@ -726,7 +812,11 @@ final class P9Ops {
         if (m.offset() < 0) throw new P9Error(P9.EINVAL, "offset beyond 2^63");
         long at = (f.openFlags & P9.O_APPEND) != 0 ? f.file.size() : m.offset();
         boolean sync = (f.openFlags & P9.O_SYNC) == P9.O_SYNC;
-        if (f.clearPrivileges) dropSetId(f);
+        if (f.clearPrivileges) {
+            // the kernel clears them whoever writes; under passthrough the writer may not chmod the file itself
+            if (f.export.passthrough()) asServer(f, () -> dropSetId(f));
+            else dropSetId(f);
+        }
         f.file.write(IoPath.NINEP, at, m.data().nioBuffers(), sync);
         f.export.metrics().writeBytes.inc(n);
         return new Rwrite(m.tag(), n);
@@ -736,11 +826,14 @@ final class P9Ops {
      * A write by anyone but root clears setuid, and setgid where the group may execute (the kernel's
      * file_remove_privs, which would not act here: the server writes as root).
      */
-    private void dropSetId(Fid f) throws IOException {
+    private static Void dropSetId(Fid f) throws IOException {
         f.clearPrivileges = false;
-        int mode = Posix.fstat(f.fd).mode();
+        int mode = stat(f.export, f.fd).mode();
         int drop = (mode & Posix.S_ISUID) | ((mode & (Posix.S_ISGID | 010)) == (Posix.S_ISGID | 010) ? Posix.S_ISGID : 0);
-        if (drop != 0) Posix.fchmodat(Posix.AT_FDCWD, f.procPath(), mode & 07777 & ~drop);
+        if (drop == 0) return null;
+        if (f.export.mapped()) Mapped.set(f.procPath(), -1, -1, mode & ~drop, -1);
+        else Posix.fchmodat(Posix.AT_FDCWD, f.procPath(), mode & 07777 & ~drop);
+        return null;
     }
 
     Rclunk clunk(Tclunk m) throws P9Error, IOException {
@@ -783,7 +876,13 @@ final class P9Ops {
     Rxattrwalk xattrwalk(Txattrwalk m) throws P9Error, IOException {
         Fid f = fid(m.fid());
         if ((f.qid.type() & Qid.QTSYMLINK) != 0) throw new P9Error(P9.ENODATA, "no xattrs on symlinks here");
-        byte[] value = m.name().isEmpty() ? Posix.listxattr(f.procPath()) : Posix.getxattr(f.procPath(), m.name());
+        byte[] value;
+        if (m.name().isEmpty()) {
+            value = Posix.listxattr(f.procPath());
+            if (f.export.mapped()) value = Mapped.hide(value);
+        } else {
+            value = f.export.mapped() && Mapped.reserved(m.name()) ? null : Posix.getxattr(f.procPath(), m.name());
+        }
         if (value == null) throw new P9Error(P9.ENODATA, "no xattr " + m.name());
         Fid x = new Fid(f.export, f.path, Posix.dup(f.fd), f.qid, f.uid);
         x.xattrValue = value;
@@ -797,6 +896,11 @@ final class P9Ops {
         writable(f);
         if (m.size() < 0 || m.size() > MAX_XATTR) throw new P9Error(P9.E2BIG, "xattr of " + m.size() + " bytes");
         if (m.name().isEmpty()) throw new P9Error(P9.EINVAL, "empty xattr name");
+        if (f.export.mapped() && !Mapped.allowed(m.name())) {
+            // the server's own user.virtfs.* are refused as QEMU does; other namespaces would act on the host file itself
+            throw Mapped.reserved(m.name()) ? new P9Error(P9.EACCES, "xattr " + m.name() + " is the server's")
+                    : new P9Error(P9.EOPNOTSUPP, "only user.* xattrs under security=mapped");
+        }
         f.xattrName = m.name();
         f.xattrSize = m.size();
         f.xattrFlags = m.flags();
@@ -825,6 +929,7 @@ final class P9Ops {
                         long off = buf.getLong(pos + 8);
                         int reclen = buf.getShort(pos + 16) & 0xFFFF;
                         int dtype = buf.getByte(pos + 18) & 0xFF;
+                        if (f.export.mapped() && dtype != 4) dtype = 0;    // DT_UNKNOWN: the guest's type is in the xattrs, as QEMU says
                         byte[] name = nameBytes(buf, pos + 19, reclen - 19);
                         int need = Qid.SIZE + 8 + 1 + 2 + name.length;
                         if (b.writerIndex() - countAt - 4 + need > count) break outer;

@@ -63,6 +63,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
 
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
+        ops.peer = ctx.channel().remoteAddress();
         admission = new Admission<>(ctx.channel(), server.budget, MAX_OUTSTANDING, MAX_BYTES, this::cost, m -> dispatch(ctx, m));
         ctx.channel().attr(io.bridgefs.server.net.ConnectionGuard.BUSY).set(() -> !admission.idle());
     }

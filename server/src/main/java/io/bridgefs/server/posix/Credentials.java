@@ -17,17 +17,30 @@ import java.util.concurrent.ConcurrentHashMap;
  * {@code security=passthrough} runs as the attaching user: the host's own permission checks apply.
  */
 public final class Credentials {
-    private static final int SYS_SETGROUPS = 116;   // x86_64
+    private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119;   // x86_64
 
     private interface LibC extends Library {
         int setfsuid(int uid);
         int setfsgid(int gid);
         long syscall(long number, long size, int[] list) throws LastErrorException;
         int getgroups(int size, int[] list) throws LastErrorException;
+        int geteuid();
+        int getegid();
+        long syscall(long number, long a, long b, long c) throws LastErrorException;
     }
 
     private static final LibC LIBC = Native.load("c", LibC.class);
     private static final int[] SERVER_GROUPS = serverGroups();
+    /** The server runs as root (fsuid 0 already is what a root request needs). */
+    public static final boolean SERVER_IS_ROOT = LIBC.geteuid() == 0;
+    private static final int SERVER_UID = LIBC.geteuid(), SERVER_GID = LIBC.getegid();
+    /**
+     * A server that is not root but holds capabilities (started by systemd with AmbientCapabilities, or
+     * dropped to --user): the kernel narrows a thread's effective set only when its fsuid leaves 0, so
+     * while a request acts as a guest user only CAP_SETUID/CAP_SETGID (to switch back) stay effective.
+     */
+    private static final long PERMITTED = SERVER_IS_ROOT ? 0 : Capabilities.permitted();
+    private static final long SWITCHING = Capabilities.bit(Capabilities.SETUID) | Capabilities.bit(Capabilities.SETGID);
     private static final ConcurrentHashMap<Integer, Identity> IDENTITIES = new ConcurrentHashMap<>();
     private static volatile long loaded;
 
@@ -52,9 +65,33 @@ public final class Credentials {
         try {
             become(new Identity(65534, 65534, new int[] {65534}));
             restore();
-            return LIBC.setfsuid(-1) == 0;
+            return LIBC.setfsuid(-1) == SERVER_UID;
         } catch (IOException e) {
+            restore();
             return false;
+        }
+    }
+
+    /** The server's own uid and gid (after any --user drop). */
+    public static int serverUid() { return SERVER_UID; }
+
+    public static int serverGid() { return SERVER_GID; }
+
+    /**
+     * Drops the calling thread to {@code id} for good (real, effective and saved ids; raw system calls,
+     * so only this thread: used right before execve), keeping {@code keep} permitted, inheritable and
+     * ambient so the executed program holds exactly those.
+     */
+    public static void dropTo(Identity id, long keep) throws IOException {
+        try {
+            Capabilities.keepAcrossSetuid();
+            LIBC.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
+            LIBC.syscall(SYS_SETRESGID, id.gid(), id.gid(), id.gid());
+            LIBC.syscall(SYS_SETRESUID, id.uid(), id.uid(), id.uid());
+            Capabilities.set(keep, keep, keep);
+            Capabilities.ambient(keep);
+        } catch (LastErrorException e) {
+            throw new Posix.ErrnoException("dropping to uid " + id.uid(), e.getErrorCode());
         }
     }
 
@@ -71,12 +108,27 @@ public final class Credentials {
             restore();
             throw new Posix.ErrnoException("setfsuid", 1);
         }
+        if (PERMITTED != 0) {
+            try {
+                Capabilities.effective(id.uid() == 0 ? PERMITTED : SWITCHING);
+            } catch (LastErrorException e) {
+                restore();
+                throw new Posix.ErrnoException("capset", e.getErrorCode());
+            }
+        }
     }
 
     /** Back to the server's own credentials. */
     public static void restore() {
-        LIBC.setfsuid(0);
-        LIBC.setfsgid(0);
+        LIBC.setfsuid(SERVER_UID);
+        LIBC.setfsgid(SERVER_GID);
+        if (PERMITTED != 0) {
+            try {
+                Capabilities.effective(PERMITTED);
+            } catch (LastErrorException e) {
+                // cannot happen (raising within the permitted set); the next become() narrows again anyway
+            }
+        }
         try {
             LIBC.syscall(SYS_SETGROUPS, SERVER_GROUPS.length, SERVER_GROUPS.length == 0 ? null : SERVER_GROUPS);
         } catch (LastErrorException e) {
