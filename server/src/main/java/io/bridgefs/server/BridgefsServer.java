@@ -134,6 +134,7 @@ public final class BridgefsServer implements AutoCloseable {
             if (!Files.exists(p)) throw new NoSuchFileException(p.toString(), null, "NBD export '" + spec.name() + "': image not found");
             if (!Files.isRegularFile(p)) throw new IOException("NBD export '" + spec.name() + "': " + p + " is not a regular file");
             CachedFile file = cache.open(p, spec.readOnly());
+            file.readahead(spec.readahead());
             IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name());
             ioMetrics.add(m);
             nbdExports.add(new NbdExport(spec.name(), spec.description(), p, spec.readOnly(), file, m, spec.tlsOnly(), spec.users(), spec.hosts()));
@@ -161,7 +162,7 @@ public final class BridgefsServer implements AutoCloseable {
                         + " needs root or CAP_CHOWN (this server is uid " + io.bridgefs.server.posix.Credentials.serverUid() + "; squash to that, or use security=mapped)");
             }
             P9Export e = new P9Export(spec.name(), dir, spec.readOnly(), spec.squashUid(), spec.squashGid(), spec.devices(), m,
-                    security, spec.rootSquash(), spec.hosts());
+                    security, spec.rootSquash(), spec.hosts(), spec.readahead());
             if (e.mapped()) Mapped.checkSupported(dir);
             p9Exports.add(e);
             log.info("9P export '{}': {}", e.name(), e.describeSecurity());

@@ -9,13 +9,16 @@ package io.bridgefs.server.cache;
  * {@code dedupPagesSharing}: keys beyond the first on those frames (merge), or, in shadow mode,
  * resident pages whose bytes were already resident under another key when they were filled (what
  * merging would make sharing). {@code dedupCowBreaks}: writes that had to copy a merged page first.
+ * {@code readaheadBytes}: pages read ahead of sequential requests; {@code readaheadUnusedBytes}: those
+ * evicted without ever being read.
  */
 public record CacheStats(
         long[] hits, long[] misses, long[] fills, long[] fillBytes, long[] refaults, long[][] crossPathHits,
         long evictions, long cachedBytes, long dirtyBytes, long writebackBytes, long pinnedPages,
         long sharedPages, long capacityBytes, boolean directIo,
         long[] duplicateFills, long[] duplicateFillBytes, long zeroPages,
-        DedupMode dedupMode, long dedupPagesShared, long dedupPagesSharing, long dedupCowBreaks, long residentPages) {
+        DedupMode dedupMode, long dedupPagesShared, long dedupPagesSharing, long dedupCowBreaks, long residentPages,
+        long readaheadBytes, long readaheadUnusedBytes) {
 
     public long duplicateFills(IoPath p) { return duplicateFills[p.ordinal()]; }
     public long duplicateFillBytes(IoPath p) { return duplicateFillBytes[p.ordinal()]; }

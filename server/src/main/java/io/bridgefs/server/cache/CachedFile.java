@@ -32,6 +32,12 @@ public final class CachedFile implements AutoCloseable {
     private volatile long changes;
     private volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
     private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
+    // read-ahead (guarded by cache.lock): the export's policy, the current window, and how many of the
+    // pages last read ahead were then read
+    private Readahead readahead = Readahead.auto(false);
+    private boolean readaheadSet;
+    int raWindow = -1;
+    private int raIssued, raUsed;
 
     CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
         this.cache = cache;
@@ -42,6 +48,50 @@ public final class CachedFile implements AutoCloseable {
         this.backingSize = size;
         this.readOnly = readOnly;
         this.seenStamp = stampOrZero();
+    }
+
+    /** The read-ahead of the export that opened this file (set when it is first opened). */
+    public void readahead(Readahead r) {
+        cache.lock.lock();
+        try {
+            readahead = r;
+            readaheadSet = true;
+            raWindow = r.initialPages();
+            raIssued = 0;
+            raUsed = 0;
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /** Sets the read-ahead unless an export already did (the first export to open a file decides). */
+    public void readaheadIfUnset(Readahead r) {
+        cache.lock.lock();
+        try {
+            if (!readaheadSet) readahead(r);
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /** With the cache lock held: a page read ahead was read. */
+    void readaheadUsed() {
+        raUsed++;
+    }
+
+    /** With the cache lock held: a page read ahead was evicted unread; auto halves the window. */
+    void readaheadWasted() {
+        if (readahead.adaptive()) raWindow = Math.max(1, raWindow / 2);
+    }
+
+    /** The current read-ahead window in pages (for tests and the stats). */
+    public int readaheadWindow() {
+        cache.lock.lock();
+        try {
+            return raWindow;
+        } finally {
+            cache.lock.unlock();
+        }
     }
 
     private long stampOrZero() {
@@ -252,7 +302,11 @@ public final class CachedFile implements AutoCloseable {
             if (pg != page && cache.resident(this, pg)) break;
             int f = cache.allocate(this, pg, path, true);
             if (f < 0) break;
-            if (pg > lastPage) cache.fFreq[f] = -1;
+            if (pg > lastPage) {
+                cache.fFreq[f] = -1;      // read ahead: not used yet
+                raIssued++;
+                cache.readaheadPages++;
+            }
             run[count++] = f;
         }
         return count;
@@ -289,13 +343,18 @@ public final class CachedFile implements AutoCloseable {
 
     /**
      * The last page to fill for a miss at {@code page}: the request's last page, or, when a request
-     * starts right after a resident page (sequential access; O_DIRECT gets no kernel readahead),
-     * up to a whole run further.
+     * starts right after a resident page (sequential access; O_DIRECT gets no kernel readahead), the
+     * read-ahead window further (within one run). Under auto the window doubles when at least half of
+     * what was read ahead last time has been read since.
      */
     private long readaheadLimit(long page, boolean startOfRequest, long lastPage, int runLength) {
-        if (!startOfRequest || page == 0 || !cache.resident(this, page - 1)) return lastPage;
+        if (readahead.maxPages() == 0 || !startOfRequest || page == 0 || !cache.resident(this, page - 1)) return lastPage;
+        if (raWindow < 0) raWindow = readahead.initialPages();
+        if (readahead.adaptive() && raIssued > 0 && raUsed * 2 >= raIssued) raWindow = Math.min(readahead.maxPages(), raWindow * 2);
+        raIssued = 0;
+        raUsed = 0;
         long eofPage = size == 0 ? 0 : (size - 1) >>> PageCache.PAGE_SHIFT;
-        return Math.max(lastPage, Math.min(page + runLength - 1, eofPage));
+        return Math.max(lastPage, Math.min(Math.min(lastPage + raWindow, page + runLength - 1), eofPage));
     }
 
     private void unpinAll(int[] frames, int count) {
@@ -480,6 +539,9 @@ public final class CachedFile implements AutoCloseable {
             int[] gens;
             cache.lock.lock();
             try {
+                // closed meanwhile (the periodic write-back lists open files, then one is closed): it was
+                // flushed by close(), and its descriptors are gone (a stale number may be another file's)
+                if (closed) return;
                 dirty = dirtyPages == 0 ? new int[0] : cache.framesOf(this, 0, Long.MAX_VALUE, true);
                 gens = new int[dirty.length];
                 for (int i = 0; i < dirty.length; i++) {
@@ -507,11 +569,11 @@ public final class CachedFile implements AutoCloseable {
                     cache.lock.unlock();
                 }
             }
+            if (sync) store.sync();
         } finally {
             writebackMutex.unlock();
             punchLock.readLock().unlock();
         }
-        if (sync) store.sync();
     }
 
     /**
@@ -715,7 +777,12 @@ public final class CachedFile implements AutoCloseable {
         } finally {
             cache.lock.unlock();
         }
-        old.close();
+        writebackMutex.lock();       // a write-back that began before the file was closed ends first
+        try {
+            old.close();
+        } finally {
+            writebackMutex.unlock();
+        }
     }
 
     /** With the cache lock held: a closed file is opened again over a fresh descriptor. */

@@ -132,6 +132,8 @@ public final class PageCache implements AutoCloseable {
     private final long[] hits = new long[2], misses = new long[2], fills = new long[2], fillBytes = new long[2], refaults = new long[2];
     private final long[][] crossHits = new long[2][2];
     private long evictions;
+    /** Pages read ahead, and those of them evicted never read (guarded by lock). */
+    long readaheadPages, readaheadUnusedPages;
     private final long[] dupFills = new long[2], dupFillBytes = new long[2];
     private int zeroPages, dupPages;
     private int residentFrames, pagesShared, pagesSharing;   // memory frames held by VALID entries; KSM counts
@@ -324,8 +326,11 @@ public final class PageCache implements AutoCloseable {
     /** Pins a resident page found by a lookup and counts the hit (and a cross-path hit). */
     private void hit(int f, IoPath path) {
         pin(f);
-        if (fFreq[f] < 0) fFreq[f] = 0;          // first use of a read-ahead page is not a reuse
-        else if (fFreq[f] < 3) fFreq[f]++;
+        if (fFreq[f] < 0) {
+            fFreq[f] = 0;                        // first use of a read-ahead page is not a reuse
+            CachedFile cf = byId.get(fFile[f]);
+            if (cf != null) cf.readaheadUsed();
+        } else if (fFreq[f] < 3) fFreq[f]++;
         hits[path.ordinal()]++;
         int from = fFilledBy[f];
         if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
@@ -854,6 +859,11 @@ public final class PageCache implements AutoCloseable {
 
     /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
     private void evictFrame(int f) {
+        if (fFreq[f] < 0) {
+            readaheadUnusedPages++;
+            CachedFile cf = byId.get(fFile[f]);
+            if (cf != null) cf.readaheadWasted();
+        }
         ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
         table.remove(f);
         forgetContent(f);
@@ -955,7 +965,8 @@ public final class PageCache implements AutoCloseable {
                     new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
                     (long) residentFrames * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
                     sharedPages, capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages,
-                    dedupMode, merge ? pagesShared : 0, merge ? pagesSharing : dupPages, cowBreaks, validPages);
+                    dedupMode, merge ? pagesShared : 0, merge ? pagesSharing : dupPages, cowBreaks, validPages,
+                    readaheadPages * PAGE_SIZE, readaheadUnusedPages * PAGE_SIZE);
         } finally {
             lock.unlock();
         }
@@ -968,7 +979,7 @@ public final class PageCache implements AutoCloseable {
             try {
                 f.flush();
             } catch (IOException e) {
-                if (first == null) first = e;
+                if (first == null) first = new IOException(f.store + ": " + e.getMessage(), e);
             }
         }
         if (first != null) throw first;

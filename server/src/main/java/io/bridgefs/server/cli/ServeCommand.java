@@ -37,7 +37,7 @@ public final class ServeCommand implements Callable<Integer> {
             description = {"An image file to serve (repeatable). The client's export name selects it; the name \"\" or else the first export is the default.",
                     "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing.",
                     "tls-only: only over TLS (with --tls on). users=NAME[:NAME...]: only these PSK users or certificate common names.",
-                    "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it."})
+                    "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it. readahead=off|auto|SIZE (default auto: starts at 32k, grows while used)."})
     List<String> nbdExports = new ArrayList<>();
 
     @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:5640",
@@ -50,7 +50,7 @@ public final class ServeCommand implements Callable<Integer> {
                     "  root=squash: guest root acts as nobody. security=mapped: host files stay the server's (0600/0700), the guest's owners, modes",
                     "  and device nodes live in user.virtfs.* xattrs (QEMU's mapped-xattr; no privilege needed). security=squash with squash=UID:GID:",
                     "  everything created belongs to UID:GID. security=none (default without privilege): as the server, ownership as the client sets it.",
-                    "ro: read-only (EROFS). hosts=: only peers in these ranges may attach. create: make DIR if missing.",
+                    "ro: read-only (EROFS). hosts=: only peers in these ranges may attach. readahead=off|auto|SIZE (default auto, from 128k). create: make DIR if missing.",
                     "devices: clients may create real device nodes (never opened by the server; under mapped they are plain files anyway)."})
     List<String> p9Exports = new ArrayList<>();
 

@@ -99,6 +99,8 @@ public final class StatsCommand implements Callable<Integer> {
                 num(m.get("bridgefs_cached_bytes"), "bytes"), num(m.get("bridgefs_cache_capacity_bytes"), "bytes"),
                 num(m.get("bridgefs_dirty_bytes"), "bytes"), num(m.get("bridgefs_zero_pages"), "n"),
                 num(m.get("bridgefs_pinned_pages"), "n"), num(m.get("bridgefs_evictions_total"), "n")));
+        b.append(String.format(Locale.ROOT, "read-ahead: %s read ahead, %s of it evicted unread%n",
+                num(m.get("bridgefs_readahead_bytes_total"), "bytes"), num(m.get("bridgefs_readahead_unused_bytes_total"), "bytes")));
         return b.toString();
     }
 

@@ -7,13 +7,15 @@ import java.nio.file.Path;
  * {@code create}, a missing file is created sparse with that size (used by the demo configuration).
  * The description, if given, comes last and may contain commas. {@code tls-only}: served only over TLS
  * (with {@code --tls on}); {@code users=NAME[:NAME...]}: only to these PSK identities or certificate
- * common names; {@code hosts=CIDR[:CIDR...]}: only to peers in those ranges (others are not told it exists).
+ * common names; {@code hosts=CIDR[:CIDR...]}: only to peers in those ranges (others are not told it exists);
+ * {@code readahead=off|auto|SIZE} (default auto, starting small: the guest reads ahead itself).
  */
 public record NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize, boolean tlsOnly,
-                            java.util.List<String> users, java.util.List<Cidr> hosts) {
+                            java.util.List<String> users, java.util.List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead) {
 
     public NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize) {
-        this(name, path, readOnly, description, createSize, false, java.util.List.of(), java.util.List.of());
+        this(name, path, readOnly, description, createSize, false, java.util.List.of(), java.util.List.of(),
+                io.bridgefs.server.cache.Readahead.auto(true));
     }
 
     public static NbdExportSpec parse(String s) {
@@ -34,6 +36,7 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
         long create = 0;
         java.util.List<String> users = java.util.List.of();
         java.util.List<Cidr> hosts = java.util.List.of();
+        io.bridgefs.server.cache.Readahead readahead = io.bridgefs.server.cache.Readahead.auto(true);
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i];
             if (p.equals("ro")) ro = true;
@@ -42,11 +45,12 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
             else if (p.equals("tls-only")) tlsOnly = true;
             else if (p.startsWith("users=") && p.length() > 6) users = java.util.List.of(p.substring(6).split(":"));
             else if (p.startsWith("hosts=")) hosts = Cidr.parseList(p.substring(6));
-            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, create=, tls-only, users=NAME[:NAME...], hosts=CIDR[:CIDR...], description=)");
+            else if (p.startsWith("readahead=")) readahead = io.bridgefs.server.cache.Readahead.parse(p.substring(10), true);
+            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, create=, tls-only, users=NAME[:NAME...], hosts=CIDR[:CIDR...], readahead=off|auto|SIZE, description=)");
         }
         if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 4096) {
             throw new IllegalArgumentException("export name longer than 4096 bytes");
         }
-        return new NbdExportSpec(name, Path.of(parts[0]), ro, description, create, tlsOnly, users, hosts);
+        return new NbdExportSpec(name, Path.of(parts[0]), ro, description, create, tlsOnly, users, hosts, readahead);
     }
 }

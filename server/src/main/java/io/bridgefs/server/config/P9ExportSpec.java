@@ -10,15 +10,16 @@ import java.util.List;
  * selects it (an empty aname gets the first). {@code security} (see {@link P9Security}) left out means
  * passthrough where the server may switch credentials and none elsewhere ({@code squash=UID:GID} alone
  * means security=squash); {@code root=squash} makes a guest root nobody under passthrough;
- * {@code hosts} admits only peers in those ranges; {@code create} creates DIR if it is missing (used by
+ * {@code hosts} admits only peers in those ranges; {@code readahead=off|auto|SIZE} (default auto);
+ * {@code create} creates DIR if it is missing (used by
  * the demo); {@code devices} lets clients create real device nodes under none/squash/passthrough (they
  * are still never opened on the host; under mapped they are plain files anyway).
  */
 public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create, boolean devices,
-                           P9Security security, boolean rootSquash, List<Cidr> hosts) {
+                           P9Security security, boolean rootSquash, List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead) {
 
     public P9ExportSpec(String name, Path dir, boolean readOnly, int squashUid, int squashGid, boolean create, boolean devices) {
-        this(name, dir, readOnly, squashUid, squashGid, create, devices, null, false, List.of());
+        this(name, dir, readOnly, squashUid, squashGid, create, devices, null, false, List.of(), io.bridgefs.server.cache.Readahead.auto(false));
     }
 
     /** The model this export runs: the one asked for, else passthrough when {@code privileged}, else none. */
@@ -37,6 +38,7 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
         boolean ro = false, create = false, devices = false, rootSquash = false;
         P9Security security = null;
         List<Cidr> hosts = new ArrayList<>();
+        io.bridgefs.server.cache.Readahead readahead = io.bridgefs.server.cache.Readahead.auto(false);
         int uid = -1, gid = -1;
         for (int i = 1; i < parts.length; i++) {
             String p = parts[i];
@@ -48,6 +50,7 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
             else if (p.equals("root=squash")) rootSquash = true;
             else if (p.equals("root=allow")) rootSquash = false;
             else if (p.startsWith("hosts=")) hosts.addAll(Cidr.parseList(p.substring(6)));
+            else if (p.startsWith("readahead=")) readahead = io.bridgefs.server.cache.Readahead.parse(p.substring(10), false);
             else if (p.startsWith("squash=")) {
                 String[] ug = p.substring(7).split(":");
                 try {
@@ -57,7 +60,7 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
                     throw new IllegalArgumentException("'" + s + "': squash takes numeric UID:GID");
                 }
             } else throw new IllegalArgumentException("'" + s + "': unknown 9P export option '" + p
-                    + "' (ro, security=passthrough|mapped|squash|none, squash=UID:GID, root=allow|squash, hosts=CIDR[:CIDR...], create, devices)");
+                    + "' (ro, security=passthrough|mapped|squash|none, squash=UID:GID, root=allow|squash, hosts=CIDR[:CIDR...], readahead=off|auto|SIZE, create, devices)");
         }
         if (uid >= 0 && security != null && security != P9Security.SQUASH) {
             throw new IllegalArgumentException("'" + s + "': squash=UID:GID goes with security=squash only");
@@ -66,6 +69,6 @@ public record P9ExportSpec(String name, Path dir, boolean readOnly, int squashUi
         if (rootSquash && security != null && security != P9Security.PASSTHROUGH) {
             throw new IllegalArgumentException("'" + s + "': root=squash applies to security=passthrough");
         }
-        return new P9ExportSpec(name, Path.of(parts[0]), ro, uid, gid, create, devices, security, rootSquash, List.copyOf(hosts));
+        return new P9ExportSpec(name, Path.of(parts[0]), ro, uid, gid, create, devices, security, rootSquash, List.copyOf(hosts), readahead);
     }
 }

@@ -87,6 +87,10 @@ public final class MetricsText {
         b.append("bridgefs_writeback_bytes_total ").append(s.writebackBytes()).append('\n');
         header(b, "evictions_total", "counter", "Pages evicted");
         b.append("bridgefs_evictions_total ").append(s.evictions()).append('\n');
+        header(b, "readahead_bytes_total", "counter", "Bytes read ahead of sequential requests");
+        b.append("bridgefs_readahead_bytes_total ").append(s.readaheadBytes()).append('\n');
+        header(b, "readahead_unused_bytes_total", "counter", "Bytes read ahead and evicted without ever being read");
+        b.append("bridgefs_readahead_unused_bytes_total ").append(s.readaheadUnusedBytes()).append('\n');
         if (!p9Requests.isEmpty()) {
             header(b, "9p_requests_total", "counter", "9P requests by message type");
             p9Requests.forEach((t, n) -> b.append("bridgefs_9p_requests_total{type=\"").append(t).append("\"} ").append(n).append('\n'));
@@ -181,6 +185,8 @@ public final class MetricsText {
                 .append(",\"dedup_cow_breaks\":").append(s.dedupCowBreaks())
                 .append(",\"dedup_saved_bytes\":").append(s.dedupSavedBytes())
                 .append(",\"evictions\":").append(s.evictions())
+                .append(",\"readahead_bytes\":").append(s.readaheadBytes())
+                .append(",\"readahead_unused_bytes\":").append(s.readaheadUnusedBytes())
                 .append(",\"capacity_bytes\":").append(s.capacityBytes())
                 .append(",\"direct_io\":").append(s.directIo()).append("},\"io\":[");
         for (int i = 0; i < io.size(); i++) {

@@ -8,10 +8,16 @@ import java.util.List;
 
 /** A host directory served over 9P. Its root is a hard boundary: nothing outside it is ever touched. */
 public record P9Export(String name, Path root, boolean readOnly, int squashUid, int squashGid, boolean devices, IoMetrics metrics,
-                       P9Security security, boolean rootSquash, List<Cidr> hosts) {
+                       P9Security security, boolean rootSquash, List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead) {
 
     public P9Export(String name, Path root, boolean readOnly, int squashUid, int squashGid, boolean devices, IoMetrics metrics) {
-        this(name, root, readOnly, squashUid, squashGid, devices, metrics, squashUid >= 0 ? P9Security.SQUASH : P9Security.NONE, false, List.of());
+        this(name, root, readOnly, squashUid, squashGid, devices, metrics, squashUid >= 0 ? P9Security.SQUASH : P9Security.NONE, false, List.of(),
+                io.bridgefs.server.cache.Readahead.auto(false));
+    }
+
+    public P9Export(String name, Path root, boolean readOnly, int squashUid, int squashGid, boolean devices, IoMetrics metrics,
+                    P9Security security, boolean rootSquash, List<Cidr> hosts) {
+        this(name, root, readOnly, squashUid, squashGid, devices, metrics, security, rootSquash, hosts, io.bridgefs.server.cache.Readahead.auto(false));
     }
 
     public boolean squash() { return security == P9Security.SQUASH; }

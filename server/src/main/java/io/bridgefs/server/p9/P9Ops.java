@@ -314,10 +314,12 @@ final class P9Ops {
     }
 
     /** Opens the export root and walks {@code names} without following anything. */
-    private static int resolve(P9Export e, List<String> names) throws P9Error {
+    private int resolve(P9Export e, List<String> names) throws P9Error {
         int fd;
         try {
-            fd = Posix.openat(Posix.AT_FDCWD, e.root().toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0);
+            int root = server.rootFd(e);
+            if (root < 0) throw new IOException("not open");
+            fd = Posix.dup(root);
         } catch (IOException x) {
             throw new P9Error(P9.EIO, "export root " + e.root() + ": " + x.getMessage());
         }
@@ -397,6 +399,7 @@ final class P9Ops {
         CachedFile cf = server.cache.openIfPresent(key);
         if (cf == null) {
             cf = server.cache.open(key, FileBackingStore.open(Path.of(f.procPath()), f.export.readOnly()), f.export.readOnly());
+            cf.readaheadIfUnset(f.export.readahead());     // an NBD export of the same file keeps its own
         } else {
             cf.revalidate();     // changed by another host process since we cached it?
         }

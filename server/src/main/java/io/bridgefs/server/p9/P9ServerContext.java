@@ -34,6 +34,12 @@ public final class P9ServerContext {
     volatile int maxFids;
     private final java.util.concurrent.atomic.AtomicInteger fidsInUse = new java.util.concurrent.atomic.AtomicInteger();
     private final Map<FileKey, CachedFile> retained;
+    /**
+     * An O_PATH descriptor of each export's root, opened by the server at start: walks begin there, so
+     * a passthrough user needs no search permission on the directories above the export (as under a
+     * mount point), only inside it.
+     */
+    private final Map<P9Export, Integer> roots = new java.util.concurrent.ConcurrentHashMap<>();
 
     public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles) {
         this(exports, executor, cache, maxMsize, retainFiles, new io.bridgefs.server.metrics.RequestCounts(new com.codahale.metrics.MetricRegistry(), "9p"),
@@ -48,6 +54,14 @@ public final class P9ServerContext {
         this.executor = executor;
         this.cache = cache;
         this.maxMsize = maxMsize;
+        for (P9Export e : this.exports) {
+            try {
+                roots.put(e, io.bridgefs.server.posix.Posix.openat(io.bridgefs.server.posix.Posix.AT_FDCWD, e.root().toString(),
+                        io.bridgefs.server.posix.Posix.O_PATH | io.bridgefs.server.posix.Posix.O_DIRECTORY, 0));
+            } catch (IOException x) {
+                LoggerFactory.getLogger(P9ServerContext.class).warn("9P export '{}': root {} cannot be opened: {}", e.name(), e.root(), x.toString());
+            }
+        }
         long fdLimit = 4096;
         if (java.lang.management.ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.UnixOperatingSystemMXBean u) {
             fdLimit = u.getMaxFileDescriptorCount();
@@ -115,6 +129,14 @@ public final class P9ServerContext {
     public synchronized void releaseAll() {
         retained.values().forEach(P9ServerContext::closeQuietly);
         retained.clear();
+        roots.values().forEach(io.bridgefs.server.posix.Posix::close);
+        roots.clear();
+    }
+
+    /** The export root's descriptor (owned here), or -1 if it could not be opened. */
+    int rootFd(P9Export e) {
+        Integer fd = roots.get(e);
+        return fd == null ? -1 : fd;
     }
 
     static void closeQuietly(CachedFile f) {

@@ -58,4 +58,32 @@ class ConcurrentWritebackTest {
             cache.close();
         }
     }
+
+    /**
+     * The periodic write-back lists the open files, then writes each back: a file closed in between
+     * must not be synced through its closed descriptor (EBADF, or another file's if the number was
+     * reused), and a close must wait for a write-back already running.
+     */
+    @org.junit.jupiter.api.Test
+    void aFileClosedUnderThePeriodicWritebackIsLeftAlone() throws Exception {
+        PageCache cache = new PageCache(4096L * 64, CacheMode.WRITEBACK);
+        for (int round = 0; round < 200; round++) {
+            MemStore store = new MemStore(0);
+            CachedFile f = cache.open(new FileKey(9, round), store, false);
+            f.write(IoPath.NINEP, 0, new java.nio.ByteBuffer[] {java.nio.ByteBuffer.allocateDirect(4096)}, false);
+            java.util.List<CachedFile> listed = cache.openFiles();
+            Thread closer = new Thread(() -> {
+                try {
+                    f.close();
+                } catch (java.io.IOException e) {
+                    throw new AssertionError(e);
+                }
+            });
+            closer.start();
+            for (CachedFile c : listed) c.flush();        // what flushAll does: must not throw
+            closer.join();
+            assertTrue(store.closed);
+            f.flush();                                      // long closed: nothing to do
+        }
+    }
 }

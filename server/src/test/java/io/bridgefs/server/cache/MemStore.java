@@ -57,6 +57,7 @@ final class MemStore implements BackingStore {
 
     @Override
     public synchronized void sync() throws IOException {
+        if (closed) throw new IOException("sync after close (a real descriptor: EBADF, or another file's)");
         if (failWrites) throw new IOException("injected sync error");
         syncs++;
     }

@@ -26,8 +26,10 @@ import net.jqwik.api.state.Transformer;
 
 /**
  * Model-based test of the 9P operations over a real host directory: random walks, creates, writes,
- * reads, readdirs with random counts, renames, unlinks, mkdirs and fid reuse, each checked against an
- * in-memory tree (directories and file contents).
+ * reads, readdirs with random counts, renames, unlinks, mkdirs, chown/chmod and fid reuse, each checked
+ * against an in-memory tree (directories, file contents, and the owner and mode each entry shows),
+ * under security=none and security=mapped (where the host must keep plain 0600/0700 entries whatever
+ * the client sets).
  */
 class P9SessionModelProperties {
     static final PageCache CACHE = new PageCache(1 << 20, CacheMode.WRITEBACK);
@@ -39,15 +41,21 @@ class P9SessionModelProperties {
         final P9Ops ops;
         final Map<String, byte[]> files = new TreeMap<>();    // "dir/name" -> content ("" dir = root)
         final Set<String> dirs = new TreeSet<>(Set.of(""));
+        /** What the client must see of each entry: {mode with type, uid, gid}. */
+        final Map<String, int[]> attrs = new TreeMap<>();
+        final boolean mapped;
         int tag = 1;
 
-        World() {
+        World(boolean mapped) {
+            this.mapped = mapped;
             try {
                 root = Files.createTempDirectory("p9model");
             } catch (IOException e) {
                 throw new AssertionError(e);
             }
-            P9Export e = new P9Export("m", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "m-" + System.nanoTime()));
+            IoMetrics metrics = new IoMetrics(new MetricRegistry(), "9p", "m-" + System.nanoTime());
+            P9Export e = new P9Export("m", root, false, -1, -1, false, metrics,
+                    mapped ? io.bridgefs.server.config.P9Security.MAPPED : io.bridgefs.server.config.P9Security.NONE, false, List.of());
             // a budget of 3 descriptors: fids are reclaimed and reopened all the time
             P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(), CACHE, 1 << 20, 8).withDescriptorBudget(3);
             ops = new P9Ops(ctx, this);
@@ -141,14 +149,43 @@ class P9SessionModelProperties {
             return s;
         }
 
+        /** Every entry shows the owner and mode the client set; under mapped the host keeps 0600/0700. */
+        void checkAttrs() {
+            for (var a : attrs.entrySet()) {
+                assertEquals(0, walk(3, a.getKey()));
+                Rgetattr g = ok(new Tgetattr(tag++, 3, P9.GETATTR_BASIC), Rgetattr.class);
+                clunk(3);
+                assertEquals(Integer.toOctalString(a.getValue()[0]), Integer.toOctalString(g.mode()), a.getKey() + " mode");
+                assertEquals(a.getValue()[1], g.uid(), a.getKey() + " uid");
+                assertEquals(a.getValue()[2], g.gid(), a.getKey() + " gid");
+                if (mapped) {
+                    try {
+                        int host = (Integer) Files.getAttribute(root.resolve(a.getKey()), "unix:mode", java.nio.file.LinkOption.NOFOLLOW_LINKS);
+                        assertEquals(dirs.contains(a.getKey()) ? 040700 : 0100600, host, a.getKey() + " on the host");
+                    } catch (IOException x) {
+                        throw new AssertionError(x);
+                    }
+                }
+            }
+        }
+
         @Override
-        public String toString() { return "World(" + files.keySet() + " " + dirs + ")"; }
+        public String toString() { return "World(" + (mapped ? "mapped " : "none ") + files.keySet() + " " + dirs + ")"; }
     }
 
     static String join(String dir, String name) { return dir.isEmpty() ? name : dir + "/" + name; }
 
     @Property(tries = 40)
     void operationsMatchTheModel(@ForAll("chains") ActionChain<World> chain) {
+        check(chain);
+    }
+
+    @Property(tries = 30)
+    void mappedOperationsMatchTheModel(@ForAll("mappedChains") ActionChain<World> chain) {
+        check(chain);
+    }
+
+    static void check(ActionChain<World> chain) {
         chain.withInvariant(w -> {
             for (var e : w.files.entrySet()) {
                 try {
@@ -163,7 +200,17 @@ class P9SessionModelProperties {
 
     @Provide
     Arbitrary<ActionChain<World>> chains() {
-        return ActionChain.startWith(World::new)
+        return chains(false);
+    }
+
+    @Provide
+    Arbitrary<ActionChain<World>> mappedChains() {
+        return chains(true);
+    }
+
+    static Arbitrary<ActionChain<World>> chains(boolean mapped) {
+        return ActionChain.startWith(() -> new World(mapped))
+                .withAction(2, new SetAttrs())
                 .withAction(3, new Create())
                 .withAction(3, new Read())
                 .withAction(2, new Write())
@@ -199,6 +246,7 @@ class P9SessionModelProperties {
                         if (data.length > 0) w.ok(new Twrite(w.tag++, fid, 0, Unpooled.wrappedBuffer(data)), Rwrite.class);
                         w.clunk(fid);
                         w.files.put(p, data);
+                        w.attrs.put(p, new int[] {0100644, 0, 0});
                     }));
         }
     }
@@ -272,6 +320,7 @@ class P9SessionModelProperties {
                         w.clunk(2);
                         byte[] c = w.files.remove(from);
                         w.files.put(to, c);
+                        w.attrs.put(to, w.attrs.remove(from));
                     }));
         }
     }
@@ -284,6 +333,7 @@ class P9SessionModelProperties {
                 assertEquals(0, w.walk(1, d));
                 Object r = w.call(new Tunlinkat(w.tag++, 1, n, 0));
                 w.clunk(1);
+                w.attrs.remove(p);
                 if (w.files.remove(p) == null) assertInstanceOf(Rlerror.class, r);
                 else assertInstanceOf(Runlinkat.class, r);
             }));
@@ -298,8 +348,27 @@ class P9SessionModelProperties {
                 else {
                     assertInstanceOf(Rmkdir.class, r);
                     w.dirs.add(d);
+                    w.attrs.put(d, new int[] {040755, 0, 0});
                 }
             }));
+        }
+    }
+
+    /** chown, then chmod (two requests, so a host's chown clearing setuid cannot come after the chmod). */
+    static class SetAttrs implements Action.Independent<World> {
+        public Arbitrary<Transformer<World>> transformer() {
+            Arbitrary<Integer> ids = Arbitraries.of(0, 1000, 65534);
+            return Combinators.combine(Arbitraries.of("x", "y", "a", "b", "x/a", "y/b"), Arbitraries.integers().between(0, 07777), ids, ids)
+                    .as((p, mode, uid, gid) -> Transformer.mutate("chown " + uid + ":" + gid + " chmod " + Integer.toOctalString(mode) + " " + p, w -> {
+                        int[] a = w.attrs.get(p);
+                        if (a == null) return;
+                        assertEquals(0, w.walk(3, p));
+                        w.ok(new Tsetattr(w.tag++, 3, P9.SETATTR_UID | P9.SETATTR_GID, 0, uid, gid, 0, 0, 0, 0, 0), Rsetattr.class);
+                        w.ok(new Tsetattr(w.tag++, 3, P9.SETATTR_MODE, mode, 0, 0, 0, 0, 0, 0, 0), Rsetattr.class);
+                        w.clunk(3);
+                        w.attrs.put(p, new int[] {(a[0] & 0170000) | mode, uid, gid});
+                        w.checkAttrs();
+                    }));
         }
     }
 }
