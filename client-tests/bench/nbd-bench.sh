@@ -32,6 +32,9 @@ start() {  # start NAME
               pid=$! ;;
     nbdkit)   nbdkit -f -i 127.0.0.1 -p $PORT file "$img" >"$work/srv.log" 2>&1 &
               pid=$! ;;
+    # the protocol's ceiling: a C server with no I/O at all (filled with the same data before the rows)
+    nbdkit-memory) nbdkit -f -i 127.0.0.1 -p $PORT memory "${SIZE_MIB}M" >"$work/srv.log" 2>&1 &
+              pid=$! ;;
   esac
   for _ in $(seq 100); do
     if nbdinfo --size "nbd://127.0.0.1:$PORT/bench" >/dev/null 2>&1; then
@@ -67,8 +70,17 @@ fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
 }
 
 declare -A R
-for s in bridgefs qemu-nbd nbdkit; do
+for s in bridgefs qemu-nbd nbdkit nbdkit-memory; do
   echo "bench: $s"
+  if [ $s = nbdkit-memory ]; then
+    start $s; nbdcopy "$img" "$(uri)"
+    R[$s,seqread_cold]=-; R[$s,randread_cold]=-
+    w1=$(copy_mibs); w2=$(copy_mibs); R[$s,seqread_warm]=$(( w1 > w2 ? w1 : w2 ))
+    R[$s,randread_warm]=$(fio_row randread 4k 32)
+    R[$s,seqwrite]=$(fio_row write 1m 8)
+    R[$s,randwrite]=$(fio_row randwrite 4k 32)
+    stop; PORT=$((PORT + 1)); continue
+  fi
   cold; start $s
   R[$s,seqread_cold]=$(copy_mibs)
   w1=$(copy_mibs); w2=$(copy_mibs)   # best of two warm passes, for every server alike
@@ -86,10 +98,10 @@ done
 rows="seqread_cold seqread_warm randread_cold randread_warm seqwrite randwrite"
 declare -A UNIT=([seqread_cold]="MiB/s nbdcopy" [seqread_warm]="MiB/s nbdcopy" [randread_cold]="IOPS fio 4k qd32"
                  [randread_warm]="IOPS fio 4k qd32" [seqwrite]="MiB/s fio 1M qd8" [randwrite]="IOPS fio 4k qd32")
-printf '\n%-14s %-17s %10s %10s %10s %14s %14s\n' row unit bridgefs qemu-nbd nbdkit "vs qemu-nbd" "vs nbdkit"
+ratio() { awk -v a="$1" -v c="$2" 'BEGIN{ if (c ~ /^[0-9.]+$/ && c > 0) printf "%.2f", a/c; else printf "-" }'; }
+printf '\n%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' row unit bridgefs qemu-nbd nbdkit nbdkit-mem "vs qemu-nbd" "vs nbdkit" "vs nbdkit-mem"
 for r in $rows; do
-  b=${R[bridgefs,$r]}; q=${R[qemu-nbd,$r]}; k=${R[nbdkit,$r]}
-  printf '%-14s %-17s %10s %10s %10s %14s %14s\n' $r "${UNIT[$r]}" $b $q $k \
-    "$(awk -v a=$b -v c=$q 'BEGIN{printf (c>0? "%.2f":"-"), a/c}')" "$(awk -v a=$b -v c=$k 'BEGIN{printf (c>0? "%.2f":"-"), a/c}')"
+  b=${R[bridgefs,$r]}; q=${R[qemu-nbd,$r]}; k=${R[nbdkit,$r]}; m=${R[nbdkit-memory,$r]}
+  printf '%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' $r "${UNIT[$r]}" $b $q $k $m "$(ratio $b $q)" "$(ratio $b $k)" "$(ratio $b $m)"
 done
 echo "(ratios are bridgefs/peer: above 1.00 bridgefs is faster; ${SIZE_MIB} MiB image, ${SECS}s per fio row, $(nproc) cores)"

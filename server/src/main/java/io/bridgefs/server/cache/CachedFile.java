@@ -1,5 +1,7 @@
 package io.bridgefs.server.cache;
 
+import io.bridgefs.server.posix.Posix;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
@@ -345,12 +347,16 @@ public final class CachedFile implements AutoCloseable {
      * The last page to fill for a miss at {@code page}: the request's last page, or, when a request
      * starts right after a resident page (sequential access; O_DIRECT gets no kernel readahead), the
      * read-ahead window further (within one run). Under auto the window doubles when at least half of
-     * what was read ahead last time has been read since.
+     * what was read ahead last time has been read since, and halves when less has (a reader that
+     * jumped elsewhere).
      */
     private long readaheadLimit(long page, boolean startOfRequest, long lastPage, int runLength) {
         if (readahead.maxPages() == 0 || !startOfRequest || page == 0 || !cache.resident(this, page - 1)) return lastPage;
         if (raWindow < 0) raWindow = readahead.initialPages();
-        if (readahead.adaptive() && raIssued > 0 && raUsed * 2 >= raIssued) raWindow = Math.min(readahead.maxPages(), raWindow * 2);
+        if (readahead.adaptive() && raIssued > 0) {
+            // what was read ahead last time and has been read since: at least half, grow; less, shrink
+            raWindow = raUsed * 2 >= raIssued ? Math.min(readahead.maxPages(), raWindow * 2) : Math.max(1, raWindow / 2);
+        }
         raIssued = 0;
         raUsed = 0;
         long eofPage = size == 0 ? 0 : (size - 1) >>> PageCache.PAGE_SHIFT;
@@ -443,6 +449,11 @@ public final class CachedFile implements AutoCloseable {
     /** Writes the buffers one after another from {@code offset} (a gathered payload), as one write. */
     public void write(IoPath path, long offset, ByteBuffer[] srcs, boolean fua) throws IOException {
         if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
+        long total = 0;
+        for (ByteBuffer src : srcs) total += src.remaining();
+        long end = offset + total;
+        if (offset < 0 || end < offset) throw new Posix.ErrnoException("write beyond 2^63", Posix.EFBIG);
+        if (end > HOST_CHECK && end > size) growHostFirst(end);
         changes++;
         long at = offset;
         for (ByteBuffer src : srcs) {
@@ -455,6 +466,30 @@ public final class CachedFile implements AutoCloseable {
             writeback(sync);
         } else {
             cache.throttle(this);
+        }
+    }
+
+    /** Past 1 TiB a write that grows the file asks the host first (below it every common file system has room). */
+    static final long HOST_CHECK = 1L << 40;
+
+    /**
+     * A size the host refuses (EFBIG past the file system's largest file) must be refused when written,
+     * as the kernel does, not found at write-back, where the pages could never be written and would stay
+     * dirty for good: the host file is grown to {@code end} before the cache takes the write.
+     */
+    private void growHostFirst(long end) throws IOException {
+        punchLock.writeLock().lock();
+        try {
+            if (store.size() >= end) return;
+            store.truncate(end);
+            cache.lock.lock();
+            try {
+                backingSize = Math.max(backingSize, end);
+            } finally {
+                cache.lock.unlock();
+            }
+        } finally {
+            punchLock.writeLock().unlock();
         }
     }
 

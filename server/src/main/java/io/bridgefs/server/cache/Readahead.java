@@ -6,7 +6,8 @@ import io.bridgefs.server.config.Sizes;
  * An export's read-ahead ({@code readahead=off|auto|SIZE}): how far past a sequential request the
  * cache reads (O_DIRECT gets no kernel read-ahead). {@code auto} starts with {@code initialPages} and,
  * like the kernel, doubles the window while at least half of the pages it read ahead were then read,
- * and halves it whenever a read-ahead page is evicted unread; a fixed SIZE never changes. Block
+ * halves it when fewer were by the next read-ahead, and halves it whenever a read-ahead page is evicted
+ * unread; a fixed SIZE never changes. The window is the file's, shared by every client reading it. Block
  * exports start small: their guests read ahead themselves, and their metadata reads look sequential.
  */
 public record Readahead(int maxPages, int initialPages, boolean adaptive) {

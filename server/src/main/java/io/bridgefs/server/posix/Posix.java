@@ -31,6 +31,7 @@ public final class Posix {
     public static final int ENOSYS = 38;
     public static final int EINVAL = 22;
     public static final int EINTR = 4;
+    public static final int EFBIG = 27;
 
     private interface LibC extends Library {
         int open(String path, int flags, int mode) throws LastErrorException;
@@ -402,7 +403,7 @@ public final class Posix {
     /** An errno from a failed call, kept so callers can tell "unsupported" from a real failure. */
     public static final class ErrnoException extends IOException {
         private final int errno;
-        ErrnoException(String call, int errno) {
+        public ErrnoException(String call, int errno) {
             super(call + " failed: " + name(errno));
             this.errno = errno;
         }

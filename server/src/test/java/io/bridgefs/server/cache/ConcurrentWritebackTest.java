@@ -86,4 +86,25 @@ class ConcurrentWritebackTest {
             f.flush();                                      // long closed: nothing to do
         }
     }
+
+    /**
+     * Found by the fuzzer: a 9P write far past what the host file system can hold was taken by the cache
+     * and could never be written back (EFBIG at every write-back, the pages dirty for good). Such a write
+     * is now refused when it is made, and leaves nothing behind.
+     */
+    @Test
+    void aWritePastTheHostsLargestFileIsRefusedWhenMade(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        PageCache cache = new PageCache(4096L * 64, CacheMode.WRITEBACK);
+        java.nio.file.Path p = java.nio.file.Files.createFile(dir.resolve("f"));
+        CachedFile f = cache.open(new FileKey(3, 3), FileBackingStore.open(p, false), false);
+        long far = (1L << 62) + 12345;          // beyond every Linux file system's largest file
+        assertThrows(java.io.IOException.class, () -> f.write(IoPath.NINEP, far, ByteBuffer.wrap(new byte[] {1}), false));
+        assertThrows(java.io.IOException.class, () -> f.write(IoPath.NINEP, Long.MAX_VALUE - 1, ByteBuffer.wrap(new byte[8]), false));
+        assertEquals(0, cache.snapshot().dirtyBytes(), "nothing was taken");
+        f.write(IoPath.NINEP, 2L << 40, ByteBuffer.wrap(new byte[] {7}), false);      // 2 TiB: ext4 holds it
+        f.flush();
+        assertEquals((2L << 40) + 1, java.nio.file.Files.size(p));
+        f.close();
+        cache.close();
+    }
 }

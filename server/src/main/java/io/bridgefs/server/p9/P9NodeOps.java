@@ -1,0 +1,191 @@
+package io.bridgefs.server.p9;
+
+import static io.bridgefs.protocol.p9.P9Message.*;
+
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.Qid;
+import io.bridgefs.server.posix.Credentials;
+import io.bridgefs.server.posix.Posix;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Making, renaming, linking and removing directory entries, and the ownership a new entry gets under
+ * each security model. Part of one connection's {@link P9Ops}, which holds its fid table, credentials and
+ * boundary rules.
+ */
+final class P9NodeOps {
+    private final P9Ops ops;
+    private final P9ServerContext server;
+
+    P9NodeOps(P9Ops ops, P9ServerContext server) {
+        this.ops = ops;
+        this.server = server;
+    }
+
+    /**
+     * Gives a new node the creating client's ownership (or the export's squash ownership); under
+     * mapped, records the guest's owner, mode ({@code mode}, with its type) and device ({@code rdev}, -1: none).
+     */
+    void own(Fid dir, String name, int gid, int mode, long rdev) throws IOException {
+        if (dir.export.mapped()) {
+            mappedOwn(dir, name, gid, mode, rdev);
+            return;
+        }
+        if (dir.export.passthrough()) {
+            // created with the user's fsuid and fsgid already; the group the client asks for, if the host lets it
+            try {
+                if (gid != -1 && gid != Credentials.identity(dir.export.hostUid(dir.uid)).gid()) {
+                    Posix.fchownat(dir.fd, name, -1, gid, Posix.AT_SYMLINK_NOFOLLOW);
+                }
+            } catch (Posix.ErrnoException e) {
+                // not a member of that group: the file keeps the user's own
+            }
+            return;
+        }
+        if (!dir.export.squash() && dir.uid == 0 && gid == 0) return;
+        Posix.fchownat(dir.fd, name, ops.uidFor(dir), ops.gidFor(dir, gid), Posix.AT_SYMLINK_NOFOLLOW);
+    }
+
+    /** The qid of the new entry {@code name} in {@code d}, as the client sees it. */
+    static Qid statQid(Fid d, String name) throws IOException {
+        int fd = Posix.openat(d.fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+        try {
+            return P9Ops.qid(P9Ops.stat(d.export, fd), 0);
+        } finally {
+            Posix.close(fd);
+        }
+    }
+
+    /**
+     * security=mapped: records the creating guest user's view of the new entry {@code name} in {@code d}
+     * (reached without following anything; the xattrs never land on a symlink's target).
+     */
+    static void mappedOwn(Fid d, String name, int gid, int mode, long rdev) throws IOException {
+        int fd = Posix.openat(d.fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+        try {
+            Mapped.set("/proc/self/fd/" + fd, d.uid, gid, mode, rdev);
+        } finally {
+            Posix.close(fd);
+        }
+    }
+
+    Rsymlink symlink(Tsymlink m) throws P9Error, IOException {
+        Fid d = ops.newEntryIn(m.fid(), m.name());
+        if (m.target().isEmpty() || m.target().length() > 4095) throw new P9Error(P9.EINVAL, "bad symlink target");
+        if (d.export.mapped()) {
+            // as QEMU's mapped-xattr: a regular file holding the target
+            int fd = Posix.openat(d.fd, m.name(), Posix.O_CREAT | Posix.O_EXCL | Posix.O_NOFOLLOW | Posix.O_RDWR, Mapped.FILE_MODE);
+            try {
+                byte[] t = m.target().getBytes(StandardCharsets.UTF_8);
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(t.length).put(t).flip();
+                if (Posix.pwrite(fd, b, 0) != t.length) throw new P9Error(P9.EIO, "short write of a symlink's target");
+            } finally {
+                Posix.close(fd);
+            }
+        } else {
+            Posix.symlinkat(m.target(), d.fd, m.name());   // stored, never followed by the server
+        }
+        own(d, m.name(), m.gid(), Posix.S_IFLNK | 0777, -1);
+        return new Rsymlink(m.tag(), statQid(d, m.name()));
+    }
+
+    Rmknod mknod(Tmknod m) throws P9Error, IOException {
+        Fid d = ops.newEntryIn(m.dfid(), m.name());
+        int type = m.mode() & Posix.S_IFMT;
+        long dev = 0;
+        if (type == Posix.S_IFCHR || type == Posix.S_IFBLK) {
+            if (!d.export.devices() && !d.export.mapped()) throw new P9Error(P9.EPERM, "device nodes are not created on this export (option 'devices')");
+            long major = m.major() & 0xFFFFFFFFL, minor = m.minor() & 0xFFFFFFFFL;   // glibc's makedev
+            dev = ((major & 0xFFFFF000L) << 32) | ((major & 0xFFFL) << 8) | ((minor & 0xFFFFFF00L) << 12) | (minor & 0xFFL);
+        } else if (type != Posix.S_IFREG && type != Posix.S_IFIFO && type != Posix.S_IFSOCK) {
+            throw new P9Error(P9.EINVAL, "unknown file type in mknod");
+        }
+        if (d.export.mapped()) {
+            Posix.mknodat(d.fd, m.name(), Posix.S_IFREG | Mapped.FILE_MODE, 0);   // only the guest sees a device, FIFO or socket
+        } else {
+            Posix.mknodat(d.fd, m.name(), type | (m.mode() & 07777), dev);
+        }
+        own(d, m.name(), m.gid(), type | (m.mode() & 07777), dev);
+        return new Rmknod(m.tag(), statQid(d, m.name()));
+    }
+
+    Rmkdir mkdir(Tmkdir m) throws P9Error, IOException {
+        Fid d = ops.newEntryIn(m.dfid(), m.name());
+        Posix.mkdirat(d.fd, m.name(), d.export.mapped() ? Mapped.DIR_MODE : m.mode() & 07777);
+        own(d, m.name(), m.gid(), Posix.S_IFDIR | (m.mode() & 07777), -1);
+        return new Rmkdir(m.tag(), statQid(d, m.name()));
+    }
+
+    Rrename rename(Trename m) throws P9Error, IOException {
+        Fid f = ops.fid(m.fid());
+        Fid d = ops.fid(m.dfid());
+        P9Ops.writable(f);
+        P9Ops.checkName(m.name());
+        List<String> path = f.path;
+        if (path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot rename the export root");
+        int parent = ops.resolve(f.export, path.subList(0, path.size() - 1));
+        try {
+            Posix.renameat(parent, path.get(path.size() - 1), d.fd, m.name());
+        } finally {
+            Posix.close(parent);
+        }
+        List<String> np = new ArrayList<>(d.path);
+        np.add(m.name());
+        server.renamed(f.export, path, np);
+        return new Rrename(m.tag());
+    }
+
+    Rrenameat renameat(Trenameat m) throws P9Error, IOException {
+        Fid od = ops.fid(m.olddirfid());
+        Fid nd = ops.fid(m.newdirfid());
+        P9Ops.writable(od);
+        P9Ops.checkName(m.oldname());
+        P9Ops.checkName(m.newname());
+        Posix.renameat(od.fd, m.oldname(), nd.fd, m.newname());
+        List<String> from = new ArrayList<>(od.path);
+        from.add(m.oldname());
+        List<String> to = new ArrayList<>(nd.path);
+        to.add(m.newname());
+        server.renamed(od.export, from, to);
+        return new Rrenameat(m.tag());
+    }
+
+    Runlinkat unlinkat(Tunlinkat m) throws P9Error, IOException {
+        Fid d = ops.newEntryIn(m.dirfid(), m.name());
+        Posix.unlinkat(d.fd, m.name(), m.flags() & P9.AT_REMOVEDIR);
+        return new Runlinkat(m.tag());
+    }
+
+    Rlink link(Tlink m) throws P9Error, IOException {
+        Fid d = ops.fid(m.dfid());
+        Fid f = ops.fid(m.fid());
+        P9Ops.writable(d);
+        P9Ops.checkName(m.name());
+        Posix.linkat(f.fd, "", d.fd, m.name(), Posix.AT_EMPTY_PATH);
+        return new Rlink(m.tag());
+    }
+
+    Rreadlink readlink(Treadlink m) throws P9Error, IOException {
+        Fid f = ops.fid(m.fid());
+        if ((f.qid.type() & Qid.QTSYMLINK) == 0) throw new P9Error(P9.EINVAL, "not a symlink");
+        if (f.export.mapped() && Posix.fstat(f.fd).isRegular()) return new Rreadlink(m.tag(), mappedTarget(f));
+        return new Rreadlink(m.tag(), Posix.readlinkat(f.fd, ""));
+    }
+
+    /** security=mapped: a symlink is a regular file holding its target. */
+    static String mappedTarget(Fid f) throws IOException {
+        int fd = Posix.open(f.procPath(), Posix.O_RDONLY);     // the magic link reopens this very inode (checked regular)
+        try {
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(4096);
+            int n = Posix.pread(fd, b, 0);
+            byte[] t = new byte[Math.max(0, n)];
+            b.get(0, t);
+            return new String(t, StandardCharsets.UTF_8);
+        } finally {
+            Posix.close(fd);
+        }
+    }
+}
