@@ -29,17 +29,13 @@ public final class CachedFile implements AutoCloseable {
     int refs = 1;            // guarded by cache.lock
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
-    private volatile long size;
+    volatile long size;
     private final java.util.concurrent.locks.ReentrantLock writebackMutex = new java.util.concurrent.locks.ReentrantLock();
     private volatile long changes;
     private volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
     private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
-    // read-ahead (guarded by cache.lock): the export's policy, the current window, and how many of the
-    // pages last read ahead were then read
-    private Readahead readahead = Readahead.auto(false);
-    private boolean readaheadSet;
-    int raWindow = -1;
-    private int raIssued, raUsed;
+    /** Filling pages and reading ahead (see {@link PageFills}). */
+    final PageFills reads;
 
     CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
         this.cache = cache;
@@ -50,50 +46,22 @@ public final class CachedFile implements AutoCloseable {
         this.backingSize = size;
         this.readOnly = readOnly;
         this.seenStamp = stampOrZero();
+        this.reads = new PageFills(this);
     }
 
     /** The read-ahead of the export that opened this file (set when it is first opened). */
     public void readahead(Readahead r) {
-        cache.lock.lock();
-        try {
-            readahead = r;
-            readaheadSet = true;
-            raWindow = r.initialPages();
-            raIssued = 0;
-            raUsed = 0;
-        } finally {
-            cache.lock.unlock();
-        }
+        reads.readahead(r);
     }
 
     /** Sets the read-ahead unless an export already did (the first export to open a file decides). */
     public void readaheadIfUnset(Readahead r) {
-        cache.lock.lock();
-        try {
-            if (!readaheadSet) readahead(r);
-        } finally {
-            cache.lock.unlock();
-        }
-    }
-
-    /** With the cache lock held: a page read ahead was read. */
-    void readaheadUsed() {
-        raUsed++;
-    }
-
-    /** With the cache lock held: a page read ahead was evicted unread; auto halves the window. */
-    void readaheadWasted() {
-        if (readahead.adaptive()) raWindow = Math.max(1, raWindow / 2);
+        reads.readaheadIfUnset(r);
     }
 
     /** The current read-ahead window in pages (for tests and the stats). */
     public int readaheadWindow() {
-        cache.lock.lock();
-        try {
-            return raWindow;
-        } finally {
-            cache.lock.unlock();
-        }
+        return reads.readaheadWindow();
     }
 
     private long stampOrZero() {
@@ -145,66 +113,16 @@ public final class CachedFile implements AutoCloseable {
 
     /** Reads {@code dst.remaining()} bytes at {@code offset}; bytes past the end of the file read as zeros. */
     public void read(IoPath path, long offset, ByteBuffer dst) throws IOException {
-        transfer(path, offset, dst, dst.remaining(), true, true);
+        reads.transfer(path, offset, dst, dst.remaining(), true, true);
     }
 
     /** Brings the range into the cache without copying it anywhere (NBD_CMD_CACHE). */
     public void prefetch(IoPath path, long offset, long length) throws IOException {
         while (length > 0) {
             int n = (int) Math.min(length, 1 << 20);
-            transfer(path, offset, null, n, false, false);
+            reads.transfer(path, offset, null, n, false, false);
             offset += n;
             length -= n;
-        }
-    }
-
-    private void transfer(IoPath path, long offset, ByteBuffer dst, int length, boolean copy, boolean readahead) throws IOException {
-        int[] run = new int[cache.maxRun];
-        long pos = offset;
-        long end = offset + length;
-        long lastPage = (end - 1) >>> PageCache.PAGE_SHIFT;
-        while (pos < end) {
-            long page = pos >>> PageCache.PAGE_SHIFT;
-            int count = 0;
-            boolean miss = false;
-            cache.lock.lock();
-            try {
-                int fr = cache.lookup(this, page, path);
-                if (fr >= 0) {
-                    // a run of resident pages is pinned under one lock acquisition
-                    run[count++] = fr;
-                    for (long pg = page + 1; pg <= lastPage && count < run.length; pg++) {
-                        int f = cache.tryLookup(this, pg, path);
-                        if (f < 0) break;
-                        run[count++] = f;
-                    }
-                } else {
-                    long limit = readaheadLimit(page, readahead && page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
-                    count = allocateRun(path, page, limit, lastPage, run);
-                    if (count == 0) {
-                        cache.awaitFrame();
-                        continue;
-                    }
-                    miss = true;
-                }
-            } finally {
-                cache.lock.unlock();
-            }
-            if (miss) {
-                int wanted = (int) Math.min(count, lastPage - page + 1);
-                fillWithReadahead(path, run, count, wanted, page);
-                count = wanted;
-            }
-            try {
-                for (int i = 0; i < count && pos < end; i++) {
-                    int in = (int) (pos & (PAGE - 1));
-                    int n = (int) Math.min(PAGE - in, end - pos);
-                    if (copy) dst.put(cache.data(run[i]).position(in).limit(in + n));
-                    pos += n;
-                }
-            } finally {
-                unpinAll(run, count);
-            }
         }
     }
 
@@ -215,50 +133,7 @@ public final class CachedFile implements AutoCloseable {
      * with {@link #read}, which never waits while holding pins.
      */
     public PinnedRange pin(IoPath path, long offset, int length) throws IOException {
-        if (length == 0 || cache.pinnedOverHalf()) return null;
-        long firstPage = offset >>> PageCache.PAGE_SHIFT;
-        long lastPage = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
-        int pages = (int) (lastPage - firstPage + 1);
-        int[] frames = new int[pages];
-        int have = 0;
-        int[] run = new int[cache.maxRun];
-        try {
-            while (have < pages) {
-                long page = firstPage + have;
-                int count = 0;
-                boolean miss = false;
-                cache.lock.lock();
-                try {
-                    int f = cache.tryLookup(this, page, path);
-                    if (f >= 0) {
-                        frames[have++] = f;
-                        while (have < pages && (f = cache.tryLookup(this, firstPage + have, path)) >= 0) frames[have++] = f;
-                        continue;
-                    }
-                    if (cache.peek(this, page) >= 0) {
-                        // being filled by someone else: waiting while holding pins is not allowed
-                        return null;
-                    }
-                    long limit = readaheadLimit(page, page == firstPage, lastPage, run.length);
-                    count = allocateRun(path, page, limit, lastPage, run);
-                    if (count == 0) return null;
-                    miss = true;
-                } finally {
-                    cache.lock.unlock();
-                }
-                if (miss) {
-                    int wanted = (int) Math.min(count, lastPage - page + 1);
-                    fillWithReadahead(path, run, count, wanted, page);
-                    System.arraycopy(run, 0, frames, have, wanted);
-                    have += wanted;
-                }
-            }
-            PinnedRange r = new PinnedRange(this, frames, offset, length);
-            frames = null;
-            return r;
-        } finally {
-            if (frames != null) unpinAll(frames, have);
-        }
+        return reads.pin(path, offset, length);
     }
 
     /** Pinned pages of one read: {@link #views()} are the bytes in place; {@link #release()} exactly once. */
@@ -293,77 +168,7 @@ public final class CachedFile implements AutoCloseable {
         }
     }
 
-    /**
-     * With the cache lock held: gives frames (LOADING, pinned) to the absent pages from {@code page} up
-     * to {@code limit}, stopping at a resident page or when no frame is free. Pages past
-     * {@code lastPage} are read-ahead and do not count as used yet. Returns how many were given.
-     */
-    private int allocateRun(IoPath path, long page, long limit, long lastPage, int[] run) {
-        int count = 0;
-        for (long pg = page; pg <= limit && count < run.length; pg++) {
-            if (pg != page && cache.resident(this, pg)) break;
-            int f = cache.allocate(this, pg, path, true);
-            if (f < 0) break;
-            if (pg > lastPage) {
-                cache.fFreq[f] = -1;      // read ahead: not used yet
-                raIssued++;
-                cache.readaheadPages++;
-            }
-            run[count++] = f;
-        }
-        return count;
-    }
-
-    /**
-     * Fills the first {@code wanted} frames of a run now; the rest (read-ahead) is filled in the
-     * background, so the request waits only for its own pages. Read-ahead frames stay LOADING until
-     * filled (readers of those pages wait for them), then are unpinned.
-     */
-    private void fillWithReadahead(IoPath path, int[] run, int count, int wanted, long firstPage) throws IOException {
-        if (count > wanted) {
-            int[] ahead = Arrays.copyOfRange(run, wanted, count);
-            long aheadPage = firstPage + wanted;
-            Runnable fillAhead = () -> {
-                try {
-                    fill(path, ahead, ahead.length, aheadPage, true);
-                    unpinAll(ahead, ahead.length);
-                } catch (IOException e) {
-                    // the frames were dropped by fill(); a reader that wants them reads them itself
-                } finally {
-                    cache.readaheadPending.decrementAndGet();
-                }
-            };
-            cache.readaheadPending.incrementAndGet();
-            try {
-                cache.readahead.execute(fillAhead);
-            } catch (java.util.concurrent.RejectedExecutionException e) {
-                fillAhead.run();     // the pool's queue is full: the reader fills its read-ahead itself
-            }
-        }
-        fill(path, run, wanted, firstPage, true);
-    }
-
-    /**
-     * The last page to fill for a miss at {@code page}: the request's last page, or, when a request
-     * starts right after a resident page (sequential access; O_DIRECT gets no kernel readahead), the
-     * read-ahead window further (within one run). Under auto the window doubles when at least half of
-     * what was read ahead last time has been read since, and halves when less has (a reader that
-     * jumped elsewhere).
-     */
-    private long readaheadLimit(long page, boolean startOfRequest, long lastPage, int runLength) {
-        if (readahead.maxPages() == 0 || !startOfRequest || page == 0 || !cache.resident(this, page - 1)) return lastPage;
-        if (raWindow < 0) raWindow = readahead.initialPages();
-        if (readahead.adaptive() && raIssued > 0) {
-            // what was read ahead last time and has been read since: at least half, grow; less, shrink
-            raWindow = raUsed * 2 >= raIssued ? Math.min(readahead.maxPages(), raWindow * 2) : Math.max(1, raWindow / 2);
-        }
-        raIssued = 0;
-        raUsed = 0;
-        long eofPage = size == 0 ? 0 : (size - 1) >>> PageCache.PAGE_SHIFT;
-        return Math.max(lastPage, Math.min(Math.min(lastPage + raWindow, page + runLength - 1), eofPage));
-    }
-
-    private void unpinAll(int[] frames, int count) {
+    void unpinAll(int[] frames, int count) {
         cache.lock.lock();
         try {
             for (int i = 0; i < count; i++) cache.unpin(frames[i]);
@@ -372,69 +177,7 @@ public final class CachedFile implements AutoCloseable {
         }
     }
 
-    /**
-     * Reads a run of consecutive pages into their LOADING frames; on failure drops them and throws.
-     * With {@code share} the pages are hashed for duplicate counting and merging; a page filled only to
-     * be written at once is not (it must keep a private frame).
-     */
-    private void fill(IoPath path, int[] run, int count, long firstPage, boolean share) throws IOException {
-        long[] hashes = cache.dedup && share ? new long[count] : null;
-        punchLock.readLock().lock();
-        try {
-            ByteBuffer[] pages = new ByteBuffer[count];
-            for (int i = 0; i < count; i++) pages[i] = cache.data(run[i]);
-            int got = store.readPages(pages, count, firstPage << PageCache.PAGE_SHIFT);
-            for (int i = 0; i < count; i++) {
-                int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
-                zero(pages[i], have, PAGE);
-                if (hashes != null) hashes[i] = ContentIndex.hash(pages[i]);
-            }
-        } catch (IOException | RuntimeException | Error e) {
-            // whatever went wrong, the frames must not stay LOADING: readers wait on them
-            cache.lock.lock();
-            try {
-                for (int i = 0; i < count; i++) cache.failFill(this, run[i]);
-            } finally {
-                cache.lock.unlock();
-            }
-            throw e;
-        } finally {
-            punchLock.readLock().unlock();
-        }
-        int[] matched = hashes == null ? null : new int[count];
-        int[] held = hashes == null ? null : holdAndCompare(run, count, hashes, matched);
-        cache.lock.lock();
-        try {
-            for (int i = 0; i < count; i++) {
-                cache.completeFill(run[i], path, true, hashes == null ? -1 : hashes[i], matched == null ? -1 : matched[i]);
-            }
-            if (held != null) for (int c : held) if (c >= 0) cache.releaseCandidate(c);
-        } finally {
-            cache.lock.unlock();
-        }
-    }
-
-    /**
-     * For each hashed page of a fill, a resident frame with the same hash is held, and its bytes are
-     * compared with the new page here, without the cache lock (a 4 KiB compare per duplicate would
-     * otherwise hold up every other lookup). Returns the held frames (-1: none); {@code matched[i]} is
-     * the held frame if its bytes are equal, else -1.
-     */
-    private int[] holdAndCompare(int[] run, int count, long[] hashes, int[] matched) {
-        int[] held = new int[count];
-        cache.lock.lock();
-        try {
-            for (int i = 0; i < count; i++) held[i] = hashes[i] > 0 ? cache.holdCandidate(hashes[i]) : -1;
-        } finally {
-            cache.lock.unlock();
-        }
-        for (int i = 0; i < count; i++) {
-            matched[i] = held[i] >= 0 && cache.memory.frame(held[i]).mismatch(cache.data(run[i])) < 0 ? held[i] : -1;
-        }
-        return held;
-    }
-
-    private static void zero(ByteBuffer frame, int from, int to) {
+    static void zero(ByteBuffer frame, int from, int to) {
         for (int i = from; i < to; i++) frame.put(i, (byte) 0);
     }
 
@@ -526,7 +269,7 @@ public final class CachedFile implements AutoCloseable {
                 cache.lock.unlock();
             }
             if (needFill) {
-                fill(path, new int[] {fr}, 1, page, false);
+                reads.fill(path, new int[] {fr}, 1, page, false);
             }
             boolean done = false;
             try {

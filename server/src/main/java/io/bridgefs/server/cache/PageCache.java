@@ -2,67 +2,16 @@ package io.bridgefs.server.cache;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.file.AccessDeniedException;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * The shared host page cache: one per server, read and written by the NBD and the 9P paths alike.
- *
- * <h2>Identity</h2>
- * A page is keyed by (file, page index), where the file is a host (device, inode) pair interned to a
- * small integer id on open. The same host file reached through NBD, 9P or a hard link is one
- * {@link CachedFile} and maps to the same frames.
- *
- * <h2>Memory</h2>
- * {@link FrameMemory} holds a fixed number of 4 KiB frames off-heap, sized once. Per-frame metadata
- * lives in primitive arrays indexed by frame number (key, state, pins, dirty flag and write generation,
- * S3-FIFO frequency and queue, which paths touched it). The page table ({@link PageTable}) and the
- * ghost ({@link GhostSet}) are open-addressing tables of primitives: the hot path makes no per-page
- * heap objects beyond a short-lived buffer view.
- *
- * <h2>Concurrency</h2>
- * One lock guards all metadata, queues and counters; it is held for bookkeeping only, never across I/O
- * or while copying page data. A thread that wants a page takes the lock, looks it up and pins it (or
- * allocates a frame for it in state LOADING, pinned), drops the lock, then copies or does I/O. A frame
- * that is pinned is never evicted nor reassigned, so its contents and key are stable for the pinner.
- * Threads that find a LOADING frame wait on {@link #changed} until the filler finishes, so each page
- * is read from backing storage once. A thread never waits while it holds pins, which rules out
- * deadlock: reads and writes process one page (or one run of missing pages) at a time and unpin it
- * before moving on. Copies into the same page by concurrent requests are not atomic with respect to
- * each other, as on a disk.
- *
- * <h2>Dirty pages</h2>
- * A writer copies into the frame, then, under the lock, sets the dirty flag and bumps the frame's
- * write generation; only then is the write acknowledged. Write-back pins the dirty frames, notes their
- * generations, copies and writes them without the lock, and clears the dirty flag only where the
- * generation is unchanged: a write that raced with the write-back keeps its page dirty. Dirty frames
- * are never evicted; when every unpinned frame is dirty the allocating thread writes some back first.
- * A failed write-back leaves pages dirty, so data that was acknowledged is never dropped.
- *
- * <h2>Eviction</h2>
- * S3-FIFO: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
- * FIFO, the rest are evicted early. Main-queue pages with hits get another round (frequency 0..3).
- * Evicted keys are remembered as fingerprints in the ghost; a fill whose key is in the ghost is a
- * refault and goes straight to main. A one-pass sequential read therefore flows through the small
- * queue without flushing the hot set in main.
- *
- * <h2>Entries and memory frames; merging</h2>
- * The metadata above describes <em>entries</em> (one per resident key); the bytes live in a
- * <em>memory frame</em> {@code fMem[entry]}. Without merging the two are one to one. With
- * {@link DedupMode#MERGE} there are twice as many entries as memory frames, and a fill whose bytes
- * equal a clean resident page (hash match, then byte compare) drops its own memory frame and maps its
- * entry onto that one (KSM's pages_shared / pages_sharing). A memory frame referenced by more than one
- * entry is never written in place: a writer first replaces its entry with a private copy
- * ({@link #breakShare}, counted in {@code dedup_cow_breaks}), and zeroing a shared tail on truncate
- * drops the page instead, so no other key ever sees the change. {@code fMem} of an entry changes only
- * while the entry is LOADING and pinned by its filler, so a pinner can read it without the lock.
+ * The shared host page cache: one per server, read and written by the NBD and the 9P paths alike. The
+ * package documentation describes its design (identity, memory, concurrency, dirty pages, eviction,
+ * merging); {@link CachedFile} is one file's view of it, {@link CacheAudit} recounts its bookkeeping.
  */
 public final class PageCache implements AutoCloseable {
     public static final int PAGE_SIZE = 4096;
@@ -70,7 +19,6 @@ public final class PageCache implements AutoCloseable {
 
     static final byte FREE = 0, LOADING = 1, VALID = 2, DETACHED = 3;
     static final byte Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2;
-    private static final int EVICT_SCAN_LIMIT = 8192;
 
     final ReentrantLock lock = new ReentrantLock();
     final Condition changed = lock.newCondition();
@@ -81,7 +29,8 @@ public final class PageCache implements AutoCloseable {
     final int maxRun;
     final int dirtyLimit;          // writers wait (or write back themselves) above this
     final int backgroundDirty;     // the background flusher starts above this
-    private Thread flusher;
+    /** Background write-back and the pacing of writers (see {@link Flusher}). */
+    final Flusher flusher = new Flusher(this);
     final java.util.concurrent.atomic.AtomicInteger readaheadPending = new java.util.concurrent.atomic.AtomicInteger();
     /** Background read-ahead fills (a small bounded pool; past its queue the reader fills inline). */
     final java.util.concurrent.ThreadPoolExecutor readahead = new java.util.concurrent.ThreadPoolExecutor(4, 4, 30,
@@ -90,8 +39,6 @@ public final class PageCache implements AutoCloseable {
                 t.setDaemon(true);
                 return t;
             });
-    private final Condition flushNeeded = lock.newCondition();
-    private volatile boolean stopping;
 
     // per-frame metadata, guarded by lock
     final int[] fFile;
@@ -106,27 +53,21 @@ public final class PageCache implements AutoCloseable {
     final byte[] fTouched;
     final DedupMode dedupMode;
     final boolean dedup;      // fill-time duplicate detection (shadow: counted; merge: also shared)
-    private final boolean merge;
-    private final ContentIndex content;   // indexed by memory frame
+    final boolean merge;
+    /** Memory frames: who refers to each, the merge free list, the content index (see {@link MemoryFrames}). */
+    final MemoryFrames mem;
     private final boolean[] fZero;      // resident all-zero page (filled from storage)
     private final boolean[] fDup;       // resident page whose content was already resident at fill
     final int memFrames;
     final int[] fMem;                   // per entry: the memory frame holding its bytes
-    private final int[] memRef;         // per memory frame: entries referring to it (merge only)
-    private final int[] memValid;       // per memory frame: VALID entries referring to it
-    private final int[] memFree;        // free memory frames (merge only)
-    private final int[] memHolds;       // per memory frame: fillers comparing against it (merge only)
-    private int memTop;
     final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
     final int[] dPrev;
 
-    private final PageTable table;
-    private final IntRing small;
-    private final IntRing main;
-    private final int smallTarget;
+    final PageTable table;
+    /** Which page goes next when no frame is free (see {@link S3Fifo}). */
+    private final S3Fifo queues;
     private final int[] freeStack;
     private int freeTop;
-    private final GhostSet ghost;
 
     // counters, guarded by lock
     private final long[] hits = new long[2], misses = new long[2], fills = new long[2], fillBytes = new long[2], refaults = new long[2];
@@ -136,15 +77,12 @@ public final class PageCache implements AutoCloseable {
     long readaheadPages, readaheadUnusedPages;
     private final long[] dupFills = new long[2], dupFillBytes = new long[2];
     private int zeroPages, dupPages;
-    private int residentFrames, pagesShared, pagesSharing;   // memory frames held by VALID entries; KSM counts
     private long cowBreaks;
-    private int validPages, dirtyPages, pinnedPages, sharedPages;
+    int validPages, dirtyPages, pinnedPages, sharedPages;
     long writebackBytes;
 
-    private final Map<FileKey, CachedFile> files = new HashMap<>();     // open files, and closed ones with cached pages
-    private final Map<Integer, CachedFile> byId = new HashMap<>();
-    private final Map<FileKey, Integer> ids = new HashMap<>();
-    private int nextId = 1;
+    /** Open files, and closed ones with cached pages (see {@link FileRegistry}). */
+    final FileRegistry registry = new FileRegistry(this);
 
     public PageCache(long capacityBytes, CacheMode mode) {
         this(capacityBytes, mode, DedupMode.SHADOW);
@@ -175,27 +113,18 @@ public final class PageCache implements AutoCloseable {
         fTouched = new byte[frames];
         this.dedupMode = dedupMode;
         this.dedup = dedupMode != DedupMode.OFF;
-        content = new ContentIndex(memFrames);
         fMem = new int[frames];
         for (int i = 0; i < memFrames; i++) fMem[i] = i;     // identity unless merging
-        memRef = new int[merge ? memFrames : 0];
-        memValid = new int[memFrames];
-        memFree = new int[merge ? memFrames : 0];
-        memHolds = new int[merge ? memFrames : 0];
-        for (int i = 0; i < memFree.length; i++) memFree[i] = memFrames - 1 - i;
-        memTop = memFree.length;
+        mem = new MemoryFrames(memFrames, merge);
         fZero = new boolean[frames];
         fDup = new boolean[frames];
         dNext = new int[frames];
         dPrev = new int[frames];
         table = new PageTable(frames, fFile, fPage);
-        small = new IntRing(frames);
-        main = new IntRing(frames);
-        smallTarget = Math.max(1, frames / 10);
         freeStack = new int[frames];
         for (int i = 0; i < frames; i++) freeStack[i] = frames - 1 - i;
         freeTop = frames;
-        ghost = new GhostSet(frames - smallTarget);
+        queues = new S3Fifo(this);
     }
 
     public long capacityBytes() { return (long) memFrames * PAGE_SIZE; }
@@ -211,97 +140,29 @@ public final class PageCache implements AutoCloseable {
 
     /** Opens (or shares) the cached file for a host path. */
     public CachedFile open(Path path, boolean readOnly) throws IOException {
-        FileKey key = FileKey.of(path);
-        lock.lock();
-        try {
-            CachedFile f = files.get(key);
-            if (f != null && !f.closed) {
-                if (!readOnly && f.readOnly) throw new AccessDeniedException(path.toString(), null, "already open read-only");
-                f.refs++;
-                return f;
-            }
-        } finally {
-            lock.unlock();
-        }
-        return register(key, FileBackingStore.open(path, readOnly), readOnly);
+        return registry.open(path, readOnly);
     }
 
     /** The cached file of a host file if one is open (one more reference, to close), else null. */
     public CachedFile openIfPresent(FileKey key) {
-        lock.lock();
-        try {
-            CachedFile f = files.get(key);
-            if (f == null || f.closed) return null;
-            f.refs++;
-            return f;
-        } finally {
-            lock.unlock();
-        }
+        return registry.openIfPresent(key);
     }
 
     /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
     public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
-        return register(key, store, readOnly);
-    }
-
-    private CachedFile register(FileKey key, BackingStore store, boolean readOnly) throws IOException {
-        long size = store.size();
-        CachedFile reopened = null;
-        lock.lock();
-        try {
-            CachedFile existing = files.get(key);
-            if (existing != null && existing.closed) {
-                existing.reopen(store, readOnly);
-                reopened = existing;
-            } else if (existing != null) {
-                existing.refs++;
-                store.close();
-                return existing;
-            } else {
-                int id = ids.computeIfAbsent(key, k -> nextId++);
-                CachedFile f = new CachedFile(this, id, key, store, size, readOnly);
-                files.put(key, f);
-                byId.put(id, f);
-                return f;
-            }
-        } finally {
-            lock.unlock();
-        }
-        try {
-            reopened.revalidate();     // changed on the host while it was closed? then its pages go
-        } catch (IOException e) {
-            reopened.close();
-            throw e;
-        }
-        return reopened;
+        return registry.register(key, store, readOnly);
     }
 
     /** With the lock held: the file's last reference is gone and its descriptor about to be closed. */
     void closed(CachedFile f) {
-        f.closed = true;
-        if (f.resident == 0) forget(f);
-    }
-
-    private void forget(CachedFile f) {
-        files.remove(f.key);
-        byId.remove(f.id);
-    }
-
-    /** A page of a file became VALID (+1) or stopped being VALID (-1); a closed file without pages is forgotten. */
-    private void residentChanged(int fileId, int delta) {
-        CachedFile cf = byId.get(fileId);
-        if (cf == null) return;
-        cf.resident += delta;
-        if (cf.resident == 0 && cf.closed) forget(cf);
+        registry.closed(f);
     }
 
     /** Files with a descriptor (closed files with cached pages have none). */
     List<CachedFile> openFiles() {
         lock.lock();
         try {
-            List<CachedFile> out = new ArrayList<>();
-            for (CachedFile f : files.values()) if (!f.closed) out.add(f);
-            return out;
+            return registry.openLocked();
         } finally {
             lock.unlock();
         }
@@ -328,8 +189,8 @@ public final class PageCache implements AutoCloseable {
         pin(f);
         if (fFreq[f] < 0) {
             fFreq[f] = 0;                        // first use of a read-ahead page is not a reuse
-            CachedFile cf = byId.get(fFile[f]);
-            if (cf != null) cf.readaheadUsed();
+            CachedFile cf = registry.byId(fFile[f]);
+            if (cf != null) cf.reads.readaheadUsed();
         } else if (fFreq[f] < 3) fFreq[f]++;
         hits[path.ordinal()]++;
         int from = fFilledBy[f];
@@ -371,33 +232,24 @@ public final class PageCache implements AutoCloseable {
         int f = newEntry(file, page, path);
         if (f < 0) return -1;
         misses[path.ordinal()]++;
-        long fp = GhostSet.fingerprint(file.id, page);
-        boolean refault = ghost.contains(fp);
-        if (refault) {
-            ghost.remove(fp);
-            if (fill) refaults[path.ordinal()]++;
-        }
-        fQueue[f] = refault ? Q_MAIN : Q_SMALL;
-        (refault ? main : small).add(f);
+        if (queues.admit(f, GhostSet.fingerprint(file.id, page)) && fill) refaults[path.ordinal()]++;
         return f;
     }
 
     /** A free entry with a private memory frame, keyed, LOADING and pinned but in no queue yet; -1 if none. */
     private int newEntry(CachedFile file, long page, IoPath path) {
-        int f = freeTop > 0 ? freeStack[--freeTop] : evict();
+        int f = freeTop > 0 ? freeStack[--freeTop] : queues.victim();
         if (f < 0) return -1;
         if (merge) {
-            while (memTop == 0) {
-                int e = evict();          // may free no memory (a shared frame): then go on
+            while (!mem.hasFree()) {
+                int e = queues.victim();          // may free no memory (a shared frame): then go on
                 if (e < 0) {
                     freeStack[freeTop++] = f;
                     return -1;
                 }
                 freeStack[freeTop++] = e;
             }
-            int m = memFree[--memTop];
-            fMem[f] = m;
-            memRef[m] = 1;
+            fMem[f] = mem.take();
         }
         fFile[f] = file.id;
         fPage[f] = page;
@@ -424,7 +276,7 @@ public final class PageCache implements AutoCloseable {
             if (n < 0) return -1;
             f = n;
         }
-        content.remove(fMem[f]);
+        mem.content.remove(fMem[f]);
         return f;
     }
 
@@ -437,13 +289,13 @@ public final class PageCache implements AutoCloseable {
             detach(file, f);
             return false;
         }
-        content.remove(fMem[f]);
+        mem.content.remove(fMem[f]);
         return true;
     }
 
     /** Whether other entries (or a detached reader) share this entry's memory frame: it must not be written in place. */
     boolean sharedFrame(int f) {
-        return merge && memRef[fMem[f]] > 1;
+        return mem.shared(fMem[f]);
     }
 
     /**
@@ -462,8 +314,7 @@ public final class PageCache implements AutoCloseable {
         data(n).put(data(f));
         fFreq[n] = freq;
         fFilledBy[n] = filledBy;
-        fQueue[n] = queue == Q_MAIN ? Q_MAIN : Q_SMALL;
-        (fQueue[n] == Q_MAIN ? main : small).add(n);
+        queues.readmit(n, queue);
         fTouched[n] = touched;
         becameValid(n);
         cowBreaks++;
@@ -481,22 +332,14 @@ public final class PageCache implements AutoCloseable {
      * compares the bytes without the lock; -1 if none. Release it with {@link #releaseCandidate}.
      */
     int holdCandidate(long hash) {
-        for (int m = content.first(hash); m >= 0; m = content.next(m)) {
-            if (memValid[m] == 0) continue;
-            if (merge) memHolds[m]++;
-            else pin(m);                 // without merging, memory frame m is entry m
-            return m;
-        }
-        return -1;
+        int m = mem.holdCandidate(hash);
+        if (m >= 0 && !merge) pin(m);        // without merging, memory frame m is entry m
+        return m;
     }
 
     void releaseCandidate(int m) {
-        if (!merge) {
-            unpin(m);
-        } else {
-            memHolds[m]--;
-            freeIfUnused(m);
-        }
+        if (!merge) unpin(m);
+        else mem.releaseCandidate(m);
     }
 
     /**
@@ -509,7 +352,7 @@ public final class PageCache implements AutoCloseable {
      */
     void completeFill(int f, IoPath path, boolean filled, long hash, int match) {
         boolean valid = fState[f] == LOADING;
-        if (valid && !byId.containsKey(fFile[f])) {
+        if (valid && registry.byId(fFile[f]) == null) {
             // a late read-ahead of a file closed and forgotten meanwhile: nobody will ask for this page
             table.remove(f);
             fState[f] = DETACHED;      // pinned by its filler, freed by its unpin
@@ -525,7 +368,7 @@ public final class PageCache implements AutoCloseable {
                 fZero[f] = true;
                 zeroPages++;
             } else if (filled && dedup && hash != -1) {
-                if (match >= 0 && memValid[match] > 0 && content.isIndexed(match) && content.hashOf(match) == hash) same = match;
+                if (match >= 0 && mem.stillHolds(match, hash)) same = match;
                 if (same >= 0) {
                     dupFills[path.ordinal()]++;
                     dupFillBytes[path.ordinal()] += PAGE_SIZE;
@@ -537,10 +380,10 @@ public final class PageCache implements AutoCloseable {
                 if (merge && same >= 0) {
                     int own = fMem[f];
                     fMem[f] = same;
-                    memRef[same]++;
-                    releaseMemory(own);
+                    mem.refer(same);
+                    mem.release(own);
                 } else {
-                    content.add(fMem[f], hash);
+                    mem.content.add(fMem[f], hash);
                 }
             }
             becameValid(f);
@@ -554,55 +397,22 @@ public final class PageCache implements AutoCloseable {
         fState[f] = VALID;
         validPages++;
         if (fTouched[f] == 3) sharedPages++;
-        frameBecameValid(fMem[f]);
-        residentChanged(fFile[f], 1);
+        mem.becameValid(fMem[f]);
+        registry.residentChanged(fFile[f], 1);
     }
 
     /** A VALID entry is dropped or detached: the residency counts let it go. */
     private void leftValid(int f) {
         validPages--;
         if (fTouched[f] == 3) sharedPages--;
-        frameLeftValid(fMem[f]);
-        residentChanged(fFile[f], -1);
-    }
-
-    private void frameBecameValid(int m) {
-        int v = ++memValid[m];
-        if (v == 1) {
-            residentFrames++;
-        } else {
-            pagesSharing++;
-            if (v == 2) pagesShared++;
-        }
-    }
-
-    /** An entry on memory frame {@code m} stops being VALID; the last one takes the bytes out of the index. */
-    private void frameLeftValid(int m) {
-        int v = memValid[m]--;
-        if (v == 1) {
-            residentFrames--;
-            content.remove(m);
-        } else {
-            pagesSharing--;
-            if (v == 2) pagesShared--;
-        }
-    }
-
-    /** Drops one entry's reference to a memory frame (merge only); the last one frees it, unless a filler holds it. */
-    private void releaseMemory(int m) {
-        memRef[m]--;
-        freeIfUnused(m);
-    }
-
-    /** A memory frame nothing refers to or holds goes back to the free list (merge only). */
-    private void freeIfUnused(int m) {
-        if (memRef[m] == 0 && memHolds[m] == 0) memFree[memTop++] = m;
+        mem.leftValid(fMem[f]);
+        registry.residentChanged(fFile[f], -1);
     }
 
     /** An entry became FREE: its memory frame reference goes with it. */
     private void freed(int f) {
         fState[f] = FREE;
-        if (merge) releaseMemory(fMem[f]);
+        if (merge) mem.release(fMem[f]);
     }
 
     /** The page's content is about to change or go: it no longer counts as zero or duplicate. */
@@ -639,7 +449,7 @@ public final class PageCache implements AutoCloseable {
     void markDirty(CachedFile file, int f) {
         assert !sharedFrame(f) : "a shared frame is never written in place";
         forgetContent(f);
-        content.remove(fMem[f]);
+        mem.content.remove(fMem[f]);
         if (!fDirty[f]) {
             fDirty[f] = true;
             dirtyPages++;
@@ -648,7 +458,7 @@ public final class PageCache implements AutoCloseable {
             dNext[f] = file.dirtyHead;
             if (file.dirtyHead >= 0) dPrev[file.dirtyHead] = f;
             file.dirtyHead = f;
-            if (dirtyPages > backgroundDirty && flusher != null) flushNeeded.signal();
+            if (dirtyPages > backgroundDirty) flusher.dirtied();
         }
         fGen[f]++;
     }
@@ -726,7 +536,7 @@ public final class PageCache implements AutoCloseable {
     void awaitFrame() throws IOException {
         if (dirtyPages > 0) {
             CachedFile victim = null;
-            for (CachedFile f : files.values()) {
+            for (CachedFile f : registry.all()) {
                 if (f.dirtyPages > 0) { victim = f; break; }
             }
             if (victim != null) {
@@ -747,124 +557,29 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
-    /**
-     * Called by writers after a write: above the dirty limit they wait for the background flusher, or,
-     * without one (or when it makes no progress, e.g. failing storage), write back this file themselves.
-     */
+    /** Called by writers after a write: see {@link Flusher#throttle}. */
     void throttle(CachedFile file) throws IOException {
-        boolean selfWriteback;
-        lock.lock();
-        try {
-            if (dirtyPages <= dirtyLimit) return;
-            selfWriteback = flusher == null;
-            if (!selfWriteback) {
-                flushNeeded.signal();
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
-                while (dirtyPages > dirtyLimit) {
-                    long left = deadline - System.nanoTime();
-                    if (left <= 0) {
-                        selfWriteback = true;
-                        break;
-                    }
-                    changed.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(50)));
-                }
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new java.io.InterruptedIOException("interrupted while waiting for write-back");
-        } finally {
-            lock.unlock();
-        }
-        if (selfWriteback) file.writeback(false);
+        flusher.throttle(file);
     }
 
     /** Starts the background flusher: it writes back dirty pages whenever more than 1/4 of the cache is dirty. */
     public void startBackgroundWriteback() {
-        lock.lock();
-        try {
-            if (flusher != null) return;
-            flusher = new Thread(this::flushLoop, "bridgefs-flusher");
-            flusher.setDaemon(true);
-            flusher.start();
-        } finally {
-            lock.unlock();
-        }
+        flusher.start();
     }
 
-    private void flushLoop() {
-        while (!stopping) {
-            CachedFile victim = null;
-            lock.lock();
-            try {
-                while (!stopping && dirtyPages <= backgroundDirty) flushNeeded.awaitUninterruptibly();
-                for (CachedFile f : files.values()) {
-                    if (f.closed) continue;
-                    if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
-                }
-            } finally {
-                lock.unlock();
-            }
-            if (victim == null || stopping) continue;
-            try {
-                victim.writeback(false);
-            } catch (IOException e) {
-                org.slf4j.LoggerFactory.getLogger(PageCache.class)
-                        .warn("background write-back of {} failed (pages stay dirty): {}", victim.store, e.toString());
-                try {
-                    Thread.sleep(1000);
-                } catch (InterruptedException ie) {
-                    return;
-                }
-            }
-        }
-    }
-
-    private int evict() {
-        for (int budget = Math.min(2 * frames + 16, EVICT_SCAN_LIMIT); budget > 0; budget--) {
-            if (small.size() == 0 && main.size() == 0) return -1;
-            boolean fromSmall = small.size() > smallTarget || main.size() == 0;
-            IntRing q = fromSmall ? small : main;
-            int f = q.poll();
-            if (fState[f] == FREE) {
-                fQueue[f] = Q_NONE;
-                return f;
-            }
-            if (fState[f] != VALID || fPins[f] > 0 || fDirty[f]) {
-                if (fromSmall && fFreq[f] > 0) {
-                    fFreq[f] = 0;
-                    fQueue[f] = Q_MAIN;
-                    main.add(f);
-                } else {
-                    q.add(f);
-                }
-                continue;
-            }
-            if (fFreq[f] > 0) {
-                if (fromSmall) {
-                    fFreq[f] = 0;
-                    fQueue[f] = Q_MAIN;
-                    main.add(f);
-                } else {
-                    fFreq[f]--;
-                    main.add(f);
-                }
-                continue;
-            }
-            evictFrame(f);
-            fQueue[f] = Q_NONE;
-            return f;
-        }
-        return -1;
+    /** The files the flusher may pick from (with the lock held). */
+    java.util.Collection<CachedFile> filesLocked() {
+        return registry.all();
     }
 
     /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
-    private void evictFrame(int f) {
+    void evictFrame(int f) {
         if (fFreq[f] < 0) {
             readaheadUnusedPages++;
-            CachedFile cf = byId.get(fFile[f]);
-            if (cf != null) cf.readaheadWasted();
+            CachedFile cf = registry.byId(fFile[f]);
+            if (cf != null) cf.reads.readaheadWasted();
         }
-        ghost.add(GhostSet.fingerprint(fFile[f], fPage[f]));
+        queues.remember(GhostSet.fingerprint(fFile[f], fPage[f]));
         table.remove(f);
         forgetContent(f);
         leftValid(f);
@@ -893,79 +608,27 @@ public final class PageCache implements AutoCloseable {
 
     /**
      * Recounts the residency and sharing counters from the frames' metadata and checks the sharing
-     * rules (no dirty page on a shared frame, every key found in the page table). Returns what
-     * disagrees; empty when all is well. Takes the lock for a full pass over the frames.
+     * rules (see {@link CacheAudit}). Returns what disagrees; empty when all is well.
      */
     public List<String> verify() {
         lock.lock();
         try {
-            List<String> bad = new ArrayList<>();
-            int valid = 0, dirty = 0, pinned = 0, shared = 0;
-            int[] refs = new int[memFrames], valids = new int[memFrames];
-            for (int f = 0; f < frames; f++) {
-                if (fPins[f] > 0) pinned++;
-                if (fState[f] == FREE) continue;
-                refs[fMem[f]]++;
-                if (fState[f] != VALID) continue;
-                valid++;
-                valids[fMem[f]]++;
-                if (fTouched[f] == 3) shared++;
-                if (fDirty[f]) dirty++;
-                if (table.get(fFile[f], fPage[f]) != f) bad.add("entry " + f + " is not found under its key");
-            }
-            int resident = 0, pShared = 0, pSharing = 0;
-            for (int m = 0; m < memFrames; m++) {
-                if (valids[m] > 0) resident++;
-                if (valids[m] > 1) {
-                    pShared++;
-                    pSharing += valids[m] - 1;
-                }
-                if (valids[m] != memValid[m]) bad.add("frame " + m + ": " + valids[m] + " valid entries, counted " + memValid[m]);
-                if (merge && refs[m] != memRef[m]) bad.add("frame " + m + ": " + refs[m] + " entries, counted " + memRef[m]);
-            }
-            for (int f = 0; f < frames; f++) {
-                if (fState[f] == VALID && fDirty[f] && refs[fMem[f]] > 1) bad.add("dirty entry " + f + " is on a shared frame");
-            }
-            Map<Integer, Integer> perFile = new HashMap<>();
-            for (int f = 0; f < frames; f++) if (fState[f] == VALID) perFile.merge(fFile[f], 1, Integer::sum);
-            for (CachedFile cf : files.values()) {
-                int n = perFile.getOrDefault(cf.id, 0);
-                if (n != cf.resident) bad.add("file " + cf.key + ": " + n + " resident pages, counted " + cf.resident);
-                if (cf.closed && (cf.dirtyPages > 0 || n == 0)) bad.add("closed file " + cf.key + " kept with " + n + " pages, " + cf.dirtyPages + " dirty");
-            }
-            for (int id : perFile.keySet()) if (!byId.containsKey(id)) bad.add("resident pages of forgotten file id " + id);
-            int unused = 0;
-            for (int m = 0; m < memFrames; m++) if (refs[m] == 0 && (!merge || memHolds[m] == 0)) unused++;
-            if (merge && unused != memTop) bad.add(unused + " frames unused, " + memTop + " on the free list");
-            check(bad, "resident pages", valid, validPages);
-            check(bad, "dirty pages", dirty, dirtyPages);
-            check(bad, "pinned pages", pinned, pinnedPages);
-            check(bad, "shared pages", shared, sharedPages);
-            check(bad, "resident frames", resident, residentFrames);
-            if (merge) {
-                check(bad, "pages shared", pShared, pagesShared);
-                check(bad, "pages sharing", pSharing, pagesSharing);
-            }
-            return bad;
+            return CacheAudit.verify(this);
         } finally {
             lock.unlock();
         }
-    }
-
-    private static void check(List<String> bad, String what, long recounted, long counted) {
-        if (recounted != counted) bad.add(what + ": recounted " + recounted + ", counted " + counted);
     }
 
     public CacheStats snapshot() {
         lock.lock();
         try {
             boolean direct = true;
-            for (CachedFile f : files.values()) if (!f.closed) direct &= f.store.directIo();
+            for (CachedFile f : registry.all()) if (!f.closed) direct &= f.store.directIo();
             return new CacheStats(hits.clone(), misses.clone(), fills.clone(), fillBytes.clone(), refaults.clone(),
                     new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
-                    (long) residentFrames * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
+                    (long) mem.residentFrames * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
                     sharedPages, capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages,
-                    dedupMode, merge ? pagesShared : 0, merge ? pagesSharing : dupPages, cowBreaks, validPages,
+                    dedupMode, merge ? mem.pagesShared : 0, merge ? mem.pagesSharing : dupPages, cowBreaks, validPages,
                     readaheadPages * PAGE_SIZE, readaheadUnusedPages * PAGE_SIZE);
         } finally {
             lock.unlock();
@@ -987,21 +650,12 @@ public final class PageCache implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
-        stopping = true;
         readahead.shutdown();
-        Thread f;
-        lock.lock();
-        try {
-            flushNeeded.signalAll();
-            f = flusher;
-        } finally {
-            lock.unlock();
-        }
         // nothing is interrupted: a write-back in progress finishes before the final flush and before
         // the caller closes the files
         boolean interrupted = false;
         try {
-            if (f != null) f.join(60_000);
+            flusher.stop();
             readahead.awaitTermination(60, java.util.concurrent.TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             interrupted = true;

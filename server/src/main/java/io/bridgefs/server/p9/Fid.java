@@ -2,7 +2,6 @@ package io.bridgefs.server.p9;
 
 import io.bridgefs.protocol.p9.Qid;
 import io.bridgefs.server.cache.CachedFile;
-import io.bridgefs.server.posix.Posix;
 import java.io.ByteArrayOutputStream;
 import java.util.List;
 

@@ -246,7 +246,11 @@ class P9SessionModelProperties {
                         if (data.length > 0) w.ok(new Twrite(w.tag++, fid, 0, Unpooled.wrappedBuffer(data)), Rwrite.class);
                         w.clunk(fid);
                         w.files.put(p, data);
-                        w.attrs.put(p, new int[] {0100644, 0, 0});
+                        // under none the host decides the group: in a setgid directory (root's chown to 0:0
+                        // is skipped) the file takes the directory's, as a Linux client would also ask
+                        int[] parent = w.attrs.get(d);
+                        int gid = !w.mapped && parent != null && (parent[0] & 02000) != 0 ? parent[2] : 0;
+                        w.attrs.put(p, new int[] {0100644, 0, gid});
                     }));
         }
     }

@@ -1,0 +1,116 @@
+package io.bridgefs.server.cache;
+
+import java.io.IOException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Write-back in the background and the pacing of writers: the flusher thread writes back the file
+ * with the most dirty pages whenever more than a quarter of the cache is dirty; a writer above the
+ * dirty limit waits for it (at most 2 s), or, without a flusher or when it makes no progress (failing
+ * storage), writes back its own file.
+ */
+final class Flusher {
+    private final PageCache cache;
+    private final Condition flushNeeded;
+    private Thread thread;                 // guarded by the cache lock
+    private volatile boolean stopping;
+
+    Flusher(PageCache cache) {
+        this.cache = cache;
+        this.flushNeeded = cache.lock.newCondition();
+    }
+
+    /**
+     * Called by writers after a write: above the dirty limit they wait for the background flusher, or,
+     * without one (or when it makes no progress, e.g. failing storage), write back this file themselves.
+     */
+    void throttle(CachedFile file) throws IOException {
+        boolean selfWriteback;
+        ReentrantLock lock = cache.lock;
+        lock.lock();
+        try {
+            if (cache.dirtyPages <= cache.dirtyLimit) return;
+            selfWriteback = thread == null;
+            if (!selfWriteback) {
+                flushNeeded.signal();
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+                while (cache.dirtyPages > cache.dirtyLimit) {
+                    long left = deadline - System.nanoTime();
+                    if (left <= 0) {
+                        selfWriteback = true;
+                        break;
+                    }
+                    cache.changed.awaitNanos(Math.min(left, TimeUnit.MILLISECONDS.toNanos(50)));
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while waiting for write-back");
+        } finally {
+            lock.unlock();
+        }
+        if (selfWriteback) file.writeback(false);
+    }
+
+    /** Starts the background flusher thread (once). */
+    void start() {
+        cache.lock.lock();
+        try {
+            if (thread != null) return;
+            thread = new Thread(this::flushLoop, "bridgefs-flusher");
+            thread.setDaemon(true);
+            thread.start();
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /** With the cache lock held: more than the background threshold is dirty. */
+    void dirtied() {
+        if (thread != null) flushNeeded.signal();
+    }
+
+    /** Stops the flusher; a write-back it is doing finishes first (nothing is interrupted). */
+    void stop() throws InterruptedException {
+        stopping = true;
+        Thread t;
+        cache.lock.lock();
+        try {
+            flushNeeded.signalAll();
+            t = thread;
+        } finally {
+            cache.lock.unlock();
+        }
+        if (t != null) t.join(60_000);
+    }
+
+    private void flushLoop() {
+        while (!stopping) {
+            CachedFile victim = null;
+            cache.lock.lock();
+            try {
+                while (!stopping && cache.dirtyPages <= cache.backgroundDirty) flushNeeded.awaitUninterruptibly();
+                for (CachedFile f : cache.filesLocked()) {
+                    if (f.closed) continue;
+                    if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            if (victim == null || stopping) continue;
+            try {
+                victim.writeback(false);
+            } catch (IOException e) {
+                org.slf4j.LoggerFactory.getLogger(PageCache.class)
+                        .warn("background write-back of {} failed (pages stay dirty): {}", victim.store, e.toString());
+                try {
+                    Thread.sleep(1000);
+                } catch (InterruptedException ie) {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+package io.bridgefs.server.cache;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+
+/**
+ * How one {@link CachedFile}'s pages get into the cache: reads and pins of ranges, filling runs of
+ * missing pages from the backing store (hashed for duplicate counting and merging), and read-ahead with
+ * the file's adaptive window (see {@link Readahead}).
+ */
+final class PageFills {
+    private static final int PAGE = PageCache.PAGE_SIZE;
+    private final CachedFile file;
+    private final PageCache cache;
+    // read-ahead (guarded by cache.lock): the export's policy, the current window, and how many of the
+    // pages last read ahead were then read
+    private Readahead readahead = Readahead.auto(false);
+    private boolean readaheadSet;
+    int raWindow = -1;
+    private int raIssued, raUsed;
+
+    PageFills(CachedFile file) {
+        this.file = file;
+        this.cache = file.cache;
+    }
+
+    /** The read-ahead of the export that opened this file (set when it is first opened). */
+    void readahead(Readahead r) {
+        cache.lock.lock();
+        try {
+            readahead = r;
+            readaheadSet = true;
+            raWindow = r.initialPages();
+            raIssued = 0;
+            raUsed = 0;
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /** Sets the read-ahead unless an export already did (the first export to open a file decides). */
+    void readaheadIfUnset(Readahead r) {
+        cache.lock.lock();
+        try {
+            if (!readaheadSet) readahead(r);
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /** With the cache lock held: a page read ahead was read. */
+    void readaheadUsed() {
+        raUsed++;
+    }
+
+    /** With the cache lock held: a page read ahead was evicted unread; auto halves the window. */
+    void readaheadWasted() {
+        if (readahead.adaptive()) raWindow = Math.max(1, raWindow / 2);
+    }
+
+    /** The current read-ahead window in pages (for tests and the stats). */
+    int readaheadWindow() {
+        cache.lock.lock();
+        try {
+            return raWindow;
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    CachedFile.PinnedRange pin(IoPath path, long offset, int length) throws IOException {
+        if (length == 0 || cache.pinnedOverHalf()) return null;
+        long firstPage = offset >>> PageCache.PAGE_SHIFT;
+        long lastPage = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
+        int pages = (int) (lastPage - firstPage + 1);
+        int[] frames = new int[pages];
+        int have = 0;
+        int[] run = new int[cache.maxRun];
+        try {
+            while (have < pages) {
+                long page = firstPage + have;
+                int count = 0;
+                boolean miss = false;
+                cache.lock.lock();
+                try {
+                    int f = cache.tryLookup(file, page, path);
+                    if (f >= 0) {
+                        frames[have++] = f;
+                        while (have < pages && (f = cache.tryLookup(file, firstPage + have, path)) >= 0) frames[have++] = f;
+                        continue;
+                    }
+                    if (cache.peek(file, page) >= 0) {
+                        // being filled by someone else: waiting while holding pins is not allowed
+                        return null;
+                    }
+                    long limit = readaheadLimit(page, page == firstPage, lastPage, run.length);
+                    count = allocateRun(path, page, limit, lastPage, run);
+                    if (count == 0) return null;
+                    miss = true;
+                } finally {
+                    cache.lock.unlock();
+                }
+                if (miss) {
+                    int wanted = (int) Math.min(count, lastPage - page + 1);
+                    fillWithReadahead(path, run, count, wanted, page);
+                    System.arraycopy(run, 0, frames, have, wanted);
+                    have += wanted;
+                }
+            }
+            CachedFile.PinnedRange r = new CachedFile.PinnedRange(file, frames, offset, length);
+            frames = null;
+            return r;
+        } finally {
+            if (frames != null) file.unpinAll(frames, have);
+        }
+    }
+
+    void transfer(IoPath path, long offset, ByteBuffer dst, int length, boolean copy, boolean readahead) throws IOException {
+        int[] run = new int[cache.maxRun];
+        long pos = offset;
+        long end = offset + length;
+        long lastPage = (end - 1) >>> PageCache.PAGE_SHIFT;
+        while (pos < end) {
+            long page = pos >>> PageCache.PAGE_SHIFT;
+            int count = 0;
+            boolean miss = false;
+            cache.lock.lock();
+            try {
+                int fr = cache.lookup(file, page, path);
+                if (fr >= 0) {
+                    // a run of resident pages is pinned under one lock acquisition
+                    run[count++] = fr;
+                    for (long pg = page + 1; pg <= lastPage && count < run.length; pg++) {
+                        int f = cache.tryLookup(file, pg, path);
+                        if (f < 0) break;
+                        run[count++] = f;
+                    }
+                } else {
+                    long limit = readaheadLimit(page, readahead && page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
+                    count = allocateRun(path, page, limit, lastPage, run);
+                    if (count == 0) {
+                        cache.awaitFrame();
+                        continue;
+                    }
+                    miss = true;
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            if (miss) {
+                int wanted = (int) Math.min(count, lastPage - page + 1);
+                fillWithReadahead(path, run, count, wanted, page);
+                count = wanted;
+            }
+            try {
+                for (int i = 0; i < count && pos < end; i++) {
+                    int in = (int) (pos & (PAGE - 1));
+                    int n = (int) Math.min(PAGE - in, end - pos);
+                    if (copy) dst.put(cache.data(run[i]).position(in).limit(in + n));
+                    pos += n;
+                }
+            } finally {
+                file.unpinAll(run, count);
+            }
+        }
+    }
+
+    /**
+     * With the cache lock held: gives frames (LOADING, pinned) to the absent pages from {@code page} up
+     * to {@code limit}, stopping at a resident page or when no frame is free. Pages past
+     * {@code lastPage} are read-ahead and do not count as used yet. Returns how many were given.
+     */
+    int allocateRun(IoPath path, long page, long limit, long lastPage, int[] run) {
+        int count = 0;
+        for (long pg = page; pg <= limit && count < run.length; pg++) {
+            if (pg != page && cache.resident(file, pg)) break;
+            int f = cache.allocate(file, pg, path, true);
+            if (f < 0) break;
+            if (pg > lastPage) {
+                cache.fFreq[f] = -1;      // read ahead: not used yet
+                raIssued++;
+                cache.readaheadPages++;
+            }
+            run[count++] = f;
+        }
+        return count;
+    }
+
+    /**
+     * Fills the first {@code wanted} frames of a run now; the rest (read-ahead) is filled in the
+     * background, so the request waits only for its own pages. Read-ahead frames stay LOADING until
+     * filled (readers of those pages wait for them), then are unpinned.
+     */
+    void fillWithReadahead(IoPath path, int[] run, int count, int wanted, long firstPage) throws IOException {
+        if (count > wanted) {
+            int[] ahead = Arrays.copyOfRange(run, wanted, count);
+            long aheadPage = firstPage + wanted;
+            Runnable fillAhead = () -> {
+                try {
+                    fill(path, ahead, ahead.length, aheadPage, true);
+                    file.unpinAll(ahead, ahead.length);
+                } catch (IOException e) {
+                    // the frames were dropped by fill(); a reader that wants them reads them itself
+                } finally {
+                    cache.readaheadPending.decrementAndGet();
+                }
+            };
+            cache.readaheadPending.incrementAndGet();
+            try {
+                cache.readahead.execute(fillAhead);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                fillAhead.run();     // the pool's queue is full: the reader fills its read-ahead itself
+            }
+        }
+        fill(path, run, wanted, firstPage, true);
+    }
+
+    /**
+     * The last page to fill for a miss at {@code page}: the request's last page, or, when a request
+     * starts right after a resident page (sequential access; O_DIRECT gets no kernel readahead), the
+     * read-ahead window further (within one run). Under auto the window doubles when at least half of
+     * what was read ahead last time has been read since, and halves when less has (a reader that
+     * jumped elsewhere).
+     */
+    long readaheadLimit(long page, boolean startOfRequest, long lastPage, int runLength) {
+        if (readahead.maxPages() == 0 || !startOfRequest || page == 0 || !cache.resident(file, page - 1)) return lastPage;
+        if (raWindow < 0) raWindow = readahead.initialPages();
+        if (readahead.adaptive() && raIssued > 0) {
+            // what was read ahead last time and has been read since: at least half, grow; less, shrink
+            raWindow = raUsed * 2 >= raIssued ? Math.min(readahead.maxPages(), raWindow * 2) : Math.max(1, raWindow / 2);
+        }
+        raIssued = 0;
+        raUsed = 0;
+        long eofPage = file.size == 0 ? 0 : (file.size - 1) >>> PageCache.PAGE_SHIFT;
+        return Math.max(lastPage, Math.min(Math.min(lastPage + raWindow, page + runLength - 1), eofPage));
+    }
+
+    /**
+     * Reads a run of consecutive pages into their LOADING frames; on failure drops them and throws.
+     * With {@code share} the pages are hashed for duplicate counting and merging; a page filled only to
+     * be written at once is not (it must keep a private frame).
+     */
+    void fill(IoPath path, int[] run, int count, long firstPage, boolean share) throws IOException {
+        long[] hashes = cache.dedup && share ? new long[count] : null;
+        file.punchLock.readLock().lock();
+        try {
+            ByteBuffer[] pages = new ByteBuffer[count];
+            for (int i = 0; i < count; i++) pages[i] = cache.data(run[i]);
+            int got = file.store.readPages(pages, count, firstPage << PageCache.PAGE_SHIFT);
+            for (int i = 0; i < count; i++) {
+                int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
+                CachedFile.zero(pages[i], have, PAGE);
+                if (hashes != null) hashes[i] = ContentIndex.hash(pages[i]);
+            }
+        } catch (IOException | RuntimeException | Error e) {
+            // whatever went wrong, the frames must not stay LOADING: readers wait on them
+            cache.lock.lock();
+            try {
+                for (int i = 0; i < count; i++) cache.failFill(file, run[i]);
+            } finally {
+                cache.lock.unlock();
+            }
+            throw e;
+        } finally {
+            file.punchLock.readLock().unlock();
+        }
+        int[] matched = hashes == null ? null : new int[count];
+        int[] held = hashes == null ? null : holdAndCompare(run, count, hashes, matched);
+        cache.lock.lock();
+        try {
+            for (int i = 0; i < count; i++) {
+                cache.completeFill(run[i], path, true, hashes == null ? -1 : hashes[i], matched == null ? -1 : matched[i]);
+            }
+            if (held != null) for (int c : held) if (c >= 0) cache.releaseCandidate(c);
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /**
+     * For each hashed page of a fill, a resident frame with the same hash is held, and its bytes are
+     * compared with the new page here, without the cache lock (a 4 KiB compare per duplicate would
+     * otherwise hold up every other lookup). Returns the held frames (-1: none); {@code matched[i]} is
+     * the held frame if its bytes are equal, else -1.
+     */
+    int[] holdAndCompare(int[] run, int count, long[] hashes, int[] matched) {
+        int[] held = new int[count];
+        cache.lock.lock();
+        try {
+            for (int i = 0; i < count; i++) held[i] = hashes[i] > 0 ? cache.holdCandidate(hashes[i]) : -1;
+        } finally {
+            cache.lock.unlock();
+        }
+        for (int i = 0; i < count; i++) {
+            matched[i] = held[i] >= 0 && cache.memory.frame(held[i]).mismatch(cache.data(run[i])) < 0 ? held[i] : -1;
+        }
+        return held;
+    }
+}

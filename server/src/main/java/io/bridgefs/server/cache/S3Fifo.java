@@ -1,0 +1,83 @@
+package io.bridgefs.server.cache;
+
+/**
+ * S3-FIFO eviction (guarded by the cache lock): new pages enter a small FIFO (10% of frames); a page
+ * hit again while there moves to the main FIFO, the rest are evicted early; main-queue pages with hits
+ * get another round (frequency 0..3). Evicted keys are remembered as fingerprints in the ghost, and a
+ * page whose key is there (a refault) goes straight to main. A one-pass scan therefore flows through
+ * the small queue without flushing the hot set in main.
+ */
+final class S3Fifo {
+    private static final int EVICT_SCAN_LIMIT = 8192;
+    private final PageCache c;
+    private final IntRing small, main;
+    private final int smallTarget;
+    private final GhostSet ghost;
+
+    S3Fifo(PageCache c) {
+        this.c = c;
+        small = new IntRing(c.frames);
+        main = new IntRing(c.frames);
+        smallTarget = Math.max(1, c.frames / 10);
+        ghost = new GhostSet(c.frames - smallTarget);
+    }
+
+    /** A new entry joins a queue: main if its key was evicted recently (returns true: a refault), else small. */
+    boolean admit(int f, long fingerprint) {
+        boolean refault = ghost.contains(fingerprint);
+        if (refault) ghost.remove(fingerprint);
+        c.fQueue[f] = refault ? PageCache.Q_MAIN : PageCache.Q_SMALL;
+        (refault ? main : small).add(f);
+        return refault;
+    }
+
+    /** An entry that replaces another (a copy on write) joins the queue the old one was in. */
+    void readmit(int n, byte queue) {
+        c.fQueue[n] = queue == PageCache.Q_MAIN ? PageCache.Q_MAIN : PageCache.Q_SMALL;
+        (c.fQueue[n] == PageCache.Q_MAIN ? main : small).add(n);
+    }
+
+    /** An evicted key, so that its return counts as a refault. */
+    void remember(long fingerprint) {
+        ghost.add(fingerprint);
+    }
+
+    /** Frees an entry by evicting a clean, unpinned page (or takes a free one met on the way); -1 if none now. */
+    int victim() {
+        for (int budget = Math.min(2 * c.frames + 16, EVICT_SCAN_LIMIT); budget > 0; budget--) {
+            if (small.size() == 0 && main.size() == 0) return -1;
+            boolean fromSmall = small.size() > smallTarget || main.size() == 0;
+            IntRing q = fromSmall ? small : main;
+            int f = q.poll();
+            if (c.fState[f] == PageCache.FREE) {
+                c.fQueue[f] = PageCache.Q_NONE;
+                return f;
+            }
+            if (c.fState[f] != PageCache.VALID || c.fPins[f] > 0 || c.fDirty[f]) {
+                if (fromSmall && c.fFreq[f] > 0) {
+                    c.fFreq[f] = 0;
+                    c.fQueue[f] = PageCache.Q_MAIN;
+                    main.add(f);
+                } else {
+                    q.add(f);
+                }
+                continue;
+            }
+            if (c.fFreq[f] > 0) {
+                if (fromSmall) {
+                    c.fFreq[f] = 0;
+                    c.fQueue[f] = PageCache.Q_MAIN;
+                    main.add(f);
+                } else {
+                    c.fFreq[f]--;
+                    main.add(f);
+                }
+                continue;
+            }
+            c.evictFrame(f);
+            c.fQueue[f] = PageCache.Q_NONE;
+            return f;
+        }
+        return -1;
+    }
+}

@@ -1,0 +1,60 @@
+/**
+ * The shared host page cache ({@link io.bridgefs.server.cache.PageCache}): one per server, read and
+ * written by the NBD and the 9P paths alike.
+ *
+ * <h2>Identity</h2>
+ * A page is keyed by (file, page index), where the file is a host (device, inode) pair interned to a
+ * small integer id on open. The same host file reached through NBD, 9P or a hard link is one
+ * {@link io.bridgefs.server.cache.CachedFile} and maps to the same frames.
+ *
+ * <h2>Memory</h2>
+ * {@link io.bridgefs.server.cache.FrameMemory} holds a fixed number of 4 KiB frames off-heap, sized once. Per-frame metadata
+ * lives in primitive arrays indexed by frame number (key, state, pins, dirty flag and write generation,
+ * S3-FIFO frequency and queue, which paths touched it). The page table ({@link io.bridgefs.server.cache.PageTable}) and the
+ * ghost ({@link io.bridgefs.server.cache.GhostSet}) are open-addressing tables of primitives: the hot path makes no per-page
+ * heap objects beyond a short-lived buffer view.
+ *
+ * <h2>Concurrency</h2>
+ * One lock guards all metadata, queues and counters; it is held for bookkeeping only, never across I/O
+ * or while copying page data. A thread that wants a page takes the lock, looks it up and pins it (or
+ * allocates a frame for it in state LOADING, pinned), drops the lock, then copies or does I/O. A frame
+ * that is pinned is never evicted nor reassigned, so its contents and key are stable for the pinner.
+ * Threads that find a LOADING frame wait on {@code changed} until the filler finishes, so each page
+ * is read from backing storage once. A thread never waits while it holds pins, which rules out
+ * deadlock: reads and writes process one page (or one run of missing pages) at a time and unpin it
+ * before moving on. Copies into the same page by concurrent requests are not atomic with respect to
+ * each other, as on a disk.
+ *
+ * <h2>Dirty pages</h2>
+ * A writer copies into the frame, then, under the lock, sets the dirty flag and bumps the frame's
+ * write generation; only then is the write acknowledged. Write-back pins the dirty frames, notes their
+ * generations, copies and writes them without the lock, and clears the dirty flag only where the
+ * generation is unchanged: a write that raced with the write-back keeps its page dirty. Dirty frames
+ * are never evicted; when every unpinned frame is dirty the allocating thread writes some back first.
+ * A failed write-back leaves pages dirty, so data that was acknowledged is never dropped.
+ *
+ * <h2>Eviction</h2>
+ * S3-FIFO: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
+ * FIFO, the rest are evicted early. Main-queue pages with hits get another round (frequency 0..3).
+ * Evicted keys are remembered as fingerprints in the ghost; a fill whose key is in the ghost is a
+ * refault and goes straight to main. A one-pass sequential read therefore flows through the small
+ * queue without flushing the hot set in main.
+ *
+ * <h2>Entries and memory frames; merging</h2>
+ * The metadata above describes <em>entries</em> (one per resident key); the bytes live in a
+ * <em>memory frame</em> {@code fMem[entry]}. Without merging the two are one to one. With
+ * {@link io.bridgefs.server.cache.DedupMode#MERGE} there are twice as many entries as memory frames, and a fill whose bytes
+ * equal a clean resident page (hash match, then byte compare) drops its own memory frame and maps its
+ * entry onto that one (KSM's pages_shared / pages_sharing). A memory frame referenced by more than one
+ * entry is never written in place: a writer first replaces its entry with a private copy
+ * ({@code breakShare}, counted in {@code dedup_cow_breaks}), and zeroing a shared tail on truncate
+ * drops the page instead, so no other key ever sees the change. {@code fMem} of an entry changes only
+ * while the entry is LOADING and pinned by its filler, so a pinner can read it without the lock.
+ *
+ * <h2>Read-ahead</h2>
+ * {@code O_DIRECT} backing I/O gets no read-ahead from the kernel, so a request that starts right after
+ * a resident page also allocates the file's read-ahead window of pages past it, filled in the
+ * background ({@link io.bridgefs.server.cache.Readahead}). Pages read ahead carry frequency -1 until
+ * first read; one evicted at -1 was wasted, which halves the window of its file.
+ */
+package io.bridgefs.server.cache;
