@@ -311,4 +311,49 @@ class P9MappedIT {
             assertEquals(0, s.stop());
         }
     }
+
+    /** A free TCP port below 1024 on loopback (only root may bind it). */
+    static int freeLowPort() throws Exception {
+        for (int p = 1023; p > 600; p--) {
+            try (java.net.ServerSocket ss = new java.net.ServerSocket(p, 1, java.net.InetAddress.getLoopbackAddress())) {
+                return p;
+            } catch (java.io.IOException busy) {
+                // taken: the next one
+            }
+        }
+        throw new AssertionError("no free port below 1024");
+    }
+
+    @Test
+    void bindsAndOpensAsRootThenServesAsTheUser() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "--user needs root (CI runs as root)");
+        Tools.require("nbdinfo", "nbdcopy", "qemu-io");
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Path priv = Files.createDirectories(dir.resolve("private"));
+        Files.setPosixFilePermissions(priv, PosixFilePermissions.fromString("rwx------"));
+        Path img = priv.resolve("disk.img");
+        Tools.sparseImage(img, 4 << 20, 11, 0, 4 << 20);
+        Files.setPosixFilePermissions(img, PosixFilePermissions.fromString("rw-------"));
+        byte[] before = Files.readAllBytes(img);
+        Path mapped = Files.createDirectories(dir.resolve("mapped"));
+        Tools.run(Duration.ofSeconds(5), "chown", "65534:65534", mapped.toString()).ok("chown");
+        int low = freeLowPort();
+        try (BridgefsProcess s = BridgefsProcess.start(List.of(), copyJar(), dir, "--user", "nobody", "--nbd-listen", "127.0.0.1:" + low,
+                "--nbd-export", "d=" + img, "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort(), "--9p-export", "m=" + mapped + ",security=mapped")) {
+            assertEquals("65534\t65534\t65534\t65534", status(s, "Uid"));
+            assertEquals("0000000000000000", status(s, "CapPrm"), "a port below 1024 and a root-only image, yet no capability kept");
+            String uri = "nbd://127.0.0.1:" + low + "/d";
+            Tools.Result info = Tools.run(Duration.ofSeconds(20), "nbdinfo", "--size", uri);
+            info.ok("nbdinfo");
+            assertEquals(String.valueOf(4 << 20), info.out().trim());
+            Path copy = dir.resolve("copy.img");
+            Tools.run(Duration.ofSeconds(60), "nbdcopy", uri, copy.toString()).ok("nbdcopy out");
+            assertArrayEquals(before, Files.readAllBytes(copy), "the root-only image read through the inherited descriptor");
+            Tools.run(Duration.ofSeconds(60), "qemu-io", "-f", "raw", "-c", "write -P 0x5a 4096 4096", "-c", "flush", uri).ok("qemu-io write");
+            byte[] after = Files.readAllBytes(img);
+            for (int i = 4096; i < 8192; i++) assertEquals(0x5a, after[i] & 0xff, "written through the inherited descriptor at " + i);
+            assertEquals(0, hostUid(img), "the image stays root's");
+            assertEquals(0, s.stop());
+        }
+    }
 }

@@ -124,15 +124,16 @@ public final class BridgefsServer implements AutoCloseable {
     private void openExports() throws IOException {
         for (NbdExportSpec spec : config.nbdExports()) {
             Path p = spec.path().toAbsolutePath();
-            if (!Files.exists(p) && spec.createSize() > 0) {
+            boolean inherited = io.bridgefs.server.posix.Inherited.fileFds(p) != null;     // opened before --user
+            if (!inherited && !Files.exists(p) && spec.createSize() > 0) {
                 if (p.getParent() != null) Files.createDirectories(p.getParent());
                 try (RandomAccessFile raf = new RandomAccessFile(p.toFile(), "rw")) {
                     raf.setLength(spec.createSize());
                 }
                 log.info("created sparse image {} ({})", p, Sizes.human(spec.createSize()));
             }
-            if (!Files.exists(p)) throw new NoSuchFileException(p.toString(), null, "NBD export '" + spec.name() + "': image not found");
-            if (!Files.isRegularFile(p)) throw new IOException("NBD export '" + spec.name() + "': " + p + " is not a regular file");
+            if (!inherited && !Files.exists(p)) throw new NoSuchFileException(p.toString(), null, "NBD export '" + spec.name() + "': image not found");
+            if (!inherited && !Files.isRegularFile(p)) throw new IOException("NBD export '" + spec.name() + "': " + p + " is not a regular file");
             CachedFile file = cache.open(p, spec.readOnly());
             file.readahead(spec.readahead());
             IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name());

@@ -31,6 +31,8 @@ public final class FileBackingStore implements BackingStore {
      * FileChannels: an interrupted thread must never close a backing file under an in-flight write.
      */
     public static FileBackingStore open(Path path, boolean readOnly) throws IOException {
+        int[] inherited = io.bridgefs.server.posix.Inherited.fileFds(path);
+        if (inherited != null) return new FileBackingStore(path, inherited[0], inherited[1], PageCache.PAGE_SIZE);  // opened before --user
         int mode = readOnly ? Posix.O_RDONLY : Posix.O_RDWR;
         int fd = Posix.open(path.toString(), mode);
         int direct = -1;

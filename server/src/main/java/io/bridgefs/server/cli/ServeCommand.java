@@ -24,12 +24,13 @@ import picocli.CommandLine.Option;
 public final class ServeCommand implements Callable<Integer> {
     static final String DEFAULT_CACHE_SIZE = "256m";
     static final String DEFAULT_REQUEST_MEMORY = "128m";
+    static final String DEFAULT_NBD_LISTEN = "127.0.0.1:10809", DEFAULT_P9_LISTEN = "127.0.0.1:5640";
 
     @Option(names = "--config", paramLabel = "FILE",
             description = "Read settings from FILE ('setting = value' lines, settings named like the long options). Options on the command line override it.")
     String config;
 
-    @Option(names = "--nbd-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:10809",
+    @Option(names = "--nbd-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = DEFAULT_NBD_LISTEN,
             description = "Where NBD clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME sets the socket file's permissions and group.")
     String nbdListen;
 
@@ -40,7 +41,7 @@ public final class ServeCommand implements Callable<Integer> {
                     "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it. readahead=off|auto|SIZE (default auto: starts at 32k, grows while used)."})
     List<String> nbdExports = new ArrayList<>();
 
-    @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = "127.0.0.1:5640",
+    @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = DEFAULT_P9_LISTEN,
             description = "Where 9P2000.L clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME as for --nbd-listen.")
     String p9Listen;
 
@@ -122,9 +123,9 @@ public final class ServeCommand implements Callable<Integer> {
     String tlsPsk;
 
     @Option(names = "--user", paramLabel = "NAME",
-            description = {"Started as root: become NAME (or a numeric uid) before serving, keeping only the capabilities the 9P exports' models need",
-                    "(passthrough: CAP_SETUID, CAP_SETGID and the file capabilities; none/squash: the file capabilities; mapped: none;",
-                    "CAP_NET_BIND_SERVICE for a port below 1024). Image files and mapped export directories must be NAME's."})
+            description = {"Started as root: bind the TCP listeners and open the images, then become NAME (or a numeric uid), keeping only the",
+                    "capabilities the 9P exports' models need (passthrough: CAP_SETUID, CAP_SETGID and the file capabilities; none/squash:",
+                    "the file capabilities; mapped: none). 9P export directories, unix sockets and images to create must be NAME's to reach."})
     String user;
 
     @Option(names = {"-h", "--help"}, usageHelp = true, description = "Show this help.")

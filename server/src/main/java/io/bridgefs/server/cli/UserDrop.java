@@ -1,6 +1,8 @@
 package io.bridgefs.server.cli;
 
 import io.bridgefs.server.config.ListenAddress;
+import io.bridgefs.server.config.NbdExportSpec;
+import io.bridgefs.server.posix.Inherited;
 import io.bridgefs.server.config.P9ExportSpec;
 import io.bridgefs.server.config.P9Security;
 import io.bridgefs.server.posix.Capabilities;
@@ -14,18 +16,19 @@ import java.util.List;
  * {@code serve --user NAME}: started as root, the server becomes NAME before it serves, keeping only
  * the capabilities its 9P exports' models need: passthrough the ones to act as each guest user
  * (CAP_SETUID, CAP_SETGID) and to act as guest root (the file capabilities); none and squash the file
- * capabilities of a server acting for everyone; mapped nothing at all; CAP_NET_BIND_SERVICE only for a
- * listener on a port below 1024. The drop happens in the thread about to re-execute the JVM (see
- * {@link JvmSizing}): the new program starts as NAME with those capabilities ambient, so every thread
- * it ever has holds exactly them, and the root JVM that parsed the arguments is gone.
+ * capabilities of a server acting for everyone; mapped nothing at all. The root process first binds the
+ * TCP listeners (a port below 1024 needs no capability afterwards) and opens the NBD images, whose
+ * descriptors the new program inherits ({@link Inherited}); then it drops in the thread about to
+ * re-execute the JVM (see {@link JvmSizing}): the new program starts as NAME with those capabilities
+ * ambient, so every thread it ever has holds exactly them, and the root JVM is gone.
  */
 final class UserDrop {
     static final String MARK = "-Dbridgefs.user.dropped=true";
     private static final long FILE_CAPS = Capabilities.bit(Capabilities.CHOWN) | Capabilities.bit(Capabilities.DAC_OVERRIDE)
             | Capabilities.bit(Capabilities.DAC_READ_SEARCH) | Capabilities.bit(Capabilities.FOWNER) | Capabilities.bit(Capabilities.FSETID);
 
-    /** Who to become and what to keep. */
-    record Plan(String user, Credentials.Identity identity, long keep) {}
+    /** Who to become, what to keep, and the merged arguments (for the listeners and images to open first). */
+    record Plan(String user, Credentials.Identity identity, long keep, List<String> argv) {}
 
     private UserDrop() {}
 
@@ -52,17 +55,7 @@ final class UserDrop {
             if (spec.devices() && s != P9Security.MAPPED) need |= Capabilities.bit(Capabilities.MKNOD);
             keep |= need;
         }
-        for (String l : List.of("--nbd-listen", "--9p-listen", "--metrics-listen")) {
-            String v = JvmSizing.option(argv, l);
-            if (v == null) continue;
-            try {
-                ListenAddress a = ListenAddress.parse(v);
-                if (!a.isUnix() && a.port() > 0 && a.port() < 1024) keep |= Capabilities.bit(Capabilities.NET_BIND_SERVICE);
-            } catch (IllegalArgumentException x) {
-                // reported by the command
-            }
-        }
-        return new Plan(user, id, keep);
+        return new Plan(user, id, keep, List.copyOf(argv));
     }
 
     /** NAME or a numeric uid, from the host's user database; its primary and supplementary groups. */
@@ -100,10 +93,43 @@ final class UserDrop {
         throw new IOException("--user " + p.user() + ": only root can switch users (this process is uid " + Credentials.serverUid() + ")");
     }
 
-    /** Becomes the plan's user (this thread), keeping its capabilities for the program executed next. */
+    /**
+     * Binds the TCP listeners and opens the NBD images (as root), names the descriptors in the
+     * environment of the program executed next, then becomes the plan's user (this thread) keeping its
+     * capabilities for that program.
+     */
     static void apply(Plan p) throws IOException {
+        List<String> argv = p.argv();
+        StringBuilder listen = new StringBuilder(), files = new StringBuilder();
+        boolean nbd = !JvmSizing.options(argv, "--nbd-export").isEmpty(), p9 = !JvmSizing.options(argv, "--9p-export").isEmpty();
+        String[][] listeners = {{"--nbd-listen", nbd ? ServeCommand.DEFAULT_NBD_LISTEN : null},
+                {"--9p-listen", p9 ? ServeCommand.DEFAULT_P9_LISTEN : null}, {"--metrics-listen", null}};
+        for (String[] l : listeners) {
+            String spec = JvmSizing.option(argv, l[0]);
+            if (spec == null) spec = l[1];
+            if (spec == null || (l[0].equals("--nbd-listen") && !nbd) || (l[0].equals("--9p-listen") && !p9)) continue;
+            ListenAddress a = ListenAddress.parse(spec);
+            if (a.isUnix()) continue;                 // made by the server as the user
+            int fd = Inherited.bindTcp((java.net.InetSocketAddress) a.toSocketAddress());
+            listen.append(listen.length() == 0 ? "" : "\n").append(Inherited.listenEntry(a.toString(), fd));
+        }
+        for (String e : JvmSizing.options(argv, "--nbd-export")) {
+            NbdExportSpec spec = NbdExportSpec.parse(e);
+            Path path = spec.path().toAbsolutePath().normalize();
+            if (!Files.isRegularFile(path)) continue;  // created (create=SIZE) or refused by the server
+            int[] fds = Inherited.openFile(path, spec.readOnly());
+            files.append(files.length() == 0 ? "" : "\n").append(Inherited.fileEntries(path, fds[0], fds[1]));
+        }
+        LIBC.setenv(Inherited.LISTEN_ENV, listen.toString(), 1);
+        LIBC.setenv(Inherited.FILES_ENV, files.toString(), 1);
         Credentials.dropTo(p.identity(), p.keep());
     }
+
+    private interface LibC extends com.sun.jna.Library {
+        int setenv(String name, String value, int overwrite);
+    }
+
+    private static final LibC LIBC = com.sun.jna.Native.load("c", LibC.class);
 
     /** The start-up line saying who the server runs as. */
     static String describe() {

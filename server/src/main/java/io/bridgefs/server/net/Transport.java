@@ -33,15 +33,29 @@ public final class Transport implements AutoCloseable {
 
     public Channel listen(ListenAddress address, ChannelInitializer<Channel> init) throws IOException {
         ServerBootstrap b = new ServerBootstrap().group(boss, workers).childHandler(init);
+        int inherited = address.isUnix() || !epoll ? -1 : io.bridgefs.server.posix.Inherited.listenFd(address.toString());
         if (address.isUnix()) {
             if (!epoll) throw new IOException("unix sockets need the native epoll transport, which is not available here");
             Files.deleteIfExists(address.unixPath());
             b.channel(EpollServerDomainSocketChannel.class);
         } else {
-            b.channel(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class)
-                    .option(ChannelOption.SO_REUSEADDR, true)
+            int fd = inherited;
+            if (fd >= 0) b.channelFactory(() -> new EpollServerSocketChannel(fd));   // bound by root before --user
+            else b.channel(epoll ? EpollServerSocketChannel.class : NioServerSocketChannel.class);
+            b.option(ChannelOption.SO_REUSEADDR, true)
                     .childOption(ChannelOption.TCP_NODELAY, true)
                     .childOption(ChannelOption.SO_KEEPALIVE, true);
+        }
+        if (inherited >= 0) {
+            // bound by the root process before it became --user: adopt the listening socket as it is
+            try {
+                return b.register().sync().channel();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while adopting the socket of " + address);
+            } catch (Exception e) {
+                throw new IOException("cannot serve on the inherited socket of " + address + ": " + e.getMessage(), e);
+            }
         }
         try {
             Channel ch = b.bind(address.toSocketAddress()).sync().channel();
