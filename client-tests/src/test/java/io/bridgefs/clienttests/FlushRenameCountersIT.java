@@ -164,7 +164,19 @@ class FlushRenameCountersIT {
             assertEquals(4, s.metric("bridgefs_io_errors_total" + p9));
             assertEquals(1, s.metric("bridgefs_flush_ops_total" + p9));
             assertEquals(7, s.metric("bridgefs_9p_requests_total{type=\"read\"}"));
+            // the server's own time per request, by type: present, positive, p99 at least p50
+            String metrics = s.http("/metrics");
+            double p50 = sample(metrics, "bridgefs_9p_request_seconds{type=\"read\",quantile=\"0.5\"}");
+            double p99 = sample(metrics, "bridgefs_9p_request_seconds{type=\"read\",quantile=\"0.99\"}");
+            assertTrue(p50 > 0 && p99 >= p50 && p99 < 10, "read p50 " + p50 + " s, p99 " + p99 + " s");
+            assertTrue(sample(metrics, "bridgefs_9p_request_seconds{type=\"walk\",quantile=\"0.5\"}") > 0, "walks are timed too");
+            assertTrue(s.http("/stats").contains("\"9p_request_seconds\":{"), "and in the JSON stats");
             assertEquals(0, s.stop());
         }
+    }
+
+    static double sample(String metrics, String name) {
+        for (String l : metrics.split("\n")) if (l.startsWith(name + " ")) return Double.parseDouble(l.substring(name.length() + 1));
+        throw new AssertionError(name + " not in /metrics");
     }
 }

@@ -240,7 +240,7 @@ public final class BridgefsServer implements AutoCloseable {
             timedOut[p.ordinal()] = g.timedOut();
         }
         return new ServerState(conns, refused, timedOut, Posix.openDescriptors(), p9Context == null ? 0 : p9Context.fids(),
-                budget.used(), budget.limit(), tls.handshakesOk.get(), tls.handshakesFailed.get(), tls.active.get());
+                budget.used(), budget.limit(), tls.handshakesOk.get(), tls.handshakesFailed.get(), tls.active.get(), p9Requests.latencies());
     }
 
     public PageCache cache() { return cache; }

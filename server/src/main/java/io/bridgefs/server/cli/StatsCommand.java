@@ -99,6 +99,15 @@ public final class StatsCommand implements Callable<Integer> {
                 num(m.get("bridgefs_cached_bytes"), "bytes"), num(m.get("bridgefs_cache_capacity_bytes"), "bytes"),
                 num(m.get("bridgefs_dirty_bytes"), "bytes"), num(m.get("bridgefs_zero_pages"), "n"),
                 num(m.get("bridgefs_pinned_pages"), "n"), num(m.get("bridgefs_evictions_total"), "n")));
+        StringBuilder lat = new StringBuilder();
+        for (Map.Entry<String, Double> e : m.entrySet()) {
+            String k = e.getKey();
+            if (!k.startsWith("bridgefs_9p_request_seconds{") || !k.contains("quantile=\"0.5\"")) continue;
+            String type = label(k.substring(k.indexOf('{')), "type");
+            Double p99 = m.get(k.replace("quantile=\"0.5\"", "quantile=\"0.99\""));
+            lat.append(String.format(Locale.ROOT, " %s %.3f/%.3f", type, e.getValue() * 1000, p99 == null ? 0 : p99 * 1000));
+        }
+        if (lat.length() > 0) b.append("9P server time per request, p50/p99 ms:").append(lat).append('\n');
         b.append(String.format(Locale.ROOT, "read-ahead: %s read ahead, %s of it evicted unread%n",
                 num(m.get("bridgefs_readahead_bytes_total"), "bytes"), num(m.get("bridgefs_readahead_unused_bytes_total"), "bytes")));
         return b.toString();

@@ -39,6 +39,13 @@ public final class MetricsText {
             b.append("bridgefs_connections_by_tls{tls=\"no\"} ").append(Math.max(0, server.connections()[IoPath.NBD.ordinal()] - server.tlsConnections())).append('\n');
             header(b, "internal_errors_total", "counter", "Server faults: exceptions no client input should cause (each is logged)");
             b.append("bridgefs_internal_errors_total ").append(InternalErrors.count()).append('\n');
+            if (!server.p9Latency().isEmpty()) {
+                header(b, "9p_request_seconds", "summary", "The server's own time per 9P request, admission to reply written, by message type");
+                server.p9Latency().forEach((t, q) -> b.append("bridgefs_9p_request_seconds{type=\"").append(t).append("\",quantile=\"0.5\"} ")
+                        .append(String.format(java.util.Locale.ROOT, "%.9f", q[0])).append('\n')
+                        .append("bridgefs_9p_request_seconds{type=\"").append(t).append("\",quantile=\"0.99\"} ")
+                        .append(String.format(java.util.Locale.ROOT, "%.9f", q[1])).append('\n'));
+            }
         }
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
@@ -221,7 +228,16 @@ public final class MetricsText {
                     .append(",\"request_memory_limit_bytes\":").append(server.requestMemoryLimit())
                     .append(",\"tls_handshakes_ok\":").append(server.tlsHandshakesOk())
                     .append(",\"tls_handshakes_failed\":").append(server.tlsHandshakesFailed())
-                    .append(",\"tls_connections\":").append(server.tlsConnections()).append('}');
+                    .append(",\"tls_connections\":").append(server.tlsConnections())
+                    .append(",\"9p_request_seconds\":{");
+            int q = 0;
+            for (var e : server.p9Latency().entrySet()) {
+                if (q++ > 0) b.append(',');
+                b.append('"').append(escape(e.getKey())).append("\":{\"p50\":")
+                        .append(String.format(java.util.Locale.ROOT, "%.9f", e.getValue()[0])).append(",\"p99\":")
+                        .append(String.format(java.util.Locale.ROOT, "%.9f", e.getValue()[1])).append('}');
+            }
+            b.append("}}");
         }
         return b.append('}').toString();
     }

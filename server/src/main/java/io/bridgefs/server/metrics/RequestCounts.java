@@ -14,6 +14,7 @@ public final class RequestCounts {
     private final MetricRegistry registry;
     private final String base;
     private final Map<String, Counter> counters = new ConcurrentHashMap<>();
+    private final Map<String, com.codahale.metrics.Timer> timers = new ConcurrentHashMap<>();
 
     public RequestCounts(MetricRegistry registry, String path) {
         this.registry = registry;
@@ -22,6 +23,21 @@ public final class RequestCounts {
 
     public void count(String type) {
         counters.computeIfAbsent(type, t -> registry.counter(MetricRegistry.name(base, t))).inc();
+    }
+
+    /** The server's own time for one request of {@code type}: from admission until its reply was written. */
+    public void time(String type, long nanos) {
+        timers.computeIfAbsent(type, t -> registry.timer(MetricRegistry.name(base, t, "time"))).update(nanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+    }
+
+    /** Type to {p50, p99} of the server's time per request in seconds (recent requests, exponentially decaying), sorted by type. */
+    public Map<String, double[]> latencies() {
+        Map<String, double[]> out = new TreeMap<>();
+        timers.forEach((t, tm) -> {
+            com.codahale.metrics.Snapshot s = tm.getSnapshot();
+            out.put(t, new double[] {s.getMedian() / 1e9, s.get99thPercentile() / 1e9});
+        });
+        return out;
     }
 
     /** Type to count, sorted by type. */

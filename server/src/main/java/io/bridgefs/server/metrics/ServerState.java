@@ -2,8 +2,16 @@ package io.bridgefs.server.metrics;
 
 /**
  * What the server holds for its clients at one moment: connections by path (nbd, 9p), connections
- * refused at the door and closed for idling or stalling, open descriptors, 9P fids, and request memory.
+ * refused at the door and closed for idling or stalling, open descriptors, 9P fids, request memory,
+ * and the server's own time per 9P request by message type ({p50, p99} in seconds).
  */
 public record ServerState(long[] connections, long[] refused, long[] timedOut, long openDescriptors, long fids,
                           long requestMemory, long requestMemoryLimit, long tlsHandshakesOk, long tlsHandshakesFailed,
-                          long tlsConnections) {}
+                          long tlsConnections, java.util.Map<String, double[]> p9Latency) {
+
+    public ServerState(long[] connections, long[] refused, long[] timedOut, long openDescriptors, long fids, long requestMemory,
+                       long requestMemoryLimit, long tlsHandshakesOk, long tlsHandshakesFailed, long tlsConnections) {
+        this(connections, refused, timedOut, openDescriptors, fids, requestMemory, requestMemoryLimit, tlsHandshakesOk,
+                tlsHandshakesFailed, tlsConnections, java.util.Map.of());
+    }
+}

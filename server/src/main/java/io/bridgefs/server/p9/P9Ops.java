@@ -251,6 +251,7 @@ final class P9Ops {
 
     /** Fails with the host's errno (EACCES) unless the request's user may open the fid's file for that access. */
     static void mayOpen(Fid f, boolean read, boolean write) throws IOException {
+        if (!SWITCHED.get()[0]) return;        // acting as the server itself (root as root): it may
         int mode = read && write ? Posix.O_RDWR : write ? 1 : Posix.O_RDONLY;     // O_WRONLY = 1
         Posix.close(Posix.open(f.procPath(), mode));
     }

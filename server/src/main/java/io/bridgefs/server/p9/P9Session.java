@@ -40,9 +40,13 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         final AtomicBoolean claimed = new AtomicBoolean();
         List<Runnable> afterReply;      // Rflush replies waiting for this request's reply (event loop)
 
-        Pending(P9Message message, long cost) {
+        final long started = System.nanoTime();
+        final String type;
+
+        Pending(P9Message message, long cost, String type) {
             this.message = message;
             this.cost = cost;
+            this.type = type;
         }
     }
 
@@ -112,8 +116,9 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             send(ctx, refusal, cost);
             return;
         }
-        server.requests.count(typeName(m));
-        Pending p = new Pending(m, cost);
+        String type = typeName(m);
+        server.requests.count(type);
+        Pending p = new Pending(m, cost, type);
         Pending previous = inflight.put(m.tag(), p);
         if (previous != null) log.debug("{}: tag {} reused while in flight", ctx.channel().remoteAddress(), m.tag());
         try {
@@ -213,6 +218,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     private void finish(ChannelHandlerContext ctx, Pending p, Object out) {
         if (inflight.get(p.message.tag()) == p) inflight.remove(p.message.tag());
         send(ctx, out, p.cost);
+        server.requests.time(p.type, System.nanoTime() - p.started);
         if (p.afterReply != null) p.afterReply.forEach(Runnable::run);
     }
 
