@@ -32,6 +32,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)   # static libc for the guest's lock helper
 need fincore util-linux           # the reference experiment measures the host page cache
 need cpio cpio
+need setpriv util-linux           # servers started as an ordinary user (security=mapped)
+need systemd-analyze systemd      # conf/bridgefs.service is verified as systemd reads it
 /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)   # the experiment's figures
 
 updated=0

@@ -132,4 +132,28 @@ class CliIT {
             assertTrue(out.contains("merged (dedup merge): 256 frames shared by 256 more pages, saving 1.0 MiB"), out);
         }
     }
+
+    /**
+     * conf/bridgefs.service as systemd reads it: no complaint from systemd-analyze, a dedicated user,
+     * the hardening the README promises, and a capability bound of exactly what --user keeps for a
+     * passthrough export (the example configuration's default model as root).
+     */
+    @Test
+    void theSystemdUnitIsHardenedAndVerifies() throws Exception {
+        Tools.require("systemd-analyze");
+        Path unit = Path.of("../conf/bridgefs.service").toAbsolutePath().normalize();
+        Tools.Result r = Tools.run(Duration.ofSeconds(60), "systemd-analyze", "verify", unit.toString());
+        assertEquals(0, r.exit(), r.out() + r.err());
+        assertFalse((r.out() + r.err()).contains("bridgefs.service:"), "systemd complains about the unit:\n" + r.out() + r.err());
+        java.util.List<String> lines = Files.readAllLines(unit);
+        for (String want : java.util.List.of("User=bridgefs", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "PrivateDevices=yes")) {
+            assertTrue(lines.contains(want), "the unit sets " + want);
+        }
+        java.util.Set<String> passthrough = java.util.Set.of("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE",
+                "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID");
+        for (String key : java.util.List.of("AmbientCapabilities=", "CapabilityBoundingSet=")) {
+            String line = lines.stream().filter(l -> l.startsWith(key)).findFirst().orElseThrow();
+            assertEquals(passthrough, java.util.Set.of(line.substring(key.length()).trim().split("\\s+")), key);
+        }
+    }
 }
