@@ -398,7 +398,7 @@ public final class CachedFile implements AutoCloseable {
                 cache.lock.lock();
                 try {
                     backingSize = Math.max(backingSize, start + len);
-                    cache.writebackBytes += len;
+                    cache.counters.writebackBytes += len;
                 } finally {
                     cache.lock.unlock();
                 }

@@ -69,17 +69,9 @@ public final class PageCache implements AutoCloseable {
     private final int[] freeStack;
     private int freeTop;
 
-    // counters, guarded by lock
-    private final long[] hits = new long[2], misses = new long[2], fills = new long[2], fillBytes = new long[2], refaults = new long[2];
-    private final long[][] crossHits = new long[2][2];
-    private long evictions;
-    /** Pages read ahead, and those of them evicted never read (guarded by lock). */
-    long readaheadPages, readaheadUnusedPages;
-    private final long[] dupFills = new long[2], dupFillBytes = new long[2];
-    private int zeroPages, dupPages;
-    private long cowBreaks;
+    /** What happened, for the metrics (guarded by lock; see {@link CacheCounters}). */
+    final CacheCounters counters = new CacheCounters();
     int validPages, dirtyPages, pinnedPages, sharedPages;
-    long writebackBytes;
 
     /** Open files, and closed ones with cached pages (see {@link FileRegistry}). */
     final FileRegistry registry = new FileRegistry(this);
@@ -192,9 +184,9 @@ public final class PageCache implements AutoCloseable {
             CachedFile cf = registry.byId(fFile[f]);
             if (cf != null) cf.reads.readaheadUsed();
         } else if (fFreq[f] < 3) fFreq[f]++;
-        hits[path.ordinal()]++;
+        counters.hits[path.ordinal()]++;
         int from = fFilledBy[f];
-        if (from != path.ordinal()) crossHits[from][path.ordinal()]++;
+        if (from != path.ordinal()) counters.crossHits[from][path.ordinal()]++;
         touch(f, path);
     }
 
@@ -231,8 +223,8 @@ public final class PageCache implements AutoCloseable {
     int allocate(CachedFile file, long page, IoPath path, boolean fill) {
         int f = newEntry(file, page, path);
         if (f < 0) return -1;
-        misses[path.ordinal()]++;
-        if (queues.admit(f, GhostSet.fingerprint(file.id, page)) && fill) refaults[path.ordinal()]++;
+        counters.misses[path.ordinal()]++;
+        if (queues.admit(f, GhostSet.fingerprint(file.id, page)) && fill) counters.refaults[path.ordinal()]++;
         return f;
     }
 
@@ -317,7 +309,7 @@ public final class PageCache implements AutoCloseable {
         queues.readmit(n, queue);
         fTouched[n] = touched;
         becameValid(n);
-        cowBreaks++;
+        counters.cowBreaks++;
         return n;
     }
 
@@ -359,22 +351,22 @@ public final class PageCache implements AutoCloseable {
             valid = false;
         }
         if (filled) {
-            fills[path.ordinal()]++;
-            fillBytes[path.ordinal()] += PAGE_SIZE;
+            counters.fills[path.ordinal()]++;
+            counters.fillBytes[path.ordinal()] += PAGE_SIZE;
         }
         if (valid) {
             int same = -1;
             if (filled && dedup && hash == 0) {
                 fZero[f] = true;
-                zeroPages++;
+                counters.zeroPages++;
             } else if (filled && dedup && hash != -1) {
                 if (match >= 0 && mem.stillHolds(match, hash)) same = match;
                 if (same >= 0) {
-                    dupFills[path.ordinal()]++;
-                    dupFillBytes[path.ordinal()] += PAGE_SIZE;
+                    counters.dupFills[path.ordinal()]++;
+                    counters.dupFillBytes[path.ordinal()] += PAGE_SIZE;
                     if (!merge) {
                         fDup[f] = true;
-                        dupPages++;
+                        counters.dupPages++;
                     }
                 }
                 if (merge && same >= 0) {
@@ -419,11 +411,11 @@ public final class PageCache implements AutoCloseable {
     private void forgetContent(int f) {
         if (fZero[f]) {
             fZero[f] = false;
-            zeroPages--;
+            counters.zeroPages--;
         }
         if (fDup[f]) {
             fDup[f] = false;
-            dupPages--;
+            counters.dupPages--;
         }
     }
 
@@ -575,7 +567,7 @@ public final class PageCache implements AutoCloseable {
     /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
     void evictFrame(int f) {
         if (fFreq[f] < 0) {
-            readaheadUnusedPages++;
+            counters.readaheadUnusedPages++;
             CachedFile cf = registry.byId(fFile[f]);
             if (cf != null) cf.reads.readaheadWasted();
         }
@@ -584,7 +576,7 @@ public final class PageCache implements AutoCloseable {
         forgetContent(f);
         leftValid(f);
         freed(f);
-        evictions++;
+        counters.evictions++;
     }
 
     // ---- public views ----
@@ -624,12 +616,7 @@ public final class PageCache implements AutoCloseable {
         try {
             boolean direct = true;
             for (CachedFile f : registry.all()) if (!f.closed) direct &= f.store.directIo();
-            return new CacheStats(hits.clone(), misses.clone(), fills.clone(), fillBytes.clone(), refaults.clone(),
-                    new long[][] {crossHits[0].clone(), crossHits[1].clone()}, evictions,
-                    (long) mem.residentFrames * PAGE_SIZE, (long) dirtyPages * PAGE_SIZE, writebackBytes, pinnedPages,
-                    sharedPages, capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages,
-                    dedupMode, merge ? mem.pagesShared : 0, merge ? mem.pagesSharing : dupPages, cowBreaks, validPages,
-                    readaheadPages * PAGE_SIZE, readaheadUnusedPages * PAGE_SIZE);
+            return counters.snapshot(this, direct);
         } finally {
             lock.unlock();
         }

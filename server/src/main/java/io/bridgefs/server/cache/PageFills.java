@@ -180,7 +180,7 @@ final class PageFills {
             if (pg > lastPage) {
                 cache.fFreq[f] = -1;      // read ahead: not used yet
                 raIssued++;
-                cache.readaheadPages++;
+                cache.counters.readaheadPages++;
             }
             run[count++] = f;
         }
