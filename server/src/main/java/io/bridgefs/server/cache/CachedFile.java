@@ -116,6 +116,15 @@ public final class CachedFile implements AutoCloseable {
         reads.transfer(path, offset, dst, dst.remaining(), true, true);
     }
 
+    /**
+     * Copies {@code dst.remaining()} bytes at {@code offset} if every page of the range is resident, and
+     * returns true; otherwise copies nothing, counts nothing and returns false. Never waits and never does
+     * I/O, so it may run on a network thread.
+     */
+    public boolean readIfResident(IoPath path, long offset, ByteBuffer dst) {
+        return reads.readIfResident(path, offset, dst);
+    }
+
     /** Brings the range into the cache without copying it anywhere (NBD_CMD_CACHE). */
     public void prefetch(IoPath path, long offset, long length) throws IOException {
         while (length > 0) {

@@ -69,6 +69,36 @@ final class PageFills {
         }
     }
 
+    boolean readIfResident(IoPath path, long offset, ByteBuffer dst) {
+        int length = dst.remaining();
+        if (length == 0) return true;
+        long firstPage = offset >>> PageCache.PAGE_SHIFT, lastPage = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
+        if (lastPage - firstPage >= cache.maxRun) return false;
+        int[] frames = new int[(int) (lastPage - firstPage + 1)];
+        cache.lock.lock();
+        try {
+            for (long p = firstPage; p <= lastPage; p++) {
+                int f = cache.peek(file, p);
+                if (f < 0 || cache.fState[f] != PageCache.VALID) return false;
+            }
+            for (int i = 0; i < frames.length; i++) frames[i] = cache.tryLookup(file, firstPage + i, path);   // pins, counts hits
+        } finally {
+            cache.lock.unlock();
+        }
+        try {
+            long pos = offset, end = offset + length;
+            for (int i = 0; i < frames.length; i++) {
+                int in = (int) (pos & (PAGE - 1));
+                int n = (int) Math.min(PAGE - in, end - pos);
+                dst.put(cache.data(frames[i]).position(in).limit(in + n));
+                pos += n;
+            }
+        } finally {
+            file.unpinAll(frames, frames.length);
+        }
+        return true;
+    }
+
     CachedFile.PinnedRange pin(IoPath path, long offset, int length) throws IOException {
         if (length == 0 || cache.pinnedOverHalf()) return null;
         long firstPage = offset >>> PageCache.PAGE_SHIFT;

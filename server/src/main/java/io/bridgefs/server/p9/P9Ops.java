@@ -78,6 +78,39 @@ final class P9Ops {
         return f;
     }
 
+    /**
+     * Answers on the calling (network) thread a request that cannot block — a read of pages all resident
+     * in the cache from an open file, a clunk of a fid that holds nothing but its O_PATH descriptor — or
+     * returns null: the request then goes to the executor as usual. No credentials are switched: a read
+     * of an open file was permitted when it was opened.
+     */
+    Object tryFast(P9Message m, ByteBufAllocator alloc) {
+        if (m instanceof Tread r) return data.tryResidentRead(r, alloc);
+        if (m instanceof Tclunk c) return clunkIdle(c);
+        return null;
+    }
+
+    /** An opened fid, in use until {@link #doneFast}; null if it is unknown, not open or reclaimed. */
+    synchronized Fid openFidNow(int n) {
+        Fid f = fids.get(n);
+        if (f == null || !f.opened || f.fd < 0) return null;
+        f.users++;
+        return f;
+    }
+
+    synchronized void doneFast(Fid f) {
+        f.users--;
+        if (f.users == 0 && f.dropped) release(f);
+    }
+
+    private synchronized Rclunk clunkIdle(Tclunk m) {
+        Fid f = fids.get(m.fid());
+        if (f == null || f.users > 0 || f.opened || f.file != null || f.dirFd >= 0 || f.xattrWrite != null) return null;
+        fids.remove(m.fid());
+        release(f);
+        return new Rclunk(m.tag());
+    }
+
     /** End of a request: the fids it looked up may be reclaimed again. */
     private synchronized void releaseAcquired(List<Fid> acquired) {
         for (Fid f : acquired) {

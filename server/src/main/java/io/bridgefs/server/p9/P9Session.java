@@ -121,6 +121,17 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         Pending p = new Pending(m, cost, type);
         Pending previous = inflight.put(m.tag(), p);
         if (previous != null) log.debug("{}: tag {} reused while in flight", ctx.channel().remoteAddress(), m.tag());
+        Object fast;
+        try {
+            fast = ops.tryFast(m, ctx.alloc());
+        } catch (RuntimeException e) {
+            fast = null;        // the executor runs it and reports whatever it is
+        }
+        if (fast != null && p.claimed.compareAndSet(false, true)) {
+            release(m);
+            finish(ctx, p, fast);     // answered here: no hand-off to the executor and back
+            return;
+        }
         try {
             server.executor.execute(() -> run(ctx, p));
         } catch (RejectedExecutionException e) {

@@ -1,0 +1,128 @@
+package io.bridgefs.server.p9;
+
+import static io.bridgefs.protocol.p9.P9Message.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+import com.codahale.metrics.MetricRegistry;
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Codec;
+import io.bridgefs.protocol.p9.P9FrameDecoder;
+import io.bridgefs.protocol.p9.P9Message;
+import io.bridgefs.server.cache.CacheMode;
+import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.metrics.IoMetrics;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.netty.channel.embedded.EmbeddedChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.AbstractExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Requests that cannot block are answered on the network thread (issue 11): a read whose pages are all
+ * resident and a clunk of a fid holding nothing but its descriptor never reach the executor; a read that
+ * misses and a clunk of an open file do. The executor here runs nothing until told to.
+ */
+class P9FastPathTest {
+    /** An executor that only queues: what it holds has not run. */
+    static final class HeldExecutor extends AbstractExecutorService {
+        final ArrayDeque<Runnable> queued = new ArrayDeque<>();
+        public void execute(Runnable r) { queued.add(r); }
+        void runAll() { while (!queued.isEmpty()) queued.poll().run(); }
+        public void shutdown() {}
+        public List<Runnable> shutdownNow() { return List.of(); }
+        public boolean isShutdown() { return false; }
+        public boolean isTerminated() { return false; }
+        public boolean awaitTermination(long t, TimeUnit u) { return true; }
+    }
+
+    final HeldExecutor executor = new HeldExecutor();
+    EmbeddedChannel ch;
+    int tag = 1;
+
+    void send(P9Message m) {
+        ByteBuf b = Unpooled.buffer();
+        P9Codec.encode(m, b);
+        ch.writeInbound(b);
+        ch.runPendingTasks();
+    }
+
+    /** The next reply, or null if none was written. */
+    P9Message reply() throws Exception {
+        ByteBuf b = ch.readOutbound();
+        if (b == null) return null;
+        try {
+            int size = b.readIntLE();
+            int type = b.readUnsignedByte();
+            int t = b.readUnsignedShortLE();
+            return P9Codec.decode(type, t, b.readSlice(size - 7));
+        } finally {
+            b.release();
+        }
+    }
+
+    /** Sends, lets the executor run, returns the reply. */
+    P9Message call(P9Message m) throws Exception {
+        send(m);
+        executor.runAll();
+        ch.runPendingTasks();
+        return reply();
+    }
+
+    @Test
+    void residentReadsAndIdleClunksNeverReachTheExecutor(@TempDir Path root) throws Exception {
+        byte[] data = new byte[12_000];
+        Arrays.fill(data, (byte) 7);
+        Files.write(root.resolve("f"), data);
+        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
+        PageCache cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
+        P9ServerContext ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
+        P9FrameDecoder decoder = new P9FrameDecoder(8192);
+        ch = new EmbeddedChannel();
+        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
+        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
+        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+        assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
+        assertInstanceOf(Rlopen.class, call(new Tlopen(tag++, 1, P9.O_RDONLY)));
+
+        // a miss: nothing is answered until the executor runs it
+        send(new Tread(tag++, 1, 0, 8192));
+        assertNull(reply(), "a read that misses waits for the executor");
+        assertEquals(1, executor.queued.size());
+        executor.runAll();
+        ch.runPendingTasks();
+        assertEquals(8192, ((Rread) reply()).data().readableBytes());
+        cache.quiesce();
+
+        // resident now: answered at once, the executor untouched
+        send(new Tread(tag++, 1, 4096, 4096));
+        assertEquals(0, executor.queued.size(), "a read of resident pages never reaches the executor");
+        Rread r = (Rread) reply();
+        assertNotNull(r, "answered on the network thread");
+        byte[] got = new byte[r.data().readableBytes()];
+        r.data().readBytes(got);
+        assertArrayEquals(Arrays.copyOfRange(data, 4096, 8192), got);
+
+        // an idle walked fid is clunked at once; the open one goes through the executor (it closes a file)
+        assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 2, List.of("f"))));
+        send(new Tclunk(tag++, 2));
+        assertEquals(0, executor.queued.size());
+        assertInstanceOf(Rclunk.class, reply());
+        send(new Tclunk(tag++, 1));
+        assertNull(reply(), "clunking an open file waits for the executor");
+        executor.runAll();
+        ch.runPendingTasks();
+        assertInstanceOf(Rclunk.class, reply());
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
+        ch.finishAndReleaseAll();
+        assertEquals(0, ctx.fids());
+        assertEquals(0, cache.snapshot().pinnedPages());
+        ctx.releaseAll();
+    }
+}
