@@ -4,6 +4,7 @@ import static io.bridgefs.protocol.p9.P9Message.*;
 
 import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.Qid;
+import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.IoPath;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
@@ -97,14 +98,15 @@ final class P9DataOps {
         Fid f = ops.openFidNow(m.fid());
         if (f == null) return null;
         try {
-            if (f.file == null || f.xattrValue != null || (f.openFlags & P9.O_ACCMODE) == P9.O_WRONLY) return null;
-            long size = f.file.size();
+            CachedFile file = f.file;       // read once: a concurrent Tclunk (a client's own race) may clear it
+            if (file == null || f.xattrValue != null || (f.openFlags & P9.O_ACCMODE) == P9.O_WRONLY) return null;
+            long size = file.size();
             int count = Math.max(0, Math.min(m.count(), iounit()));
             int n = m.offset() < 0 || m.offset() >= size ? 0 : (int) Math.min(count, size - m.offset());
             long t0 = System.nanoTime();
             ByteBuf b = header(alloc, 117, m.tag(), 4 + n);
             b.writeIntLE(n);
-            if (n > 0 && !f.file.readIfResident(IoPath.NINEP, m.offset(), b.nioBuffer(b.writerIndex(), n))) {
+            if (n > 0 && !file.readIfResident(IoPath.NINEP, m.offset(), b.nioBuffer(b.writerIndex(), n))) {
                 b.release();
                 return null;
             }
