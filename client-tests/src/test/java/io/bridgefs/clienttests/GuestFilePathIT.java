@@ -17,42 +17,55 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class GuestFilePathIT {
 
+    /**
+     * The guest's file workload on directory $1 (made if missing): write and append, a 3 MiB random file
+     * and its md5, copy and truncate, rename, hard and symbolic links, chmod through a link, recursive
+     * remove, read after unlink. Needs the script's {@code check} function; leaves D set to $1.
+     */
+    static final String FILE_WORKLOAD = """
+            file_workload() {
+              D=$1
+              mkdir -p $D/a/b/c
+              echo hello > $D/f
+              check '[ "$(cat $D/f)" = hello ]'
+              echo more >> $D/f
+              check '[ "$(cat $D/f)" = "$(printf "hello\\nmore")" ]'
+              dd if=/dev/urandom of=$D/big bs=65536 count=48 2>/dev/null
+              md5sum $D/big | cut -d' ' -f1 > $D/big.md5
+              check '[ "$(md5sum $D/big | cut -d" " -f1)" = "$(cat $D/big.md5)" ]'
+              cp $D/big $D/trunc
+              truncate -s 10000 $D/trunc
+              check '[ "$(stat -c %s $D/trunc)" = 10000 ]'
+              check '[ "$(head -c 10000 $D/big | md5sum)" = "$(md5sum < $D/trunc)" ]'
+              mv $D/f $D/a/b/g
+              check '[ -f $D/a/b/g ] && [ ! -e $D/f ]'
+              ln $D/a/b/g $D/hard
+              check '[ "$(stat -c %h $D/hard)" = 2 ]'
+              ln -s a/b/g $D/sym
+              check '[ "$(readlink $D/sym)" = a/b/g ]'
+              check '[ "$(cat $D/sym)" = "$(printf "hello\\nmore")" ]'
+              chmod 640 $D/hard
+              check '[ "$(stat -c %a $D/a/b/g)" = 640 ]'
+              mkdir -p $D/x/y/z && rm -r $D/x
+              check '[ ! -e $D/x ]'
+              echo "still here" > $D/tmp
+              exec 3<$D/tmp
+              rm $D/tmp
+              check '[ ! -e $D/tmp ]'
+              check '[ "$(cat <&3)" = "still here" ]'
+              exec 3<&-
+            }
+            """;
+
     static String script(int port) {
-        return "set -e\n" + GuestVm.NETWORK_UP + """
+        return ("set -e\n" + GuestVm.NETWORK_UP + """
                 check() { if ! eval "$1"; then echo "GUEST-CHECK-FAILED: $1"; exit 1; fi; }
+                """ + FILE_WORKLOAD + """
                 for mode in none loose mmap; do
                   mkdir -p /mnt/$mode
                   mount -t 9p -o trans=tcp,port=PORT,version=9p2000.L,aname=share,msize=262144,cache=$mode 10.0.2.2 /mnt/$mode
                   D=/mnt/$mode/work-$mode
-                  mkdir -p $D/a/b/c
-                  echo hello > $D/f
-                  check '[ "$(cat $D/f)" = hello ]'
-                  echo more >> $D/f
-                  check '[ "$(cat $D/f)" = "$(printf "hello\\nmore")" ]'
-                  dd if=/dev/urandom of=$D/big bs=65536 count=48 2>/dev/null
-                  md5sum $D/big | cut -d' ' -f1 > $D/big.md5
-                  check '[ "$(md5sum $D/big | cut -d" " -f1)" = "$(cat $D/big.md5)" ]'
-                  cp $D/big $D/trunc
-                  truncate -s 10000 $D/trunc
-                  check '[ "$(stat -c %s $D/trunc)" = 10000 ]'
-                  check '[ "$(head -c 10000 $D/big | md5sum)" = "$(md5sum < $D/trunc)" ]'
-                  mv $D/f $D/a/b/g
-                  check '[ -f $D/a/b/g ] && [ ! -e $D/f ]'
-                  ln $D/a/b/g $D/hard
-                  check '[ "$(stat -c %h $D/hard)" = 2 ]'
-                  ln -s a/b/g $D/sym
-                  check '[ "$(readlink $D/sym)" = a/b/g ]'
-                  check '[ "$(cat $D/sym)" = "$(printf "hello\\nmore")" ]'
-                  chmod 640 $D/hard
-                  check '[ "$(stat -c %a $D/a/b/g)" = 640 ]'
-                  mkdir -p $D/x/y/z && rm -r $D/x
-                  check '[ ! -e $D/x ]'
-                  echo "still here" > $D/tmp
-                  exec 3<$D/tmp
-                  rm $D/tmp
-                  check '[ ! -e $D/tmp ]'
-                  check '[ "$(cat <&3)" = "still here" ]'
-                  exec 3<&-
+                  file_workload $D
                   for kind in "" f; do
                     rm -f /tmp/locked
                     locktest ${kind}hold $D/lockfile /tmp/locked 3 &
@@ -97,7 +110,7 @@ class GuestFilePathIT {
                   echo "GUEST-MODE-OK $mode"
                   umount /mnt/$mode
                 done
-                """.replace("PORT", String.valueOf(port));
+                """).replace("PORT", String.valueOf(port));
     }
 
     @Test

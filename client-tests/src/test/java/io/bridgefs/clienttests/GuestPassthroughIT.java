@@ -5,7 +5,6 @@ import static org.junit.jupiter.api.Assertions.*;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -40,12 +39,7 @@ class GuestPassthroughIT {
     void guestUsersMeetTheHostsPermissions(@TempDir Path dir) throws Exception {
         Tools.require("qemu-system-x86_64");
         org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
-        Path share = Files.createDirectories(dir.resolve("share"));
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
-        Files.setPosixFilePermissions(share, PosixFilePermissions.fromString("rwxrwxrwx"));
-        Files.writeString(share.resolve("secret"), "root only");
-        Files.setPosixFilePermissions(share.resolve("secret"), PosixFilePermissions.fromString("rw-------"));
-        Files.setPosixFilePermissions(Files.createDirectories(share.resolve("rootdir")), PosixFilePermissions.fromString("rwxr-xr-x"));
+        Path share = P9PassthroughIT.shareWithRootSecret(dir);
         int port = BridgefsProcess.freePort();
         try (var s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "p=" + share + ",security=passthrough",
                 "--9p-export", "s=" + share + ",security=passthrough,root=squash")) {

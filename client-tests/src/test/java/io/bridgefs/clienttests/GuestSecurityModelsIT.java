@@ -29,7 +29,7 @@ class GuestSecurityModelsIT {
     static final List<String> MAPPED_NAMES = List.of("suid", "cdev", "fifo", "link", "d", "fromqemu", "bdev", "qlink");
 
     static String script(int port, int nobodyPort) {
-        return "set -e\n" + GuestVm.NETWORK_UP + """
+        return ("set -e\n" + GuestVm.NETWORK_UP + """
                 check() { if ! eval "$1"; then echo "GUEST-CHECK-FAILED: $1"; exit 1; fi; }
                 as() { who=$1; shift; timeout 60 su $who -s /bin/sh -c "$*" </dev/null; }
                 mkdir -p /etc /mnt/p /mnt/m /mnt/s /mnt/n /mnt/nr /mnt/q
@@ -40,36 +40,7 @@ class GuestSecurityModelsIT {
                 done
                 mount -t 9p -o trans=tcp,port=NOBODY,version=9p2000.L,aname=nr,msize=262144,cache=none 10.0.2.2 /mnt/nr
                 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none qm /mnt/q
-
-                workload() {
-                  D=$1/work
-                  mkdir -p $D/a/b/c
-                  echo hello > $D/f
-                  echo more >> $D/f
-                  check '[ "$(cat $D/f)" = "$(printf "hello\\nmore")" ]'
-                  dd if=/dev/urandom of=$D/big bs=65536 count=16 2>/dev/null
-                  md5sum $D/big | cut -d' ' -f1 > $D/big.md5
-                  check '[ "$(md5sum $D/big | cut -d" " -f1)" = "$(cat $D/big.md5)" ]'
-                  cp $D/big $D/trunc; truncate -s 10000 $D/trunc
-                  check '[ "$(stat -c %s $D/trunc)" = 10000 ]'
-                  mv $D/f $D/a/b/g
-                  check '[ -f $D/a/b/g ] && [ ! -e $D/f ]'
-                  ln $D/a/b/g $D/hard
-                  check '[ "$(stat -c %h $D/hard)" = 2 ]'
-                  ln -s a/b/g $D/sym
-                  check '[ "$(readlink $D/sym)" = a/b/g ]'
-                  check '[ "$(cat $D/sym)" = "$(printf "hello\\nmore")" ]'
-                  chmod 640 $D/hard
-                  check '[ "$(stat -c %a $D/a/b/g)" = 640 ]'
-                  mkdir -p $D/x/y/z && rm -r $D/x
-                  check '[ ! -e $D/x ]'
-                  echo "still here" > $D/tmp
-                  exec 3<$D/tmp
-                  rm $D/tmp
-                  check '[ "$(cat <&3)" = "still here" ]'
-                  exec 3<&-
-                }
-
+                """ + GuestFilePathIT.FILE_WORKLOAD + """
                 # $2 = owners: whether files keep the owner who made them (not under squash)
                 perms() {
                   set -x
@@ -101,7 +72,7 @@ class GuestSecurityModelsIT {
                 }
 
                 for e in p m s n nr; do
-                  workload /mnt/$e
+                  file_workload /mnt/$e/work
                   if [ $e = s ]; then perms /mnt/$e no; else perms /mnt/$e yes; fi
                   echo "GUEST-MODEL-OK $e"
                 done
@@ -128,7 +99,7 @@ class GuestSecurityModelsIT {
                 as u "touch /mnt/p/u-pass /mnt/s/u-squash /mnt/n/u-none"
                 for m in p m s n nr q; do umount /mnt/$m 2>/dev/null || echo "umount /mnt/$m: busy (left to poweroff)"; done
                 echo GUEST-MODELS-OK
-                """.replace("NOBODY", String.valueOf(nobodyPort)).replace("PORT", String.valueOf(port))
+                """).replace("NOBODY", String.valueOf(nobodyPort)).replace("PORT", String.valueOf(port))
                 .replace("NAMES", String.join(" ", MAPPED_NAMES));
     }
 

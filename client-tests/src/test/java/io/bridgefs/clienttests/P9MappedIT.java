@@ -212,9 +212,7 @@ class P9MappedIT {
     void anOrdinaryUserServesAMappedExport() throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "needs root to start the server as another user (CI runs as root)");
         Tools.require("setpriv", "diodls", "diodcat");
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
-        Path share = Files.createDirectories(dir.resolve("share"));
-        Tools.run(Duration.ofSeconds(5), "chown", "65534:65534", share.toString()).ok("chown");
+        Path share = nobodysDirectory("share");
         int port = BridgefsProcess.freePort();
         // passthrough cannot work without privilege: refused at start, in one line
         Tools.Result refused = Tools.run(dir, Duration.ofSeconds(60), BridgefsProcess.command(
@@ -256,6 +254,14 @@ class P9MappedIT {
         }
     }
 
+    /** A directory {@code name} owned by nobody below the test directory, which every user may now traverse. */
+    Path nobodysDirectory(String name) throws Exception {
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Path d = Files.createDirectories(dir.resolve(name));
+        Tools.run(Duration.ofSeconds(5), "chown", "65534:65534", d.toString()).ok("chown");
+        return d;
+    }
+
     Path copyJar() throws Exception {
         Path jar = dir.resolve("bridgefs.jar");
         if (!Files.exists(jar)) Files.copy(BridgefsProcess.jar(), jar);
@@ -265,9 +271,7 @@ class P9MappedIT {
     @Test
     void dropsToAUserKeepingOnlyWhatTheModelsNeed() throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "--user needs root (CI runs as root)");
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
-        Path mapped = Files.createDirectories(dir.resolve("mapped"));
-        Tools.run(Duration.ofSeconds(5), "chown", "65534:65534", mapped.toString()).ok("chown");
+        Path mapped = nobodysDirectory("mapped");
         Path shared = Files.createDirectories(dir.resolve("shared"));
         Files.setPosixFilePermissions(shared, PosixFilePermissions.fromString("rwxrwxrwx"));
         Files.writeString(shared.resolve("secret"), "root only");
@@ -328,15 +332,13 @@ class P9MappedIT {
     void bindsAndOpensAsRootThenServesAsTheUser() throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "--user needs root (CI runs as root)");
         Tools.require("nbdinfo", "nbdcopy", "qemu-io");
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
         Path priv = Files.createDirectories(dir.resolve("private"));
         Files.setPosixFilePermissions(priv, PosixFilePermissions.fromString("rwx------"));
         Path img = priv.resolve("disk.img");
         Tools.sparseImage(img, 4 << 20, 11, 0, 4 << 20);
         Files.setPosixFilePermissions(img, PosixFilePermissions.fromString("rw-------"));
         byte[] before = Files.readAllBytes(img);
-        Path mapped = Files.createDirectories(dir.resolve("mapped"));
-        Tools.run(Duration.ofSeconds(5), "chown", "65534:65534", mapped.toString()).ok("chown");
+        Path mapped = nobodysDirectory("mapped");
         int low = freeLowPort();
         try (BridgefsProcess s = BridgefsProcess.start(List.of(), copyJar(), dir, "--user", "nobody", "--nbd-listen", "127.0.0.1:" + low,
                 "--nbd-export", "d=" + img, "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort(), "--9p-export", "m=" + mapped + ",security=mapped")) {

@@ -24,6 +24,20 @@ class P9PassthroughIT {
         return (Integer) Files.getAttribute(p, "unix:uid", java.nio.file.LinkOption.NOFOLLOW_LINKS);
     }
 
+    /**
+     * {@code dir/share}, writable by everyone, holding {@code secret} (0600, root's: "root only") and
+     * {@code rootdir} (0755, root's); {@code dir} traversable by everyone.
+     */
+    static Path shareWithRootSecret(Path dir) throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Files.setPosixFilePermissions(share, PosixFilePermissions.fromString("rwxrwxrwx"));
+        Files.writeString(share.resolve("secret"), "root only");
+        Files.setPosixFilePermissions(share.resolve("secret"), PosixFilePermissions.fromString("rw-------"));
+        Files.setPosixFilePermissions(Files.createDirectories(share.resolve("rootdir")), PosixFilePermissions.fromString("rwxr-xr-x"));
+        return share;
+    }
+
     RawP9Client attach(int port, int uid) throws Exception {
         RawP9Client c = new RawP9Client(port);
         c.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
@@ -34,15 +48,10 @@ class P9PassthroughIT {
     @Test
     void requestsRunAsTheAttachingUser() throws Exception {
         org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
-        Path share = Files.createDirectories(dir.resolve("share"));
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
-        Files.setPosixFilePermissions(share, PosixFilePermissions.fromString("rwxrwxrwx"));
-        Files.writeString(share.resolve("secret"), "root only");
-        Files.setPosixFilePermissions(share.resolve("secret"), PosixFilePermissions.fromString("rw-------"));
+        Path share = shareWithRootSecret(dir);
         Files.writeString(share.resolve("readable"), "anyone may read");
         Files.setPosixFilePermissions(share.resolve("readable"), PosixFilePermissions.fromString("rw-r--r--"));
-        Path rootDir = Files.createDirectories(share.resolve("rootdir"));
-        Files.setPosixFilePermissions(rootDir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Path rootDir = share.resolve("rootdir");
         int port = BridgefsProcess.freePort();
         try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port,
                 "--9p-export", "share=" + share + ",security=passthrough", "--9p-export", "squashed=" + share + ",security=passthrough,root=squash")) {

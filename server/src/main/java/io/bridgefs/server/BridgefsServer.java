@@ -143,6 +143,7 @@ public final class BridgefsServer implements AutoCloseable {
     }
 
     private void openP9Exports() throws IOException {
+        boolean privileged = io.bridgefs.server.posix.Credentials.privileged();     // may this process switch users at all
         for (P9ExportSpec spec : config.p9Exports()) {
             Path dir = spec.dir().toAbsolutePath().normalize();
             if (!Files.exists(dir) && spec.create()) Files.createDirectories(dir);
@@ -150,7 +151,6 @@ public final class BridgefsServer implements AutoCloseable {
             dir = dir.toRealPath();
             IoMetrics m = new IoMetrics(registry, IoPath.NINEP.label(), spec.name());
             ioMetrics.add(m);
-            boolean privileged = io.bridgefs.server.posix.Credentials.privileged();
             P9Security security = spec.securityFor(privileged);
             if (security == P9Security.PASSTHROUGH && !privileged) {
                 throw new IOException("9P export '" + spec.name() + "': security=passthrough needs root (or CAP_SETUID, CAP_SETGID and the file"

@@ -177,7 +177,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     /** Pins a resident page found by a lookup and counts the hit (and a cross-path hit). */
-    private void hit(int f, IoPath path) {
+    void hit(int f, IoPath path) {
         pin(f);
         if (fFreq[f] < 0) {
             fFreq[f] = 0;                        // first use of a read-ahead page is not a reuse

@@ -77,24 +77,19 @@ final class PageFills {
         int[] frames = new int[(int) (lastPage - firstPage + 1)];
         cache.lock.lock();
         try {
-            for (long p = firstPage; p <= lastPage; p++) {
-                int f = cache.peek(file, p);
-                if (f < 0 || cache.fState[f] != PageCache.VALID) return false;
+            for (int i = 0; i < frames.length; i++) {
+                frames[i] = cache.peek(file, firstPage + i);
+                if (frames[i] < 0 || cache.fState[frames[i]] != PageCache.VALID) return false;
             }
-            for (int i = 0; i < frames.length; i++) frames[i] = cache.tryLookup(file, firstPage + i, path);   // pins, counts hits
+            for (int f : frames) cache.hit(f, path);      // all resident: now pinned and counted
         } finally {
             cache.lock.unlock();
         }
+        CachedFile.PinnedRange pinned = new CachedFile.PinnedRange(file, frames, offset, length);
         try {
-            long pos = offset, end = offset + length;
-            for (int i = 0; i < frames.length; i++) {
-                int in = (int) (pos & (PAGE - 1));
-                int n = (int) Math.min(PAGE - in, end - pos);
-                dst.put(cache.data(frames[i]).position(in).limit(in + n));
-                pos += n;
-            }
+            for (ByteBuffer view : pinned.views()) dst.put(view);
         } finally {
-            file.unpinAll(frames, frames.length);
+            pinned.release();
         }
         return true;
     }

@@ -87,13 +87,8 @@ final class JvmSizing {
 
     /** The value of {@code --NAME VALUE} or {@code --NAME=VALUE} in the merged arguments, or null. */
     static String option(List<String> argv, String name) {
-        String value = null;
-        for (int i = 0; i < argv.size(); i++) {
-            String a = argv.get(i);
-            if (a.equals(name) && i + 1 < argv.size()) value = argv.get(i + 1);
-            else if (a.startsWith(name + "=")) value = a.substring(name.length() + 1);
-        }
-        return value;
+        List<String> values = options(argv, name);       // the last one wins, as on the command line
+        return values.isEmpty() ? null : values.get(values.size() - 1);
     }
 
     /** Every value of a repeatable {@code --NAME VALUE} / {@code --NAME=VALUE} in the merged arguments. */

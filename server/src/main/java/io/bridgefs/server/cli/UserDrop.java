@@ -101,13 +101,13 @@ final class UserDrop {
     static void apply(Plan p) throws IOException {
         List<String> argv = p.argv();
         StringBuilder listen = new StringBuilder(), files = new StringBuilder();
-        boolean nbd = !JvmSizing.options(argv, "--nbd-export").isEmpty(), p9 = !JvmSizing.options(argv, "--9p-export").isEmpty();
-        String[][] listeners = {{"--nbd-listen", nbd ? ServeCommand.DEFAULT_NBD_LISTEN : null},
-                {"--9p-listen", p9 ? ServeCommand.DEFAULT_P9_LISTEN : null}, {"--metrics-listen", null}};
-        for (String[] l : listeners) {
-            String spec = JvmSizing.option(argv, l[0]);
-            if (spec == null) spec = l[1];
-            if (spec == null || (l[0].equals("--nbd-listen") && !nbd) || (l[0].equals("--9p-listen") && !p9)) continue;
+        // the listeners the server will open: NBD and 9P where they have exports, metrics where asked for
+        List<String> specs = new java.util.ArrayList<>();
+        if (!JvmSizing.options(argv, "--nbd-export").isEmpty()) specs.add(orDefault(JvmSizing.option(argv, "--nbd-listen"), ServeCommand.DEFAULT_NBD_LISTEN));
+        if (!JvmSizing.options(argv, "--9p-export").isEmpty()) specs.add(orDefault(JvmSizing.option(argv, "--9p-listen"), ServeCommand.DEFAULT_P9_LISTEN));
+        String metrics = JvmSizing.option(argv, "--metrics-listen");
+        if (metrics != null && !metrics.isBlank()) specs.add(metrics);
+        for (String spec : specs) {
             ListenAddress a = ListenAddress.parse(spec);
             if (a.isUnix()) continue;                 // made by the server as the user
             int fd = Inherited.bindTcp((java.net.InetSocketAddress) a.toSocketAddress());
@@ -123,6 +123,10 @@ final class UserDrop {
         LIBC.setenv(Inherited.LISTEN_ENV, listen.toString(), 1);
         LIBC.setenv(Inherited.FILES_ENV, files.toString(), 1);
         Credentials.dropTo(p.identity(), p.keep());
+    }
+
+    private static String orDefault(String value, String fallback) {
+        return value != null ? value : fallback;
     }
 
     private interface LibC extends com.sun.jna.Library {

@@ -43,8 +43,9 @@ public final class Mapped {
      */
     static Stat overlay(String procPath, Stat st) throws IOException {
         if (!st.isDir() && !st.isRegular()) return st;
-        byte[] u = Posix.getxattr(procPath, UID), g = Posix.getxattr(procPath, GID), m = Posix.getxattr(procPath, MODE);
-        byte[] r = Posix.getxattr(procPath, RDEV);
+        // one system call each (these values are 4 or 8 bytes): this runs for every walk and getattr
+        byte[] u = Posix.getxattrSmall(procPath, UID, 8), g = Posix.getxattrSmall(procPath, GID, 8);
+        byte[] m = Posix.getxattrSmall(procPath, MODE, 8), r = Posix.getxattrSmall(procPath, RDEV, 8);
         if (u == null && g == null && m == null && r == null) return st;
         int uid = u != null && u.length >= 4 ? le(u).getInt() : st.uid();
         int gid = g != null && g.length >= 4 ? le(g).getInt() : st.gid();

@@ -59,12 +59,17 @@ public final class Capabilities {
         return new long[] {join(d, 0), join(d, 4), join(d, 8)};
     }
 
-    public static long permitted() {
+    /** {effective, permitted, inheritable}, or none at all where capget fails. */
+    public static long[] getOrNone() {
         try {
-            return get()[1];
+            return get();
         } catch (LastErrorException | UnsatisfiedLinkError e) {
-            return 0;
+            return new long[3];
         }
+    }
+
+    public static long permitted() {
+        return getOrNone()[1];
     }
 
     /** Sets the calling thread's three sets (permitted may only shrink; effective and inheritable within it). */
@@ -76,12 +81,6 @@ public final class Capabilities {
             d.setInt(12 + i * 4L, (int) (v[i] >>> 32));             // data[1]: high 32 bits
         }
         LIBC.syscall(SYS_CAPSET, header(), d);
-    }
-
-    /** Only {@code mask} (within what is permitted) is effective on the calling thread. */
-    public static void effective(long mask) throws LastErrorException {
-        long[] now = get();
-        set(mask & now[1], now[1], now[2]);
     }
 
     /** Keep permitted capabilities across the coming setresuid away from root (this thread). */

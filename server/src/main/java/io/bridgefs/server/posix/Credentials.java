@@ -39,7 +39,8 @@ public final class Credentials {
      * dropped to --user): the kernel narrows a thread's effective set only when its fsuid leaves 0, so
      * while a request acts as a guest user only CAP_SETUID/CAP_SETGID (to switch back) stay effective.
      */
-    private static final long PERMITTED = SERVER_IS_ROOT ? 0 : Capabilities.permitted();
+    private static final long[] CAPS = SERVER_IS_ROOT ? new long[3] : Capabilities.getOrNone();
+    private static final long PERMITTED = CAPS[1], INHERITABLE = CAPS[2];
     private static final long SWITCHING = Capabilities.bit(Capabilities.SETUID) | Capabilities.bit(Capabilities.SETGID);
     private static final ConcurrentHashMap<Integer, Identity> IDENTITIES = new ConcurrentHashMap<>();
     private static volatile long loaded;
@@ -110,7 +111,7 @@ public final class Credentials {
         }
         if (PERMITTED != 0) {
             try {
-                Capabilities.effective(id.uid() == 0 ? PERMITTED : SWITCHING);
+                Capabilities.set(id.uid() == 0 ? PERMITTED : SWITCHING & PERMITTED, PERMITTED, INHERITABLE);   // no capget per request
             } catch (LastErrorException e) {
                 restore();
                 throw new Posix.ErrnoException("capset", e.getErrorCode());
@@ -124,7 +125,7 @@ public final class Credentials {
         LIBC.setfsgid(SERVER_GID);
         if (PERMITTED != 0) {
             try {
-                Capabilities.effective(PERMITTED);
+                Capabilities.set(PERMITTED, PERMITTED, INHERITABLE);
             } catch (LastErrorException e) {
                 // cannot happen (raising within the permitted set); the next become() narrows again anyway
             }

@@ -32,6 +32,7 @@ public final class Inherited {
         int fcntl(int fd, int cmd, int arg) throws LastErrorException;
     }
 
+    private static final LibC LIBC = Native.load("c", LibC.class);
     private static final Map<String, Integer> LISTEN = parse(System.getenv(LISTEN_ENV));
     private static final Map<String, Integer> FILES = parse(System.getenv(FILES_ENV));
 
@@ -74,7 +75,7 @@ public final class Inherited {
     /** A TCP socket bound to {@code a} and listening, kept open across execve. */
     public static int bindTcp(InetSocketAddress a) throws IOException {
         boolean v4 = a.getAddress() instanceof Inet4Address;
-        LibC c = Native.load("c", LibC.class);
+        LibC c = LIBC;
         int fd = -1;
         try {
             fd = c.socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM, 0);
@@ -104,7 +105,7 @@ public final class Inherited {
         } catch (IOException e) {
             // tmpfs and the like: no O_DIRECT
         }
-        LibC c = Native.load("c", LibC.class);
+        LibC c = LIBC;
         c.fcntl(fd, F_SETFD, 0);
         if (direct >= 0) c.fcntl(direct, F_SETFD, 0);
         return new int[] {fd, direct};

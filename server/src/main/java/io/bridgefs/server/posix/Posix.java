@@ -279,6 +279,22 @@ public final class Posix {
         }
     }
 
+    /**
+     * The value of an xattr expected to be small (at most {@code max} bytes, up to 8192) in one system
+     * call instead of two, or null if it does not exist; a larger value is read as {@link #getxattr} does.
+     */
+    public static byte[] getxattrSmall(String path, String name, int max) throws ErrnoException {
+        Memory m = SCRATCH.get();
+        try {
+            long n = LIBC.getxattr(path, name, m, Math.min(max, m.size()));
+            return m.getByteArray(0, (int) n);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == 61) return null;            // ENODATA
+            if (e.getErrorCode() == 34) return getxattr(path, name);   // ERANGE: larger than expected
+            throw err("getxattr", e);
+        }
+    }
+
     public static void setxattr(String path, String name, byte[] value, int flags) throws ErrnoException {
         Memory m = new Memory(Math.max(1, value.length));
         m.write(0, value, 0, value.length);
