@@ -28,7 +28,7 @@ import org.junit.jupiter.api.io.TempDir;
  * one with --user; exports limited to some hosts.
  */
 class P9MappedIT {
-    static final int S_IFREG = 0100000, S_IFDIR = 0040000, S_IFLNK = 0120000, S_IFCHR = 0020000, S_IFIFO = 0010000;
+    static final int S_IFREG = 0100000, S_IFDIR = 0040000, S_IFLNK = 0120000, S_IFCHR = 0020000, S_IFIFO = 0010000, S_IFSOCK = 0140000;
 
     @TempDir
     Path dir;
@@ -117,6 +117,9 @@ class P9MappedIT {
                 assertEquals(0600, hostMode(share.resolve("cdev")) & 07777);
                 c.ok(new Tmknod(c.tag(), 1, "fifo", S_IFIFO | 0640, 0, 0, 0), Rmknod.class);
                 assertTrue(Files.isRegularFile(share.resolve("fifo"), LinkOption.NOFOLLOW_LINKS));
+                c.ok(new Tmknod(c.tag(), 1, "sock", S_IFSOCK | 0755, 0, 0, 0), Rmknod.class);
+                assertEquals(S_IFSOCK | 0755, getattr(c, "sock").mode(), "a socket in the guest's view");
+                assertTrue(Files.isRegularFile(share.resolve("sock"), LinkOption.NOFOLLOW_LINKS), "a plain file on the host");
                 c.walk(1, 4, "cdev");
                 assertEquals(P9.EPERM, c.error(new Tlopen(c.tag(), 4, P9.O_RDONLY)), "a mapped device is never opened as a file");
                 c.ok(new Tclunk(c.tag(), 4), Rclunk.class);
