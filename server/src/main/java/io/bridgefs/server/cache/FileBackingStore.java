@@ -219,7 +219,11 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public long stamp() throws IOException {
-        Posix.Stat st = Posix.fstat(fd);
+        return stampOf(Posix.fstat(fd));
+    }
+
+    /** What {@link #stamp} gives for a file with these attributes. */
+    public static long stampOf(Posix.Stat st) {
         long h = st.size() * 0x9E3779B97F4A7C15L;
         h = (h ^ st.mtimeSec()) * 0xC2B2AE3D27D4EB4FL ^ st.mtimeNsec();
         h = (h ^ st.ctimeSec()) * 0x165667B19E3779F9L ^ st.ctimeNsec();

@@ -43,6 +43,11 @@ final class FileRegistry {
     }
 
     /** The cached file of a host file if one is open (one more reference, to close), else null. */
+    /** With the cache lock held: the file of this key, open or closed, or null. */
+    CachedFile byKeyLocked(FileKey key) {
+        return files.get(key);
+    }
+
     CachedFile openIfPresent(FileKey key) {
         cache.lock.lock();
         try {

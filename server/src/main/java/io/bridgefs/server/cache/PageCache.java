@@ -140,6 +140,29 @@ public final class PageCache implements AutoCloseable {
         return registry.openIfPresent(key);
     }
 
+    /** A cached file's size and change count, as a getattr reports them. */
+    public record Attributes(long size, long changes) {
+        public static final Attributes NOT_CACHED = new Attributes(-1, 0);
+    }
+
+    /**
+     * For a getattr on a network thread, given the host file's stamp ({@link FileBackingStore#stampOf}):
+     * {@link Attributes#NOT_CACHED} if the cache has no open file of that key (as {@link #openIfPresent});
+     * its size and change count if it is clean and the host file is as it last saw it; null when only a
+     * revalidation or a write-back, which may wait, can tell. Never waits.
+     */
+    public Attributes attributesIfCurrent(FileKey key, long stamp) {
+        lock.lock();
+        try {
+            CachedFile f = registry.byKeyLocked(key);
+            if (f == null || f.closed) return Attributes.NOT_CACHED;
+            if (f.dirtyPages > 0 || f.seenStamp() != stamp) return null;
+            return new Attributes(f.size, f.changes());
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
     public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
         return registry.register(key, store, readOnly);
@@ -193,6 +216,35 @@ public final class PageCache implements AutoCloseable {
     /** Waits until no background read-ahead is queued or running (tests check invariants at rest). */
     public void quiesce() {
         while (readaheadPending.get() > 0) Thread.onSpinWait();
+    }
+
+    /**
+     * Pins every page of [offset, offset + length) if all are resident and VALID, at most one run long
+     * and, {@code forWrite}, none shares its memory frame (a write would have to copy it) and the dirty
+     * limit has room for them all; counts the hits and returns the frames (for a write, out of the
+     * content index, as {@link #prepareWrite} does). Otherwise pins and counts nothing and returns null.
+     * Never waits: the network threads' fast paths use it.
+     */
+    int[] pinResident(CachedFile file, long offset, long length, IoPath path, boolean forWrite) {
+        long first = offset >>> PAGE_SHIFT, last = (offset + length - 1) >>> PAGE_SHIFT;
+        if (last - first >= maxRun) return null;
+        int[] frames = new int[(int) (last - first + 1)];
+        lock.lock();
+        try {
+            if (forWrite && dirtyPages + frames.length > dirtyLimit) return null;
+            for (int i = 0; i < frames.length; i++) {
+                int f = table.get(file.id, first + i);
+                if (f < 0 || fState[f] != VALID || (forWrite && sharedFrame(f))) return null;
+                frames[i] = f;
+            }
+            for (int f : frames) {
+                hit(f, path);
+                if (forWrite) mem.content.remove(fMem[f]);
+            }
+            return frames;
+        } finally {
+            lock.unlock();
+        }
     }
 
     boolean pinnedOverHalf() {

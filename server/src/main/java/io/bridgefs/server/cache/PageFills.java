@@ -72,26 +72,24 @@ final class PageFills {
     boolean readIfResident(IoPath path, long offset, ByteBuffer dst) {
         int length = dst.remaining();
         if (length == 0) return true;
-        long firstPage = offset >>> PageCache.PAGE_SHIFT, lastPage = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
-        if (lastPage - firstPage >= cache.maxRun) return false;
-        int[] frames = new int[(int) (lastPage - firstPage + 1)];
-        cache.lock.lock();
-        try {
-            for (int i = 0; i < frames.length; i++) {
-                frames[i] = cache.peek(file, firstPage + i);
-                if (frames[i] < 0 || cache.fState[frames[i]] != PageCache.VALID) return false;
-            }
-            for (int f : frames) cache.hit(f, path);      // all resident: now pinned and counted
-        } finally {
-            cache.lock.unlock();
-        }
-        CachedFile.PinnedRange pinned = new CachedFile.PinnedRange(file, frames, offset, length);
+        CachedFile.PinnedRange pinned = pinIfResident(path, offset, length);
+        if (pinned == null) return false;
         try {
             for (ByteBuffer view : pinned.views()) dst.put(view);
         } finally {
             pinned.release();
         }
         return true;
+    }
+
+    /**
+     * Pins [offset, offset + length) if every page of it is resident and VALID (at most one run long),
+     * counting the hits; otherwise pins and counts nothing and returns null. Never waits.
+     */
+    CachedFile.PinnedRange pinIfResident(IoPath path, long offset, int length) {
+        if (length <= 0) return null;
+        int[] frames = cache.pinResident(file, offset, length, path, false);
+        return frames == null ? null : new CachedFile.PinnedRange(file, frames, offset, length);
     }
 
     CachedFile.PinnedRange pin(IoPath path, long offset, int length) throws IOException {

@@ -47,6 +47,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     private Admission<NbdRequest> admission;
     private boolean disconnecting;
     private boolean complainedOnce;
+    private final io.bridgefs.server.net.ReplyBatch batch = new io.bridgefs.server.net.ReplyBatch();
 
     NbdSession(NbdServerContext server, NbdExport export, boolean structured, boolean baseAllocation) {
         this.server = server;
@@ -82,7 +83,14 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             ctx.close();
             return;
         }
-        admission.offer(req);
+        batch.during(() -> admission.offer(req));
+    }
+
+    /** Replies answered while a batch of requests was read go out together: one write for many. */
+    @Override
+    public void channelReadComplete(ChannelHandlerContext ctx) {
+        batch.readComplete(ctx);
+        ctx.fireChannelReadComplete();
     }
 
     /** An admitted request, in the order received: refused at once, or run on the executor. */
@@ -100,6 +108,12 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             complain(ctx, req, error);
             export.metrics().errors.inc();
             send(ctx, cost, new Outcome(errorReply(ctx, req, error, "invalid " + NbdConstants.commandName(req.type())), null));
+            return;
+        }
+        Outcome fast = tryFast(ctx, req);
+        if (fast != null) {
+            ReferenceCountUtil.release(req);
+            send(ctx, cost, fast);
             return;
         }
         try {
@@ -150,7 +164,32 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
                 req.length(), Integer.toHexString(req.flags()), error);
     }
 
-    /** Runs on the executor. */
+    /**
+     * On the event loop, a request that cannot block: a read of resident pages (sent zero-copy) or a
+     * write into resident pages that needs no write-back first. Null, having done nothing, for anything
+     * else, which goes to the executor. Saves two thread hand-offs per request on a warm cache.
+     */
+    private Outcome tryFast(ChannelHandlerContext ctx, NbdRequest req) {
+        var m = export.metrics();
+        if (req instanceof NbdRequest.Read && req.length() > 0) {
+            var t = m.read.time();
+            CachedFile.PinnedRange pinned = export.file().pinIfResident(IoPath.NBD, req.offset(), (int) req.length());
+            if (pinned == null) return null;
+            Outcome out = zeroCopyReply(ctx, req, pinned);
+            m.readBytes.inc(req.length());
+            t.stop();
+            return out;
+        }
+        if (req instanceof NbdRequest.Write w && !req.hasFlag(NBD_CMD_FLAG_FUA)) {
+            var t = m.write.time();
+            if (!export.file().writeIfResident(IoPath.NBD, w.offset(), w.payload().nioBuffers())) return null;
+            m.writeBytes.inc(w.length());
+            t.stop();
+            return new Outcome(ok(ctx, req), null);
+        }
+        return null;
+    }
+
     /** A reply, and what to do once the socket has taken it (unpin zero-copy frames). */
     private record Outcome(ByteBuf reply, Runnable afterWrite) {}
 
@@ -184,7 +223,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
      * once the socket has taken the reply or the connection has failed it.
      */
     private void send(ChannelHandlerContext ctx, long cost, Outcome out) {
-        ctx.writeAndFlush(out.reply()).addListener(f -> {
+        batch.write(ctx, out.reply()).addListener(f -> {
             if (out.afterWrite() != null) out.afterWrite().run();
             admission.done(cost);
             if (disconnecting && admission.inFlight() == 0) ctx.close();
@@ -267,19 +306,23 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             NbdReply.none(b, req.cookie());
             return new Outcome(b, null);
         }
-        int header = structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE;
         CachedFile.PinnedRange pinned = export.file().pin(IoPath.NBD, req.offset(), len);
-        if (pinned != null) {
-            ByteBuf h = ctx.alloc().buffer(header);
-            if (structured) NbdReply.offsetDataHeader(h, NBD_REPLY_FLAG_DONE, req.cookie(), req.offset(), len);
-            else NbdReply.simple(h, req.cookie(), 0);
-            ByteBuffer[] views = pinned.views();
-            CompositeByteBuf c = ctx.alloc().compositeDirectBuffer(views.length + 1);
-            c.addComponent(true, h);
-            for (ByteBuffer v : views) c.addComponent(true, Unpooled.wrappedBuffer(v));
-            return new Outcome(c, pinned::release);
-        }
+        if (pinned != null) return zeroCopyReply(ctx, req, pinned);
+        int header = structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE;
         return new Outcome(copiedReadReply(ctx, req, header, len), null);
+    }
+
+    /** The reply header plus views of the pinned frames; they are unpinned once the socket took them. */
+    private Outcome zeroCopyReply(ChannelHandlerContext ctx, NbdRequest req, CachedFile.PinnedRange pinned) {
+        int len = (int) req.length();
+        ByteBuf h = ctx.alloc().buffer(structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE);
+        if (structured) NbdReply.offsetDataHeader(h, NBD_REPLY_FLAG_DONE, req.cookie(), req.offset(), len);
+        else NbdReply.simple(h, req.cookie(), 0);
+        ByteBuffer[] views = pinned.views();
+        CompositeByteBuf c = ctx.alloc().compositeDirectBuffer(views.length + 1);
+        c.addComponent(true, h);
+        for (ByteBuffer v : views) c.addComponent(true, Unpooled.wrappedBuffer(v));
+        return new Outcome(c, pinned::release);
     }
 
     private ByteBuf copiedReadReply(ChannelHandlerContext ctx, NbdRequest req, int header, int len) throws IOException {

@@ -23,6 +23,7 @@ final class Fid {
     byte[] handle;            // while reclaimed: the file handle its descriptor had (null: none available)
     final Qid qid;
     final int uid;
+    final long dev;           // st_dev of the file: the fast getattr runs only on the export root's (local) device
 
     // after Tlopen / Tlcreate
     boolean opened;
@@ -38,7 +39,8 @@ final class Fid {
     int xattrFlags;
     ByteArrayOutputStream xattrWrite;
 
-    Fid(P9Export export, List<String> path, int fd, Qid qid, int uid) {
+    Fid(P9Export export, List<String> path, int fd, Qid qid, int uid, long dev) {
+        this.dev = dev;
         this.export = export;
         this.path = List.copyOf(path);
         this.fd = fd;

@@ -86,7 +86,8 @@ final class P9DataOps {
         int fd = Posix.openat(d.fd, m.name(), Posix.O_PATH | Posix.O_NOFOLLOW, 0);
         List<String> path = new ArrayList<>(d.path);
         path.add(m.name());
-        Fid f = new Fid(d.export, path, fd, P9Ops.qid(P9Ops.stat(d.export, fd), 0), d.uid);
+        Posix.Stat st = P9Ops.stat(d.export, fd);
+        Fid f = new Fid(d.export, path, fd, P9Ops.qid(st, 0), d.uid, st.dev());
         open(f, flags & ~(P9.O_CREAT | P9.O_EXCL));
         ops.replace(m.fid(), f);
         return new Rlcreate(m.tag(), f.qid, iounit());

@@ -87,6 +87,7 @@ final class P9Ops {
     Object tryFast(P9Message m, ByteBufAllocator alloc) {
         if (m instanceof Tread r) return data.tryResidentRead(r, alloc);
         if (m instanceof Tclunk c) return clunkIdle(c);
+        if (m instanceof Tgetattr g) return attrs.tryGetattr(g);
         return null;
     }
 
@@ -94,6 +95,14 @@ final class P9Ops {
     synchronized Fid openFidNow(int n) {
         Fid f = fids.get(n);
         if (f == null || !f.opened || f.fd < 0) return null;
+        f.users++;
+        return f;
+    }
+
+    /** A fid with a descriptor, in use until {@link #doneFast}; null if it is unknown or reclaimed. */
+    synchronized Fid fidNow(int n) {
+        Fid f = fids.get(n);
+        if (f == null || f.fd < 0) return null;
         f.users++;
         return f;
     }
@@ -409,7 +418,7 @@ final class P9Ops {
         actAs(e, uid);
         int fd = resolve(e, List.of());
         Stat st = stat(e, fd);
-        Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid);
+        Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid, st.dev());
         bind(m.fid(), f);
         lastExport = e;
         return new Rattach(m.tag(), f.qid);
@@ -427,6 +436,7 @@ final class P9Ops {
         List<String> path = new ArrayList<>(f.path);
         int fd = Posix.dup(f.fd);
         Qid q = f.qid;
+        long dev = f.dev;
         List<Qid> qids = new ArrayList<>();
         for (String name : m.names()) {
             int next;
@@ -443,7 +453,9 @@ final class P9Ops {
                     next = Posix.openat(fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
                     path.add(name);
                 }
-                q = qid(stat(f.export, next), 0);
+                Stat st = stat(f.export, next);
+                q = qid(st, 0);
+                dev = st.dev();
             } catch (P9Error | IOException x) {
                 Posix.close(fd);
                 if (qids.isEmpty()) throw x instanceof P9Error p ? p : P9Error.from((IOException) x);
@@ -453,7 +465,7 @@ final class P9Ops {
             fd = next;
             qids.add(q);
         }
-        Fid nf = new Fid(f.export, path, fd, q, f.uid);
+        Fid nf = new Fid(f.export, path, fd, q, f.uid, dev);
         if (m.newfid() == m.fid()) replace(m.newfid(), nf);
         else bind(m.newfid(), nf);
         return new Rwalk(m.tag(), qids);

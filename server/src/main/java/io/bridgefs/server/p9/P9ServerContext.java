@@ -40,6 +40,12 @@ public final class P9ServerContext {
      * mount point), only inside it.
      */
     private final Map<P9Export, Integer> roots = new java.util.concurrent.ConcurrentHashMap<>();
+    /** The device of each export root on a local file system (where fstat never waits for a network). */
+    private final Map<P9Export, Long> localDevs = new java.util.concurrent.ConcurrentHashMap<>();
+    /** statfs f_type of file systems whose attributes are in memory once an inode is open. */
+    private static final java.util.Set<Long> LOCAL_FS = java.util.Set.of(
+            0xEF53L /* ext2/3/4 */, 0x58465342L /* xfs */, 0x9123683EL /* btrfs */, 0x01021994L /* tmpfs */,
+            0xF2F52010L /* f2fs */, 0x2FC12FC1L /* zfs */, 0x794C7630L /* overlayfs */, 0x858458F6L /* ramfs */);
 
     public P9ServerContext(List<P9Export> exports, ExecutorService executor, PageCache cache, int maxMsize, int retainFiles) {
         this(exports, executor, cache, maxMsize, retainFiles, new io.bridgefs.server.metrics.RequestCounts(new com.codahale.metrics.MetricRegistry(), "9p"),
@@ -56,8 +62,12 @@ public final class P9ServerContext {
         this.maxMsize = maxMsize;
         for (P9Export e : this.exports) {
             try {
-                roots.put(e, io.bridgefs.server.posix.Posix.openat(io.bridgefs.server.posix.Posix.AT_FDCWD, e.root().toString(),
-                        io.bridgefs.server.posix.Posix.O_PATH | io.bridgefs.server.posix.Posix.O_DIRECTORY, 0));
+                int fd = io.bridgefs.server.posix.Posix.openat(io.bridgefs.server.posix.Posix.AT_FDCWD, e.root().toString(),
+                        io.bridgefs.server.posix.Posix.O_PATH | io.bridgefs.server.posix.Posix.O_DIRECTORY, 0);
+                roots.put(e, fd);
+                if (LOCAL_FS.contains(io.bridgefs.server.posix.Posix.fstatfs(fd).type())) {
+                    localDevs.put(e, io.bridgefs.server.posix.Posix.fstat(fd).dev());
+                }
             } catch (IOException x) {
                 LoggerFactory.getLogger(P9ServerContext.class).warn("9P export '{}': root {} cannot be opened: {}", e.name(), e.root(), x.toString());
             }
@@ -137,6 +147,12 @@ public final class P9ServerContext {
     int rootFd(P9Export e) {
         Integer fd = roots.get(e);
         return fd == null ? -1 : fd;
+    }
+
+    /** Whether a fid's attributes may be read on a network thread: it is on the export root's local file system. */
+    boolean localAttributes(Fid f) {
+        Long dev = localDevs.get(f.export);
+        return dev != null && dev == f.dev;
     }
 
     static void closeQuietly(CachedFile f) {

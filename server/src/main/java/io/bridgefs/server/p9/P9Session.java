@@ -58,6 +58,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     private Admission<P9Message> admission;
     private boolean versioned;
     private boolean complained;
+    private final io.bridgefs.server.net.ReplyBatch batch = new io.bridgefs.server.net.ReplyBatch();
 
     public P9Session(P9ServerContext server, P9FrameDecoder decoder) {
         this.server = server;
@@ -103,7 +104,14 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             admission.drain();
             return;
         }
-        admission.offer(m);
+        batch.during(() -> admission.offer(m));
+    }
+
+    /** Replies answered while a batch of requests was read go out together: one write for many. */
+    @Override
+    public void channelReadComplete(ChannelHandlerContext ctx) {
+        batch.readComplete(ctx);
+        ctx.fireChannelReadComplete();
     }
 
     /** An admitted message, in the order received: refused at once, or run on the executor. */
@@ -235,7 +243,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
 
     /** Writes a reply whose request was admitted; its cost is released once the socket has taken it. */
     private void send(ChannelHandlerContext ctx, Object out, long cost) {
-        ctx.writeAndFlush(encode(ctx, out)).addListener(f -> admission.done(cost));
+        batch.write(ctx, encode(ctx, out)).addListener(f -> admission.done(cost));
     }
 
     private void reply(ChannelHandlerContext ctx, Object out) {

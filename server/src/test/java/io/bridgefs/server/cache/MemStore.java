@@ -41,6 +41,17 @@ final class MemStore implements BackingStore {
         return n;
     }
 
+    /** Each writePages call (one write-back run): first page and page count. */
+    final java.util.List<long[]> runs = new java.util.ArrayList<>();
+
+    @Override
+    public void writePages(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
+        synchronized (this) {
+            runs.add(new long[] {position / PageCache.PAGE_SIZE, count});
+        }
+        BackingStore.super.writePages(pages, count, position, lastLength);
+    }
+
     @Override
     public synchronized void write(ByteBuffer src, long position) throws IOException {
         if (failWrites) throw new IOException("injected write error");

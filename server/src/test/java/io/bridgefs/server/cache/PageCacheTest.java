@@ -6,6 +6,8 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -211,5 +213,38 @@ class PageCacheTest {
         ByteBuffer b = ByteBuffer.allocate(length);
         file.read(path, offset, b);
         return b.array();
+    }
+
+    /** Runs written back, as "first+count". */
+    static List<String> runs(MemStore store) {
+        return store.runs.stream().map(r -> r[0] + "+" + r[1]).toList();
+    }
+
+    @Test
+    void writeBackJoinsNearbyDirtyPagesThroughResidentCleanOnesButNeverThroughZerosOrAfterAHostChange() throws IOException {
+        PageCache cache = new PageCache(256 * P, CacheMode.WRITEBACK);
+        MemStore store = new MemStore(40 * P);
+        for (int i = 0; i < 40 * P; i++) store.data[i] = (byte) (i / P + 1);
+        Arrays.fill(store.data, 31 * P, 32 * P, (byte) 0);      // page 31 reads as zeros: it may be a hole
+        CachedFile f = cache.open(new FileKey(1, 50), store, false);
+        readPages(f, IoPath.NBD, 0, 40);
+        for (int page : new int[] {2, 4, 6, 30, 32, 34}) f.write(IoPath.NBD, (long) page * P + 100, ByteBuffer.wrap(new byte[] {-1}), false);
+        byte[] expected = store.data.clone();
+        for (int page : new int[] {2, 4, 6, 30, 32, 34}) expected[page * P + 100] = -1;
+        f.flush();
+        // 7..29 is a gap of 23 pages (too far); page 31 is zeros (never written, it could be a hole)
+        assertEquals(List.of("2+5", "30+1", "32+3"), runs(store));
+        assertArrayEquals(expected, Arrays.copyOf(store.data, 40 * P));
+        assertEquals(0, cache.snapshot().dirtyBytes());
+        assertEquals(0, cache.snapshot().pinnedPages(), "the clean pages of the gaps were unpinned");
+
+        // the host file changed behind the cache: its clean pages may be stale, so only dirty ones are written
+        store.runs.clear();
+        f.write(IoPath.NBD, 10L * P, ByteBuffer.wrap(new byte[] {-2}), false);
+        f.write(IoPath.NBD, 12L * P, ByteBuffer.wrap(new byte[] {-2}), false);
+        store.stamp++;
+        f.flush();
+        assertEquals(List.of("10+1", "12+1"), runs(store));
+        f.close();
     }
 }

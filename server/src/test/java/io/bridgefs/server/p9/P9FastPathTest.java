@@ -125,4 +125,65 @@ class P9FastPathTest {
         assertEquals(0, cache.snapshot().pinnedPages());
         ctx.releaseAll();
     }
+
+    @Test
+    void getattrIsAnsweredAtOnceUnlessOnlyAWriteBackOrRevalidationCanTell(@TempDir Path root) throws Exception {
+        Files.write(root.resolve("f"), new byte[5000]);
+        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
+        PageCache cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
+        P9ServerContext ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
+        P9FrameDecoder decoder = new P9FrameDecoder(8192);
+        ch = new EmbeddedChannel();
+        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
+        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
+        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+        assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
+
+        // this test's temporary directory is on a local file system: fstat of an open inode cannot wait
+        send(new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
+        assertEquals(0, executor.queued.size(), "a getattr of an uncached file never reaches the executor");
+        Rgetattr a = (Rgetattr) reply();
+        assertEquals(5000, a.size());
+
+        // dirty pages: only a write-back makes the host's size and mtime current, so the executor answers
+        assertInstanceOf(Rlopen.class, call(new Tlopen(tag++, 1, P9.O_RDWR)));
+        assertInstanceOf(Rwrite.class, call(new Twrite(tag++, 1, 6000, Unpooled.wrappedBuffer(new byte[100]))));
+        send(new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
+        assertNull(reply(), "a getattr of a dirty file waits for the executor");
+        executor.runAll();
+        ch.runPendingTasks();
+        Rgetattr slow = (Rgetattr) reply();
+        assertEquals(6100, slow.size());
+
+        // written back and unchanged on the host since: at once again, with the same qid version
+        send(new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
+        assertEquals(0, executor.queued.size());
+        Rgetattr fast = (Rgetattr) reply();
+        assertEquals(6100, fast.size());
+        assertEquals(slow.qid(), fast.qid(), "fast and slow paths report the same version");
+
+        // changed by another host process: the executor revalidates, and the version moves
+        Files.write(root.resolve("f"), new byte[7000]);
+        send(new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
+        assertNull(reply(), "a file changed on the host is revalidated by the executor");
+        executor.runAll();
+        ch.runPendingTasks();
+        Rgetattr changed = (Rgetattr) reply();
+        assertEquals(7000, changed.size());
+        assertNotEquals(fast.qid().version(), changed.qid().version());
+
+        // an unknown fid is the executor's to refuse
+        send(new Tgetattr(tag++, 99, P9.GETATTR_BASIC));
+        assertNull(reply());
+        executor.runAll();
+        ch.runPendingTasks();
+        assertEquals(P9.EBADF, ((Rlerror) reply()).ecode());
+
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
+        ch.finishAndReleaseAll();
+        assertEquals(0, ctx.fids());
+        assertEquals(0, cache.snapshot().pinnedPages());
+        ctx.releaseAll();
+    }
 }
