@@ -4,7 +4,6 @@ import io.bridgefs.server.posix.Posix;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.Arrays;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -30,12 +29,13 @@ public final class CachedFile implements AutoCloseable {
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
     volatile long size;
-    private final java.util.concurrent.locks.ReentrantLock writebackMutex = new java.util.concurrent.locks.ReentrantLock();
     private volatile long changes;
-    private volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
-    private long backingSize; // guarded by cache.lock: pages at or beyond it are known to read as zeros
+    volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
+    long backingSize;          // guarded by cache.lock: pages at or beyond it are known to read as zeros
     /** Filling pages and reading ahead (see {@link PageFills}). */
     final PageFills reads;
+    /** Writing dirty pages back (see {@link WriteBack}). */
+    final WriteBack writes;
 
     CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
         this.cache = cache;
@@ -47,6 +47,7 @@ public final class CachedFile implements AutoCloseable {
         this.readOnly = readOnly;
         this.seenStamp = stampOrZero();
         this.reads = new PageFills(this);
+        this.writes = new WriteBack(this);
     }
 
     /** The read-ahead of the export that opened this file (set when it is first opened). */
@@ -64,7 +65,7 @@ public final class CachedFile implements AutoCloseable {
         return reads.readaheadWindow();
     }
 
-    private long stampOrZero() {
+    long stampOrZero() {
         try {
             return store.stamp();
         } catch (IOException e) {
@@ -362,182 +363,7 @@ public final class CachedFile implements AutoCloseable {
 
     /** Writes back the file's dirty pages; with {@code sync} also fdatasyncs it. Pages stay dirty on failure. */
     public void writeback(boolean sync) throws IOException {
-        if (readOnly) return;
-        punchLock.readLock().lock();
-        // one write-back of a file at a time: two at once (the periodic timer and a client's flush) could
-        // interleave extendBacking's "is the file shorter than the cache says? then set its size" with the
-        // other's writes past that size, and cut off pages just written and marked clean (found by the
-        // kill -9 campaign: an fsync'd 9P append lost)
-        writebackMutex.lock();
-        try {
-            int[] dirty;
-            int[] gens;
-            cache.lock.lock();
-            try {
-                // closed meanwhile (the periodic write-back lists open files, then one is closed): it was
-                // flushed by close(), and its descriptors are gone (a stale number may be another file's)
-                if (closed) return;
-                dirty = dirtyPages == 0 ? new int[0] : cache.framesOf(this, 0, Long.MAX_VALUE, true);
-                gens = new int[dirty.length];
-                for (int i = 0; i < dirty.length; i++) {
-                    cache.pin(dirty[i]);
-                    gens[i] = cache.fGen[dirty[i]];
-                }
-            } finally {
-                cache.lock.unlock();
-            }
-            boolean ok = false;
-            try {
-                writeRuns(dirty);
-                extendBacking();
-                if (dirty.length > 0) seenStamp = stampOrZero();   // our own writes moved mtime
-                ok = true;
-            } finally {
-                cache.lock.lock();
-                try {
-                    for (int i = 0; i < dirty.length; i++) {
-                        int f = dirty[i];
-                        if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.markClean(this, f);
-                        cache.unpin(f);
-                    }
-                } finally {
-                    cache.lock.unlock();
-                }
-            }
-            if (sync) store.sync();
-        } finally {
-            writebackMutex.unlock();
-            punchLock.readLock().unlock();
-        }
-    }
-
-    /**
-     * A write past the end grows the file in the cache; if its pages were discarded before write-back
-     * (a trim of what was just written), no page write carries the new size to the backing file, so it
-     * is set here. Called with the punch lock read-held.
-     */
-    private void extendBacking() throws IOException {
-        long want = size;
-        boolean grow;
-        cache.lock.lock();
-        try {
-            grow = want > backingSize;
-        } finally {
-            cache.lock.unlock();
-        }
-        if (!grow || store.size() >= want) return;
-        store.truncate(want);
-        cache.lock.lock();
-        try {
-            backingSize = Math.max(backingSize, want);
-        } finally {
-            cache.lock.unlock();
-        }
-    }
-
-    /** Clean pages written with their dirty neighbours to make one run of two (see {@link #writeRuns}). */
-    static final int MAX_GAP = 16;
-
-    /**
-     * Writes the (pinned) dirty frames in runs of adjacent pages. Dirty pages at most {@link #MAX_GAP}
-     * pages apart are joined into one run by writing the resident clean pages between them too: one
-     * large write instead of many small ones (random 4k writes leave dirty pages scattered; the disk
-     * takes a 2 MiB write in about the time of ten 4k ones). A gap is written only if every page in it is
-     * resident and VALID and not all zeros (it may be a hole, which must stay one), and only while the
-     * host file is as this cache last saw it (a clean page is then what the file holds).
-     */
-    private void writeRuns(int[] frames) throws IOException {
-        if (frames.length == 0) return;
-        long[] order = sortedByPage(frames);
-        long limit = size;
-        boolean fillGaps = frames.length > 1 && store.stamp() == seenStamp;
-        int[] run = new int[cache.maxRun];
-        int[] fillers = new int[cache.maxRun];
-        int i = 0;
-        while (i < frames.length) {
-            long first = cache.fPage[frames[(int) order[i]]];
-            int count = 0, filled = 0;
-            run[count++] = frames[(int) order[i++]];
-            try {
-                while (i < frames.length && count < cache.maxRun) {
-                    long next = cache.fPage[frames[(int) order[i]]];
-                    int gap = (int) Math.min(Integer.MAX_VALUE, next - (first + count));
-                    if (gap > 0) {
-                        if (!fillGaps || gap > MAX_GAP || count + gap >= cache.maxRun) break;
-                        if (!pinGap(first + count, gap, fillers, filled)) break;
-                        System.arraycopy(fillers, filled, run, count, gap);
-                        filled += gap;
-                        count += gap;
-                    }
-                    run[count++] = frames[(int) order[i++]];
-                }
-                long start = first << PageCache.PAGE_SHIFT;
-                long len = Math.min((long) count * PAGE, limit - start);
-                if (len > 0) {
-                    int pagesToWrite = (int) ((len + PAGE - 1) / PAGE);
-                    ByteBuffer[] pages = new ByteBuffer[pagesToWrite];
-                    for (int k = 0; k < pagesToWrite; k++) pages[k] = cache.data(run[k]);
-                    store.writePages(pages, pagesToWrite, start, (int) (len - (long) (pagesToWrite - 1) * PAGE));
-                    cache.lock.lock();
-                    try {
-                        backingSize = Math.max(backingSize, start + len);
-                        cache.counters.writebackBytes += len;
-                    } finally {
-                        cache.lock.unlock();
-                    }
-                }
-            } finally {
-                if (filled > 0) unpinAll(fillers, filled);
-            }
-        }
-    }
-
-    /**
-     * Pins the {@code count} pages from {@code page} into {@code into[at...]} if all are resident, VALID
-     * and not all zeros; otherwise pins nothing and returns false.
-     */
-    private boolean pinGap(long page, int count, int[] into, int at) {
-        cache.lock.lock();
-        try {
-            for (int k = 0; k < count; k++) {
-                int f = cache.peek(this, page + k);
-                if (f < 0 || cache.fState[f] != PageCache.VALID) return false;
-                into[at + k] = f;
-            }
-            for (int k = 0; k < count; k++) cache.pin(into[at + k]);
-        } finally {
-            cache.lock.unlock();
-        }
-        for (int k = 0; k < count; k++) {
-            if (allZero(cache.data(into[at + k]))) {
-                unpinAll(java.util.Arrays.copyOfRange(into, at, at + count), count);
-                return false;
-            }
-        }
-        return true;
-    }
-
-    private static boolean allZero(ByteBuffer frame) {
-        for (int k = 0; k < PAGE; k += 8) if (frame.getLong(k) != 0) return false;
-        return true;
-    }
-
-    private long[] sortedByPage(int[] frames) {
-        long[] order = new long[frames.length];
-        boolean packable = true;
-        for (int f : frames) packable &= cache.fPage[f] < (1L << 35);
-        if (packable) {
-            // page in the high bits, index in the low 28: one primitive sort
-            for (int i = 0; i < frames.length; i++) order[i] = (cache.fPage[frames[i]] << 28) | i;
-            Arrays.sort(order);
-            for (int i = 0; i < order.length; i++) order[i] &= (1L << 28) - 1;
-            return order;
-        }
-        Integer[] idx = new Integer[frames.length];
-        for (int i = 0; i < frames.length; i++) idx[i] = i;
-        Arrays.sort(idx, (a, b) -> Long.compare(cache.fPage[frames[a]], cache.fPage[frames[b]]));
-        for (int i = 0; i < frames.length; i++) order[i] = idx[i];
-        return order;
+        writes.writeback(sync);
     }
 
     /**
@@ -669,12 +495,7 @@ public final class CachedFile implements AutoCloseable {
         } finally {
             cache.lock.unlock();
         }
-        writebackMutex.lock();       // a write-back that began before the file was closed ends first
-        try {
-            old.close();
-        } finally {
-            writebackMutex.unlock();
-        }
+        writes.closeAfterWriteBack(old);
     }
 
     /** With the cache lock held: a closed file is opened again over a fresh descriptor. */

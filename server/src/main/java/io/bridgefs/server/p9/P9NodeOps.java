@@ -6,13 +6,14 @@ import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.Qid;
 import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
+import io.bridgefs.server.posix.Posix.Stat;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Making, renaming, linking and removing directory entries, and the ownership a new entry gets under
+ * Walking, making, renaming, linking and removing directory entries, and the ownership a new entry gets under
  * each security model. Part of one connection's {@link P9Ops}, which holds its fid table, credentials and
  * boundary rules.
  */
@@ -187,5 +188,67 @@ final class P9NodeOps {
         } finally {
             Posix.close(fd);
         }
+    }
+
+    Rwalk walk(Twalk m) throws P9Error, IOException {
+        Fid f = ops.fid(m.fid());
+        if (m.names().size() > P9.MAXWELEM) throw new P9Error(P9.EINVAL, "walk of " + m.names().size() + " names");
+        // walking from an open fid is allowed (diod does; the new fid is never open)
+        if (m.newfid() != m.fid()) {
+            if (ops.bound(m.newfid())) throw new P9Error(P9.EBADF, "newfid " + m.newfid() + " in use");
+        }
+        List<String> path = new ArrayList<>(f.path);
+        int fd = Posix.dup(f.fd);
+        Qid q = f.qid;
+        long dev = f.dev;
+        List<Qid> qids = new ArrayList<>();
+        for (String name : m.names()) {
+            int next;
+            try {
+                if (name.equals("..")) {
+                    if (!path.isEmpty()) path.remove(path.size() - 1);   // at the root ".." stays at the root
+                    next = ops.resolve(f.export, path);
+                } else if (name.equals(".")) {
+                    if ((q.type() & Qid.QTDIR) == 0) throw new P9Error(P9.ENOTDIR, "walk through a non-directory");
+                    next = Posix.dup(fd);
+                } else {
+                    P9Ops.checkName(name);
+                    if ((q.type() & Qid.QTDIR) == 0) throw new P9Error(P9.ENOTDIR, "walk through a non-directory");
+                    next = Posix.openat(fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
+                    path.add(name);
+                }
+                Stat st = P9Ops.stat(f.export, next);
+                q = P9Ops.qid(st, 0);
+                dev = st.dev();
+            } catch (P9Error | IOException x) {
+                Posix.close(fd);
+                if (qids.isEmpty()) throw x instanceof P9Error p ? p : P9Error.from((IOException) x);
+                return new Rwalk(m.tag(), qids);            // partial walk: newfid stays unbound
+            }
+            Posix.close(fd);
+            fd = next;
+            qids.add(q);
+        }
+        Fid nf = new Fid(f.export, path, fd, q, f.uid, dev);
+        if (m.newfid() == m.fid()) ops.replace(m.newfid(), nf);
+        else ops.bind(m.newfid(), nf);
+        return new Rwalk(m.tag(), qids);
+    }
+
+    Rremove remove(Tremove m) throws P9Error, IOException {
+        Fid f = ops.unbind(m.fid());
+        try {
+            P9Ops.writable(f);
+            if (f.path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot remove the export root");
+            int parent = ops.resolve(f.export, f.path.subList(0, f.path.size() - 1));
+            try {
+                Posix.unlinkat(parent, f.path.get(f.path.size() - 1), f.isDir() ? Posix.AT_REMOVEDIR : 0);
+            } finally {
+                Posix.close(parent);
+            }
+        } finally {
+            ops.release(f);
+        }
+        return new Rremove(m.tag());
     }
 }

@@ -231,6 +231,10 @@ final class P9Ops {
         }
     }
 
+    synchronized boolean bound(int n) {
+        return fids.containsKey(n);
+    }
+
     synchronized Fid unbind(int n) throws P9Error {
         Fid f = fids.remove(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
@@ -424,53 +428,6 @@ final class P9Ops {
         return new Rattach(m.tag(), f.qid);
     }
 
-    Rwalk walk(Twalk m) throws P9Error, IOException {
-        Fid f = fid(m.fid());
-        if (m.names().size() > P9.MAXWELEM) throw new P9Error(P9.EINVAL, "walk of " + m.names().size() + " names");
-        // walking from an open fid is allowed (diod does; the new fid is never open)
-        if (m.newfid() != m.fid()) {
-            synchronized (this) {
-                if (fids.containsKey(m.newfid())) throw new P9Error(P9.EBADF, "newfid " + m.newfid() + " in use");
-            }
-        }
-        List<String> path = new ArrayList<>(f.path);
-        int fd = Posix.dup(f.fd);
-        Qid q = f.qid;
-        long dev = f.dev;
-        List<Qid> qids = new ArrayList<>();
-        for (String name : m.names()) {
-            int next;
-            try {
-                if (name.equals("..")) {
-                    if (!path.isEmpty()) path.remove(path.size() - 1);   // at the root ".." stays at the root
-                    next = resolve(f.export, path);
-                } else if (name.equals(".")) {
-                    if ((q.type() & Qid.QTDIR) == 0) throw new P9Error(P9.ENOTDIR, "walk through a non-directory");
-                    next = Posix.dup(fd);
-                } else {
-                    checkName(name);
-                    if ((q.type() & Qid.QTDIR) == 0) throw new P9Error(P9.ENOTDIR, "walk through a non-directory");
-                    next = Posix.openat(fd, name, Posix.O_PATH | Posix.O_NOFOLLOW, 0);
-                    path.add(name);
-                }
-                Stat st = stat(f.export, next);
-                q = qid(st, 0);
-                dev = st.dev();
-            } catch (P9Error | IOException x) {
-                Posix.close(fd);
-                if (qids.isEmpty()) throw x instanceof P9Error p ? p : P9Error.from((IOException) x);
-                return new Rwalk(m.tag(), qids);            // partial walk: newfid stays unbound
-            }
-            Posix.close(fd);
-            fd = next;
-            qids.add(q);
-        }
-        Fid nf = new Fid(f.export, path, fd, q, f.uid, dev);
-        if (m.newfid() == m.fid()) replace(m.newfid(), nf);
-        else bind(m.newfid(), nf);
-        return new Rwalk(m.tag(), qids);
-    }
-
     Rclunk clunk(Tclunk m) throws P9Error, IOException {
         Fid f = unbind(m.fid());
         try {
@@ -479,23 +436,6 @@ final class P9Ops {
             release(f);
         }
         return new Rclunk(m.tag());
-    }
-
-    Rremove remove(Tremove m) throws P9Error, IOException {
-        Fid f = unbind(m.fid());
-        try {
-            writable(f);
-            if (f.path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot remove the export root");
-            int parent = resolve(f.export, f.path.subList(0, f.path.size() - 1));
-            try {
-                Posix.unlinkat(parent, f.path.get(f.path.size() - 1), f.isDir() ? Posix.AT_REMOVEDIR : 0);
-            } finally {
-                Posix.close(parent);
-            }
-        } finally {
-            release(f);
-        }
-        return new Rremove(m.tag());
     }
 
     /** Dispatches one request (not Tversion/Tflush, which the session handles). Returns a message or an encoded ByteBuf. */
@@ -516,7 +456,7 @@ final class P9Ops {
     private Object dispatch(P9Message m, ByteBufAllocator alloc) throws P9Error, IOException {
         if (m instanceof Tread r) return data.read(r, alloc);
         if (m instanceof Twrite w) return data.write(w);
-        if (m instanceof Twalk w) return walk(w);
+        if (m instanceof Twalk w) return nodes.walk(w);
         if (m instanceof Tgetattr g) return attrs.getattr(g);
         if (m instanceof Tclunk c) return clunk(c);
         if (m instanceof Tlopen o) return data.lopen(o);
@@ -533,7 +473,7 @@ final class P9Ops {
         if (m instanceof Tlink l) return nodes.link(l);
         if (m instanceof Tmknod n) return nodes.mknod(n);
         if (m instanceof Trename r) return nodes.rename(r);
-        if (m instanceof Tremove r) return remove(r);
+        if (m instanceof Tremove r) return nodes.remove(r);
         if (m instanceof Tstatfs s) return attrs.statfs(s);
         if (m instanceof Tfsync s) return data.fsync(s);
         if (m instanceof Tlock l) return attrs.lock(l);
