@@ -42,6 +42,14 @@ if ! mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,aname=$ANAME,msize=262
   echo "MOUNT-FAILED"; poweroff -f
 fi
 rate() { awk -v m=$MIB -v a=$1 -v b=$2 'BEGIN{ printf "%.1fMB/s", m/(b-a) }'; }
+if [ "$MODE" = meta ]; then
+  # metadata: find lists the tree (readdir, a walk and getattr per entry), ls -lR stats every entry again
+  t0=$(cut -d' ' -f1 /proc/uptime); n=$(find /mnt/tree | wc -l); t1=$(cut -d' ' -f1 /proc/uptime)
+  ls -lR /mnt/tree > /dev/null; t2=$(cut -d' ' -f1 /proc/uptime)
+  echo "META $n $(awk -v a=$t0 -v b=$t1 'BEGIN{print b-a}') $(awk -v a=$t1 -v b=$t2 'BEGIN{print b-a}') END"
+  umount /mnt
+  poweroff -f
+fi
 t0=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/zero of=/mnt/ddfile bs=1M count=$MIB conv=fsync 2>/dev/null; t1=$(cut -d' ' -f1 /proc/uptime)
 echo "WRITE $(rate $t0 $t1)"
 echo 3 > /proc/sys/vm/drop_caches
@@ -53,17 +61,39 @@ poweroff -f
 INIT
 chmod +x "$ird/init"
 
-guest_dd() {  # guest_dd PORT ANAME -> "write_MBps read_MBps"
-  printf 'PORT=%s\nANAME=%s\nMIB=%s\n' "$1" "$2" "$MIB" > "$ird/params"
+guest() {  # guest PORT ANAME MODE -> the guest's console output
+  printf 'PORT=%s\nANAME=%s\nMIB=%s\nMODE=%s\n' "$1" "$2" "$MIB" "$3" > "$ird/params"
   (cd "$ird" && find . | cpio -o -H newc 2>/dev/null | gzip > "$work/initrd.gz")
-  out=$(timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -monitor none -no-reboot \
+  timeout 900 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -monitor none -no-reboot \
         -kernel "$G/vmlinuz" -initrd "$work/initrd.gz" -append "console=ttyS0 panic=-1 loglevel=3" \
-        -nic user,model=virtio-net-pci 2>&1)
+        -nic user,model=virtio-net-pci 2>&1
+}
+guest_dd() {  # guest_dd PORT ANAME -> "write_MBps read_MBps"
+  local out w r
+  out=$(guest "$1" "$2" dd)
   w=$(echo "$out" | grep -o 'WRITE [0-9.]*MB/s' | grep -o '[0-9.]*MB/s' | tail -n1)
   r=$(echo "$out" | grep -o 'READ [0-9.]*MB/s' | grep -o '[0-9.]*MB/s' | tail -n1)
   if [ -z "$w" ] || [ -z "$r" ]; then echo "guest run failed:" >&2; echo "$out" | tail -20 >&2; echo "- -"; return; fi
   echo "$(tombs "$w") $(tombs "$r")"
 }
+guest_meta() {  # guest_meta PORT ANAME -> "find_files_per_s stat_files_per_s seconds"
+  local out
+  out=$(guest "$1" "$2" meta)
+  echo "$out" | grep -o 'META [0-9]* [0-9.]* [0-9.]* END' | tail -n1 | \
+    awk '{ if ($3 > 0 && $4 > 0) printf "%.0f %.0f %.2f", $2/$3, $2/$4, $3+$4; else print "- - -" }'
+  echo "$out" | grep -q 'META' || { echo "guest metadata run failed:" >&2; echo "$out" | tail -20 >&2; }
+}
+# the metadata tree: 100 directories of 200 empty files each, the same for both servers
+python3 - "$work/share/tree" <<'PY'
+import os, sys
+for d in range(100):
+    p = os.path.join(sys.argv[1], "d%03d" % d)
+    os.makedirs(p)
+    for f in range(200):
+        open(os.path.join(p, "f%03d" % f), "w").close()
+PY
+metrics() { curl -s "http://127.0.0.1:5690/metrics"; }
+count_requests() { metrics | awk '/^bridgefs_9p_requests_total/ { s += $2 } END { print s + 0 }'; }
 tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
 load() {  # load PORT [-g] -> ops/s and MB/s
   timeout $((SECS + 30)) diodload -s 127.0.0.1:$1 -r $SECS ${2:-} 2>&1 | grep -o '[0-9]* ops/s.*' | tail -n1
@@ -72,17 +102,22 @@ load() {  # load PORT [-g] -> ops/s and MB/s
 declare -A R
 echo "bench: bridgefs"
 java -jar "$work/bridgefs.jar" serve --9p-listen 127.0.0.1:5660 --9p-export "share=$work/share" --9p-export "ctl=$work/ctl" \
-     --cache-size 1g >"$work/bridgefs.log" 2>&1 & pids+=($!)
+     --cache-size 1g --metrics-listen 127.0.0.1:5690 >"$work/bridgefs.log" 2>&1 & pids+=($!)
 sleep 3
 R[bridgefs,load]=$(load 5660)
 R[bridgefs,getattr]=$(load 5660 -g)
 R[bridgefs,dd]=$(guest_dd 5660 share)
+before=$(count_requests)
+R[bridgefs,meta]=$(guest_meta 5660 share)
+R[bridgefs,metareqs]=$(( $(count_requests) - before ))
+metrics > "$work/metrics-after-meta.txt"
 echo "bench: diod"
 /usr/sbin/diod -f -n -l 127.0.0.1:5661 -e "$work/share" -e ctl -L stderr >"$work/diod.log" 2>&1 & pids+=($!)
 sleep 1
 R[diod,load]=$(load 5661)
 R[diod,getattr]=$(load 5661 -g)
 R[diod,dd]=$(guest_dd 5661 "$work/share")
+R[diod,meta]=$(guest_meta 5661 "$work/share")
 
 num() { echo "$1" | awk -v f="$2" '{print $f}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }'; }
@@ -93,4 +128,19 @@ row "diodload read MB/s" "$(num "${R[bridgefs,load]}" 3)" "$(num "${R[diod,load]
 row "diodload -g getattr ops/s" "$(num "${R[bridgefs,getattr]}" 1)" "$(num "${R[diod,getattr]}" 1)"
 row "guest dd write MB/s" "$(num "${R[bridgefs,dd]}" 1)" "$(num "${R[diod,dd]}" 1)"
 row "guest dd read MB/s" "$(num "${R[bridgefs,dd]}" 2)" "$(num "${R[diod,dd]}" 2)"
+row "guest find 20k files/s" "$(num "${R[bridgefs,meta]}" 1)" "$(num "${R[diod,meta]}" 1)"
+row "guest ls -lR 20k files/s" "$(num "${R[bridgefs,meta]}" 2)" "$(num "${R[diod,meta]}" 2)"
 echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
+
+# where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own
+# time per request (admission to reply written, p50/p99 by message type, from its latency timers)
+secs=$(num "${R[bridgefs,meta]}" 3); reqs=${R[bridgefs,metareqs]}
+echo
+awk -v s="$secs" -v n="$reqs" 'BEGIN{ if (n > 0 && s > 0) printf "metadata row, bridgefs: %d requests in %.2f s of guest time = %.0f us per request as the guest sees it\n", n, s, s * 1e6 / n }'
+printf '%-10s %10s %12s %12s\n' type requests "server p50" "server p99"
+for t in walk getattr clunk readdir lopen; do
+  n=$(awk -v t="$t" -F'[ ]' 'index($1, "bridgefs_9p_requests_total{type=\"" t "\"}") == 1 { print $2 }' "$work/metrics-after-meta.txt")
+  p50=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.5\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
+  p99=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.99\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
+  printf '%-10s %10s %12s %12s\n' "$t" "${n:--}" "${p50:--}" "${p99:--}"
+done

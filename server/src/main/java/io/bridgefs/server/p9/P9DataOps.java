@@ -164,6 +164,32 @@ final class P9DataOps {
         return b;
     }
 
+    /**
+     * Twrite on the network thread when it cannot wait: a plain write (not append, sync, xattr or one
+     * that must first clear setuid bits) into pages that are all resident, within the file, with room
+     * under the dirty limit ({@link CachedFile#writeIfResident}). Null, having written nothing, otherwise.
+     */
+    Rwrite tryResidentWrite(Twrite m) {
+        Fid f = ops.openFidNow(m.fid());
+        if (f == null) return null;
+        try {
+            CachedFile file = f.file;
+            int mode = f.openFlags;
+            if (file == null || f.xattrWrite != null || f.clearPrivileges || f.export.readOnly() || m.offset() < 0
+                    || (mode & P9.O_ACCMODE) == P9.O_RDONLY || (mode & P9.O_APPEND) != 0 || (mode & P9.O_SYNC) == P9.O_SYNC) {
+                return null;
+            }
+            long t0 = System.nanoTime();
+            int n = m.data().readableBytes();
+            if (!file.writeIfResident(IoPath.NINEP, m.offset(), m.data().nioBuffers())) return null;
+            f.export.metrics().writeBytes.inc(n);
+            f.export.metrics().write.update(System.nanoTime() - t0, java.util.concurrent.TimeUnit.NANOSECONDS);
+            return new Rwrite(m.tag(), n);
+        } finally {
+            ops.doneFast(f);
+        }
+    }
+
     Rwrite write(Twrite m) throws P9Error, IOException {
         Fid f = ops.fid(m.fid());
         if (f.xattrWrite == null) {

@@ -88,6 +88,7 @@ final class P9Ops {
         if (m instanceof Tread r) return data.tryResidentRead(r, alloc);
         if (m instanceof Tclunk c) return clunkIdle(c);
         if (m instanceof Tgetattr g) return attrs.tryGetattr(g);
+        if (m instanceof Twrite w) return data.tryResidentWrite(w);
         return null;
     }
 

@@ -186,4 +186,52 @@ class P9FastPathTest {
         assertEquals(0, cache.snapshot().pinnedPages());
         ctx.releaseAll();
     }
+
+    @Test
+    void writesIntoResidentPagesAreAnsweredAtOnceAndGrowingOrAppendingOnesAreNot(@TempDir Path root) throws Exception {
+        Files.write(root.resolve("f"), new byte[8192]);
+        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
+        PageCache cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
+        P9ServerContext ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
+        P9FrameDecoder decoder = new P9FrameDecoder(8192);
+        ch = new EmbeddedChannel();
+        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
+        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
+        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+        assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
+        assertInstanceOf(Rlopen.class, call(new Tlopen(tag++, 1, P9.O_RDWR)));
+
+        // not resident yet: the executor fills the page around the write
+        send(new Twrite(tag++, 1, 100, Unpooled.wrappedBuffer(new byte[] {1, 2, 3})));
+        assertNull(reply(), "a write into a page not in the cache waits for the executor");
+        executor.runAll();
+        ch.runPendingTasks();
+        assertEquals(3, ((Rwrite) reply()).count());
+        cache.quiesce();
+
+        // resident now (read-ahead may have brought the second page too: read it to be sure)
+        assertInstanceOf(Rread.class, call(new Tread(tag++, 1, 4096, 4096)));
+        send(new Twrite(tag++, 1, 4000, Unpooled.wrappedBuffer(new byte[200])));
+        assertEquals(0, executor.queued.size(), "a write into resident pages never reaches the executor");
+        assertEquals(200, ((Rwrite) reply()).count());
+
+        // past the end of the file: the executor grows it
+        send(new Twrite(tag++, 1, 8190, Unpooled.wrappedBuffer(new byte[] {9, 9, 9, 9})));
+        assertNull(reply(), "a write that grows the file waits for the executor");
+        executor.runAll();
+        ch.runPendingTasks();
+        assertEquals(4, ((Rwrite) reply()).count());
+
+        assertInstanceOf(Rfsync.class, call(new Tfsync(tag++, 1, 0)));
+        byte[] host = Files.readAllBytes(root.resolve("f"));
+        assertEquals(8194, host.length);
+        assertArrayEquals(new byte[] {1, 2, 3}, Arrays.copyOfRange(host, 100, 103));
+        assertEquals(9, host[8193]);
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
+        ch.finishAndReleaseAll();
+        assertEquals(0, ctx.fids());
+        assertEquals(0, cache.snapshot().pinnedPages());
+        ctx.releaseAll();
+    }
 }
