@@ -39,7 +39,7 @@ class NbdSessionModelProperties {
     static final int SIZE = 256 * 1024;
 
     /** Runs tasks at once, on the caller: the session's executor hand-off becomes synchronous. */
-    static final class DirectExecutor extends AbstractExecutorService {
+    static class DirectExecutor extends AbstractExecutorService {
         public void execute(Runnable r) { r.run(); }
         public void shutdown() {}
         public List<Runnable> shutdownNow() { return List.of(); }
@@ -77,12 +77,16 @@ class NbdSessionModelProperties {
         long cookie = 1;
 
         World(boolean structured) {
+            this(structured, new DirectExecutor());
+        }
+
+        World(boolean structured, AbstractExecutorService executor) {
             this.structured = structured;
             try {
                 PageCache cache = new PageCache(64 * 4096, CacheMode.WRITEBACK);
                 var file = cache.open(new FileKey(5, 5), new Mem(), false);
                 var export = new NbdExport("m", null, Path.of("m"), false, file, new IoMetrics(new MetricRegistry(), "nbd", "m"));
-                var ctx = new NbdServerContext(new NbdExports(List.of(export)), new DirectExecutor());
+                var ctx = new NbdServerContext(new NbdExports(List.of(export)), executor);
                 ch = new EmbeddedChannel();
                 ch.pipeline().addLast(NbdHandshakeHandler.DECODER, new NbdHandshakeDecoder())
                         .addLast("nbd-handshake", new NbdHandshakeHandler(ctx));
