@@ -243,7 +243,7 @@ public final class CachedFile implements AutoCloseable {
         long total = 0;
         for (ByteBuffer src : srcs) total += src.remaining();
         if (total == 0 || offset < 0 || offset + total > size) return false;
-        int[] frames = cache.pinResident(this, offset, total, path, true);
+        int[] frames = reads.pinResident(offset, total, path, true);
         if (frames == null) return false;
         changes++;
         long pos = offset;
@@ -308,9 +308,9 @@ public final class CachedFile implements AutoCloseable {
             try {
                 fr = cache.lookup(this, page, path);
                 if (fr >= 0) {
-                    fr = cache.prepareWrite(this, fr, path);
+                    fr = cache.sharing.prepareWrite(this, fr, path);
                     if (fr < 0) {
-                        cache.awaitFrame();
+                        cache.flusher.awaitFrame();
                         continue;
                     }
                 } else {
@@ -318,7 +318,7 @@ public final class CachedFile implements AutoCloseable {
                     needFill = !whole && !beyond;
                     fr = cache.allocate(this, page, path, needFill);
                     if (fr < 0) {
-                        cache.awaitFrame();
+                        cache.flusher.awaitFrame();
                         continue;
                     }
                     fresh = true;
@@ -433,7 +433,7 @@ public final class CachedFile implements AutoCloseable {
                     int f = cache.peek(this, newSize >>> PageCache.PAGE_SHIFT);
                     if (f >= 0 && cache.fState[f] == PageCache.LOADING) {
                         cache.detach(this, f);      // its filler read the old bytes; nobody will see them
-                    } else if (f >= 0 && cache.prepareZeroTail(this, f)) {
+                    } else if (f >= 0 && cache.sharing.prepareZeroTail(this, f)) {
                         zero(cache.data(f), tail, PAGE);
                     }
                 }

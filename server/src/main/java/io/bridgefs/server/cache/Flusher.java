@@ -113,4 +113,34 @@ final class Flusher {
             }
         }
     }
+
+    /**
+     * With the cache lock held, when no frame could be allocated and the caller holds no pins: writes back
+     * dirty pages if
+     * that is what blocks eviction, else waits briefly for a frame to be unpinned. May drop the lock.
+     */
+    void awaitFrame() throws IOException {
+        PageCache c = cache;
+        if (c.dirtyPages > 0) {
+            CachedFile victim = null;
+            for (CachedFile f : c.registry.all()) {
+                if (f.dirtyPages > 0) { victim = f; break; }
+            }
+            if (victim != null) {
+                c.lock.unlock();
+                try {
+                    victim.writeback(false);
+                } finally {
+                    c.lock.lock();
+                }
+                return;
+            }
+        }
+        try {
+            c.changed.await(20, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while waiting for a cache frame");
+        }
+    }
 }

@@ -56,8 +56,8 @@ public final class PageCache implements AutoCloseable {
     final boolean merge;
     /** Memory frames: who refers to each, the merge free list, the content index (see {@link MemoryFrames}). */
     final MemoryFrames mem;
-    private final boolean[] fZero;      // resident all-zero page (filled from storage)
-    private final boolean[] fDup;       // resident page whose content was already resident at fill
+    /** What writes, truncates and fills do about frames other keys may share (see {@link Sharing}). */
+    final Sharing sharing;
     final int memFrames;
     final int[] fMem;                   // per entry: the memory frame holding its bytes
     final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
@@ -65,7 +65,7 @@ public final class PageCache implements AutoCloseable {
 
     final PageTable table;
     /** Which page goes next when no frame is free (see {@link S3Fifo}). */
-    private final S3Fifo queues;
+    final S3Fifo queues;
     private final int[] freeStack;
     private int freeTop;
 
@@ -108,8 +108,7 @@ public final class PageCache implements AutoCloseable {
         fMem = new int[frames];
         for (int i = 0; i < memFrames; i++) fMem[i] = i;     // identity unless merging
         mem = new MemoryFrames(memFrames, merge);
-        fZero = new boolean[frames];
-        fDup = new boolean[frames];
+        sharing = new Sharing(this);
         dNext = new int[frames];
         dPrev = new int[frames];
         table = new PageTable(frames, fFile, fPage);
@@ -218,35 +217,6 @@ public final class PageCache implements AutoCloseable {
         while (readaheadPending.get() > 0) Thread.onSpinWait();
     }
 
-    /**
-     * Pins every page of [offset, offset + length) if all are resident and VALID, at most one run long
-     * and, {@code forWrite}, none shares its memory frame (a write would have to copy it) and the dirty
-     * limit has room for them all; counts the hits and returns the frames (for a write, out of the
-     * content index, as {@link #prepareWrite} does). Otherwise pins and counts nothing and returns null.
-     * Never waits: the network threads' fast paths use it.
-     */
-    int[] pinResident(CachedFile file, long offset, long length, IoPath path, boolean forWrite) {
-        long first = offset >>> PAGE_SHIFT, last = (offset + length - 1) >>> PAGE_SHIFT;
-        if (last - first >= maxRun) return null;
-        int[] frames = new int[(int) (last - first + 1)];
-        lock.lock();
-        try {
-            if (forWrite && dirtyPages + frames.length > dirtyLimit) return null;
-            for (int i = 0; i < frames.length; i++) {
-                int f = table.get(file.id, first + i);
-                if (f < 0 || fState[f] != VALID || (forWrite && sharedFrame(f))) return null;
-                frames[i] = f;
-            }
-            for (int f : frames) {
-                hit(f, path);
-                if (forWrite) mem.content.remove(fMem[f]);
-            }
-            return frames;
-        } finally {
-            lock.unlock();
-        }
-    }
-
     boolean pinnedOverHalf() {
         return pinnedPages > memFrames / 2;
     }
@@ -281,7 +251,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     /** A free entry with a private memory frame, keyed, LOADING and pinned but in no queue yet; -1 if none. */
-    private int newEntry(CachedFile file, long page, IoPath path) {
+    int newEntry(CachedFile file, long page, IoPath path) {
         int f = freeTop > 0 ? freeStack[--freeTop] : queues.victim();
         if (f < 0) return -1;
         if (merge) {
@@ -307,92 +277,14 @@ public final class PageCache implements AutoCloseable {
         return f;
     }
 
-    /**
-     * Before a writer copies into a VALID entry it has pinned: returns the entry to write into (a private
-     * copy if the memory frame was shared; the old entry is then unpinned), or -1, holding nothing, when
-     * no copy can be had now. The bytes leave the content index first, so no fill can merge onto a page
-     * while it is being written.
-     */
-    int prepareWrite(CachedFile file, int f, IoPath path) {
-        if (sharedFrame(f)) {
-            int n = breakShare(file, f, path);
-            unpin(f);
-            if (n < 0) return -1;
-            f = n;
-        }
-        mem.content.remove(fMem[f]);
-        return f;
-    }
-
-    /**
-     * Before zeroing the tail of a VALID page in place (truncate): true if that may be done; false if
-     * its frame is shared, in which case the (clean) page is dropped instead and read again when needed.
-     */
-    boolean prepareZeroTail(CachedFile file, int f) {
-        if (sharedFrame(f)) {
-            detach(file, f);
-            return false;
-        }
-        mem.content.remove(fMem[f]);
-        return true;
-    }
-
-    /** Whether other entries (or a detached reader) share this entry's memory frame: it must not be written in place. */
-    boolean sharedFrame(int f) {
-        return mem.shared(fMem[f]);
-    }
-
-    /**
-     * Copy-on-write: replaces a VALID entry whose memory frame is shared (pinned by the caller) with a new
-     * entry for the same key holding a private copy of the bytes, VALID and pinned. The old entry is
-     * detached (readers that pinned it keep the old bytes) and stays pinned by the caller, who unpins it.
-     * Returns the new entry, or -1 (old entry still detached: it was clean, so nothing is lost) when no
-     * frame can be had now.
-     */
-    int breakShare(CachedFile file, int f, IoPath path) {
-        long page = fPage[f];
-        byte freq = fFreq[f], filledBy = fFilledBy[f], touched = fTouched[f], queue = fQueue[f];
-        detach(file, f);
-        int n = newEntry(file, page, path);
-        if (n < 0) return -1;
-        data(n).put(data(f));
-        fFreq[n] = freq;
-        fFilledBy[n] = filledBy;
-        queues.readmit(n, queue);
-        fTouched[n] = touched;
-        becameValid(n);
-        counters.cowBreaks++;
-        return n;
-    }
-
     /** Marks a LOADING frame VALID (unless it was detached meanwhile); counts a fill if it was read. */
     void completeFill(int f, IoPath path, boolean filled) {
         completeFill(f, path, filled, -1, -1);
     }
 
     /**
-     * A memory frame whose content is indexed under {@code hash} (a resident page that may hold the same
-     * bytes as a page being filled), held so that it is neither freed nor reused while the filler
-     * compares the bytes without the lock; -1 if none. Release it with {@link #releaseCandidate}.
-     */
-    int holdCandidate(long hash) {
-        int m = mem.holdCandidate(hash);
-        if (m >= 0 && !merge) pin(m);        // without merging, memory frame m is entry m
-        return m;
-    }
-
-    void releaseCandidate(int m) {
-        if (!merge) unpin(m);
-        else mem.releaseCandidate(m);
-    }
-
-    /**
-     * As {@link #completeFill(int, IoPath, boolean)}, with the content hash of a filled page
-     * ({@code 0}: all zeros; {@code -1}: not hashed) and {@code match}, a held candidate frame the
-     * filler found to hold the same bytes (or -1): a fill whose bytes equal a page resident under
-     * another key is a duplicated fill (the backing store was read again for data already in memory).
-     * The match counts only if the candidate is still resident and indexed under the same hash, that
-     * is, unchanged since it was compared (a writer takes a frame out of the index before writing).
+     * As {@link #completeFill(int, IoPath, boolean)}, with the filled page's content hash and a matching
+     * candidate for duplicate counting and merging ({@link Sharing#filled}).
      */
     void completeFill(int f, IoPath path, boolean filled, long hash, int match) {
         boolean valid = fState[f] == LOADING;
@@ -407,29 +299,7 @@ public final class PageCache implements AutoCloseable {
             counters.fillBytes[path.ordinal()] += PAGE_SIZE;
         }
         if (valid) {
-            int same = -1;
-            if (filled && dedup && hash == 0) {
-                fZero[f] = true;
-                counters.zeroPages++;
-            } else if (filled && dedup && hash != -1) {
-                if (match >= 0 && mem.stillHolds(match, hash)) same = match;
-                if (same >= 0) {
-                    counters.dupFills[path.ordinal()]++;
-                    counters.dupFillBytes[path.ordinal()] += PAGE_SIZE;
-                    if (!merge) {
-                        fDup[f] = true;
-                        counters.dupPages++;
-                    }
-                }
-                if (merge && same >= 0) {
-                    int own = fMem[f];
-                    fMem[f] = same;
-                    mem.refer(same);
-                    mem.release(own);
-                } else {
-                    mem.content.add(fMem[f], hash);
-                }
-            }
+            if (filled && dedup) sharing.filled(f, path, hash, match);
             becameValid(f);
             touch(f, path);
         }
@@ -437,7 +307,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     /** An entry (on its final memory frame) becomes VALID: the residency counts take it in. */
-    private void becameValid(int f) {
+    void becameValid(int f) {
         fState[f] = VALID;
         validPages++;
         if (fTouched[f] == 3) sharedPages++;
@@ -457,18 +327,6 @@ public final class PageCache implements AutoCloseable {
     private void freed(int f) {
         fState[f] = FREE;
         if (merge) mem.release(fMem[f]);
-    }
-
-    /** The page's content is about to change or go: it no longer counts as zero or duplicate. */
-    private void forgetContent(int f) {
-        if (fZero[f]) {
-            fZero[f] = false;
-            counters.zeroPages--;
-        }
-        if (fDup[f]) {
-            fDup[f] = false;
-            counters.dupPages--;
-        }
     }
 
     /** A fill failed: the frame is dropped so nobody ever sees its contents. */
@@ -491,8 +349,8 @@ public final class PageCache implements AutoCloseable {
     }
 
     void markDirty(CachedFile file, int f) {
-        assert !sharedFrame(f) : "a shared frame is never written in place";
-        forgetContent(f);
+        assert !sharing.shared(f) : "a shared frame is never written in place";
+        sharing.forget(f);
         mem.content.remove(fMem[f]);
         if (!fDirty[f]) {
             fDirty[f] = true;
@@ -532,7 +390,7 @@ public final class PageCache implements AutoCloseable {
         if (fState[f] == FREE || fState[f] == DETACHED) return;
         table.remove(f);
         markClean(file, f);
-        forgetContent(f);
+        sharing.forget(f);
         if (fState[f] == VALID) leftValid(f);
         if (fPins[f] > 0) fState[f] = DETACHED;
         else freed(f);
@@ -573,34 +431,6 @@ public final class PageCache implements AutoCloseable {
         return java.util.Arrays.copyOf(out, n);
     }
 
-    /**
-     * Called when no frame could be allocated and the caller holds no pins: writes back dirty pages if
-     * that is what blocks eviction, else waits briefly for a frame to be unpinned. May drop the lock.
-     */
-    void awaitFrame() throws IOException {
-        if (dirtyPages > 0) {
-            CachedFile victim = null;
-            for (CachedFile f : registry.all()) {
-                if (f.dirtyPages > 0) { victim = f; break; }
-            }
-            if (victim != null) {
-                lock.unlock();
-                try {
-                    victim.writeback(false);
-                } finally {
-                    lock.lock();
-                }
-                return;
-            }
-        }
-        try {
-            changed.await(20, TimeUnit.MILLISECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new java.io.InterruptedIOException("interrupted while waiting for a cache frame");
-        }
-    }
-
     /** Called by writers after a write: see {@link Flusher#throttle}. */
     void throttle(CachedFile file) throws IOException {
         flusher.throttle(file);
@@ -625,7 +455,7 @@ public final class PageCache implements AutoCloseable {
         }
         queues.remember(GhostSet.fingerprint(fFile[f], fPage[f]));
         table.remove(f);
-        forgetContent(f);
+        sharing.forget(f);
         leftValid(f);
         freed(f);
         counters.evictions++;

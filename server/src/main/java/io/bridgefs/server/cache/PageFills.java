@@ -88,7 +88,7 @@ final class PageFills {
      */
     CachedFile.PinnedRange pinIfResident(IoPath path, long offset, int length) {
         if (length <= 0) return null;
-        int[] frames = cache.pinResident(file, offset, length, path, false);
+        int[] frames = pinResident(offset, length, path, false);
         return frames == null ? null : new CachedFile.PinnedRange(file, frames, offset, length);
     }
 
@@ -163,7 +163,7 @@ final class PageFills {
                     long limit = readaheadLimit(page, readahead && page == offset >>> PageCache.PAGE_SHIFT, lastPage, run.length);
                     count = allocateRun(path, page, limit, lastPage, run);
                     if (count == 0) {
-                        cache.awaitFrame();
+                        cache.flusher.awaitFrame();
                         continue;
                     }
                     miss = true;
@@ -295,7 +295,7 @@ final class PageFills {
             for (int i = 0; i < count; i++) {
                 cache.completeFill(run[i], path, true, hashes == null ? -1 : hashes[i], matched == null ? -1 : matched[i]);
             }
-            if (held != null) for (int c : held) if (c >= 0) cache.releaseCandidate(c);
+            if (held != null) for (int c : held) if (c >= 0) cache.sharing.releaseCandidate(c);
         } finally {
             cache.lock.unlock();
         }
@@ -311,7 +311,7 @@ final class PageFills {
         int[] held = new int[count];
         cache.lock.lock();
         try {
-            for (int i = 0; i < count; i++) held[i] = hashes[i] > 0 ? cache.holdCandidate(hashes[i]) : -1;
+            for (int i = 0; i < count; i++) held[i] = hashes[i] > 0 ? cache.sharing.holdCandidate(hashes[i]) : -1;
         } finally {
             cache.lock.unlock();
         }
@@ -319,5 +319,34 @@ final class PageFills {
             matched[i] = held[i] >= 0 && cache.memory.frame(held[i]).mismatch(cache.data(run[i])) < 0 ? held[i] : -1;
         }
         return held;
+    }
+
+    /**
+     * Pins every page of [offset, offset + length) if all are resident and VALID, at most one run long
+     * and, {@code forWrite}, none shares its memory frame (a write would have to copy it) and the dirty
+     * limit has room for them all; counts the hits and returns the frames (for a write, out of the
+     * content index, as {@link Sharing#prepareWrite} does). Otherwise pins and counts nothing and returns null.
+     * Never waits: the network threads' fast paths use it.
+     */
+    int[] pinResident(long offset, long length, IoPath path, boolean forWrite) {
+        long first = offset >>> PageCache.PAGE_SHIFT, last = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
+        if (last - first >= cache.maxRun) return null;
+        int[] frames = new int[(int) (last - first + 1)];
+        cache.lock.lock();
+        try {
+            if (forWrite && cache.dirtyPages + frames.length > cache.dirtyLimit) return null;
+            for (int i = 0; i < frames.length; i++) {
+                int f = cache.table.get(file.id, first + i);
+                if (f < 0 || cache.fState[f] != PageCache.VALID || (forWrite && cache.sharing.shared(f))) return null;
+                frames[i] = f;
+            }
+            for (int f : frames) {
+                cache.hit(f, path);
+                if (forWrite) cache.mem.content.remove(cache.fMem[f]);
+            }
+            return frames;
+        } finally {
+            cache.lock.unlock();
+        }
     }
 }

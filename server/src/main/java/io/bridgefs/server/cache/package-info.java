@@ -32,6 +32,20 @@
  * generation is unchanged: a write that raced with the write-back keeps its page dirty. Dirty frames
  * are never evicted; when every unpinned frame is dirty the allocating thread writes some back first.
  * A failed write-back leaves pages dirty, so data that was acknowledged is never dropped.
+ * {@link io.bridgefs.server.cache.WriteBack} writes a file's dirty pages in page order as runs of up to
+ * {@code maxRun} pages, joining dirty pages at most 16 pages apart through the resident clean pages
+ * between them: scattered small writes then cost a few large writes instead of one system call and
+ * one disk request each. A gap is joined only if none of its pages is all zeros (it may be a hole,
+ * which must stay one) and only while the host file's (size, mtime, ctime) are as the cache last saw
+ * them (otherwise a clean page may no longer be what the file holds).
+ *
+ * <h2>The network threads</h2>
+ * Requests that need nothing that may wait are answered on the connection's event loop instead of
+ * crossing to the I/O executor and back: a read whose pages are all resident
+ * ({@code CachedFile.pinIfResident}, {@code readIfResident}), a write into pages that are all resident,
+ * unshared and within the file while the dirty limit has room ({@code writeIfResident}), and a 9P
+ * {@code getattr} of a clean, current file. Each takes the lock once to check and pin, copies without
+ * it, and declines — having pinned, counted and changed nothing — whenever any condition fails.
  *
  * <h2>Eviction</h2>
  * S3-FIFO: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
