@@ -27,7 +27,7 @@ public final class RequestCounts {
 
     /** The server's own time for one request of {@code type}: from admission until its reply was written. */
     public void time(String type, long nanos) {
-        timers.computeIfAbsent(type, t -> registry.timer(MetricRegistry.name(base, t, "time"))).update(nanos, java.util.concurrent.TimeUnit.NANOSECONDS);
+        timers.computeIfAbsent(type, t -> IoMetrics.timer(registry, MetricRegistry.name(base, t, "time"))).update(nanos, java.util.concurrent.TimeUnit.NANOSECONDS);
     }
 
     /** Type to {p50, p99} of the server's time per request in seconds (recent requests, exponentially decaying), sorted by type. */
