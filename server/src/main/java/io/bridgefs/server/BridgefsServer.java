@@ -85,7 +85,8 @@ public final class BridgefsServer implements AutoCloseable {
 
     private BridgefsServer(ServerConfig config) {
         this.config = config;
-        this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup());
+        this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup(),
+                config.dirty().backgroundPercent(), config.dirty().limitPercent());
         this.cache.startBackgroundWriteback();
         this.budget = new MemoryBudget(config.limits().requestMemory());
         AtomicInteger n = new AtomicInteger();

@@ -7,8 +7,9 @@ import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Write-back in the background and the pacing of writers: the flusher thread writes back the file
- * with the most dirty pages whenever more than a quarter of the cache is dirty; a writer above the
- * dirty limit waits for it (at most 2 s), or, without a flusher or when it makes no progress (failing
+ * with the most dirty pages whenever more than the background share of the cache is dirty
+ * ({@code --dirty-background}, a quarter by default); a writer above the dirty limit
+ * ({@code --dirty-limit}, three quarters) waits for it (at most 2 s), or, without a flusher or when it makes no progress (failing
  * storage), writes back its own file.
  */
 final class Flusher {

@@ -82,6 +82,14 @@ public final class PageCache implements AutoCloseable {
 
     /** @param dedupMode {@code --dedup}: off, shadow (count duplicated fills) or merge (also share their frames) */
     public PageCache(long capacityBytes, CacheMode mode, DedupMode dedupMode) {
+        this(capacityBytes, mode, dedupMode, 25, 75);
+    }
+
+    /**
+     * @param backgroundPercent the background flusher starts once this share of the cache is dirty
+     * @param limitPercent writers wait for write-back once this share is dirty
+     */
+    public PageCache(long capacityBytes, CacheMode mode, DedupMode dedupMode, int backgroundPercent, int limitPercent) {
         long n = capacityBytes / PAGE_SIZE;
         if (n < 64) throw new IllegalArgumentException("cache size must be at least 256 KiB");
         if (n > (1 << 27)) throw new IllegalArgumentException("cache size must be at most 512 GiB");
@@ -91,8 +99,8 @@ public final class PageCache implements AutoCloseable {
         this.mode = mode;
         this.memory = new FrameMemory(memFrames);
         this.maxRun = Math.max(1, Math.min(512, memFrames / 16));
-        this.dirtyLimit = memFrames / 4 * 3;
-        this.backgroundDirty = memFrames / 4;
+        this.dirtyLimit = (int) ((long) memFrames * limitPercent / 100);
+        this.backgroundDirty = (int) ((long) memFrames * backgroundPercent / 100);
         fFile = new int[frames];
         fPage = new long[frames];
         fState = new byte[frames];
@@ -436,7 +444,7 @@ public final class PageCache implements AutoCloseable {
         flusher.throttle(file);
     }
 
-    /** Starts the background flusher: it writes back dirty pages whenever more than 1/4 of the cache is dirty. */
+    /** Starts the background flusher: it writes back dirty pages whenever more than the background share is dirty. */
     public void startBackgroundWriteback() {
         flusher.start();
     }

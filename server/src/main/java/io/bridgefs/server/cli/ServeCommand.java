@@ -83,6 +83,14 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Write back and sync dirty pages this often; 0 turns the timer off (default: ${DEFAULT-VALUE}).")
     int writebackSeconds;
 
+    @Option(names = "--dirty-background", paramLabel = "PERCENT", defaultValue = "25",
+            description = "Write back in the background once this share of the cache is dirty (like vm.dirty_background_ratio; default: ${DEFAULT-VALUE}).")
+    int dirtyBackground;
+
+    @Option(names = "--dirty-limit", paramLabel = "PERCENT", defaultValue = "75",
+            description = "Writers wait for write-back once this share of the cache is dirty (like vm.dirty_ratio; at most 90; default: ${DEFAULT-VALUE}).")
+    int dirtyLimit;
+
     @Option(names = "--request-memory", paramLabel = "SIZE", defaultValue = DEFAULT_REQUEST_MEMORY,
             description = "Memory for requests read but not yet answered and replies the clients have not taken, all connections together; past it connections stop being read (default: ${DEFAULT-VALUE}).")
     String requestMemory;
@@ -149,7 +157,8 @@ public final class ServeCommand implements Callable<Integer> {
                 new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout,
                         allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList()),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
-                        tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)));
+                        tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)),
+                new ServerConfig.DirtyRatios(dirtyBackground, dirtyLimit));
     }
 
 

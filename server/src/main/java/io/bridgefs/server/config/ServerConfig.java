@@ -18,7 +18,29 @@ public record ServerConfig(
         int p9Msize,
         DedupMode dedup,
         Limits limits,
-        io.bridgefs.server.tls.TlsSettings tls) {
+        io.bridgefs.server.tls.TlsSettings tls,
+        DirtyRatios dirty) {
+
+    /**
+     * When write-back starts in the background and when writers wait for it, in percent of the cache
+     * (the counterparts of the kernel's vm.dirty_background_ratio and vm.dirty_ratio).
+     */
+    public record DirtyRatios(int backgroundPercent, int limitPercent) {
+        public static final DirtyRatios DEFAULT = new DirtyRatios(25, 75);
+
+        public DirtyRatios {
+            if (backgroundPercent < 1 || limitPercent > 90 || backgroundPercent > limitPercent) {
+                throw new IllegalArgumentException("--dirty-background and --dirty-limit must satisfy 1 <= background <= limit <= 90 (percent of the cache)");
+            }
+        }
+    }
+
+    public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
+                        ListenAddress metricsListen, int ioThreads, int writebackSeconds, ListenAddress p9Listen,
+                        List<P9ExportSpec> p9Exports, int p9Msize, DedupMode dedup, Limits limits, io.bridgefs.server.tls.TlsSettings tls) {
+        this(nbdListen, nbdExports, cacheSize, cacheMode, metricsListen, ioThreads, writebackSeconds, p9Listen, p9Exports,
+                p9Msize, dedup, limits, tls, DirtyRatios.DEFAULT);
+    }
 
     public ServerConfig(ListenAddress nbdListen, List<NbdExportSpec> nbdExports, long cacheSize, CacheMode cacheMode,
                         ListenAddress metricsListen, int ioThreads, int writebackSeconds, ListenAddress p9Listen,

@@ -247,4 +247,25 @@ class PageCacheTest {
         assertEquals(List.of("10+1", "12+1"), runs(store));
         f.close();
     }
+
+    @Test
+    void theDirtyLimitIsASettingAndWritersAboveItWriteBack() throws IOException {
+        for (int limit : new int[] {20, 75}) {
+            PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK, DedupMode.SHADOW, Math.min(10, limit), limit);
+            MemStore store = new MemStore(40 * P);
+            CachedFile f = cache.open(new FileKey(1, 60 + limit), store, false);
+            for (int page = 0; page < 30; page++) f.write(IoPath.NBD, (long) page * P, ByteBuffer.wrap(new byte[P]), false);
+            long dirtyPages = cache.snapshot().dirtyBytes() / P;
+            if (limit == 20) {
+                assertTrue(dirtyPages <= 64 * 20 / 100, "a writer above a 20% limit writes back: " + dirtyPages + " dirty");
+                assertTrue(store.writes > 0);
+            } else {
+                assertEquals(30, dirtyPages, "under the default 75% limit 30 of 64 pages stay dirty");
+                assertEquals(0, store.writes);
+            }
+            f.close();
+        }
+        assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(80, 50));
+        assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 95));
+    }
 }
