@@ -175,7 +175,13 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             var t = m.read.time();
             CachedFile.PinnedRange pinned = export.file().pinIfResident(IoPath.NBD, req.offset(), (int) req.length());
             if (pinned == null) return null;
-            Outcome out = zeroCopyReply(ctx, req, pinned);
+            Outcome out;
+            try {
+                out = zeroCopyReply(ctx, req, pinned);
+            } catch (RuntimeException | Error e) {
+                pinned.release();         // the executor runs it again and reports what fails
+                return null;
+            }
             m.readBytes.inc(req.length());
             t.stop();
             return out;
