@@ -21,6 +21,16 @@ final class FrameMemory {
         }
     }
 
+    /** A view of {@code count} frames from {@code first}, all in one chunk ({@link #sameChunk}). */
+    ByteBuffer span(int first, int count) {
+        return chunks[first >>> FRAMES_PER_CHUNK_SHIFT].slice((first & (FRAMES_PER_CHUNK - 1)) << PageCache.PAGE_SHIFT,
+                count << PageCache.PAGE_SHIFT);
+    }
+
+    static boolean sameChunk(int a, int b) {
+        return a >>> FRAMES_PER_CHUNK_SHIFT == b >>> FRAMES_PER_CHUNK_SHIFT;
+    }
+
     /** A view of one frame (position 0, limit 4096). The view is independent of other callers. */
     ByteBuffer frame(int f) {
         return chunks[f >>> FRAMES_PER_CHUNK_SHIFT].slice((f & (FRAMES_PER_CHUNK - 1)) << PageCache.PAGE_SHIFT, PageCache.PAGE_SIZE);
