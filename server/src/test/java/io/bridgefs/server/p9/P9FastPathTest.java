@@ -45,6 +45,29 @@ class P9FastPathTest {
     final HeldExecutor executor = new HeldExecutor();
     EmbeddedChannel ch;
     int tag = 1;
+    PageCache cache;
+    P9ServerContext ctx;
+
+    /** A session over {@code root} (export "s", 1 MiB cache, this test's executor), versioned, root attached as fid 0. */
+    void attach(Path root) throws Exception {
+        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
+        cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
+        ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
+        P9FrameDecoder decoder = new P9FrameDecoder(8192);
+        ch = new EmbeddedChannel();
+        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
+        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
+        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+    }
+
+    /** Clunks fid 0, ends the connection, and checks it left no fid and no pinned page behind. */
+    void detachAndCheck() throws Exception {
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
+        ch.finishAndReleaseAll();
+        assertEquals(0, ctx.fids());
+        assertEquals(0, cache.snapshot().pinnedPages());
+        ctx.releaseAll();
+    }
 
     void send(P9Message m) {
         ByteBuf b = Unpooled.buffer();
@@ -80,14 +103,7 @@ class P9FastPathTest {
         byte[] data = new byte[12_000];
         Arrays.fill(data, (byte) 7);
         Files.write(root.resolve("f"), data);
-        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
-        PageCache cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
-        P9ServerContext ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
-        P9FrameDecoder decoder = new P9FrameDecoder(8192);
-        ch = new EmbeddedChannel();
-        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
-        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
-        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+        attach(root);
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
         assertInstanceOf(Rlopen.class, call(new Tlopen(tag++, 1, P9.O_RDONLY)));
 
@@ -119,24 +135,13 @@ class P9FastPathTest {
         executor.runAll();
         ch.runPendingTasks();
         assertInstanceOf(Rclunk.class, reply());
-        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
-        ch.finishAndReleaseAll();
-        assertEquals(0, ctx.fids());
-        assertEquals(0, cache.snapshot().pinnedPages());
-        ctx.releaseAll();
+        detachAndCheck();
     }
 
     @Test
     void getattrIsAnsweredAtOnceUnlessOnlyAWriteBackOrRevalidationCanTell(@TempDir Path root) throws Exception {
         Files.write(root.resolve("f"), new byte[5000]);
-        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
-        PageCache cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
-        P9ServerContext ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
-        P9FrameDecoder decoder = new P9FrameDecoder(8192);
-        ch = new EmbeddedChannel();
-        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
-        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
-        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+        attach(root);
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
 
         // this test's temporary directory is on a local file system: fstat of an open inode cannot wait
@@ -180,24 +185,13 @@ class P9FastPathTest {
         assertEquals(P9.EBADF, ((Rlerror) reply()).ecode());
 
         assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
-        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
-        ch.finishAndReleaseAll();
-        assertEquals(0, ctx.fids());
-        assertEquals(0, cache.snapshot().pinnedPages());
-        ctx.releaseAll();
+        detachAndCheck();
     }
 
     @Test
     void writesIntoResidentPagesAreAnsweredAtOnceAndGrowingOrAppendingOnesAreNot(@TempDir Path root) throws Exception {
         Files.write(root.resolve("f"), new byte[8192]);
-        P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()));
-        PageCache cache = new PageCache(1 << 20, CacheMode.WRITEBACK);
-        P9ServerContext ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
-        P9FrameDecoder decoder = new P9FrameDecoder(8192);
-        ch = new EmbeddedChannel();
-        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
-        assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
-        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, "root", "s", 0)));
+        attach(root);
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
         assertInstanceOf(Rlopen.class, call(new Tlopen(tag++, 1, P9.O_RDWR)));
 
@@ -228,10 +222,6 @@ class P9FastPathTest {
         assertArrayEquals(new byte[] {1, 2, 3}, Arrays.copyOfRange(host, 100, 103));
         assertEquals(9, host[8193]);
         assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
-        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 0)));
-        ch.finishAndReleaseAll();
-        assertEquals(0, ctx.fids());
-        assertEquals(0, cache.snapshot().pinnedPages());
-        ctx.releaseAll();
+        detachAndCheck();
     }
 }
