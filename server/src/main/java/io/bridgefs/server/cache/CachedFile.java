@@ -105,7 +105,6 @@ public final class CachedFile implements AutoCloseable {
 
     /** Bumped by every write, truncate and discard: part of a 9P qid.version, so caching clients revalidate. */
     public long changes() { return changes; }
-    long seenStamp() { return seenStamp; }
 
     /** Pages not yet written back (a getattr writes them first, so the host's size and mtime are current). */
     public boolean dirty() { return dirtyPages > 0; }

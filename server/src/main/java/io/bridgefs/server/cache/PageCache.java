@@ -163,7 +163,7 @@ public final class PageCache implements AutoCloseable {
         try {
             CachedFile f = registry.byKeyLocked(key);
             if (f == null || f.closed) return Attributes.NOT_CACHED;
-            if (f.dirtyPages > 0 || f.seenStamp() != stamp) return null;
+            if (f.dirtyPages > 0 || f.seenStamp != stamp) return null;
             return new Attributes(f.size, f.changes());
         } finally {
             lock.unlock();
