@@ -20,6 +20,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.AccessDeniedException;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -171,8 +172,8 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
      */
     private Outcome tryFast(ChannelHandlerContext ctx, NbdRequest req) {
         var m = export.metrics();
+        long t0 = System.nanoTime();
         if (req instanceof NbdRequest.Read && req.length() > 0) {
-            var t = m.read.time();
             CachedFile.PinnedRange pinned = export.file().pinIfResident(IoPath.NBD, req.offset(), (int) req.length());
             if (pinned == null) return null;
             Outcome out;
@@ -183,14 +184,13 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
                 return null;
             }
             m.readBytes.inc(req.length());
-            t.stop();
+            m.read.update(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
             return out;
         }
         if (req instanceof NbdRequest.Write w && !req.hasFlag(NBD_CMD_FLAG_FUA)) {
-            var t = m.write.time();
             if (!export.file().writeIfResident(IoPath.NBD, w.offset(), w.payload().nioBuffers())) return null;
             m.writeBytes.inc(w.length());
-            t.stop();
+            m.write.update(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
             return new Outcome(ok(ctx, req), null);
         }
         return null;
