@@ -1,0 +1,277 @@
+package io.bridgefs.server.bridged;
+
+import io.bridgefs.server.cache.CachedFile;
+import io.bridgefs.server.cache.FileBackingStore;
+import io.bridgefs.server.cache.FileKey;
+import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.cache.Readahead;
+import io.bridgefs.server.posix.Posix;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A host directory served as a read-only ext4 image ({@link Ext4Image}): generated blocks are made on
+ * demand, data blocks are read through the shared page cache as pages of the host file they belong to,
+ * under its (device, inode) key, so they are the very frames the 9P path and image exports of that file
+ * use. The tree's shape is a snapshot (see {@link #rescan}); file contents are live, served up to the
+ * size recorded at the scan and as zeros past the file's current end. A file replaced on the host
+ * since the scan (another inode at its path) reads as zeros.
+ */
+public final class BridgedDisk implements AutoCloseable {
+    private static final Logger log = LoggerFactory.getLogger(BridgedDisk.class);
+    private static final int OPEN_FILES = 256;          // descriptors kept open between requests
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(256 * 1024).asReadOnlyBuffer();
+
+    private final PageCache cache;
+    private final Path dir;
+    private final String name;
+    private final Readahead readahead;
+    private final AtomicReference<Ext4Image> image = new AtomicReference<>();
+    private final Map<HostTree.Node, CachedFile> open = new LinkedHashMap<>(64, 0.75f, true);   // guarded by itself
+    private final java.util.Set<HostTree.Node> gone = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead) {
+        this.cache = cache;
+        this.dir = dir;
+        this.name = name;
+        this.readahead = readahead;
+    }
+
+    /** Scans {@code dir} and lays the image out. */
+    public static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead) throws IOException {
+        BridgedDisk d = new BridgedDisk(cache, dir, name, readahead);
+        d.rescan();
+        return d;
+    }
+
+    /**
+     * Takes a new snapshot of the tree's shape. The image's size may change: only call it while no
+     * client is connected (the caller's rule); descriptors of the old snapshot are closed.
+     */
+    public synchronized Ext4Image rescan() throws IOException {
+        long t0 = System.nanoTime();
+        Ext4Image next = Ext4Image.of(HostTree.scan(dir), name);
+        image.set(next);
+        closeOpenFiles();
+        gone.clear();
+        log.info("bridged image '{}' of {}: {} entries, {} MiB of data, image {} MiB, built in {} ms", name, dir, next.tree.entries(),
+                (next.usedEnd - next.dataStart) * Ext4Image.BS >> 20, next.size() >> 20, (System.nanoTime() - t0) / 1_000_000);
+        return next;
+    }
+
+    public Ext4Image image() { return image.get(); }
+
+    public long size() { return image.get().size(); }
+
+    /** The bytes of a read, in order, and what to do once they have been sent (unpin, close). */
+    public record Pieces(ByteBuffer[] buffers, Runnable release) {}
+
+    /** Reads [offset, offset + length) of the image; data blocks pinned in the cache where it can (zero-copy). */
+    public Pieces read(IoPath path, long offset, int length) throws IOException {
+        Ext4Image img = image.get();
+        List<ByteBuffer> out = new ArrayList<>();
+        List<Runnable> release = new ArrayList<>();
+        try {
+            long pos = offset;
+            long end = offset + length;
+            byte[] pending = null;
+            int pendingLen = 0;
+            byte[] block = null;
+            while (pos < end) {
+                long b = pos >>> 12;
+                int in = (int) (pos & (Ext4Image.BS - 1));
+                if (b < img.dataStart) {
+                    int n = (int) Math.min(Ext4Image.BS - in, end - pos);
+                    if (block == null) block = new byte[Ext4Image.BS];
+                    Ext4Blocks.block(img, b, block);
+                    if (pending == null) pending = new byte[(int) Math.min(end - pos, (img.dataStart << 12) - pos)];
+                    System.arraycopy(block, in, pending, pendingLen, n);
+                    pendingLen += n;
+                    pos += n;
+                    continue;
+                }
+                if (pending != null) {
+                    out.add(ByteBuffer.wrap(pending, 0, pendingLen));
+                    pending = null;
+                }
+                if (b >= img.usedEnd) {
+                    zeros(out, end - pos);
+                    break;
+                }
+                Ext4Image.FilePage fp = img.filePage(b);
+                int n = (int) Math.min(fp.run() * Ext4Image.BS - in, end - pos);
+                fileData(path, fp.node(), (fp.page() << 12) + in, n, out, release);
+                pos += n;
+            }
+            if (pending != null) out.add(ByteBuffer.wrap(pending, 0, pendingLen));
+        } catch (IOException | RuntimeException | Error e) {
+            release.forEach(Runnable::run);
+            throw e;
+        }
+        return new Pieces(out.toArray(ByteBuffer[]::new), () -> release.forEach(Runnable::run));
+    }
+
+    private static void zeros(List<ByteBuffer> out, long n) {
+        while (n > 0) {
+            int k = (int) Math.min(n, ZEROS.capacity());
+            out.add(ZEROS.duplicate().limit(k));
+            n -= k;
+        }
+    }
+
+    /** {@code n} bytes of a host file at {@code at}: pinned pages, or a copy under pin pressure; zeros past its end. */
+    private void fileData(IoPath path, HostTree.Node node, long at, int n, List<ByteBuffer> out, List<Runnable> release) throws IOException {
+        CachedFile f = acquire(node);
+        if (f == null) {
+            zeros(out, n);
+            return;
+        }
+        release.add(() -> closeQuietly(f));
+        long have = Math.max(0, Math.min(n, Math.min(node.size, f.size()) - at));
+        if (have > 0) {
+            CachedFile.PinnedRange r = f.pin(path, at, (int) have);
+            if (r != null) {
+                release.add(0, r::release);          // unpinned before the reference is closed
+                for (ByteBuffer v : r.views()) out.add(v);
+            } else {
+                ByteBuffer copy = ByteBuffer.allocate((int) have);
+                f.read(path, at, copy);
+                out.add(copy.flip());
+            }
+        }
+        zeros(out, n - have);
+    }
+
+    /** Brings the data pages of [offset, offset + length) into the cache (NBD_CMD_CACHE). */
+    public void prefetch(IoPath path, long offset, long length) throws IOException {
+        Ext4Image img = image.get();
+        long pos = Math.max(offset, img.dataStart << 12);
+        long end = Math.min(offset + length, img.usedEnd << 12);
+        while (pos < end) {
+            Ext4Image.FilePage fp = img.filePage(pos >>> 12);
+            int in = (int) (pos & (Ext4Image.BS - 1));
+            long n = Math.min(fp.run() * Ext4Image.BS - in, end - pos);
+            CachedFile f = acquire(fp.node());
+            if (f != null) {
+                try {
+                    long at = (fp.page() << 12) + in;
+                    long have = Math.max(0, Math.min(n, Math.min(fp.node().size, f.size()) - at));
+                    if (have > 0) f.prefetch(path, at, have);
+                } finally {
+                    closeQuietly(f);
+                }
+            }
+            pos += n;
+        }
+    }
+
+    /** The extent at {@code offset}: data up to the end of the used blocks (inode table blocks of unused inodes excepted), a hole after. */
+    public io.bridgefs.server.cache.BackingStore.Extent extentAt(long offset, long limit) {
+        Ext4Image img = image.get();
+        long b = offset >>> 12;
+        long usedEnd = img.usedEnd << 12;
+        if (offset >= usedEnd) return new io.bridgefs.server.cache.BackingStore.Extent(limit - offset, true);
+        boolean hole = img.emptyTableBlock(b);
+        long e = b + 1;
+        while ((e << 12) < limit && e < img.usedEnd && img.emptyTableBlock(e) == hole) {
+            if (!hole && e < img.itStart) e = img.itStart;                 // skip whole regions at a time
+            else if (!hole && e >= img.metaStart) e = img.usedEnd;
+            else e++;
+        }
+        return new io.bridgefs.server.cache.BackingStore.Extent(Math.min(limit, e << 12) - offset, hole);
+    }
+
+    /**
+     * The cached file of a node, one reference for the caller to close; null if the host file is gone or
+     * is not the one scanned. Opened below the export root one component at a time with O_NOFOLLOW.
+     */
+    private CachedFile acquire(HostTree.Node node) throws IOException {
+        synchronized (open) {
+            if (open.get(node) != null) {
+                CachedFile f = cache.openIfPresent(new FileKey(node.dev, node.ino));
+                if (f != null) return f;
+            }
+        }
+        if (gone.contains(node)) return null;
+        int fd = openBeneath(node);
+        if (fd < 0) {
+            if (gone.add(node)) log.info("bridged image '{}': {} was replaced or removed on the host since the scan; it reads as zeros", name, node.path);
+            return null;
+        }
+        CachedFile f;
+        try {
+            FileKey key = new FileKey(node.dev, node.ino);
+            f = cache.open(key, FileBackingStore.open(Path.of("/proc/self/fd/" + fd), true), true);
+            f.readaheadIfUnset(readahead);
+        } finally {
+            Posix.close(fd);
+        }
+        CachedFile evicted = null;
+        synchronized (open) {
+            if (open.containsKey(node)) return f;                          // another thread raced us; ours is the caller's
+            CachedFile kept = cache.openIfPresent(f.key());               // the table's own reference
+            if (kept == null) return f;
+            open.put(node, kept);
+            if (open.size() > OPEN_FILES) {
+                var it = open.entrySet().iterator();
+                evicted = it.next().getValue();
+                it.remove();
+            }
+        }
+        if (evicted != null) closeQuietly(evicted);
+        return f;
+    }
+
+    /** A descriptor of the scanned file, or -1 if the path now leads elsewhere (a symlink, another inode) or nowhere. */
+    private int openBeneath(HostTree.Node node) throws IOException {
+        String[] parts = node.path.split("/");
+        int cur = Posix.openat(Posix.AT_FDCWD, dir.toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0);
+        try {
+            for (int i = 0; i < parts.length - 1; i++) {
+                int next = Posix.openat(cur, parts[i], Posix.O_PATH | Posix.O_DIRECTORY | Posix.O_NOFOLLOW, 0);
+                Posix.close(cur);
+                cur = next;
+            }
+            int fd = Posix.openat(cur, parts[parts.length - 1], Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0);   // O_NONBLOCK
+            Posix.Stat st = Posix.fstat(fd);
+            if (st.dev() == node.dev && st.ino() == node.ino && st.isRegular()) return fd;
+            Posix.close(fd);
+            return -1;
+        } catch (Posix.ErrnoException e) {
+            return -1;
+        } finally {
+            Posix.close(cur);
+        }
+    }
+
+    private void closeOpenFiles() {
+        List<CachedFile> all;
+        synchronized (open) {
+            all = new ArrayList<>(open.values());
+            open.clear();
+        }
+        all.forEach(BridgedDisk::closeQuietly);
+    }
+
+    private static void closeQuietly(CachedFile f) {
+        try {
+            f.close();
+        } catch (IOException e) {
+            log.debug("closing {}: {}", f.key(), e.toString());
+        }
+    }
+
+    @Override
+    public void close() {
+        closeOpenFiles();
+    }
+}

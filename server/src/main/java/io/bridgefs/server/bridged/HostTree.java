@@ -1,0 +1,274 @@
+package io.bridgefs.server.bridged;
+
+import io.bridgefs.server.posix.Posix;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A snapshot of the shape of a host directory tree: every entry's type, owner, mode, times, and for a
+ * regular file where its data lies (SEEK_DATA/SEEK_HOLE, in pages). The walk uses the 9P path's
+ * boundary rules: every name is resolved relative to its parent's descriptor with O_NOFOLLOW, symlinks
+ * are recorded, never followed, and only regular files and directories are ever opened (device files,
+ * FIFOs and sockets are stat'ed only). Memory grows with the number of entries, not with the data.
+ */
+public final class HostTree {
+    private static final Logger log = LoggerFactory.getLogger(HostTree.class);
+    private static final int O_NONBLOCK = 0x800;
+    private static final int DIR_FLAGS = Posix.O_RDONLY | Posix.O_DIRECTORY | Posix.O_NOFOLLOW;
+
+    /** A host file as the image shows it; a hard-linked file is one node with several names. */
+    public static final class Node {
+        final int mode;             // st_mode: type and permission bits
+        final int uid, gid;
+        final long size;            // regular files and symlinks; 0 for the others
+        final long atime, atimeNs, mtime, mtimeNs, ctime, ctimeNs;
+        final long rdev;
+        final long dev, ino;        // the host identity: the page cache key of a regular file
+        final List<Dirent> entries;  // directories: children, by name
+        byte[] target;              // symlinks
+        long[] runs = new long[0];  // regular files: (first page, pages) of each data run, ascending
+        int links;                  // names in the tree (directories: 2 + subdirectories)
+        int imageIno;               // assigned by the layout
+        Node parent;                // directories
+        // placed by the layout (Ext4Image): blocks in the metadata area (directory blocks, a long symlink's
+        // target, a large file's extent tree) and a regular file's first data block
+        long metaBlock, dataBlock;
+        int metaBlocks;
+        int[] dirBlockStart;        // directories: the index of the first entry in each block (0 is ".", 1 is "..")
+        final String path;          // relative to the root, for opening regular files again and for messages
+
+        Node(Posix.Stat st, String path) {
+            this.mode = st.mode();
+            this.uid = st.uid();
+            this.gid = st.gid();
+            int type = st.type();
+            this.size = type == Posix.S_IFREG || type == Posix.S_IFLNK ? st.size() : 0;
+            this.atime = st.atimeSec();
+            this.atimeNs = st.atimeNsec();
+            this.mtime = st.mtimeSec();
+            this.mtimeNs = st.mtimeNsec();
+            this.ctime = st.ctimeSec();
+            this.ctimeNs = st.ctimeNsec();
+            this.rdev = st.rdev();
+            this.dev = st.dev();
+            this.ino = st.ino();
+            this.entries = type == Posix.S_IFDIR ? new ArrayList<>() : null;
+            this.path = path;
+        }
+
+        /** A node not on the host (lost+found when the tree has none). */
+        Node(int mode, long now) {
+            this.mode = mode;
+            this.uid = 0;
+            this.gid = 0;
+            this.size = 0;
+            this.atime = this.mtime = this.ctime = now;
+            this.atimeNs = this.mtimeNs = this.ctimeNs = 0;
+            this.rdev = 0;
+            this.dev = -1;
+            this.ino = -1;
+            this.entries = new ArrayList<>();
+            this.path = null;
+        }
+
+        int type() { return mode & Posix.S_IFMT; }
+        boolean isDir() { return type() == Posix.S_IFDIR; }
+        boolean isRegular() { return type() == Posix.S_IFREG; }
+        boolean isSymlink() { return type() == Posix.S_IFLNK; }
+
+        /** Pages holding data (holes excluded). */
+        long dataPages() {
+            long n = 0;
+            for (int i = 1; i < runs.length; i += 2) n += runs[i];
+            return n;
+        }
+
+        public String path() { return path; }
+        public long dev() { return dev; }
+        public long ino() { return ino; }
+        public long size() { return size; }
+    }
+
+    /** One name in a directory. */
+    public record Dirent(byte[] name, Node node) {}
+
+    final Path dir;
+    final Node root;
+    /** Every node but the root, each once, in walk order (parents before children). */
+    final List<Node> nodes = new ArrayList<>();
+    int skipped;
+
+    private HostTree(Path dir, Node root) {
+        this.dir = dir;
+        this.root = root;
+    }
+
+    public int entries() { return nodes.size(); }
+
+    /** Walks {@code dir}. Entries that vanish during the walk, or whose names are not UTF-8, are left out (logged once). */
+    public static HostTree scan(Path dir) throws IOException {
+        int rootFd = Posix.openat(Posix.AT_FDCWD, dir.toString(), DIR_FLAGS, 0);
+        try {
+            HostTree t = new HostTree(dir, new Node(Posix.fstat(rootFd), ""));
+            t.root.parent = t.root;
+            t.walk(rootFd);
+            if (t.skipped > 0) log.warn("bridged image of {}: {} entries left out (vanished during the scan, or names that are not UTF-8)", dir, t.skipped);
+            return t;
+        } finally {
+            Posix.close(rootFd);
+        }
+    }
+
+    private void walk(int rootFd) throws IOException {
+        Map<List<Long>, Node> linked = new HashMap<>();      // (dev, ino) of regular files etc. with more than one link
+        ArrayDeque<Node> todo = new ArrayDeque<>();
+        todo.push(root);
+        com.sun.jna.Memory buf = new com.sun.jna.Memory(64 * 1024);
+        while (!todo.isEmpty()) {
+            Node d = todo.pop();
+            int fd;
+            try {
+                fd = d == root ? Posix.dup(rootFd) : Posix.openat(rootFd, d.path, DIR_FLAGS, 0);
+            } catch (Posix.ErrnoException e) {
+                skipped++;     // replaced since it was stat'ed; shown empty
+                continue;
+            }
+            try {
+                for (byte[] name : names(fd, buf)) {
+                    String s = new String(name, StandardCharsets.UTF_8);
+                    if (!Arrays.equals(s.getBytes(StandardCharsets.UTF_8), name)) {
+                        skipped++;
+                        continue;
+                    }
+                    Posix.Stat st;
+                    try {
+                        st = Posix.fstatat(fd, s, Posix.AT_SYMLINK_NOFOLLOW);
+                    } catch (Posix.ErrnoException e) {
+                        skipped++;
+                        continue;
+                    }
+                    String rel = d.path.isEmpty() ? s : d.path + "/" + s;
+                    Node n;
+                    List<Long> id = List.of(st.dev(), st.ino());
+                    if (st.type() != Posix.S_IFDIR && st.nlink() > 1 && linked.containsKey(id)) {
+                        n = linked.get(id);
+                    } else {
+                        n = new Node(st, rel);
+                        if (!describe(fd, s, n)) {
+                            skipped++;
+                            continue;
+                        }
+                        if (st.type() != Posix.S_IFDIR && st.nlink() > 1) linked.put(id, n);
+                        nodes.add(n);
+                        if (n.isDir()) {
+                            n.parent = d;
+                            todo.push(n);
+                        }
+                    }
+                    d.entries.add(new Dirent(name, n));
+                }
+            } finally {
+                Posix.close(fd);
+            }
+            d.entries.sort(Comparator.comparing(Dirent::name, Arrays::compareUnsigned));
+        }
+        for (Node n : nodes) if (!n.isDir()) n.links = 0;
+        for (Node d : dirs()) {
+            int sub = 0;
+            for (Dirent e : d.entries) {
+                if (e.node.isDir()) sub++;
+                else e.node.links++;
+            }
+            d.links = 2 + sub;
+        }
+    }
+
+    /** The names in a directory other than "." and "..", as the host spells them. */
+    private static List<byte[]> names(int fd, com.sun.jna.Memory buf) throws Posix.ErrnoException {
+        List<byte[]> out = new ArrayList<>();
+        int n;
+        while ((n = Posix.getdents64(fd, buf)) > 0) {
+            for (int pos = 0; pos < n; ) {
+                int reclen = buf.getShort(pos + 16) & 0xFFFF;
+                int len = 0;
+                while (len < reclen - 19 && buf.getByte(pos + 19 + len) != 0) len++;
+                byte[] name = buf.getByteArray(pos + 19, len);
+                if (!(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.')) out.add(name);
+                pos += reclen;
+            }
+        }
+        return out;
+    }
+
+    /** Every directory, the root first. */
+    List<Node> dirs() {
+        List<Node> out = new ArrayList<>();
+        out.add(root);
+        for (Node n : nodes) if (n.isDir()) out.add(n);
+        return out;
+    }
+
+    /** Reads what the image needs beyond the stat: a symlink's target, a regular file's data runs. */
+    private static boolean describe(int dirFd, String name, Node n) throws IOException {
+        try {
+            if (n.isSymlink()) {
+                n.target = Posix.readlinkat(dirFd, name).getBytes(StandardCharsets.UTF_8);
+            } else if (n.isRegular() && n.size > 0) {
+                int fd = Posix.openat(dirFd, name, Posix.O_RDONLY | Posix.O_NOFOLLOW | O_NONBLOCK, 0);
+                try {
+                    Posix.Stat st = Posix.fstat(fd);
+                    if (st.dev() != n.dev || st.ino() != n.ino) return false;      // replaced since the stat
+                    n.runs = dataRuns(fd, n.size);
+                } finally {
+                    Posix.close(fd);
+                }
+            }
+            return true;
+        } catch (Posix.ErrnoException e) {
+            return false;
+        }
+    }
+
+    /** The file's data as (first page, pages) runs: SEEK_DATA/SEEK_HOLE, widened to whole pages. */
+    static long[] dataRuns(int fd, long size) throws Posix.ErrnoException {
+        long pages = (size + 4095) >>> 12;
+        long[] out = new long[8];
+        int n = 0;
+        long pos = 0;
+        while (pos < size) {
+            long data, hole;
+            try {
+                data = Posix.lseek(fd, pos, Posix.SEEK_DATA);               // -1: no data at or after pos
+                if (data < 0) break;
+                hole = Posix.lseek(fd, data, Posix.SEEK_HOLE);
+                if (hole < 0) hole = size;
+            } catch (Posix.ErrnoException e) {
+                if (e.errno() != Posix.EINVAL && e.errno() != Posix.EOPNOTSUPP) throw e;
+                data = pos;                                                  // no SEEK_DATA here: all data
+                hole = size;
+            }
+            if (data >= size) break;
+            long first = data >>> 12;
+            long end = Math.min(pages, (Math.min(hole, size) + 4095) >>> 12);
+            if (n > 0 && out[n - 2] + out[n - 1] >= first) {
+                out[n - 1] = Math.max(out[n - 2] + out[n - 1], end) - out[n - 2];
+            } else if (end > first) {
+                if (n == out.length) out = Arrays.copyOf(out, n * 2);
+                out[n++] = first;
+                out[n++] = end - first;
+            }
+            pos = Math.max(hole, data + 1);
+        }
+        return Arrays.copyOf(out, n);
+    }
+}

@@ -1,0 +1,125 @@
+package io.bridgefs.server.bridged;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.bridgefs.server.cache.CacheMode;
+import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.cache.Readahead;
+import io.bridgefs.server.posix.Posix;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The bridged image against the real ext4 tools: the image of a crafted tree, read through
+ * {@link BridgedDisk} into a file, must pass {@code e2fsck -fn} and list, stat and read back in
+ * {@code debugfs} as the host tree is. The NBD path and a guest are tried by client-tests.
+ */
+class BridgedImageTest {
+
+    /** Every byte of the disk's image, written to {@code out} as a reader would see it. */
+    static void copyImage(BridgedDisk disk, Path out) throws IOException {
+        try (FileChannel ch = FileChannel.open(out, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            long size = disk.size();
+            for (long pos = 0; pos < size; pos += 1 << 20) {
+                int n = (int) Math.min(1 << 20, size - pos);
+                BridgedDisk.Pieces p = disk.read(IoPath.NBD, pos, n);
+                try {
+                    long at = pos;
+                    int total = 0;
+                    for (ByteBuffer b : p.buffers()) {
+                        ByteBuffer d = b.duplicate();
+                        total += d.remaining();
+                        while (d.hasRemaining()) at += ch.write(d, at);
+                    }
+                    assertEquals(n, total, "a read returns exactly the bytes asked for");
+                } finally {
+                    p.release().run();
+                }
+            }
+        }
+    }
+
+    static String run(Path dir, String... cmd) throws Exception {
+        Process p = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+        int rc = p.exitValue();
+        if (rc != 0) throw new AssertionError(String.join(" ", cmd) + " exited " + rc + ":\n" + out);
+        return out;
+    }
+
+    /** A tree with every kind of entry the image must carry. */
+    static void craft(Path root) throws IOException {
+        Files.createDirectories(root.resolve("a/b/c"));
+        Files.writeString(root.resolve("hello.txt"), "hello\n");
+        Files.write(root.resolve("empty"), new byte[0]);
+        byte[] big = new byte[5 * 1024 * 1024 + 123];
+        new java.util.Random(7).nextBytes(big);
+        Files.write(root.resolve("a/big.bin"), big);
+        Files.createLink(root.resolve("a/b/big-link"), root.resolve("a/big.bin"));
+        Files.createSymbolicLink(root.resolve("short-link"), Path.of("hello.txt"));
+        Files.createSymbolicLink(root.resolve("a/long-link"), Path.of("x".repeat(200) + "/target"));
+        Files.createSymbolicLink(root.resolve("escape"), Path.of("/etc/passwd"));
+        Files.writeString(root.resolve("n".repeat(255)), "longest name\n");
+        // sparse: data islands far apart, more than the inode's four extents
+        try (RandomAccessFile f = new RandomAccessFile(root.resolve("sparse").toFile(), "rw")) {
+            for (int i = 0; i < 40; i++) {
+                f.seek(i * (1L << 24));
+                f.write(("island " + i + "\n").getBytes(StandardCharsets.UTF_8));
+            }
+            f.setLength(6L << 30);               // over 4 GiB, ends in a hole
+        }
+        Posix.mknodat(Posix.AT_FDCWD, root.resolve("fifo").toString(), Posix.S_IFIFO | 0640, 0);
+        Posix.mknodat(Posix.AT_FDCWD, root.resolve("sock").toString(), Posix.S_IFSOCK | 0600, 0);
+        if (io.bridgefs.server.posix.Credentials.privileged()) {
+            Posix.mknodat(Posix.AT_FDCWD, root.resolve("null").toString(), Posix.S_IFCHR | 0666, (1L << 8) | 3);
+            Posix.mknodat(Posix.AT_FDCWD, root.resolve("bigdev").toString(), Posix.S_IFBLK | 0600, (300L << 8) | 5);
+        }
+        Path many = Files.createDirectories(root.resolve("many"));
+        for (int i = 0; i < 3000; i++) Files.writeString(many.resolve("file-with-a-longish-name-" + i), Integer.toString(i));
+    }
+
+    @Test
+    void craftedTreeIsACleanExt4ImageWithTheHostsContent(@TempDir Path tmp) throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("tree"));
+        craft(root);
+        Path img = tmp.resolve("image");
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "test", Readahead.OFF)) {
+            copyImage(disk, img);
+            assertTrue(disk.size() > 6L << 20 && disk.size() < 64L << 20, "image size from the data (not the sparse size): " + disk.size());
+            assertEquals(List.of(), cache.verify());
+        }
+        run(tmp, "e2fsck", "-fn", img.toString());
+        assertEquals("hello\n", run(tmp, "debugfs", "-R", "cat /hello.txt", img.toString()).replaceAll("(?m)^debugfs.*\\n", ""));
+        String md5Host = run(tmp, "md5sum", root.resolve("a/big.bin").toString()).split(" ")[0];
+        String md5Image = run(tmp, "sh", "-c", "debugfs -R 'cat /a/b/big-link' " + img + " 2>/dev/null | md5sum").split(" ")[0];
+        assertEquals(md5Host, md5Image, "hard link's content");
+        String stat = run(tmp, "debugfs", "-R", "stat /a/big.bin", img.toString());
+        assertTrue(stat.contains("Links: 2"), stat);
+        String ls = run(tmp, "debugfs", "-R", "ls -l /", img.toString());
+        assertTrue(ls.contains("n".repeat(255)), ls);
+        assertTrue(ls.contains("lost+found"), ls);
+        assertTrue(run(tmp, "debugfs", "-R", "cat /a/long-link", img.toString()).contains("x".repeat(200) + "/target"));
+        assertTrue(run(tmp, "debugfs", "-R", "stat /escape", img.toString()).contains("/etc/passwd"));
+        String sparse = run(tmp, "debugfs", "-R", "stat /sparse", img.toString());
+        assertTrue(sparse.contains("Size: " + (6L << 30)), sparse);
+        String island = run(tmp, "sh", "-c", "debugfs -R 'dump /sparse " + tmp.resolve("sparse.out") + "' " + img + " 2>/dev/null; "
+                + "dd if=" + tmp.resolve("sparse.out") + " bs=16M skip=39 count=1 2>/dev/null | head -c 10");
+        assertEquals("island 39\n", island);
+        String many = run(tmp, "sh", "-c", "debugfs -R 'ls /many' " + img + " 2>/dev/null | tr -s ' ' '\\n' | grep -c file-with");
+        assertEquals("3000", many.trim());
+    }
+}
