@@ -125,6 +125,15 @@ public final class BridgefsServer implements AutoCloseable {
     private void openExports() throws IOException {
         for (NbdExportSpec spec : config.nbdExports()) {
             Path p = spec.path().toAbsolutePath();
+            if (spec.bridged()) {
+                if (!Files.isDirectory(p)) throw new NoSuchFileException(p.toString(), null, "bridged NBD export '" + spec.name() + "': directory not found");
+                p = p.toRealPath();
+                io.bridgefs.server.bridged.BridgedDisk disk = io.bridgefs.server.bridged.BridgedDisk.open(cache, p, spec.name(), spec.readahead());
+                IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name(), "bridged");
+                ioMetrics.add(m);
+                nbdExports.add(new NbdExport(spec.name(), spec.description(), p, true, null, m, spec.tlsOnly(), spec.users(), spec.hosts(), disk));
+                continue;
+            }
             boolean inherited = io.bridgefs.server.posix.Inherited.fileFds(p) != null;     // opened before --user
             if (!inherited && !Files.exists(p) && spec.createSize() > 0) {
                 if (p.getParent() != null) Files.createDirectories(p.getParent());
@@ -197,7 +206,7 @@ public final class BridgefsServer implements AutoCloseable {
                             new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
                                     () -> MetricsText.json(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
                                     () -> String.join("\n", cache.verify()),
-                                    () -> "dropped " + cache.dropClean() + " clean pages\n"));
+                                    () -> "dropped " + cache.dropClean() + " clean pages\n", BridgefsServer.this::rescan));
                 }
             });
             listeners.add(metricsChannel);
@@ -271,6 +280,23 @@ public final class BridgefsServer implements AutoCloseable {
         return metricsChannel != null && metricsChannel.localAddress() instanceof InetSocketAddress a ? a : null;
     }
 
+    /** POST /exports/NAME/rescan: a bridged export's new snapshot, refused (and run later) while clients are connected. */
+    MetricsHttpHandler.Answer rescan(String name) {
+        NbdExport e = nbdExports.stream().filter(x -> x.name().equals(name) && x.bridged() != null).findFirst().orElse(null);
+        if (e == null) return new MetricsHttpHandler.Answer(404, "no bridged export named '" + name + "'\n");
+        try {
+            var img = e.bridged().rescanIfIdle();
+            if (img == null) {
+                return new MetricsHttpHandler.Answer(409, "refused: " + e.bridged().clients() + " client(s) connected to '" + name
+                        + "'; the rescan runs when the last one disconnects\n");
+            }
+            return new MetricsHttpHandler.Answer(200, "rescanned '" + name + "': " + img.tree().entries() + " entries, image " + img.size() + " bytes\n");
+        } catch (IOException ex) {
+            log.warn("rescan of bridged export '{}' failed: {}", name, ex.toString());
+            return new MetricsHttpHandler.Answer(500, "rescan failed: " + ex.getMessage() + "\n");
+        }
+    }
+
     /** Lines telling a person how to reach each export with real clients. */
     public String connectHelp() {
         StringBuilder b = new StringBuilder();
@@ -279,7 +305,7 @@ public final class BridgefsServer implements AutoCloseable {
                 .append(cache.snapshot().directIo() ? "O_DIRECT" : "buffered (O_DIRECT unsupported here)").append(")\n");
         for (NbdExport e : nbdExports) {
             String uri = nbdUri(e.name());
-            b.append("\nNBD export '").append(e.name()).append("': ").append(e.path()).append(", ")
+            b.append("\nNBD export '").append(e.name()).append("': ").append(e.path()).append(e.bridged() != null ? " as an ext4 image (bridged)" : "").append(", ")
                     .append(Sizes.human(e.size())).append(e.readOnly() ? ", read-only" : ", read-write").append('\n');
             b.append("  nbdinfo ").append(uri).append('\n');
             b.append("  qemu-img info ").append(uri).append('\n');
@@ -336,12 +362,14 @@ public final class BridgefsServer implements AutoCloseable {
         connections.close().syncUninterruptibly();
         IOException failure = null;
         if (p9Context != null) p9Context.releaseAll();
+        for (NbdExport e : nbdExports) if (e.bridged() != null) e.bridged().close();
         try {
             cache.close();
         } catch (IOException e) {
             failure = e;
         }
         for (NbdExport e : nbdExports) {
+            if (e.file() == null) continue;
             try {
                 e.file().close();
             } catch (IOException ex) {

@@ -57,7 +57,7 @@ public final class BridgedDisk implements AutoCloseable {
      * Takes a new snapshot of the tree's shape. The image's size may change: only call it while no
      * client is connected (the caller's rule); descriptors of the old snapshot are closed.
      */
-    public synchronized Ext4Image rescan() throws IOException {
+    private synchronized Ext4Image rescan() throws IOException {
         long t0 = System.nanoTime();
         Ext4Image next = Ext4Image.of(HostTree.scan(dir), name);
         image.set(next);
@@ -69,6 +69,45 @@ public final class BridgedDisk implements AutoCloseable {
     }
 
     public Ext4Image image() { return image.get(); }
+
+    private int clients;              // guarded by this
+    private boolean rescanWanted;     // guarded by this: asked for while clients were connected
+
+    /** An NBD connection starts using the image (after any rescan in progress). */
+    public synchronized void attach() {
+        clients++;
+    }
+
+    /** An NBD connection ended; the last one to go runs a rescan that was asked for while it was connected. */
+    public void detach() {
+        synchronized (this) {
+            if (--clients > 0 || !rescanWanted) return;
+            rescanWanted = false;
+        }
+        Thread t = new Thread(() -> {
+            try {
+                rescanIfIdle();
+            } catch (IOException | RuntimeException e) {
+                log.warn("bridged image '{}': rescan of {} failed, the previous snapshot stays: {}", name, dir, e.toString());
+            }
+        }, "bridgefs-rescan-" + name);
+        t.setDaemon(true);
+        t.start();
+    }
+
+    /**
+     * A rescan now if no client is connected (returns the new image); with clients connected, null: the
+     * rescan is remembered and runs when the last of them disconnects (their image must not change under them).
+     */
+    public synchronized Ext4Image rescanIfIdle() throws IOException {
+        if (clients > 0) {
+            rescanWanted = true;
+            return null;
+        }
+        return rescan();
+    }
+
+    public synchronized int clients() { return clients; }
 
     public long size() { return image.get().size(); }
 

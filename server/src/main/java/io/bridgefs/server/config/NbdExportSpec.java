@@ -9,9 +9,17 @@ import java.nio.file.Path;
  * (with {@code --tls on}); {@code users=NAME[:NAME...]}: only to these PSK identities or certificate
  * common names; {@code hosts=CIDR[:CIDR...]}: only to peers in those ranges (others are not told it exists);
  * {@code readahead=off|auto|SIZE} (default auto, starting small: the guest reads ahead itself).
+ * {@code bridged}: PATH is a directory, served read-only as an ext4 image whose data blocks are the
+ * host files' own pages in the shared cache (see {@link io.bridgefs.server.bridged}).
  */
 public record NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize, boolean tlsOnly,
-                            java.util.List<String> users, java.util.List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead) {
+                            java.util.List<String> users, java.util.List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead,
+                            boolean bridged) {
+
+    public NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize, boolean tlsOnly,
+                         java.util.List<String> users, java.util.List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead) {
+        this(name, path, readOnly, description, createSize, tlsOnly, users, hosts, readahead, false);
+    }
 
     public NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize) {
         this(name, path, readOnly, description, createSize, false, java.util.List.of(), java.util.List.of(),
@@ -32,7 +40,7 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
         }
         String[] parts = rest.split(",");
         if (parts[0].isEmpty()) throw new IllegalArgumentException("'" + s + "': missing PATH");
-        boolean ro = false, tlsOnly = false;
+        boolean ro = false, tlsOnly = false, bridged = false;
         long create = 0;
         java.util.List<String> users = java.util.List.of();
         java.util.List<Cidr> hosts = java.util.List.of();
@@ -43,14 +51,16 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
             else if (p.equals("rw")) ro = false;
             else if (p.startsWith("create=")) create = Sizes.parse(p.substring(7));
             else if (p.equals("tls-only")) tlsOnly = true;
+            else if (p.equals("bridged")) bridged = true;
             else if (p.startsWith("users=") && p.length() > 6) users = java.util.List.of(p.substring(6).split(":"));
             else if (p.startsWith("hosts=")) hosts = Cidr.parseList(p.substring(6));
             else if (p.startsWith("readahead=")) readahead = io.bridgefs.server.cache.Readahead.parse(p.substring(10), true);
-            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, create=, tls-only, users=NAME[:NAME...], hosts=CIDR[:CIDR...], readahead=off|auto|SIZE, description=)");
+            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, bridged, create=, tls-only, users=NAME[:NAME...], hosts=CIDR[:CIDR...], readahead=off|auto|SIZE, description=)");
         }
         if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 4096) {
             throw new IllegalArgumentException("export name longer than 4096 bytes");
         }
-        return new NbdExportSpec(name, Path.of(parts[0]), ro, description, create, tlsOnly, users, hosts, readahead);
+        if (bridged && create > 0) throw new IllegalArgumentException("'" + s + "': a bridged export serves an existing directory; create= does not apply");
+        return new NbdExportSpec(name, Path.of(parts[0]), ro || bridged, description, create, tlsOnly, users, hosts, readahead, bridged);
     }
 }

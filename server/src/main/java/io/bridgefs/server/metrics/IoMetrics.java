@@ -13,12 +13,19 @@ import com.codahale.metrics.Timer;
 public final class IoMetrics {
     public final String path;
     public final String export;
+    /** What the export is: "image" (an NBD image file), "bridged" (a directory as an ext4 image), "directory" (9P). */
+    public final String kind;
     public final Timer read, write, flush, trim, writeZeroes, blockStatus, cache;
     public final Counter readBytes, writeBytes, errors;
 
     public IoMetrics(MetricRegistry registry, String path, String export) {
+        this(registry, path, export, path.equals("nbd") ? "image" : "directory");
+    }
+
+    public IoMetrics(MetricRegistry registry, String path, String export, String kind) {
         this.path = path;
         this.export = export;
+        this.kind = kind;
         String base = MetricRegistry.name("bridgefs", path, export.isEmpty() ? "(default)" : export);
         read = timer(registry, base + ".read");
         write = timer(registry, base + ".write");

@@ -17,8 +17,9 @@ import java.util.function.Supplier;
 
 /**
  * Serves GET /metrics (Prometheus text), GET /stats (JSON), GET /dashboard (a live page charting
- * /stats), and two operator actions: GET /verify (recount the counters from the cache frames) and
- * POST /drop-caches (evict every clean page, like {@code echo 1 > /proc/sys/vm/drop_caches}).
+ * /stats), and operator actions: GET /verify (recount the counters from the cache frames), POST
+ * /drop-caches (evict every clean page, like {@code echo 1 > /proc/sys/vm/drop_caches}) and POST
+ * /exports/NAME/rescan (a bridged export's new snapshot of its tree).
  */
 public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
     private static final String DASHBOARD = loadDashboard();
@@ -26,19 +27,38 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
     private final Supplier<String> json;
     private final Supplier<String> verify;
     private final Supplier<String> dropCaches;
+    private final java.util.function.Function<String, Answer> rescan;
+
+    /** What an action answers: an HTTP status and a line of text. */
+    public record Answer(int status, String body) {}
 
     public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json, Supplier<String> verify, Supplier<String> dropCaches) {
+        this(prometheus, json, verify, dropCaches, name -> new Answer(404, "no bridged export named '" + name + "'\n"));
+    }
+
+    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json, Supplier<String> verify, Supplier<String> dropCaches,
+                              java.util.function.Function<String, Answer> rescan) {
         this.prometheus = prometheus;
         this.json = json;
         this.verify = verify;
         this.dropCaches = dropCaches;
+        this.rescan = rescan;
     }
 
     @Override
     protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
         String path = req.uri().split("\\?", 2)[0];
         FullHttpResponse resp;
-        if (path.equals("/drop-caches")) {
+        if (path.startsWith("/exports/") && path.endsWith("/rescan") && path.length() > "/exports//rescan".length()) {
+            String name = io.netty.handler.codec.http.QueryStringDecoder.decodeComponent(
+                    path.substring("/exports/".length(), path.length() - "/rescan".length()));
+            if (req.method().equals(HttpMethod.POST)) {
+                Answer a = rescan.apply(name);
+                resp = text(HttpResponseStatus.valueOf(a.status()), a.body(), "text/plain");
+            } else {
+                resp = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "POST only\n", "text/plain");
+            }
+        } else if (path.equals("/drop-caches")) {
             resp = req.method().equals(HttpMethod.POST)
                     ? text(HttpResponseStatus.OK, dropCaches.get(), "text/plain")
                     : text(HttpResponseStatus.METHOD_NOT_ALLOWED, "POST only\n", "text/plain");
@@ -55,7 +75,7 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
         } else if (path.equals("/dashboard") || path.equals("/dashboard.html")) {
             resp = text(HttpResponseStatus.OK, DASHBOARD, "text/html; charset=utf-8");
         } else if (path.equals("/")) {
-            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts), /verify, POST /drop-caches\n", "text/plain");
+            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts), /verify, POST /drop-caches, POST /exports/NAME/rescan\n", "text/plain");
         } else {
             resp = text(HttpResponseStatus.NOT_FOUND, "not found\n", "text/plain");
         }

@@ -200,6 +200,7 @@ public final class MetricsText {
             IoMetrics m = io.get(i);
             if (i > 0) b.append(',');
             b.append("{\"path\":\"").append(m.path).append("\",\"export\":\"").append(escape(m.export))
+                    .append("\",\"kind\":\"").append(m.kind)
                     .append("\",\"read_ops\":").append(m.read.getCount())
                     .append(",\"read_bytes\":").append(m.readBytes.getCount())
                     .append(",\"write_ops\":").append(m.write.getCount())

@@ -62,6 +62,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         admission = new Admission<>(ctx.channel(), server.budget(), MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES,
                 NbdSession::cost, r -> dispatch(ctx, r));
         ctx.channel().attr(ConnectionGuard.BUSY).set(() -> !admission.idle());
+        if (export.bridged() != null) export.bridged().attach();
     }
 
     /** What a request holds until its reply is written: its payload and its reply. */
@@ -128,6 +129,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
         admission.close();
+        if (export.bridged() != null) export.bridged().detach();
         ctx.fireChannelInactive();
     }
 
@@ -171,6 +173,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
      * else, which goes to the executor. Saves two thread hand-offs per request on a warm cache.
      */
     private Outcome tryFast(ChannelHandlerContext ctx, NbdRequest req) {
+        if (export.bridged() != null) return null;     // generated blocks and several files per read: the executor
         var m = export.metrics();
         long t0 = System.nanoTime();
         if (req instanceof NbdRequest.Read && req.length() > 0) {
@@ -261,7 +264,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             }
         } else if (req instanceof NbdRequest.Flush) {
             try (var t = m.flush.time()) {
-                file.flush();
+                if (file != null) file.flush();      // a bridged image is read-only: nothing to flush
                 return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.Trim) {
@@ -283,8 +286,9 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             }
         } else if (req instanceof NbdRequest.Cache) {
             try (var t = m.cache.time()) {
-                long limit = Math.min(req.length(), file.size() - req.offset());
-                file.prefetch(IoPath.NBD, req.offset(), limit);
+                long limit = Math.min(req.length(), export.size() - req.offset());
+                if (export.bridged() != null) export.bridged().prefetch(IoPath.NBD, req.offset(), limit);
+                else file.prefetch(IoPath.NBD, req.offset(), limit);
                 return new Outcome(ok(ctx, req), null);
             }
         } else if (req instanceof NbdRequest.BlockStatus) {
@@ -312,6 +316,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             NbdReply.none(b, req.cookie());
             return new Outcome(b, null);
         }
+        if (export.bridged() != null) return bridgedReadReply(ctx, req);
         CachedFile.PinnedRange pinned = export.file().pin(IoPath.NBD, req.offset(), len);
         if (pinned != null) return zeroCopyReply(ctx, req, pinned);
         int header = structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE;
@@ -320,15 +325,29 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
 
     /** The reply header plus views of the pinned frames; they are unpinned once the socket took them. */
     private Outcome zeroCopyReply(ChannelHandlerContext ctx, NbdRequest req, CachedFile.PinnedRange pinned) {
+        return new Outcome(dataReply(ctx, req, pinned.views()), pinned::release);
+    }
+
+    /** A read of a bridged image: generated metadata, the host files' pinned pages, zeros. */
+    private Outcome bridgedReadReply(ChannelHandlerContext ctx, NbdRequest req) throws IOException {
+        io.bridgefs.server.bridged.BridgedDisk.Pieces p = export.bridged().read(IoPath.NBD, req.offset(), (int) req.length());
+        try {
+            return new Outcome(dataReply(ctx, req, p.buffers()), p.release());
+        } catch (RuntimeException | Error e) {
+            p.release().run();
+            throw e;
+        }
+    }
+
+    private ByteBuf dataReply(ChannelHandlerContext ctx, NbdRequest req, ByteBuffer[] views) {
         int len = (int) req.length();
         ByteBuf h = ctx.alloc().buffer(structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE);
         if (structured) NbdReply.offsetDataHeader(h, NBD_REPLY_FLAG_DONE, req.cookie(), req.offset(), len);
         else NbdReply.simple(h, req.cookie(), 0);
-        ByteBuffer[] views = pinned.views();
         CompositeByteBuf c = ctx.alloc().compositeDirectBuffer(views.length + 1);
         c.addComponent(true, h);
         for (ByteBuffer v : views) c.addComponent(true, Unpooled.wrappedBuffer(v));
-        return new Outcome(c, pinned::release);
+        return c;
     }
 
     private ByteBuf copiedReadReply(ChannelHandlerContext ctx, NbdRequest req, int header, int len) throws IOException {
@@ -353,7 +372,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         long end = req.offset() + req.length();
         var file = export.file();
         while (pos < end && n < max) {
-            BackingStore.Extent e = file.extentAt(pos, end);
+            BackingStore.Extent e = file != null ? file.extentAt(pos, end) : export.bridged().extentAt(pos, end);
             long len = Math.min(e.length(), end - pos);
             int flags = e.hole() ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
             if (n > 0 && extents[2 * n - 1] == flags && extents[2 * (n - 1)] + len <= 0xFFFF_F000L) {
