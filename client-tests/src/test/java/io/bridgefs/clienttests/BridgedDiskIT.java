@@ -174,6 +174,55 @@ class BridgedDiskIT {
         }
     }
 
+    /**
+     * Sharing by location, with real clients of both paths on one directory (--dedup shadow, which only
+     * counts duplicates): diodcat reads half the files over 9P, nbdcopy then reads the whole bridged
+     * image, diodcat reads the other half. Each data page is read from disk once and cached once; each
+     * path hits the other's pages; no fill duplicates a resident page. The same run against an
+     * {@code mke2fs -d} image of the tree, the usual way to give a guest a directory as a disk, caches
+     * the data twice and counts every block path page as a duplicate.
+     */
+    @Test
+    void aBlockClientAndA9pClientShareTheTreesPagesByLocation(@TempDir Path dir) throws Exception {
+        Tools.require("nbdcopy", "diodcat", "mke2fs");
+        Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        int files = 64, pages = 64;                               // 64 files of 256 KiB: 16 MiB of data
+        long data = (long) files * pages * 4096;
+        Tools.run(dir, Duration.ofSeconds(60), List.of("sh", "-c", "mkdir t && for i in $(seq 0 " + (files - 1)
+                + "); do head -c " + pages * 4096 + " /dev/urandom > t/f$i; done")).ok("data files");
+        Tools.run(Duration.ofSeconds(60), "mke2fs", "-q", "-t", "ext4", "-b", "4096", "-d", dir.resolve("t").toString(), dir.resolve("copy.ext4").toString(), "64M")
+                .ok("mke2fs -d");
+        long[] bridged = shareRun(dir, files, "tree=t,bridged");
+        long[] copied = shareRun(dir, files, "tree=copy.ext4,ro");
+        System.out.printf("two paths on one tree (%d MiB of data): bridged cached %d MiB, duplicate fills %d, cross hits %d/%d;"
+                        + " mke2fs -d image cached %d MiB, duplicate fills %d, cross hits %d/%d%n", data >> 20, bridged[0] >> 20, bridged[1],
+                bridged[2], bridged[3], copied[0] >> 20, copied[1], copied[2], copied[3]);
+        long dataPages = data / 4096;
+        assertTrue(bridged[0] < data * 11 / 10, "the bridged disk and 9P cache the data once: " + bridged[0]);
+        assertEquals(0, bridged[1], "no fill repeats a resident page");
+        assertTrue(bridged[2] >= dataPages / 2 && bridged[3] >= dataPages / 2, "each path hits the pages the other read: " + bridged[2] + ", " + bridged[3]);
+        assertTrue(copied[0] > data * 19 / 10, "an mke2fs -d image caches the data a second time: " + copied[0]);
+        assertTrue(copied[1] >= dataPages * 9 / 10, "and its fills duplicate the files' pages: " + copied[1]);
+    }
+
+    /** One run of the sharing workload; returns cached bytes, duplicate fills, 9P-to-NBD and NBD-to-9P hits. */
+    private static long[] shareRun(Path dir, int files, String nbdExport) throws Exception {
+        int p9 = BridgefsProcess.freePort();
+        try (var s = BridgefsProcess.start(dir, "--dedup", "shadow", "--cache-size", "128m", "--nbd-export", nbdExport,
+                "--9p-listen", "127.0.0.1:" + p9, "--9p-export", "share=t")) {
+            String cat = "diodcat -s 127.0.0.1:" + p9 + " -a share /f$i > /dev/null";
+            Tools.run(dir, Duration.ofSeconds(120), List.of("sh", "-c", "for i in $(seq 0 2 " + (files - 1) + "); do " + cat + "; done")).ok("diodcat even");
+            Tools.run(Duration.ofSeconds(120), "nbdcopy", s.uri("tree"), "null:").ok("nbdcopy");
+            Tools.run(dir, Duration.ofSeconds(120), List.of("sh", "-c", "for i in $(seq 1 2 " + (files - 1) + "); do " + cat + "; done")).ok("diodcat odd");
+            long[] out = {s.metric("bridgefs_cached_bytes"),
+                    s.metric("bridgefs_duplicate_fills_total{path=\"nbd\"}") + s.metric("bridgefs_duplicate_fills_total{path=\"9p\"}"),
+                    s.metric("bridgefs_cross_path_hits_total{from=\"9p\",to=\"nbd\"}"),
+                    s.metric("bridgefs_cross_path_hits_total{from=\"nbd\",to=\"9p\"}")};
+            assertEquals(0, s.stop());
+            return out;
+        }
+    }
+
     @Test
     void theHostsUsrShareIsACleanImage(@TempDir Path dir) throws Exception {
         Tools.require("nbdcopy", "e2fsck");
