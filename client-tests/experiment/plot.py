@@ -3,7 +3,8 @@
 
 time.png     elapsed time per utility and path, host cache cold and warm (the paper's two benchmark figures)
 memory.png   memory per path after each cold run: host cache + guest cache, stacked
-together.png two guests at once: server cache and duplicated reads with --dedup shadow vs merge
+together.png two guests at once: server cache and duplicated reads with --dedup shadow vs merge, and with the
+             block guest on the bridged disk (GFS-bridged, counted with shadow)
 """
 import csv
 import os
@@ -14,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PATHS = ["HFS", "GFS", "MyFS", "MyFS-loose"]
-COLORS = {"HFS": "#8c8c8c", "GFS": "#d62728", "MyFS": "#1f77b4", "MyFS-loose": "#9467bd"}
+PATHS = ["HFS", "GFS", "GFS-bridged", "MyFS", "MyFS-loose"]
+COLORS = {"HFS": "#8c8c8c", "GFS": "#d62728", "GFS-bridged": "#ff7f0e", "MyFS": "#1f77b4", "MyFS-loose": "#9467bd"}
 MIB = 1024 * 1024
 
 
@@ -26,7 +27,7 @@ def load(path):
 
 def dedup_axis(ax, modes, title):
     ax.set_xticks(list(range(len(modes))))
-    ax.set_xticklabels([f"--dedup {m}" for m in modes])
+    ax.set_xticklabels(["bridged disk\n(--dedup shadow)" if m == "bridged" else f"--dedup {m}" for m in modes])
     ax.set_ylabel("MiB")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -47,13 +48,13 @@ def main(out):
                 return float(r[key])
         return 0.0
 
-    width = 0.2
+    width = 0.16
     xs = range(len(utils))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
     for ax, phase in zip(axes, ["cold", "warm"]):
         for i, p in enumerate(PATHS):
             vals = [max(0.005, get(p, u, phase, "elapsed_s")) for u in utils]
-            bars = ax.bar([x + (i - 1.5) * width for x in xs], vals, width, label=p, color=COLORS[p])
+            bars = ax.bar([x + (i - (len(PATHS) - 1) / 2) * width for x in xs], vals, width, label=p, color=COLORS[p])
             for b, v in zip(bars, vals):
                 ax.annotate(f"{v:.2g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
         ax.set_yscale("log")
@@ -64,7 +65,7 @@ def main(out):
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("elapsed time (s, log scale)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=4, fontsize=8)
+    fig.legend(handles, labels, loc="upper right", ncol=5, fontsize=8)
     fig.suptitle("Elapsed time per utility and path (guests under QEMU TCG)", fontsize=11, x=0.02, ha="left")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "time.png"), dpi=110)
@@ -75,7 +76,7 @@ def main(out):
         host = [get(p, u, "cold", "host_cache_bytes") / MIB for u in utils]
         guest = [(get(p, u, "cold", "guest_cached_bytes") + get(p, u, "cold", "guest_buffers_bytes")) / MIB for u in utils]
         guest = [max(0.0, g) for g in guest]
-        pos = [x + (i - 1.5) * width for x in xs]
+        pos = [x + (i - (len(PATHS) - 1) / 2) * width for x in xs]
         ax.bar(pos, host, width, color=COLORS[p], label=f"{p}: host cache")
         ax.bar(pos, guest, width, bottom=host, color=COLORS[p], alpha=0.45, hatch="//", label=f"{p}: guest cache")
         for x, h, g in zip(pos, host, guest):
@@ -91,9 +92,11 @@ def main(out):
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    modes = [m for m in ["shadow", "merge"] if any(t["dedup"] == m for t in together)]
+    modes = [m for m in ["shadow", "merge", "bridged"] if any(t["dedup"] == m for t in together)]
 
     def tget(mode, path, key):
+        if path == "GFS" and mode == "bridged":
+            path = "GFS-bridged"       # the block guest of the bridged run
         for t in together:
             if t["dedup"] == mode and t["path"] == path:
                 return float(t[key])

@@ -25,7 +25,7 @@ class ExperimentIT {
         var r = ReferenceExperiment.run(new ReferenceExperiment.Options(size, Path.of("/usr/share"), out, dir.resolve("work"), 512, 512 << 10));
         assertTrue(r.datasetBytes() > size * 9 / 10, "data set of about 6 MiB: " + r.datasetBytes());
 
-        assertEquals(4 * 6 * 2, r.runs().size(), "4 paths x 6 utilities x cold/warm");
+        assertEquals(5 * 6 * 2, r.runs().size(), "5 paths x 6 utilities x cold/warm");
         for (Run x : r.runs()) {
             assertTrue(x.elapsedSeconds() > 0, "elapsed time of " + x);
             assertEquals(0, x.errors(), "no utility printed an error: " + x);
@@ -33,7 +33,7 @@ class ExperimentIT {
                 assertTrue(x.rchar() >= r.datasetBytes() * 9 / 10, x.path() + " " + x.utility() + " read the whole data set: " + x);
             }
         }
-        for (String path : List.of("HFS", "GFS", "MyFS", "MyFS-loose")) {
+        for (String path : List.of("HFS", "GFS", "GFS-bridged", "MyFS", "MyFS-loose")) {
             Run tar = ExperimentReport.find(r.runs(), path, "tar", "cold").orElseThrow();
             assertTrue(tar.rchar() >= r.datasetBytes() * 9 / 10, path + ": tar read the data set through its file system: " + tar);
         }
@@ -62,12 +62,25 @@ class ExperimentIT {
             byte[] head = java.util.Arrays.copyOf(Files.readAllBytes(out.resolve(png)), 8);
             assertArrayEquals(new byte[] {(byte) 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}, head, png + " is a PNG");
         }
-        assertEquals(49, Files.readAllLines(out.resolve("runs.csv")).size());
+        assertEquals(61, Files.readAllLines(out.resolve("runs.csv")).size());
+
+        // the bridged disk: a block guest whose data blocks are the files' own pages
+        Run bridgedTar = ExperimentReport.find(r.runs(), "GFS-bridged", "tar", "cold").orElseThrow();
+        assertTrue(bridgedTar.nbdReadBytes() >= r.datasetBytes() * 9 / 10 && bridgedTar.p9ReadBytes() == 0, "GFS-bridged reads over NBD: " + bridgedTar);
+        Together bridgedGfs = pick(r.together(), "bridged", "GFS-bridged"), bridgedMyfs = pick(r.together(), "bridged", "MyFS");
+        assertTrue(bridgedGfs.serverCachedBytes() < shadowGfs.serverCachedBytes() * 3 / 4,
+                "one copy of the data on the bridged disk: " + bridgedGfs + " vs the mke2fs -d image's " + shadowGfs);
+        long bridgedDup = bridgedGfs.duplicateFillBytes() + bridgedMyfs.duplicateFillBytes();
+        assertTrue(bridgedDup <= r.datasetRepeatedBytes() + (64 << 10),
+                "no duplicated fill on the bridged disk beyond the pages the data set repeats itself: " + bridgedDup + " vs " + r.datasetRepeatedBytes());
+        assertTrue(bridgedDup * 4 < dup, "far fewer than with the mke2fs -d image: " + bridgedDup + " vs " + dup);
+        assertTrue(bridgedGfs.crossHitsFromOther() + bridgedMyfs.crossHitsFromOther() > 0, "pages found by location: " + bridgedGfs + " " + bridgedMyfs);
         Run looseTar = ExperimentReport.find(r.runs(), "MyFS-loose", "tar", "cold").orElseThrow();
         assertTrue(looseTar.guestCachedBytes() >= r.datasetBytes() / 2, "with cache=loose the 9P guest caches the data: " + looseTar);
         String report = Files.readString(out.resolve("report.md"));
         assertTrue(report.contains("**1. With a warm host cache") && report.contains("**2. The block path needs about twice the memory"), report);
         assertTrue(report.contains("TCG"), "the report says the guests ran under TCG");
+        assertTrue(report.contains("On the bridged disk the two guests' reads met in one copy"), report);
     }
 
     private static Together pick(List<Together> ts, String dedup, String path) {

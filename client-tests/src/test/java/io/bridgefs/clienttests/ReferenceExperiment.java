@@ -36,7 +36,10 @@ import java.util.stream.Stream;
  * cache cold (host kernel caches and the bridgefs cache dropped) and then warm; the guest's own cache is
  * dropped before every run, so cold and warm differ only in the host cache. Then two guests at once,
  * one per path, read the same data, first with {@code --dedup shadow} (the duplicated reads are
- * counted) and then with {@code --dedup merge} (what sharing saves).
+ * counted) and then with {@code --dedup merge} (what sharing saves). GFS-bridged is GFS on a bridged
+ * disk ({@code --nbd-export NAME=DIR,bridged}): an ext4 image bridgefs makes of the data set directory
+ * itself, whose data blocks are the files' own pages; its two-guest run ("bridged", counted with
+ * {@code --dedup shadow}) shows the pages shared by location, without hashing.
  *
  * <p>The guests drive themselves and report to a small HTTP control server here (reached at
  * 10.0.2.2 from QEMU's user network): {@code /cold} drops the host caches, {@code /begin} and
@@ -45,9 +48,14 @@ import java.util.stream.Stream;
 public final class ReferenceExperiment {
     static final List<String> UTILITIES = List.of("find", "du", "grep", "tar", "md5sum", "cp");
     static final List<String> PHASES = List.of("cold", "warm");
-    static final String HFS = "HFS", GFS = "GFS", MYFS = "MyFS", MYFS_LOOSE = "MyFS-loose";
-    /** The paths in the order they run; MyFS-loose (9P with the guest caching, cache=loose) goes beyond the paper. */
-    static final List<String> PATHS = List.of(HFS, GFS, MYFS, MYFS_LOOSE);
+    static final String HFS = "HFS", GFS = "GFS", GFS_BRIDGED = "GFS-bridged", MYFS = "MyFS", MYFS_LOOSE = "MyFS-loose";
+    /** The paths in the order they run; GFS-bridged and MyFS-loose (9P with the guest caching, cache=loose) go beyond the paper. */
+    static final List<String> PATHS = List.of(HFS, GFS, GFS_BRIDGED, MYFS, MYFS_LOOSE);
+
+    /** Whether a path's guest mounts an ext4 disk over NBD (GFS, GFS-bridged) rather than 9P. */
+    static boolean block(String path) {
+        return path.equals(GFS) || path.equals(GFS_BRIDGED);
+    }
 
     /** What to run: data set size and source, where results and scratch files go, guest memory. */
     record Options(long datasetBytes, Path source, Path out, Path work, int guestMemMiB, long maxFileBytes) {
@@ -80,21 +88,26 @@ public final class ReferenceExperiment {
     /** One guest of the two-guests-at-once phase, with the server's counters when both were done. */
     record Together(String dedup, String path, double elapsedSeconds, long readBytes, long fillBytes,
                     long duplicateFillBytes, long serverCachedBytes, long residentBytes, long dedupSavedBytes,
-                    long dedupPagesShared, long guestCachedBytes) {
+                    long dedupPagesShared, long guestCachedBytes, long crossHitsFromOther) {
 
         static final String HEADER = "dedup,path,elapsed_s,read_bytes,fill_bytes,duplicate_fill_bytes,server_cached_bytes,"
-                + "resident_bytes,dedup_saved_bytes,dedup_pages_shared,guest_cached_bytes";
+                + "resident_bytes,dedup_saved_bytes,dedup_pages_shared,guest_cached_bytes,cross_path_hits";
 
         String csv() {
             return String.join(",", dedup, path, String.format(Locale.ROOT, "%.2f", elapsedSeconds), Long.toString(readBytes),
                     Long.toString(fillBytes), Long.toString(duplicateFillBytes), Long.toString(serverCachedBytes),
                     Long.toString(residentBytes), Long.toString(dedupSavedBytes), Long.toString(dedupPagesShared),
-                    Long.toString(guestCachedBytes));
+                    Long.toString(guestCachedBytes), Long.toString(crossHitsFromOther));
         }
     }
 
     /** What the experiment produced. */
-    record Results(long datasetBytes, int datasetFiles, List<Run> runs, List<Together> together, Path out) {}
+    /**
+     * What the experiment produced. {@code datasetRepeatedBytes}: pages of the data set whose bytes an
+     * earlier page of it already holds (identical files, shared blocks): fills of those count as
+     * duplicates on any path, so they are the floor of the bridged run's duplicated fills.
+     */
+    record Results(long datasetBytes, int datasetFiles, List<Run> runs, List<Together> together, Path out, long datasetRepeatedBytes) {}
 
     private final Options o;
     private final Path data;
@@ -175,18 +188,19 @@ public final class ReferenceExperiment {
         int files = copyDataset();
         long bytes = sizeOf(data);
         buildImage(bytes, files);
-        total = PATHS.size() * UTILITIES.size() * PHASES.size() + 4;
+        total = PATHS.size() * UTILITIES.size() * PHASES.size() + 6;
         progress("data set: %d files, %s, from %s; ext4 image %s", files, human(bytes), o.source(), human(Files.size(image)));
         runHost();
         try (Control ctl = new Control()) {
             try (BridgefsProcess server = startServer("shadow")) {
                 ctl.server = server;
                 runGuest(ctl, GFS);
+                runGuest(ctl, GFS_BRIDGED);
                 runGuest(ctl, MYFS);
                 runGuest(ctl, MYFS_LOOSE);
             }
-            for (String dedup : List.of("shadow", "merge")) {
-                try (BridgefsProcess server = startServer(dedup)) {
+            for (String dedup : List.of("shadow", "merge", "bridged")) {
+                try (BridgefsProcess server = startServer(dedup.equals("bridged") ? "shadow" : dedup)) {
                     ctl.server = server;
                     runTogether(ctl, dedup);
                 }
@@ -194,7 +208,7 @@ public final class ReferenceExperiment {
         }
         writeCsv();
         plot();
-        Results r = new Results(bytes, files, List.copyOf(runs), List.copyOf(together), o.out());
+        Results r = new Results(bytes, files, List.copyOf(runs), List.copyOf(together), o.out(), repeatedPageBytes(data));
         Files.writeString(o.out().resolve("report.md"), ExperimentReport.render(r, o, commandLine()));
         progress("report written: %s", o.out().resolve("report.md"));
         return r;
@@ -248,6 +262,26 @@ public final class ReferenceExperiment {
         long kib = (long) (blocks * 4 * 1.25) + 64 * 1024;                   // metadata, journal, slack
         Tools.run(Duration.ofMinutes(10), "mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096",
                 "-E", "lazy_itable_init=0,lazy_journal_init=0", "-d", data.toString(), image.toString(), kib + "k").ok("mke2fs -d");
+    }
+
+    /** Bytes of 4 KiB file pages (the last one zero-padded; all-zero pages aside) whose bytes an earlier page repeats. */
+    static long repeatedPageBytes(Path dir) throws IOException {
+        java.util.Set<java.nio.ByteBuffer> seen = new java.util.HashSet<>();
+        byte[] zero = new byte[4096];
+        long repeated = 0;
+        List<Path> files;
+        try (Stream<Path> s = Files.walk(dir)) {
+            files = s.filter(p -> Files.isRegularFile(p, java.nio.file.LinkOption.NOFOLLOW_LINKS)).sorted().toList();
+        }
+        for (Path f : files) {
+            byte[] b = Files.readAllBytes(f);
+            for (int at = 0; at < b.length; at += 4096) {
+                byte[] page = java.util.Arrays.copyOf(java.util.Arrays.copyOfRange(b, at, Math.min(b.length, at + 4096)), 4096);
+                if (java.util.Arrays.equals(page, zero)) continue;
+                if (!seen.add(java.nio.ByteBuffer.wrap(page))) repeated += 4096;
+            }
+        }
+        return repeated;
     }
 
     // ---- HFS: the utilities on the host ----
@@ -307,18 +341,20 @@ public final class ReferenceExperiment {
     private BridgefsProcess startServer(String dedup) throws Exception {
         long cache = Math.max(256L << 20, 3 * Files.size(image) + (128L << 20));
         return BridgefsProcess.start(o.work(), "--dedup", dedup, "--cache-size", (cache >> 20) + "m",
-                "--nbd-export", "gfs=" + image + ",ro", "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort(),
+                "--nbd-export", "gfs=" + image + ",ro", "--nbd-export", "gfsb=" + data + ",bridged", "--9p-listen", "127.0.0.1:" + BridgefsProcess.freePort(),
                 "--9p-export", "myfs=" + data + ",ro", "--writeback-interval", "0");
     }
 
     private List<String> qemuArgs(BridgefsProcess server, String path) {
         List<String> a = new ArrayList<>(List.of("-nic", "user,model=virtio-net-pci"));
-        if (path.equals(GFS)) a.addAll(List.of("-drive", "file=" + server.uri("gfs") + ",format=raw,if=virtio,readonly=on"));
+        if (block(path)) {
+            a.addAll(List.of("-drive", "file=" + server.uri(path.equals(GFS) ? "gfs" : "gfsb") + ",format=raw,if=virtio,readonly=on"));
+        }
         return a;
     }
 
     static String mountCommand(String path, int p9Port) {
-        return path.equals(GFS)
+        return block(path)
                 ? "mount -t ext4 -o ro /dev/vda /data"
                 : "mount -t 9p -o trans=tcp,port=" + p9Port + ",version=9p2000.L,aname=myfs,msize=262144,cache="
                         + (path.equals(MYFS_LOOSE) ? "loose" : "none") + ",ro 10.0.2.2 /data";
@@ -385,39 +421,46 @@ public final class ReferenceExperiment {
 
     private void runGuest(Control ctl, String path) throws Exception {
         progress("%s: booting a guest (QEMU TCG, %d MiB) that mounts the data set %s", path, o.guestMemMiB(),
-                path.equals(GFS) ? "as ext4 on /dev/vda (NBD)" : path.equals(MYFS) ? "over 9P (cache=none)" : "over 9P (cache=loose)");
+                path.equals(GFS) ? "as ext4 on /dev/vda (NBD, an mke2fs -d image)" : path.equals(GFS_BRIDGED) ? "as ext4 on /dev/vda (NBD, the bridged disk of the directory)" : path.equals(MYFS) ? "over 9P (cache=none)" : "over 9P (cache=loose)");
         String tag = path.toLowerCase(Locale.ROOT);
         awaitGuest(bootGuest(ctl, path, false, tag), tag);
     }
 
     private void runTogether(Control ctl, String dedup) throws Exception {
-        progress("two guests at once (--dedup %s): GFS and MyFS read the whole data set with tar", dedup);
+        String blockPath = dedup.equals("bridged") ? GFS_BRIDGED : GFS;
+        progress("two guests at once (%s): %s and MyFS read the whole data set with tar", dedup.equals("bridged") ? "--dedup shadow" : "--dedup " + dedup, blockPath);
         ctl.ready.clear();
         ctl.together.clear();
-        Process gfs = bootGuest(ctl, GFS, true, "together-" + dedup + "-gfs");
+        Process gfs = bootGuest(ctl, blockPath, true, "together-" + dedup + "-gfs");
         Process myfs = bootGuest(ctl, MYFS, true, "together-" + dedup + "-myfs");
         awaitGuest(gfs, "together-" + dedup + "-gfs");
         awaitGuest(myfs, "together-" + dedup + "-myfs");
         Map<String, Double> m = ctl.metrics();
-        for (String path : List.of(GFS, MYFS)) {
+        for (String path : List.of(blockPath, MYFS)) {
             Map<String, String> q = ctl.together.get(path);
             String p = label(path);
+            String other = p.equals("nbd") ? "9p" : "nbd";
             together.add(new Together(dedup, path, Double.parseDouble(q.get("t1")) - Double.parseDouble(q.get("t0")),
                     sum(m, "bridgefs_read_bytes_total{path=\"" + p + "\""), (long) get(m, "bridgefs_cache_fill_bytes_total{path=\"" + p + "\"}"),
                     (long) get(m, "bridgefs_duplicate_fill_bytes_total{path=\"" + p + "\"}"), (long) get(m, "bridgefs_cached_bytes"),
                     (long) get(m, "bridgefs_resident_pages") * 4096, (long) get(m, "bridgefs_dedup_saved_bytes"),
-                    (long) get(m, "bridgefs_dedup_pages_shared"), Long.parseLong(q.get("cached_kb")) * 1024));
+                    (long) get(m, "bridgefs_dedup_pages_shared"), Long.parseLong(q.get("cached_kb")) * 1024,
+                    (long) get(m, "bridgefs_cross_path_hits_total{from=\"" + other + "\",to=\"" + p + "\"}")));
         }
         done += 2;
-        progress("  --dedup %s: server cache %s for %s of resident pages; duplicated reads nbd %s, 9p %s; %s %s",
-                dedup, human((long) get(m, "bridgefs_cached_bytes")), human((long) get(m, "bridgefs_resident_pages") * 4096),
+        progress("  %s: server cache %s for %s of resident pages; duplicated reads nbd %s, 9p %s; %s %s",
+                dedup.equals("bridged") ? "bridged disk (--dedup shadow)" : "--dedup " + dedup, human((long) get(m, "bridgefs_cached_bytes")), human((long) get(m, "bridgefs_resident_pages") * 4096),
                 human((long) get(m, "bridgefs_duplicate_fill_bytes_total{path=\"nbd\"}")),
                 human((long) get(m, "bridgefs_duplicate_fill_bytes_total{path=\"9p\"}")),
                 dedup.equals("merge") ? "merged away" : "merging would save", human((long) get(m, "bridgefs_dedup_saved_bytes")));
+        if (dedup.equals("bridged")) {
+            progress("  bridged: hits on pages the other path read: nbd %d, 9p %d", (long) get(m, "bridgefs_cross_path_hits_total{from=\"9p\",to=\"nbd\"}"),
+                    (long) get(m, "bridgefs_cross_path_hits_total{from=\"nbd\",to=\"9p\"}"));
+        }
     }
 
     static String label(String path) {
-        return path.equals(GFS) ? "nbd" : "9p";
+        return block(path) ? "nbd" : "9p";
     }
 
     /** The busybox command line of a utility over directory {@code d}, with scratch space {@code s}. */
@@ -551,8 +594,8 @@ public final class ReferenceExperiment {
 
     private synchronized void report(Run r) {
         done++;
-        String requests = r.path().equals(HFS) ? "" : String.format(Locale.ROOT, "  %d %s requests", r.path().equals(GFS) ? r.nbdRequests() : r.p9Requests(),
-                r.path().equals(GFS) ? "NBD" : "9P");
+        String requests = r.path().equals(HFS) ? "" : String.format(Locale.ROOT, "  %d %s requests", block(r.path()) ? r.nbdRequests() : r.p9Requests(),
+                block(r.path()) ? "NBD" : "9P");
         progress("%-5s %-6s %-4s %7.2f s  read %9s  host cache %9s  guest cache %9s%s%s", r.path(), r.utility(), r.phase(),
                 r.elapsedSeconds(), human(r.rchar()), human(r.hostCacheBytes()), human(r.guestCachedBytes() + r.guestBuffersBytes()), requests,
                 r.errors() > 0 ? "  ERRORS: " + r.errors() + " lines on stderr" : "");

@@ -34,11 +34,12 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Where NBD clients connect (default: ${DEFAULT-VALUE}). unix:PATH,mode=0660,group=NAME sets the socket file's permissions and group.")
     String nbdListen;
 
-    @Option(names = "--nbd-export", paramLabel = "NAME=PATH[,ro][,description=TEXT]",
+    @Option(names = "--nbd-export", paramLabel = "NAME=PATH[,ro][,bridged][,description=TEXT]",
             description = {"An image file to serve (repeatable). The client's export name selects it; the name \"\" or else the first export is the default.",
                     "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing.",
                     "tls-only: only over TLS (with --tls on). users=NAME[:NAME...]: only these PSK users or certificate common names.",
-                    "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it. readahead=off|auto|SIZE (default auto: starts at 32k, grows while used)."})
+                    "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it. readahead=off|auto|SIZE (default auto: starts at 32k, grows while used).",
+                    "bridged: PATH is a directory, served read-only as an ext4 image whose data blocks are the files' own cached pages."})
     List<String> nbdExports = new ArrayList<>();
 
     @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = DEFAULT_P9_LISTEN,

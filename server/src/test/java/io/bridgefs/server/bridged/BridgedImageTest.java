@@ -91,6 +91,39 @@ class BridgedImageTest {
         for (int i = 0; i < 3000; i++) Files.writeString(many.resolve("file-with-a-longish-name-" + i), Integer.toString(i));
     }
 
+    /**
+     * The large cases: a directory of 100,000 entries, 65,100 of them subdirectories (over ext4's 65,000
+     * links: dir_nlink), and a sparse file of 1,500 data islands (an extent tree two levels deep).
+     */
+    @Test
+    void hugeDirectoriesAndDeepExtentTreesAreClean(@TempDir Path tmp) throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("tree"));
+        Path big = Files.createDirectories(root.resolve("big"));
+        for (int i = 0; i < 65_100; i++) Files.createDirectory(big.resolve("d" + i));
+        for (int i = 0; i < 34_900; i++) Files.createFile(big.resolve("f" + i));
+        try (RandomAccessFile f = new RandomAccessFile(root.resolve("islands").toFile(), "rw")) {
+            for (int i = 0; i < 1500; i++) {
+                f.seek(i * 65536L);
+                f.writeInt(i);
+            }
+        }
+        Path img = tmp.resolve("image");
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "big", Readahead.OFF)) {
+            HostTree.Node islands = disk.image().tree.nodes.stream().filter(n -> "islands".equals(n.path())).findFirst().orElseThrow();
+            assertEquals(2, Ext4Image.treeDepth(Ext4Image.extentCount(islands)), "1,500 islands: a two-level extent tree");
+            copyImage(disk, img);
+        }
+        run(tmp, "e2fsck", "-fn", img.toString());
+        String stat = run(tmp, "debugfs", "-R", "stat /big", img.toString());
+        assertTrue(stat.contains("Links: 1"), "over 65,000 subdirectories: dir_nlink's link count of 1\n" + stat);
+        String count = run(tmp, "sh", "-c", "debugfs -R 'ls /big' " + img + " 2>/dev/null | tr -s ' ' '\\n' | grep -c '^[df][0-9]'");
+        assertEquals("100000", count.trim());
+        String island = run(tmp, "sh", "-c", "debugfs -R 'dump /islands " + tmp.resolve("islands.out") + "' " + img + " 2>/dev/null; "
+                + "od -An -tx1 -j " + (1499 * 65536L) + " -N 4 " + tmp.resolve("islands.out"));
+        assertEquals("00 00 05 db", island.trim(), "the last island (1499) read back through the two-level tree");
+    }
+
     @Test
     void craftedTreeIsACleanExt4ImageWithTheHostsContent(@TempDir Path tmp) throws Exception {
         Path root = Files.createDirectories(tmp.resolve("tree"));
