@@ -29,6 +29,7 @@ import org.slf4j.LoggerFactory;
 public final class BridgedDisk implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BridgedDisk.class);
     private static final int OPEN_FILES = 256;          // descriptors kept open between requests
+    private static final int OPEN_DIRS = 64;            // O_PATH descriptors of directories, to stat and open names in
     private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(256 * 1024).asReadOnlyBuffer();
 
     private final PageCache cache;
@@ -38,6 +39,8 @@ public final class BridgedDisk implements AutoCloseable {
     private final AtomicReference<Ext4Image> image = new AtomicReference<>();
     private final Map<HostTree.Node, CachedFile> open = new LinkedHashMap<>(64, 0.75f, true);   // guarded by itself
     private final java.util.Set<HostTree.Node> gone = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    /** Directories by path relative to the root ("" is the root); guarded by itself, as is every use of a descriptor in it. */
+    private final LinkedHashMap<String, Integer> dirs = new LinkedHashMap<>(128, 0.75f, true);
 
     private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead) {
         this.cache = cache;
@@ -62,6 +65,7 @@ public final class BridgedDisk implements AutoCloseable {
         Ext4Image next = Ext4Image.of(HostTree.scan(dir), name);
         image.set(next);
         closeOpenFiles();
+        closeDirs();
         gone.clear();
         log.info("bridged image '{}' of {}: {} entries, {} MiB of data, image {} MiB, built in {} ms", name, dir, next.tree.entries(),
                 (next.usedEnd - next.dataStart) * Ext4Image.BS >> 20, next.size() >> 20, (System.nanoTime() - t0) / 1_000_000);
@@ -167,25 +171,43 @@ public final class BridgedDisk implements AutoCloseable {
         }
     }
 
-    /** {@code n} bytes of a host file at {@code at}: pinned pages, or a copy under pin pressure; zeros past its end. */
+    /**
+     * {@code n} bytes of a host file at {@code at}: its pages pinned in the cache, or copied under pin
+     * pressure; zeros past its current end, or for all of it if the path now leads to another file. The
+     * host file is stat'ed (one call, in its directory's cached descriptor): if it is unchanged and its
+     * pages are resident, they are used without opening it.
+     */
     private void fileData(IoPath path, HostTree.Node node, long at, int n, List<ByteBuffer> out, List<Runnable> release) throws IOException {
-        CachedFile f = acquire(node);
-        if (f == null) {
+        Posix.Stat st = statBeneath(node);
+        if (st == null || st.dev() != node.dev || st.ino() != node.ino || !st.isRegular()) {
+            if (gone.add(node)) log.info("bridged image '{}': {} was replaced or removed on the host since the scan; it reads as zeros", name, node.path);
             zeros(out, n);
             return;
         }
-        release.add(() -> closeQuietly(f));
-        long have = Math.max(0, Math.min(n, Math.min(node.size, f.size()) - at));
-        if (have > 0) {
-            CachedFile.PinnedRange r = f.pin(path, at, (int) have);
-            if (r != null) {
-                release.add(0, r::release);          // unpinned before the reference is closed
-                for (ByteBuffer v : r.views()) out.add(v);
-            } else {
-                ByteBuffer copy = ByteBuffer.allocate((int) have);
-                f.read(path, at, copy);
-                out.add(copy.flip());
+        long have = Math.max(0, Math.min(n, Math.min(node.size, st.size()) - at));
+        CachedFile.PinnedRange r = have == 0 ? null
+                : cache.pinIfResidentUnchanged(new FileKey(node.dev, node.ino), FileBackingStore.stampOf(st), path, at, (int) have);
+        if (r == null && have > 0) {
+            CachedFile f = acquire(node);
+            if (f == null) {
+                zeros(out, n);
+                return;
             }
+            release.add(() -> closeQuietly(f));
+            f.revalidate();                          // changed on the host since its pages were cached? they go
+            have = Math.max(0, Math.min(n, Math.min(node.size, f.size()) - at));
+            if (have > 0) {
+                r = f.pin(path, at, (int) have);
+                if (r == null) {
+                    ByteBuffer copy = ByteBuffer.allocate((int) have);
+                    f.read(path, at, copy);
+                    out.add(copy.flip());
+                }
+            }
+        }
+        if (r != null) {
+            release.add(0, r::release);              // unpinned before any reference is closed
+            for (ByteBuffer v : r.views()) out.add(v);
         }
         zeros(out, n - have);
     }
@@ -272,23 +294,66 @@ public final class BridgedDisk implements AutoCloseable {
 
     /** A descriptor of the scanned file, or -1 if the path now leads elsewhere (a symlink, another inode) or nowhere. */
     private int openBeneath(HostTree.Node node) throws IOException {
-        String[] parts = node.path.split("/");
-        int cur = Posix.openat(Posix.AT_FDCWD, dir.toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0);
+        int fd;
         try {
-            for (int i = 0; i < parts.length - 1; i++) {
-                int next = Posix.openat(cur, parts[i], Posix.O_PATH | Posix.O_DIRECTORY | Posix.O_NOFOLLOW, 0);
-                Posix.close(cur);
-                cur = next;
+            synchronized (dirs) {
+                fd = Posix.openat(dirFd(parentOf(node.path)), nameOf(node.path), Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0);   // O_NONBLOCK
             }
-            int fd = Posix.openat(cur, parts[parts.length - 1], Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0);   // O_NONBLOCK
-            Posix.Stat st = Posix.fstat(fd);
-            if (st.dev() == node.dev && st.ino() == node.ino && st.isRegular()) return fd;
-            Posix.close(fd);
-            return -1;
         } catch (Posix.ErrnoException e) {
             return -1;
-        } finally {
-            Posix.close(cur);
+        }
+        Posix.Stat st = Posix.fstat(fd);
+        if (st.dev() == node.dev && st.ino() == node.ino && st.isRegular()) return fd;
+        Posix.close(fd);
+        return -1;
+    }
+
+    /** lstat of the scanned file's path now, or null if nothing is there. */
+    private Posix.Stat statBeneath(HostTree.Node node) {
+        try {
+            synchronized (dirs) {
+                return Posix.fstatat(dirFd(parentOf(node.path)), nameOf(node.path), Posix.AT_SYMLINK_NOFOLLOW);
+            }
+        } catch (Posix.ErrnoException e) {
+            return null;
+        }
+    }
+
+    /**
+     * With {@code dirs} held: an O_PATH descriptor of the directory at {@code rel} below the root, reached one
+     * component at a time with O_NOFOLLOW (a directory replaced by a symlink is not followed), cached.
+     */
+    private int dirFd(String rel) throws Posix.ErrnoException {
+        Integer fd = dirs.get(rel);
+        if (fd != null) return fd;
+        int opened = rel.isEmpty()
+                ? Posix.openat(Posix.AT_FDCWD, dir.toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0)
+                : Posix.openat(dirFd(parentOf(rel)), nameOf(rel), Posix.O_PATH | Posix.O_DIRECTORY | Posix.O_NOFOLLOW, 0);
+        dirs.put(rel, opened);
+        if (dirs.size() > OPEN_DIRS) {
+            var it = dirs.entrySet().iterator();
+            var eldest = it.next();
+            if (eldest.getValue() != opened) {       // never the one about to be used
+                Posix.close(eldest.getValue());
+                it.remove();
+            }
+        }
+        return opened;
+    }
+
+    private static String parentOf(String rel) {
+        int slash = rel.lastIndexOf('/');
+        return slash < 0 ? "" : rel.substring(0, slash);
+    }
+
+    private static String nameOf(String rel) {
+        return rel.substring(rel.lastIndexOf('/') + 1);
+    }
+
+    private void closeDirs() {
+        synchronized (dirs) {
+            for (int fd : dirs.values()) Posix.close(fd);
+            dirs.clear();
         }
     }
 
@@ -312,5 +377,6 @@ public final class BridgedDisk implements AutoCloseable {
     @Override
     public void close() {
         closeOpenFiles();
+        closeDirs();
     }
 }

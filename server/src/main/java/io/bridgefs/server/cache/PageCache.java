@@ -170,6 +170,26 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
+    /**
+     * Pins [offset, offset + length) of host file {@code key} if the cache knows the file (open, or closed
+     * with pages still cached), the host file's stamp ({@link FileBackingStore#stampOf}) is the one the
+     * cache last saw, nothing of it is dirty and every page is resident; null otherwise, having pinned and
+     * counted nothing. A reader can so use pages another path (or an earlier open) filled without opening
+     * the file. Never waits and never does I/O.
+     */
+    public CachedFile.PinnedRange pinIfResidentUnchanged(FileKey key, long stamp, IoPath path, long offset, int length) {
+        CachedFile f;
+        lock.lock();
+        try {
+            f = registry.byKeyLocked(key);
+            if (f == null || f.seenStamp != stamp || f.dirtyPages > 0) return null;
+        } finally {
+            lock.unlock();
+        }
+        if (pinnedOverHalf()) return null;
+        return f.reads.pinIfResident(path, offset, length);
+    }
+
     /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
     public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
         return registry.register(key, store, readOnly);

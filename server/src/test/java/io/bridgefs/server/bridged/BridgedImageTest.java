@@ -124,6 +124,66 @@ class BridgedImageTest {
         assertEquals("00 00 05 db", island.trim(), "the last island (1499) read back through the two-level tree");
     }
 
+    /** The image's bytes of [offset, offset + n) as one array. */
+    static byte[] readImage(BridgedDisk disk, long offset, int n) throws IOException {
+        BridgedDisk.Pieces p = disk.read(IoPath.NBD, offset, n);
+        try {
+            ByteBuffer all = ByteBuffer.allocate(n);
+            for (ByteBuffer b : p.buffers()) all.put(b.duplicate());
+            return all.array();
+        } finally {
+            p.release().run();
+        }
+    }
+
+    /**
+     * Contents are live, the shape a snapshot: a file rewritten on the host reads as its new bytes (its
+     * cached pages revalidated by the stat), one cut short reads as zeros past its new end, one replaced by
+     * another file at its path reads as zeros; a rescan takes the new shape in.
+     */
+    @Test
+    void fileContentsAreLiveAndTheShapeASnapshot(@TempDir Path tmp) throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("tree"));
+        Files.write(root.resolve("a"), "A".repeat(8192).getBytes(StandardCharsets.US_ASCII));
+        Files.write(root.resolve("b"), "B".repeat(8192).getBytes(StandardCharsets.US_ASCII));
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "live", Readahead.OFF)) {
+            Ext4Image img = disk.image();
+            HostTree.Node a = img.tree.nodes.stream().filter(x -> "a".equals(x.path())).findFirst().orElseThrow();
+            HostTree.Node b = img.tree.nodes.stream().filter(x -> "b".equals(x.path())).findFirst().orElseThrow();
+            long atA = a.dataBlock * 4096, atB = b.dataBlock * 4096;
+            assertEquals('A', readImage(disk, atA, 8192)[8191]);
+            assertEquals('B', readImage(disk, atB, 8192)[0]);
+
+            Thread.sleep(10);                            // a new mtime, whatever the file system's clock granularity
+            try (RandomAccessFile f = new RandomAccessFile(root.resolve("a").toFile(), "rw")) {
+                f.write("live".getBytes(StandardCharsets.US_ASCII));
+            }
+            assertEquals("liveAAAA", new String(readImage(disk, atA, 8), StandardCharsets.US_ASCII), "the host's new bytes, not the cached ones");
+            try (RandomAccessFile f = new RandomAccessFile(root.resolve("a").toFile(), "rw")) {
+                f.setLength(100);
+            }
+            byte[] cut = readImage(disk, atA, 8192);
+            assertEquals('A', cut[99]);
+            assertEquals(0, cut[100], "zeros past the file's new end");
+            assertEquals(0, cut[8191]);
+
+            Files.delete(root.resolve("b"));
+            Files.write(root.resolve("b"), "X".repeat(8192).getBytes(StandardCharsets.US_ASCII));
+            assertArrayEquals(new byte[8192], readImage(disk, atB, 8192), "another file at the path is not the scanned one");
+
+            Files.write(root.resolve("c"), "new".getBytes(StandardCharsets.US_ASCII));
+            assertEquals(img.tree.entries(), disk.image().tree.entries(), "the shape is a snapshot");
+            disk.attach();
+            assertNull(disk.rescanIfIdle(), "no rescan under a connected client");
+            disk.detach();                               // the last client left: the rescan asked for runs now
+            long deadline = System.currentTimeMillis() + 10_000;
+            while (disk.image() == img && System.currentTimeMillis() < deadline) Thread.sleep(10);
+            assertEquals(img.tree.entries() + 1, disk.image().tree.entries(), "the rescan took c in");
+            assertEquals(List.of(), cache.verify());
+        }
+    }
+
     @Test
     void craftedTreeIsACleanExt4ImageWithTheHostsContent(@TempDir Path tmp) throws Exception {
         Path root = Files.createDirectories(tmp.resolve("tree"));
