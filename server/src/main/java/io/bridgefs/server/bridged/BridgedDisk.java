@@ -180,11 +180,11 @@ public final class BridgedDisk implements AutoCloseable {
     private void fileData(IoPath path, HostTree.Node node, long at, int n, List<ByteBuffer> out, List<Runnable> release) throws IOException {
         Posix.Stat st = statBeneath(node);
         if (st == null || st.dev() != node.dev || st.ino() != node.ino || !st.isRegular()) {
-            if (gone.add(node)) log.info("bridged image '{}': {} was replaced or removed on the host since the scan; it reads as zeros", name, node.path);
+            markGone(node);
             zeros(out, n);
             return;
         }
-        long have = Math.max(0, Math.min(n, Math.min(node.size, st.size()) - at));
+        long have = servable(node, st.size(), at, n);
         CachedFile.PinnedRange r = have == 0 ? null
                 : cache.pinIfResidentUnchanged(new FileKey(node.dev, node.ino), FileBackingStore.stampOf(st), path, at, (int) have);
         if (r == null && have > 0) {
@@ -195,7 +195,7 @@ public final class BridgedDisk implements AutoCloseable {
             }
             release.add(() -> closeQuietly(f));
             f.revalidate();                          // changed on the host since its pages were cached? they go
-            have = Math.max(0, Math.min(n, Math.min(node.size, f.size()) - at));
+            have = servable(node, f.size(), at, n);
             if (have > 0) {
                 r = f.pin(path, at, (int) have);
                 if (r == null) {
@@ -212,6 +212,16 @@ public final class BridgedDisk implements AutoCloseable {
         zeros(out, n - have);
     }
 
+    /** How many of the {@code n} bytes at {@code at} the file holds: up to its recorded size and its current one; zeros after. */
+    private static long servable(HostTree.Node node, long currentSize, long at, long n) {
+        return Math.max(0, Math.min(n, Math.min(node.size, currentSize) - at));
+    }
+
+    /** The path now leads elsewhere or nowhere: its blocks read as zeros (said once per file). */
+    private void markGone(HostTree.Node node) {
+        if (gone.add(node)) log.info("bridged image '{}': {} was replaced or removed on the host since the scan; it reads as zeros", name, node.path);
+    }
+
     /** Brings the data pages of [offset, offset + length) into the cache (NBD_CMD_CACHE). */
     public void prefetch(IoPath path, long offset, long length) throws IOException {
         Ext4Image img = image.get();
@@ -225,7 +235,7 @@ public final class BridgedDisk implements AutoCloseable {
             if (f != null) {
                 try {
                     long at = (fp.page() << 12) + in;
-                    long have = Math.max(0, Math.min(n, Math.min(fp.node().size, f.size()) - at));
+                    long have = servable(fp.node(), f.size(), at, n);
                     if (have > 0) f.prefetch(path, at, have);
                 } finally {
                     closeQuietly(f);
@@ -265,7 +275,7 @@ public final class BridgedDisk implements AutoCloseable {
         if (gone.contains(node)) return null;
         int fd = openBeneath(node);
         if (fd < 0) {
-            if (gone.add(node)) log.info("bridged image '{}': {} was replaced or removed on the host since the scan; it reads as zeros", name, node.path);
+            markGone(node);
             return null;
         }
         CachedFile f;

@@ -199,12 +199,10 @@ public final class HostTree {
         int n;
         while ((n = Posix.getdents64(fd, buf)) > 0) {
             for (int pos = 0; pos < n; ) {
-                int reclen = buf.getShort(pos + 16) & 0xFFFF;
-                int len = 0;
-                while (len < reclen - 19 && buf.getByte(pos + 19 + len) != 0) len++;
-                byte[] name = buf.getByteArray(pos + 19, len);
+                byte[] name = Posix.direntName(buf, pos);
+                int len = name.length;
                 if (!(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.')) out.add(name);
-                pos += reclen;
+                pos += buf.getShort(pos + 16) & 0xFFFF;
             }
         }
         return out;

@@ -259,7 +259,7 @@ final class P9DataOps {
                         int reclen = buf.getShort(pos + 16) & 0xFFFF;
                         int dtype = buf.getByte(pos + 18) & 0xFF;
                         if (f.export.mapped() && dtype != 4) dtype = 0;    // DT_UNKNOWN: the guest's type is in the xattrs, as QEMU says
-                        byte[] name = nameBytes(buf, pos + 19, reclen - 19);
+                        byte[] name = Posix.direntName(buf, pos);
                         int need = Qid.SIZE + 8 + 1 + 2 + name.length;
                         if (b.writerIndex() - countAt - 4 + need > count) break outer;
                         int qt = dtype == 4 ? Qid.QTDIR : dtype == 10 ? Qid.QTSYMLINK : Qid.QTFILE;
@@ -277,12 +277,6 @@ final class P9DataOps {
             b.release();
             throw e;
         }
-    }
-
-    static byte[] nameBytes(com.sun.jna.Memory buf, int at, int max) {
-        int len = 0;
-        while (len < max && buf.getByte(at + len) != 0) len++;
-        return buf.getByteArray(at, len);
     }
 
     Rfsync fsync(Tfsync m) throws P9Error, IOException {

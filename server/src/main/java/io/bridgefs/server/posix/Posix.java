@@ -263,6 +263,14 @@ public final class Posix {
         }
     }
 
+    /** The name of the linux_dirent64 at {@code pos} of a getdents64 buffer (its bytes up to the NUL). */
+    public static byte[] direntName(Memory buf, int pos) {
+        int reclen = buf.getShort(pos + 16) & 0xFFFF;
+        int len = 0;
+        while (len < reclen - 19 && buf.getByte(pos + 19 + len) != 0) len++;
+        return buf.getByteArray(pos + 19, len);
+    }
+
     /** getdents64 into a caller's buffer; returns the bytes filled (0 at the end of the directory). */
     public static int getdents64(int fd, Memory buf) throws ErrnoException {
         try {
