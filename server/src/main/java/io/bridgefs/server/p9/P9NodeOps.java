@@ -190,6 +190,49 @@ final class P9NodeOps {
         }
     }
 
+    /**
+     * A walk answered on the network thread, or null: the executor then walks as usual (and reports any
+     * error). Only where nothing can wait: names looked up in the kernel's dentry cache without leaving
+     * the mount (a miss, a mount point, a missing name or a bad one all decline), on the export root's
+     * local file system (so fstat reads an in-memory inode), as the server itself (no credentials to
+     * switch), not under mapped (its attributes are xattrs), to a new fid, and without "." or "..".
+     */
+    Rwalk tryWalk(Twalk m) {
+        if (m.newfid() == m.fid() || m.names().isEmpty() || m.names().size() > P9.MAXWELEM) return null;
+        Fid f = ops.fidNow(m.fid());
+        if (f == null) return null;
+        int fd = -1;
+        try {
+            if (f.export.mapped() || !P9Ops.asServer(f.export, f.uid) || !server.localAttributes(f) || ops.bound(m.newfid())) return null;
+            List<String> path = new ArrayList<>(f.path);
+            List<Qid> qids = new ArrayList<>(m.names().size());
+            Qid q = f.qid;
+            long dev = f.dev;
+            for (String name : m.names()) {
+                if ((q.type() & Qid.QTDIR) == 0) return null;
+                P9Ops.checkName(name);
+                int next = Posix.openPathCached(fd < 0 ? f.fd : fd, name);
+                if (next < 0) return null;
+                if (fd >= 0) Posix.close(fd);
+                fd = next;
+                Stat st = Posix.fstat(fd);
+                q = P9Ops.qid(st, 0);
+                dev = st.dev();
+                qids.add(q);
+                path.add(name);
+            }
+            Fid nf = new Fid(f.export, path, fd, q, f.uid, dev);
+            fd = -1;                            // the new fid's now, released by bind if it fails
+            ops.bind(m.newfid(), nf);
+            return new Rwalk(m.tag(), qids);
+        } catch (P9Error | IOException e) {
+            return null;
+        } finally {
+            if (fd >= 0) Posix.close(fd);
+            ops.doneFast(f);
+        }
+    }
+
     Rwalk walk(Twalk m) throws P9Error, IOException {
         Fid f = ops.fid(m.fid());
         if (m.names().size() > P9.MAXWELEM) throw new P9Error(P9.EINVAL, "walk of " + m.names().size() + " names");

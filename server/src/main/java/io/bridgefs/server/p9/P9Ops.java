@@ -80,15 +80,17 @@ final class P9Ops {
 
     /**
      * Answers on the calling (network) thread a request that cannot block — a read of pages all resident
-     * in the cache from an open file, a clunk of a fid that holds nothing but its O_PATH descriptor — or
-     * returns null: the request then goes to the executor as usual. No credentials are switched: a read
-     * of an open file was permitted when it was opened.
+     * in the cache from an open file, a clunk of a fid that holds nothing but its O_PATH descriptor, a
+     * getattr or write that needs no write-back, a walk the kernel's dentry cache answers — or returns
+     * null: the request then goes to the executor as usual. No credentials are switched: a read of an
+     * open file was permitted when it was opened, and a walk is answered here only as the server itself.
      */
     Object tryFast(P9Message m, ByteBufAllocator alloc) {
         if (m instanceof Tread r) return data.tryResidentRead(r, alloc);
         if (m instanceof Tclunk c) return clunkIdle(c);
         if (m instanceof Tgetattr g) return attrs.tryGetattr(g);
         if (m instanceof Twrite w) return data.tryResidentWrite(w);
+        if (m instanceof Twalk w) return nodes.tryWalk(w);
         return null;
     }
 
@@ -324,17 +326,21 @@ final class P9Ops {
      * request: the first fid looked up decides.
      */
     private static void actAs(P9Export e, int uid) throws P9Error {
-        if (!e.passthrough()) return;
+        if (asServer(e, uid)) return;
         boolean[] on = SWITCHED.get();
         if (on[0]) return;
         int hostUid = e.hostUid(uid);
-        if (hostUid == 0 && Credentials.SERVER_IS_ROOT) return;    // root acting as root: nothing to switch
         try {
             Credentials.become(Credentials.identity(hostUid));
         } catch (IOException x) {
             throw new P9Error(P9.EPERM, "cannot act as uid " + uid + ": " + x.getMessage());
         }
         on[0] = true;
+    }
+
+    /** Whether requests of {@code uid} run as the server itself: no passthrough, or root acting as root. */
+    static boolean asServer(P9Export e, int uid) {
+        return !e.passthrough() || e.hostUid(uid) == 0 && Credentials.SERVER_IS_ROOT;
     }
 
     // ---- helpers ----

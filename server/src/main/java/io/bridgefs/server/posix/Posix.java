@@ -35,7 +35,6 @@ public final class Posix {
 
     private interface LibC extends Library {
         int open(String path, int flags, int mode) throws LastErrorException;
-        int close(int fd) throws LastErrorException;
         long lseek(int fd, long offset, int whence) throws LastErrorException;
         int fallocate(int fd, int mode, long offset, long length) throws LastErrorException;
         int openat(int dirfd, String path, int flags, int mode) throws LastErrorException;
@@ -116,6 +115,32 @@ public final class Posix {
             return LIBC.openat(dirfd, path, flags | O_CLOEXEC, mode);
         } catch (LastErrorException e) {
             throw err("openat", e);
+        }
+    }
+
+    private static final long SYS_OPENAT2 = 437;
+    private static final long RESOLVE_NO_XDEV = 0x01, RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_CACHED = 0x20;
+    private static final ThreadLocal<Memory> OPEN_HOW = ThreadLocal.withInitial(() -> new Memory(24));
+    private static volatile boolean cachedLookups = true;
+
+    /**
+     * An O_PATH|O_NOFOLLOW descriptor of {@code name} in the directory {@code dirfd}, only if the lookup
+     * can be answered from the kernel's dentry cache and stays on the directory's mount (openat2 with
+     * RESOLVE_CACHED | RESOLVE_NO_XDEV, Linux 5.12+): never reads the disk, so a network thread may call
+     * it. -1 where it would have had to (EAGAIN), would leave the mount (EXDEV), failed any other way
+     * (the caller does the lookup the ordinary way and reports the error), or the kernel lacks it.
+     */
+    public static int openPathCached(int dirfd, String name) {
+        if (!cachedLookups) return -1;
+        Memory how = OPEN_HOW.get();
+        how.setLong(0, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        how.setLong(8, 0);
+        how.setLong(16, RESOLVE_CACHED | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS);
+        try {
+            return (int) Hot.syscall(SYS_OPENAT2, dirfd, name, how, 24);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == ENOSYS || e.getErrorCode() == EINVAL) cachedLookups = false;   // before 5.12: never again
+            return -1;
         }
     }
 
@@ -443,6 +468,8 @@ public final class Posix {
         static native long pwrite(int fd, Pointer buf, long count, long offset) throws LastErrorException;
         static native long preadv(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
         static native long pwritev(int fd, Pointer iov, int iovcnt, long offset) throws LastErrorException;
+        static native int close(int fd) throws LastErrorException;
+        static native long syscall(long number, int dirfd, String path, Pointer how, long size) throws LastErrorException;
 
         static {
             Native.register(Hot.class, com.sun.jna.NativeLibrary.getInstance("c"));
@@ -483,7 +510,7 @@ public final class Posix {
 
     public static void close(int fd) {
         try {
-            LIBC.close(fd);
+            Hot.close(fd);
         } catch (LastErrorException ignored) {
             // nothing useful to do: the descriptor is gone either way
         }
