@@ -171,6 +171,12 @@ class FlushRenameCountersIT {
             assertTrue(p50 > 0 && p99 >= p50 && p99 < 10, "read p50 " + p50 + " s, p99 " + p99 + " s");
             assertTrue(sample(metrics, "bridgefs_9p_request_seconds{type=\"walk\",quantile=\"0.5\"}") > 0, "walks are timed too");
             assertTrue(s.http("/stats").contains("\"9p_request_seconds\":{"), "and in the JSON stats");
+            // answered on the network thread: the walk to the file just written (its name is in the kernel's
+            // dentry cache), never the 4 walks to missing names; at most the 7 reads (resident ones)
+            assertEquals(1, sample(metrics, "bridgefs_9p_requests_fast_total{type=\"walk\"}"), "walks answered at once");
+            String fastReads = "bridgefs_9p_requests_fast_total{type=\"read\"}";
+            assertTrue(!metrics.contains(fastReads) || sample(metrics, fastReads) <= 7);
+            assertTrue(s.http("/stats").contains("\"9p_requests_fast\":{\""), "and in the JSON stats");
             assertEquals(0, s.stop());
         }
     }

@@ -250,7 +250,8 @@ public final class BridgefsServer implements AutoCloseable {
             timedOut[p.ordinal()] = g.timedOut();
         }
         return new ServerState(conns, refused, timedOut, Posix.openDescriptors(), p9Context == null ? 0 : p9Context.fids(),
-                budget.used(), budget.limit(), tls.handshakesOk.get(), tls.handshakesFailed.get(), tls.active.get(), p9Requests.latencies());
+                budget.used(), budget.limit(), tls.handshakesOk.get(), tls.handshakesFailed.get(), tls.active.get(), p9Requests.latencies(),
+                p9Requests.fastSnapshot());
     }
 
     public PageCache cache() { return cache; }

@@ -46,6 +46,10 @@ public final class MetricsText {
                         .append("bridgefs_9p_request_seconds{type=\"").append(t).append("\",quantile=\"0.99\"} ")
                         .append(String.format(java.util.Locale.ROOT, "%.9f", q[1])).append('\n'));
             }
+            if (!server.p9Fast().isEmpty()) {
+                header(b, "9p_requests_fast_total", "counter", "9P requests answered on the network thread, without the executor, by message type");
+                server.p9Fast().forEach((t, n) -> b.append("bridgefs_9p_requests_fast_total{type=\"").append(t).append("\"} ").append(n).append('\n'));
+            }
         }
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
@@ -237,6 +241,12 @@ public final class MetricsText {
                 b.append('"').append(escape(e.getKey())).append("\":{\"p50\":")
                         .append(String.format(java.util.Locale.ROOT, "%.9f", e.getValue()[0])).append(",\"p99\":")
                         .append(String.format(java.util.Locale.ROOT, "%.9f", e.getValue()[1])).append('}');
+            }
+            b.append("},\"9p_requests_fast\":{");
+            q = 0;
+            for (var e : server.p9Fast().entrySet()) {
+                if (q++ > 0) b.append(',');
+                b.append('"').append(escape(e.getKey())).append("\":").append(e.getValue());
             }
             b.append("}}");
         }

@@ -15,6 +15,7 @@ public final class RequestCounts {
     private final String base;
     private final Map<String, Counter> counters = new ConcurrentHashMap<>();
     private final Map<String, com.codahale.metrics.Timer> timers = new ConcurrentHashMap<>();
+    private final Map<String, Counter> fast = new ConcurrentHashMap<>();
 
     public RequestCounts(MetricRegistry registry, String path) {
         this.registry = registry;
@@ -23,6 +24,18 @@ public final class RequestCounts {
 
     public void count(String type) {
         counters.computeIfAbsent(type, t -> registry.counter(MetricRegistry.name(base, t))).inc();
+    }
+
+    /** One request of {@code type} was answered on the network thread, without the executor. */
+    public void fast(String type) {
+        fast.computeIfAbsent(type, t -> registry.counter(MetricRegistry.name(base, t, "fast"))).inc();
+    }
+
+    /** Type to the count answered on the network thread, sorted by type. */
+    public Map<String, Long> fastSnapshot() {
+        Map<String, Long> out = new TreeMap<>();
+        fast.forEach((t, c) -> out.put(t, c.getCount()));
+        return out;
     }
 
     /** The server's own time for one request of {@code type}: from admission until its reply was written. */

@@ -136,6 +136,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             fast = null;        // the executor runs it and reports whatever it is
         }
         if (fast != null && p.claimed.compareAndSet(false, true)) {
+            server.requests.fast(type);
             release(m);
             finish(ctx, p, fast);     // answered here: no hand-off to the executor and back
             return;

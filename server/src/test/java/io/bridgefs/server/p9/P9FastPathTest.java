@@ -244,6 +244,7 @@ class P9FastPathTest {
         assertEquals(0, executor.queued.size(), "a walk of cached names never reaches the executor");
         Rwalk fast = (Rwalk) reply();
         assertEquals(3, fast.qids().size());
+        assertEquals(1L, ctx.requests.fastSnapshot().get("walk"), "counted as answered on the network thread");
 
         // the same walk by the executor (a walk onto its own fid always goes there): the same qids
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 2, List.of())));
@@ -278,6 +279,7 @@ class P9FastPathTest {
         executor.runAll();
         ch.runPendingTasks();
         assertEquals(P9.EBADF, ((Rlerror) reply()).ecode());
+        assertEquals(1L, ctx.requests.fastSnapshot().get("walk"), "only the first walk was answered on the network thread");
 
         for (int fid : new int[] {1, 2}) assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, fid)));
         detachAndCheck();
