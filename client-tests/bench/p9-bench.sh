@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side 9P2000.L benchmark: bridgefs and diod serve the same directory on this machine, in one
-# run. Rows: diodload (16 threads copying ctl:zero to ctl:null; -g: getattr storm), and a Linux guest
-# under QEMU (TCG) that mounts the directory with trans=tcp,cache=none and writes then reads a file
-# with dd. Prints both results and the bridgefs/diod ratio (> 1 means bridgefs is faster).
+# run. Rows: diodload (16 threads copying ctl:zero to ctl:null; -g: getattr storm), one loopback client
+# sending one request at a time (p9-rtt.py: walk, getattr, clunk round trips), and a Linux guest under
+# QEMU (TCG) that mounts the directory with trans=tcp,cache=none, writes then reads a file with dd, and
+# walks a 20,000-file tree (find, ls -lR). Prints both results and the bridgefs/diod ratio (> 1 means
+# bridgefs is faster), then where the guest rows' time goes (the guest's time per request against
+# bridgefs's own, from its latency timers).
 #   client-tests/bench/p9-bench.sh [FILE_MIB] [DIODLOAD_SECONDS] [ROUNDS]
-# The diodload rows are the best of ROUNDS runs (default 3, alternating servers); the guest rows, which
-# take minutes under TCG, run once.
+# The diodload and round-trip rows are the best of ROUNDS runs (default 3, alternating servers); the
+# guest rows, which take minutes under TCG, run once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MIB=${1:-256}
@@ -16,6 +19,7 @@ for t in diod diodload qemu-system-x86_64 cpio; do command -v $t >/dev/null || [
 G="${BRIDGEFS_GUEST_DIR:-$HOME/.cache/bridgefs/guest}"
 [ -f "$G/vmlinuz" ] || client-tests/scripts/fetch-guest-kernel.sh
 work=$(mktemp -d /var/tmp/bridgefs-p9bench.XXXXXX)
+here=$(pwd)/client-tests/bench
 cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
 chmod 755 "$work"   # diod refuses to attach below a 0700 directory
 pids=()
@@ -101,6 +105,14 @@ tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=10
 load() {  # load PORT [-g] -> ops/s and MB/s
   timeout $((SECS + 30)) diodload -s 127.0.0.1:$1 -r $SECS ${2:-} 2>&1 | grep -o '[0-9]* ops/s.*' | tail -n1
 }
+rtt() {  # rtt PORT ANAME -> "walk getattr clunk" median round trips (us) of one loopback client, one request at a time
+  python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" 5000
+}
+least() {  # least KEY RESULT: keeps, field by field, the lowest round trips of the rounds
+  local old=${R[$1]:-}
+  if [ -z "$old" ]; then R[$1]=$2; return; fi
+  R[$1]=$(echo "$old $2" | awk '{ for (i = 1; i <= 3; i++) printf "%s%s", (i > 1 ? " " : ""), ($i < $(i+3) ? $i : $(i+3)) }')
+}
 best() {  # best KEY RESULT: keeps the run with the most ops/s
   local old=${R[$1]:-}
   if [ -z "$old" ] || [ "$(echo "$2" | awk '{print $1+0}')" -gt "$(echo "$old" | awk '{print $1+0}')" ]; then R[$1]=$2; fi
@@ -116,9 +128,12 @@ for round in $(seq "$ROUNDS"); do
   echo "bench: diodload round $round/$ROUNDS"
   best bridgefs,load "$(load 5660)"; best diod,load "$(load 5661)"
   best diod,getattr "$(load 5661 -g)"; best bridgefs,getattr "$(load 5660 -g)"
+  least bridgefs,rtt "$(rtt 5660 share)"; least diod,rtt "$(rtt 5661 "$work/share")"
 done
 echo "bench: guests on bridgefs"
+metrics > "$work/metrics-before-dd.txt"
 R[bridgefs,dd]=$(guest_dd 5660 share)
+metrics > "$work/metrics-after-dd.txt"
 before=$(count_requests)
 R[bridgefs,meta]=$(guest_meta 5660 share)
 R[bridgefs,metareqs]=$(( $(count_requests) - before ))
@@ -138,17 +153,36 @@ row "guest dd write MB/s" "$(num "${R[bridgefs,dd]}" 1)" "$(num "${R[diod,dd]}" 
 row "guest dd read MB/s" "$(num "${R[bridgefs,dd]}" 2)" "$(num "${R[diod,dd]}" 2)"
 row "guest find 20k files/s" "$(num "${R[bridgefs,meta]}" 1)" "$(num "${R[diod,meta]}" 1)"
 row "guest ls -lR 20k files/s" "$(num "${R[bridgefs,meta]}" 2)" "$(num "${R[diod,meta]}" 2)"
-echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
+# round trips: lower is better, so the ratio is diod's over bridgefs's (above 1.00 bridgefs is faster)
+lrow() { printf '%-28s %12s %12s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"; }
+lrow "one client: walk us" "$(num "${R[bridgefs,rtt]}" 1)" "$(num "${R[diod,rtt]}" 1)"
+lrow "one client: getattr us" "$(num "${R[bridgefs,rtt]}" 2)" "$(num "${R[diod,rtt]}" 2)"
+lrow "one client: clunk us" "$(num "${R[bridgefs,rtt]}" 3)" "$(num "${R[diod,rtt]}" 3)"
+echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
 
 # where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own
 # time per request (admission to reply written, p50/p99 by message type, from its latency timers)
 secs=$(num "${R[bridgefs,meta]}" 3); reqs=${R[bridgefs,metareqs]}
 echo
 awk -v s="$secs" -v n="$reqs" 'BEGIN{ if (n > 0 && s > 0) printf "metadata row, bridgefs: %d requests in %.2f s of guest time = %.0f us per request as the guest sees it\n", n, s, s * 1e6 / n }'
-printf '%-10s %10s %12s %12s\n' type requests "server p50" "server p99"
+sample() { awk -v k="$2" 'index($1, k) == 1 { print $2 }' "$1"; }
+printf '%-10s %10s %12s %12s %12s\n' type requests "server p50" "server p99" "at once"
 for t in walk getattr clunk readdir lopen; do
   n=$(awk -v t="$t" -F'[ ]' 'index($1, "bridgefs_9p_requests_total{type=\"" t "\"}") == 1 { print $2 }' "$work/metrics-after-meta.txt")
   p50=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.5\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
   p99=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.99\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
-  printf '%-10s %10s %12s %12s\n' "$t" "${n:--}" "${p50:--}" "${p99:--}"
+  fast=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_fast_total{type=\"$t\"}")
+  printf '%-10s %10s %12s %12s %12s\n' "$t" "${n:--}" "${p50:--}" "${p99:--}" "${fast:-0}"
+done
+echo "(requests: since the server started, diodload included; at once: answered on the network thread, no executor)"
+
+# the same for the dd rows: the guest's time per request against the server's own
+echo
+for io in write read; do
+  n0=$(sample "$work/metrics-before-dd.txt" "bridgefs_9p_requests_total{type=\"$io\"}")
+  n1=$(sample "$work/metrics-after-dd.txt" "bridgefs_9p_requests_total{type=\"$io\"}")
+  p50=$(sample "$work/metrics-after-dd.txt" "bridgefs_9p_request_seconds{type=\"$io\",quantile=\"0.5\"}")
+  mbs=$(num "${R[bridgefs,dd]}" $([ $io = write ] && echo 1 || echo 2))
+  awk -v io=$io -v n=$(( ${n1:-0} - ${n0:-0} )) -v mib=$MIB -v mbs="$mbs" -v p="${p50:-0}" 'BEGIN{ if (n > 0 && mbs > 0) {
+    g = mib / mbs * 1e6 / n; printf "guest dd %s, bridgefs: %d requests, %.0f us each as the guest sees it, server p50 %.0f us (%.1f%%)\n", io, n, g, p * 1e6, 100 * p * 1e6 / g } }'
 done
