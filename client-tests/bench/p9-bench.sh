@@ -105,8 +105,8 @@ tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=10
 load() {  # load PORT [-g] -> ops/s and MB/s
   timeout $((SECS + 30)) diodload -s 127.0.0.1:$1 -r $SECS ${2:-} 2>&1 | grep -o '[0-9]* ops/s.*' | tail -n1
 }
-rtt() {  # rtt PORT ANAME -> "walk getattr clunk" median round trips (us) of one loopback client, one request at a time
-  python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" 5000
+rtt() {  # rtt PORT ANAME [UID] -> "walk getattr clunk" median round trips (us) of one loopback client, one request at a time
+  python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" 5000 "${3:-0}"
 }
 least() {  # least KEY RESULT: keeps, field by field, the lowest round trips of the rounds
   local old=${R[$1]:-}
@@ -129,6 +129,7 @@ for round in $(seq "$ROUNDS"); do
   best bridgefs,load "$(load 5660)"; best diod,load "$(load 5661)"
   best diod,getattr "$(load 5661 -g)"; best bridgefs,getattr "$(load 5660 -g)"
   least bridgefs,rtt "$(rtt 5660 share)"; least diod,rtt "$(rtt 5661 "$work/share")"
+  least diod,rtt1000 "$(rtt 5661 "$work/share" 1000)"; least bridgefs,rtt1000 "$(rtt 5660 share 1000)"
 done
 echo "bench: guests on bridgefs"
 metrics > "$work/metrics-before-dd.txt"
@@ -158,6 +159,7 @@ lrow() { printf '%-28s %12s %12s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"; }
 lrow "one client: walk us" "$(num "${R[bridgefs,rtt]}" 1)" "$(num "${R[diod,rtt]}" 1)"
 lrow "one client: getattr us" "$(num "${R[bridgefs,rtt]}" 2)" "$(num "${R[diod,rtt]}" 2)"
 lrow "one client: clunk us" "$(num "${R[bridgefs,rtt]}" 3)" "$(num "${R[diod,rtt]}" 3)"
+lrow "one client, uid 1000: walk us" "$(num "${R[bridgefs,rtt1000]}" 1)" "$(num "${R[diod,rtt1000]}" 1)"
 echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
 
 # where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own

@@ -3,7 +3,8 @@
 a guest's time around it. Attaches to ANAME, then N times: walk to tree/dNNN/fNNN (a new fid), getattr
 of it, clunk of it. Prints the median round trip of each in microseconds: "WALK GETATTR CLUNK".
 
-  p9-rtt.py HOST PORT ANAME N        (the tree p9-bench.sh makes: tree/d000..d099/f000..f199)
+  p9-rtt.py HOST PORT ANAME N [UID]  (the tree p9-bench.sh makes: tree/d000..d099/f000..f199;
+                                      UID: attach as that user, default 0)
 """
 import socket
 import statistics
@@ -12,6 +13,7 @@ import sys
 import time
 
 host, port, aname, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+uid = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 sock = socket.create_connection((host, port))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -44,7 +46,7 @@ def rpc(mtype, body, tag=1):
 
 TVERSION, TATTACH, TWALK, TGETATTR, TCLUNK = 100, 104, 110, 24, 120
 rpc(TVERSION, struct.pack('<I', 262144) + s('9P2000.L'), 0xFFFF)
-rpc(TATTACH, struct.pack('<II', 0, 0xFFFFFFFF) + s('root') + s(aname) + struct.pack('<I', 0))
+rpc(TATTACH, struct.pack('<II', 0, 0xFFFFFFFF) + s('root' if uid == 0 else 'u%d' % uid) + s(aname) + struct.pack('<I', uid))
 walk, getattr, clunk = [], [], []
 for i in range(n):
     t0 = time.perf_counter_ns()

@@ -193,17 +193,26 @@ final class P9NodeOps {
     /**
      * A walk answered on the network thread, or null: the executor then walks as usual (and reports any
      * error). Only where nothing can wait: names looked up in the kernel's dentry cache without leaving
-     * the mount (a miss, a mount point, a missing name or a bad one all decline), on the export root's
-     * local file system (so fstat reads an in-memory inode), as the server itself (no credentials to
-     * switch), not under mapped (its attributes are xattrs), to a new fid, and without "." or "..".
+     * the mount (a miss, a mount point, a missing name, a name the user may not look up or a bad one all
+     * decline), on the export root's local file system (so fstat reads an in-memory inode), not under
+     * mapped (its attributes are xattrs), to a new fid, and without "." or "..". Under passthrough the
+     * lookups run with the user's credentials, switched on this thread and back before anything else runs
+     * on it, and only when the user's groups are already known (reading /etc/group could wait).
      */
     Rwalk tryWalk(Twalk m) {
         if (m.newfid() == m.fid() || m.names().isEmpty() || m.names().size() > P9.MAXWELEM) return null;
         Fid f = ops.fidNow(m.fid());
         if (f == null) return null;
         int fd = -1;
+        boolean switched = false;
         try {
-            if (f.export.mapped() || !P9Ops.asServer(f.export, f.uid) || !server.localAttributes(f) || ops.bound(m.newfid())) return null;
+            if (f.export.mapped() || !server.localAttributes(f) || ops.bound(m.newfid())) return null;
+            if (!P9Ops.asServer(f.export, f.uid)) {
+                Credentials.Identity id = Credentials.identityIfKnown(f.export.hostUid(f.uid));
+                if (id == null) return null;
+                switched = true;                // restored in finally whatever become() got to
+                Credentials.become(id);
+            }
             List<String> path = new ArrayList<>(f.path);
             List<Qid> qids = new ArrayList<>(m.names().size());
             Qid q = f.qid;
@@ -221,6 +230,10 @@ final class P9NodeOps {
                 qids.add(q);
                 path.add(name);
             }
+            if (switched) {
+                Credentials.restore();
+                switched = false;
+            }
             Fid nf = new Fid(f.export, path, fd, q, f.uid, dev);
             fd = -1;                            // the new fid's now, released by bind if it fails
             ops.bind(m.newfid(), nf);
@@ -228,6 +241,7 @@ final class P9NodeOps {
         } catch (P9Error | IOException e) {
             return null;
         } finally {
+            if (switched) Credentials.restore();
             if (fd >= 0) Posix.close(fd);
             ops.doneFast(f);
         }

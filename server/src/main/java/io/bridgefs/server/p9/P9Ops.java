@@ -82,8 +82,8 @@ final class P9Ops {
      * Answers on the calling (network) thread a request that cannot block — a read of pages all resident
      * in the cache from an open file, a clunk of a fid that holds nothing but its O_PATH descriptor, a
      * getattr or write that needs no write-back, a walk the kernel's dentry cache answers — or returns
-     * null: the request then goes to the executor as usual. No credentials are switched: a read of an
-     * open file was permitted when it was opened, and a walk is answered here only as the server itself.
+     * null: the request then goes to the executor as usual. Only a walk switches credentials (to the
+     * user's, and back before it returns); a read or write of an open file was permitted when it was opened.
      */
     Object tryFast(P9Message m, ByteBufAllocator alloc) {
         if (m instanceof Tread r) return data.tryResidentRead(r, alloc);

@@ -150,6 +150,15 @@ public final class Credentials {
         return IDENTITIES.computeIfAbsent(uid, Credentials::lookup);
     }
 
+    /**
+     * {@link #identity} if it is at hand without reading a file (looked up less than 30 s ago), else
+     * null: for a thread that must not wait on the disk.
+     */
+    public static Identity identityIfKnown(int uid) {
+        if (System.nanoTime() - loaded > 30_000_000_000L) return null;
+        return IDENTITIES.get(uid);
+    }
+
     private static Identity lookup(int uid) {
         String name = null;
         int gid = 65534;

@@ -286,25 +286,52 @@ class P9FastPathTest {
     }
 
     @Test
-    void aWalkThatReadsMappedAttributesOrMustActAsAnotherUserGoesToTheExecutor(@TempDir Path root) throws Exception {
+    void aWalkUnderMappedGoesToTheExecutor(@TempDir Path root) throws Exception {
         Files.createDirectories(root.resolve("d"));
-        Files.setPosixFilePermissions(root, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
-        walkWaitsForTheExecutor(root, P9Security.MAPPED, 0);
-        if (io.bridgefs.server.posix.Credentials.SERVER_IS_ROOT) {
-            walkWaitsForTheExecutor(root, P9Security.PASSTHROUGH, 1000);
-        } else {
-            System.err.println("P9FastPathTest: passthrough as uid 1000 NOT checked: only a root server switches users (CI runs as root)");
-        }
-    }
-
-    private void walkWaitsForTheExecutor(Path root, P9Security security, int uid) throws Exception {
-        tag = 1;
-        attach(root, security, uid);
+        attach(root, P9Security.MAPPED, 0);
         send(new Twalk(tag++, 0, 1, List.of("d")));
-        assertNull(reply(), security + " as uid " + uid + ": the executor walks");
+        assertNull(reply(), "mapped attributes are xattrs: the executor walks");
         executor.runAll();
         ch.runPendingTasks();
         assertInstanceOf(Rwalk.class, reply());
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
+        detachAndCheck();
+    }
+
+    /**
+     * Passthrough as uid 1000: a walk it may make is answered at once with its credentials, one it may
+     * not (no search permission) is the executor's to refuse, and the network thread is the server
+     * again afterwards. Needs a root server (CI runs as root).
+     */
+    @Test
+    void aWalkUnderPassthroughChecksTheUsersPermissionsOnTheNetworkThread(@TempDir Path root) throws Exception {
+        if (!io.bridgefs.server.posix.Credentials.SERVER_IS_ROOT) {
+            System.err.println("P9FastPathTest: passthrough as uid 1000 NOT checked: only a root server switches users (CI runs as root)");
+            return;
+        }
+        var open = java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x");
+        Files.setPosixFilePermissions(root, open);
+        Files.setPosixFilePermissions(Files.createDirectories(root.resolve("d")), open);
+        Files.write(root.resolve("d/f"), new byte[3]);
+        Path secret = Files.createDirectories(root.resolve("secret"));
+        Files.setPosixFilePermissions(secret, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        Files.write(secret.resolve("x"), new byte[1]);
+        attach(root, P9Security.PASSTHROUGH, 1000);
+
+        send(new Twalk(tag++, 0, 1, List.of("d", "f")));
+        assertEquals(0, executor.queued.size(), "a walk uid 1000 may make is answered at once");
+        assertEquals(2, ((Rwalk) reply()).qids().size());
+
+        send(new Twalk(tag++, 0, 2, List.of("secret", "x")));
+        assertNull(reply(), "no search permission in secret: the executor walks, as uid 1000");
+        executor.runAll();
+        ch.runPendingTasks();
+        P9Message refused = reply();
+        assertTrue(refused instanceof Rwalk w && w.qids().size() == 1, "uid 1000 gets no further than secret: " + refused);
+        assertEquals(1L, ctx.requests.fastSnapshot().get("walk"));
+
+        // the network thread (this one) is root again: it may create a file in secret
+        Files.write(secret.resolve("made-after"), new byte[1]);
         assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
         detachAndCheck();
     }
