@@ -179,7 +179,7 @@ awk -v s="$secs" -v n="$reqs" 'BEGIN{ if (n > 0 && s > 0) printf "metadata row, 
 sample() { awk -v k="$2" 'index($1, k) == 1 { print $2 }' "$1"; }
 printf '%-10s %10s %12s %12s %12s\n' type requests "server p50" "server p99" "at once"
 for t in walk getattr clunk readdir lopen; do
-  n=$(awk -v t="$t" -F'[ ]' 'index($1, "bridgefs_9p_requests_total{type=\"" t "\"}") == 1 { print $2 }' "$work/metrics-after-meta.txt")
+  n=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_total{type=\"$t\"}")
   p50=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.5\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
   p99=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.99\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
   fast=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_fast_total{type=\"$t\"}")

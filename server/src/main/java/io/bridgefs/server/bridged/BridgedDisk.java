@@ -179,7 +179,7 @@ public final class BridgedDisk implements AutoCloseable {
      */
     private void fileData(IoPath path, HostTree.Node node, long at, int n, List<ByteBuffer> out, List<Runnable> release) throws IOException {
         Posix.Stat st = statBeneath(node);
-        if (st == null || st.dev() != node.dev || st.ino() != node.ino || !st.isRegular()) {
+        if (st == null || !scanned(st, node)) {
             markGone(node);
             zeros(out, n);
             return;
@@ -312,10 +312,14 @@ public final class BridgedDisk implements AutoCloseable {
         } catch (Posix.ErrnoException e) {
             return -1;
         }
-        Posix.Stat st = Posix.fstat(fd);
-        if (st.dev() == node.dev && st.ino() == node.ino && st.isRegular()) return fd;
+        if (scanned(Posix.fstat(fd), node)) return fd;
         Posix.close(fd);
         return -1;
+    }
+
+    /** Whether {@code st} is still the regular file the scan recorded (same device and inode). */
+    private static boolean scanned(Posix.Stat st, HostTree.Node node) {
+        return st.dev() == node.dev && st.ino() == node.ino && st.isRegular();
     }
 
     /** lstat of the scanned file's path now, or null if nothing is there. */

@@ -46,10 +46,7 @@ public final class MetricsText {
                         .append("bridgefs_9p_request_seconds{type=\"").append(t).append("\",quantile=\"0.99\"} ")
                         .append(String.format(java.util.Locale.ROOT, "%.9f", q[1])).append('\n'));
             }
-            if (!server.p9Fast().isEmpty()) {
-                header(b, "9p_requests_fast_total", "counter", "9P requests answered on the network thread, without the executor, by message type");
-                server.p9Fast().forEach((t, n) -> b.append("bridgefs_9p_requests_fast_total{type=\"").append(t).append("\"} ").append(n).append('\n'));
-            }
+            byType(b, "9p_requests_fast_total", "9P requests answered on the network thread, without the executor, by message type", server.p9Fast());
         }
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
@@ -102,11 +99,26 @@ public final class MetricsText {
         b.append("bridgefs_readahead_bytes_total ").append(s.readaheadBytes()).append('\n');
         header(b, "readahead_unused_bytes_total", "counter", "Bytes read ahead and evicted without ever being read");
         b.append("bridgefs_readahead_unused_bytes_total ").append(s.readaheadUnusedBytes()).append('\n');
-        if (!p9Requests.isEmpty()) {
-            header(b, "9p_requests_total", "counter", "9P requests by message type");
-            p9Requests.forEach((t, n) -> b.append("bridgefs_9p_requests_total{type=\"").append(t).append("\"} ").append(n).append('\n'));
-        }
+        byType(b, "9p_requests_total", "9P requests by message type", p9Requests);
         return b.toString();
+    }
+
+    /** A counter labelled by 9P message type, left out while no request was counted. */
+    private static void byType(StringBuilder b, String name, String help, java.util.Map<String, Long> counts) {
+        if (counts.isEmpty()) return;
+        header(b, name, "counter", help);
+        counts.forEach((t, n) -> b.append("bridgefs_").append(name).append("{type=\"").append(t).append("\"} ").append(n).append('\n'));
+    }
+
+    /** A JSON object of counts by name. */
+    private static void counts(StringBuilder b, java.util.Map<String, Long> counts) {
+        b.append('{');
+        int k = 0;
+        for (var e : counts.entrySet()) {
+            if (k++ > 0) b.append(',');
+            b.append('"').append(escape(e.getKey())).append("\":").append(e.getValue());
+        }
+        b.append('}');
     }
 
     private static void header(StringBuilder b, String name, String type, String help) {
@@ -213,13 +225,8 @@ public final class MetricsText {
                     .append(",\"trim_ops\":").append(m.trim.getCount())
                     .append(",\"errors\":").append(m.errors.getCount()).append('}');
         }
-        b.append("],\"9p_requests\":{");
-        int k = 0;
-        for (var e : p9Requests.entrySet()) {
-            if (k++ > 0) b.append(',');
-            b.append('"').append(escape(e.getKey())).append("\":").append(e.getValue());
-        }
-        b.append('}');
+        b.append("],\"9p_requests\":");
+        counts(b, p9Requests);
         if (server != null) {
             b.append(",\"server\":{");
             for (IoPath p : IoPath.values()) {
@@ -242,13 +249,9 @@ public final class MetricsText {
                         .append(String.format(java.util.Locale.ROOT, "%.9f", e.getValue()[0])).append(",\"p99\":")
                         .append(String.format(java.util.Locale.ROOT, "%.9f", e.getValue()[1])).append('}');
             }
-            b.append("},\"9p_requests_fast\":{");
-            q = 0;
-            for (var e : server.p9Fast().entrySet()) {
-                if (q++ > 0) b.append(',');
-                b.append('"').append(escape(e.getKey())).append("\":").append(e.getValue());
-            }
-            b.append("}}");
+            b.append("},\"9p_requests_fast\":");
+            counts(b, server.p9Fast());
+            b.append('}');
         }
         return b.append('}').toString();
     }

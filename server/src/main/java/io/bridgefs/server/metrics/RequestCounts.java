@@ -33,9 +33,7 @@ public final class RequestCounts {
 
     /** Type to the count answered on the network thread, sorted by type. */
     public Map<String, Long> fastSnapshot() {
-        Map<String, Long> out = new TreeMap<>();
-        fast.forEach((t, c) -> out.put(t, c.getCount()));
-        return out;
+        return counts(fast);
     }
 
     /** The server's own time for one request of {@code type}: from admission until its reply was written. */
@@ -55,8 +53,12 @@ public final class RequestCounts {
 
     /** Type to count, sorted by type. */
     public Map<String, Long> snapshot() {
+        return counts(counters);
+    }
+
+    private static Map<String, Long> counts(Map<String, Counter> by) {
         Map<String, Long> out = new TreeMap<>();
-        counters.forEach((t, c) -> out.put(t, c.getCount()));
+        by.forEach((t, c) -> out.put(t, c.getCount()));
         return out;
     }
 }

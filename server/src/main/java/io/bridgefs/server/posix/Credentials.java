@@ -143,7 +143,7 @@ public final class Credentials {
      * (nogroup) and no supplementary groups.
      */
     public static Identity identity(int uid) {
-        if (System.nanoTime() - loaded > 30_000_000_000L) {
+        if (stale()) {
             IDENTITIES.clear();
             loaded = System.nanoTime();
         }
@@ -155,8 +155,12 @@ public final class Credentials {
      * null: for a thread that must not wait on the disk.
      */
     public static Identity identityIfKnown(int uid) {
-        if (System.nanoTime() - loaded > 30_000_000_000L) return null;
-        return IDENTITIES.get(uid);
+        return stale() ? null : IDENTITIES.get(uid);
+    }
+
+    /** The identities were read over 30 s ago: the host's users and groups may have changed since. */
+    private static boolean stale() {
+        return System.nanoTime() - loaded > 30_000_000_000L;
     }
 
     private static Identity lookup(int uid) {
