@@ -5,6 +5,7 @@ import io.bridgefs.server.cache.FileBackingStore;
 import io.bridgefs.server.cache.FileKey;
 import io.bridgefs.server.cache.IoPath;
 import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.cache.PinnedRange;
 import io.bridgefs.server.cache.Readahead;
 import io.bridgefs.server.posix.Posix;
 import java.io.IOException;
@@ -185,7 +186,7 @@ public final class BridgedDisk implements AutoCloseable {
             return;
         }
         long have = servable(node, st.size(), at, n);
-        CachedFile.PinnedRange r = have == 0 ? null
+        PinnedRange r = have == 0 ? null
                 : cache.pinIfResidentUnchanged(new FileKey(node.dev, node.ino), FileBackingStore.stampOf(st), path, at, (int) have);
         if (r == null && have > 0) {
             CachedFile f = acquire(node);

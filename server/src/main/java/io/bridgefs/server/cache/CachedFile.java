@@ -87,7 +87,7 @@ public final class CachedFile implements AutoCloseable {
             cache.lock.lock();
             try {
                 if (dirtyPages > 0) return false;     // our own unwritten data wins; it is written back later
-                for (int f : cache.framesOf(this, 0, Long.MAX_VALUE, false)) cache.detach(this, f);
+                for (int f : cache.framesOf(this, 0, Long.MAX_VALUE)) cache.detach(this, f);
                 size = newSize;
                 backingSize = newSize;
                 changes++;
@@ -155,48 +155,6 @@ public final class CachedFile implements AutoCloseable {
         return reads.pinIfResident(path, offset, length);
     }
 
-    /** Pinned pages of one read: {@link #views()} are the bytes in place; {@link #release()} exactly once. */
-    public static final class PinnedRange {
-        private final CachedFile file;
-        private final int[] frames;
-        private final long offset;
-        private final int length;
-
-        PinnedRange(CachedFile file, int[] frames, long offset, int length) {
-            this.file = file;
-            this.frames = frames;
-            this.offset = offset;
-            this.length = length;
-        }
-
-        /**
-         * The bytes, one view per run of pages whose memory frames are adjacent (pages filled together
-         * usually are): a 256 KiB read is then one or a few buffers for the socket, not 64.
-         */
-        public ByteBuffer[] views() {
-            int[] mem = file.cache.fMem;     // stable while pinned (see the package documentation)
-            ByteBuffer[] out = new ByteBuffer[frames.length];
-            int k = 0;
-            long pos = offset;
-            long end = offset + length;
-            for (int i = 0; i < frames.length; ) {
-                int first = mem[frames[i]];
-                int j = i + 1;
-                while (j < frames.length && mem[frames[j]] == first + (j - i) && FrameMemory.sameChunk(first, first + (j - i))) j++;
-                int in = (int) (pos & (PAGE - 1));
-                int n = (int) Math.min((long) (j - i) * PAGE - in, end - pos);
-                out[k++] = file.cache.memory.span(first, j - i).position(in).limit(in + n).slice();
-                pos += n;
-                i = j;
-            }
-            return k == out.length ? out : java.util.Arrays.copyOf(out, k);
-        }
-
-        public void release() {
-            file.unpinAll(frames, frames.length);
-        }
-    }
-
     void unpinAll(int[] frames, int count) {
         cache.lock.lock();
         try {
@@ -237,7 +195,7 @@ public final class CachedFile implements AutoCloseable {
         if (sync || cache.mode == CacheMode.WRITETHROUGH) {
             writeback(sync);
         } else {
-            cache.throttle(this);
+            cache.flusher.throttle(this);
         }
     }
 
@@ -270,7 +228,7 @@ public final class CachedFile implements AutoCloseable {
         cache.lock.lock();
         try {
             for (int f : frames) {
-                cache.markDirty(this, f);
+                cache.dirty.mark(this, f);
                 cache.unpin(f);
             }
         } finally {
@@ -353,7 +311,7 @@ public final class CachedFile implements AutoCloseable {
                         else cache.failFill(this, fr);
                     }
                     if (done) {
-                        cache.markDirty(this, fr);
+                        cache.dirty.mark(this, fr);
                         if (pos + n > size) size = pos + n;
                     }
                     if (!fresh || needFill || done) cache.unpin(fr);
@@ -394,7 +352,7 @@ public final class CachedFile implements AutoCloseable {
             try {
                 cache.lock.lock();
                 try {
-                    for (int f : cache.framesOf(this, firstWhole, endWhole, false)) cache.detach(this, f);
+                    for (int f : cache.framesOf(this, firstWhole, endWhole)) cache.detach(this, f);
                 } finally {
                     cache.lock.unlock();
                 }
@@ -436,7 +394,7 @@ public final class CachedFile implements AutoCloseable {
             long keep = (newSize + PAGE - 1) >>> PageCache.PAGE_SHIFT;
             cache.lock.lock();
             try {
-                for (int f : cache.framesOf(this, keep, Long.MAX_VALUE, false)) cache.detach(this, f);
+                for (int f : cache.framesOf(this, keep, Long.MAX_VALUE)) cache.detach(this, f);
                 int tail = (int) (newSize & (PAGE - 1));
                 if (tail != 0) {
                     int f = cache.peek(this, newSize >>> PageCache.PAGE_SHIFT);
@@ -500,7 +458,7 @@ public final class CachedFile implements AutoCloseable {
                 return;      // opened again while we flushed
             }
             old = store;
-            cache.closed(this);
+            cache.registry.closed(this);
         } finally {
             cache.lock.unlock();
         }

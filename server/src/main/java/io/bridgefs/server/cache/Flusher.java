@@ -93,7 +93,7 @@ final class Flusher {
             cache.lock.lock();
             try {
                 while (!stopping && cache.dirtyPages <= cache.backgroundDirty) flushNeeded.awaitUninterruptibly();
-                for (CachedFile f : cache.filesLocked()) {
+                for (CachedFile f : cache.registry.all()) {
                     if (f.closed) continue;
                     if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
                 }

@@ -60,8 +60,8 @@ public final class PageCache implements AutoCloseable {
     final Sharing sharing;
     final int memFrames;
     final int[] fMem;                   // per entry: the memory frame holding its bytes
-    final int[] dNext;        // per-file intrusive list of dirty frames; -1 ends it
-    final int[] dPrev;
+    /** Each file's dirty pages and the dirty counts (see {@link DirtyPages}). */
+    final DirtyPages dirty;
 
     final PageTable table;
     /** Which page goes next when no frame is free (see {@link S3Fifo}). */
@@ -117,8 +117,7 @@ public final class PageCache implements AutoCloseable {
         for (int i = 0; i < memFrames; i++) fMem[i] = i;     // identity unless merging
         mem = new MemoryFrames(memFrames, merge);
         sharing = new Sharing(this);
-        dNext = new int[frames];
-        dPrev = new int[frames];
+        dirty = new DirtyPages(this);
         table = new PageTable(frames, fFile, fPage);
         freeStack = new int[frames];
         for (int i = 0; i < frames; i++) freeStack[i] = frames - 1 - i;
@@ -177,7 +176,7 @@ public final class PageCache implements AutoCloseable {
      * counted nothing. A reader can so use pages another path (or an earlier open) filled without opening
      * the file. Never waits and never does I/O.
      */
-    public CachedFile.PinnedRange pinIfResidentUnchanged(FileKey key, long stamp, IoPath path, long offset, int length) {
+    public PinnedRange pinIfResidentUnchanged(FileKey key, long stamp, IoPath path, long offset, int length) {
         CachedFile f;
         lock.lock();
         try {
@@ -193,11 +192,6 @@ public final class PageCache implements AutoCloseable {
     /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
     public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
         return registry.register(key, store, readOnly);
-    }
-
-    /** With the lock held: the file's last reference is gone and its descriptor about to be closed. */
-    void closed(CachedFile f) {
-        registry.closed(f);
     }
 
     /** Files with a descriptor (closed files with cached pages have none). */
@@ -344,7 +338,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     /** A VALID entry is dropped or detached: the residency counts let it go. */
-    private void leftValid(int f) {
+    void leftValid(int f) {
         validPages--;
         if (fTouched[f] == 3) sharedPages--;
         mem.leftValid(fMem[f]);
@@ -352,7 +346,7 @@ public final class PageCache implements AutoCloseable {
     }
 
     /** An entry became FREE: its memory frame reference goes with it. */
-    private void freed(int f) {
+    void freed(int f) {
         fState[f] = FREE;
         if (merge) mem.release(fMem[f]);
     }
@@ -376,34 +370,6 @@ public final class PageCache implements AutoCloseable {
         }
     }
 
-    void markDirty(CachedFile file, int f) {
-        assert !sharing.shared(f) : "a shared frame is never written in place";
-        sharing.forget(f);
-        mem.content.remove(fMem[f]);
-        if (!fDirty[f]) {
-            fDirty[f] = true;
-            dirtyPages++;
-            file.dirtyPages++;
-            dPrev[f] = -1;
-            dNext[f] = file.dirtyHead;
-            if (file.dirtyHead >= 0) dPrev[file.dirtyHead] = f;
-            file.dirtyHead = f;
-            if (dirtyPages > backgroundDirty) flusher.dirtied();
-        }
-        fGen[f]++;
-    }
-
-    void markClean(CachedFile file, int f) {
-        if (fDirty[f]) {
-            fDirty[f] = false;
-            dirtyPages--;
-            file.dirtyPages--;
-            if (dPrev[f] >= 0) dNext[dPrev[f]] = dNext[f];
-            else file.dirtyHead = dNext[f];
-            if (dNext[f] >= 0) dPrev[dNext[f]] = dPrev[f];
-        }
-    }
-
     private void touch(int f, IoPath path) {
         int before = fTouched[f];
         int after = before | path.bit();
@@ -417,7 +383,7 @@ public final class PageCache implements AutoCloseable {
     void detach(CachedFile file, int f) {
         if (fState[f] == FREE || fState[f] == DETACHED) return;
         table.remove(f);
-        markClean(file, f);
+        dirty.clear(file, f);
         sharing.forget(f);
         if (fState[f] == VALID) leftValid(f);
         if (fPins[f] > 0) fState[f] = DETACHED;
@@ -426,21 +392,12 @@ public final class PageCache implements AutoCloseable {
     }
 
     /**
-     * Frames of a file (VALID or LOADING) with page index in [fromPage, toPageExclusive); with
-     * {@code dirtyOnly}, the file's VALID dirty frames from its dirty list, whatever the range.
-     * Cost: the dirty count, the range length or the frame count, whichever is cheapest.
+     * Frames of a file (VALID or LOADING) with page index in [fromPage, toPageExclusive). Cost: the
+     * range length or the frame count, whichever is cheapest.
      */
-    int[] framesOf(CachedFile file, long fromPage, long toPageExclusive, boolean dirtyOnly) {
+    int[] framesOf(CachedFile file, long fromPage, long toPageExclusive) {
         int[] out = new int[16];
         int n = 0;
-        if (dirtyOnly) {
-            for (int f = file.dirtyHead; f >= 0; f = dNext[f]) {
-                if (fState[f] != VALID) continue;
-                if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
-                out[n++] = f;
-            }
-            return java.util.Arrays.copyOf(out, n);
-        }
         if (toPageExclusive - fromPage <= frames) {
             for (long p = fromPage; p < toPageExclusive; p++) {
                 int f = table.get(file.id, p);
@@ -459,34 +416,9 @@ public final class PageCache implements AutoCloseable {
         return java.util.Arrays.copyOf(out, n);
     }
 
-    /** Called by writers after a write: see {@link Flusher#throttle}. */
-    void throttle(CachedFile file) throws IOException {
-        flusher.throttle(file);
-    }
-
     /** Starts the background flusher: it writes back dirty pages whenever more than the background share is dirty. */
     public void startBackgroundWriteback() {
         flusher.start();
-    }
-
-    /** The files the flusher may pick from (with the lock held). */
-    java.util.Collection<CachedFile> filesLocked() {
-        return registry.all();
-    }
-
-    /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
-    void evictFrame(int f) {
-        if (fFreq[f] < 0) {
-            counters.readaheadUnusedPages++;
-            CachedFile cf = registry.byId(fFile[f]);
-            if (cf != null) cf.reads.readaheadWasted();
-        }
-        queues.remember(GhostSet.fingerprint(fFile[f], fPage[f]));
-        table.remove(f);
-        sharing.forget(f);
-        leftValid(f);
-        freed(f);
-        counters.evictions++;
     }
 
     // ---- public views ----
@@ -495,14 +427,7 @@ public final class PageCache implements AutoCloseable {
     public int dropClean() {
         lock.lock();
         try {
-            int n = 0;
-            for (int f = 0; f < frames; f++) {
-                if (fState[f] == VALID && fPins[f] == 0 && !fDirty[f]) {
-                    evictFrame(f);
-                    n++;
-                }
-            }
-            return n;
+            return queues.evictAllClean();
         } finally {
             lock.unlock();
         }

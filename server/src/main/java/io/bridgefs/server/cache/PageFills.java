@@ -72,7 +72,7 @@ final class PageFills {
     boolean readIfResident(IoPath path, long offset, ByteBuffer dst) {
         int length = dst.remaining();
         if (length == 0) return true;
-        CachedFile.PinnedRange pinned = pinIfResident(path, offset, length);
+        PinnedRange pinned = pinIfResident(path, offset, length);
         if (pinned == null) return false;
         try {
             for (ByteBuffer view : pinned.views()) dst.put(view);
@@ -86,13 +86,13 @@ final class PageFills {
      * Pins [offset, offset + length) if every page of it is resident and VALID (at most one run long),
      * counting the hits; otherwise pins and counts nothing and returns null. Never waits.
      */
-    CachedFile.PinnedRange pinIfResident(IoPath path, long offset, int length) {
+    PinnedRange pinIfResident(IoPath path, long offset, int length) {
         if (length <= 0) return null;
         int[] frames = pinResident(offset, length, path, false);
-        return frames == null ? null : new CachedFile.PinnedRange(file, frames, offset, length);
+        return frames == null ? null : new PinnedRange(file, frames, offset, length);
     }
 
-    CachedFile.PinnedRange pin(IoPath path, long offset, int length) throws IOException {
+    PinnedRange pin(IoPath path, long offset, int length) throws IOException {
         if (length == 0 || cache.pinnedOverHalf()) return null;
         long firstPage = offset >>> PageCache.PAGE_SHIFT;
         long lastPage = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
@@ -131,7 +131,7 @@ final class PageFills {
                     have += wanted;
                 }
             }
-            CachedFile.PinnedRange r = new CachedFile.PinnedRange(file, frames, offset, length);
+            PinnedRange r = new PinnedRange(file, frames, offset, length);
             frames = null;
             return r;
         } finally {

@@ -37,11 +37,6 @@ final class S3Fifo {
         (c.fQueue[n] == PageCache.Q_MAIN ? main : small).add(n);
     }
 
-    /** An evicted key, so that its return counts as a refault. */
-    void remember(long fingerprint) {
-        ghost.add(fingerprint);
-    }
-
     /** Frees an entry by evicting a clean, unpinned page (or takes a free one met on the way); -1 if none now. */
     int victim() {
         for (int budget = Math.min(2 * c.frames + 16, EVICT_SCAN_LIMIT); budget > 0; budget--) {
@@ -74,10 +69,37 @@ final class S3Fifo {
                 }
                 continue;
             }
-            c.evictFrame(f);
+            evict(f);
             c.fQueue[f] = PageCache.Q_NONE;
             return f;
         }
         return -1;
+    }
+
+    /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
+    private void evict(int f) {
+        if (c.fFreq[f] < 0) {
+            c.counters.readaheadUnusedPages++;
+            CachedFile cf = c.registry.byId(c.fFile[f]);
+            if (cf != null) cf.reads.readaheadWasted();
+        }
+        ghost.add(GhostSet.fingerprint(c.fFile[f], c.fPage[f]));   // its return will count as a refault
+        c.table.remove(f);
+        c.sharing.forget(f);
+        c.leftValid(f);
+        c.freed(f);
+        c.counters.evictions++;
+    }
+
+    /** Evicts every clean, unpinned VALID page (they stay in their queues, FREE); returns how many. */
+    int evictAllClean() {
+        int n = 0;
+        for (int f = 0; f < c.frames; f++) {
+            if (c.fState[f] == PageCache.VALID && c.fPins[f] == 0 && !c.fDirty[f]) {
+                evict(f);
+                n++;
+            }
+        }
+        return n;
     }
 }

@@ -49,7 +49,7 @@ final class WriteBack {
                 // closed meanwhile (the periodic write-back lists open files, then one is closed): it was
                 // flushed by close(), and its descriptors are gone (a stale number may be another file's)
                 if (file.closed) return;
-                dirty = file.dirtyPages == 0 ? new int[0] : cache.framesOf(file, 0, Long.MAX_VALUE, true);
+                dirty = file.dirtyPages == 0 ? new int[0] : cache.dirty.of(file);
                 gens = new int[dirty.length];
                 for (int i = 0; i < dirty.length; i++) {
                     cache.pin(dirty[i]);
@@ -69,7 +69,7 @@ final class WriteBack {
                 try {
                     for (int i = 0; i < dirty.length; i++) {
                         int f = dirty[i];
-                        if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.markClean(file, f);
+                        if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.dirty.clear(file, f);
                         cache.unpin(f);
                     }
                 } finally {

@@ -8,6 +8,7 @@ import io.bridgefs.protocol.nbd.NbdRequest;
 import io.bridgefs.server.cache.BackingStore;
 import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.cache.PinnedRange;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
@@ -177,7 +178,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         var m = export.metrics();
         long t0 = System.nanoTime();
         if (req instanceof NbdRequest.Read && req.length() > 0) {
-            CachedFile.PinnedRange pinned = export.file().pinIfResident(IoPath.NBD, req.offset(), (int) req.length());
+            PinnedRange pinned = export.file().pinIfResident(IoPath.NBD, req.offset(), (int) req.length());
             if (pinned == null) return null;
             Outcome out;
             try {
@@ -317,14 +318,14 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             return new Outcome(b, null);
         }
         if (export.bridged() != null) return bridgedReadReply(ctx, req);
-        CachedFile.PinnedRange pinned = export.file().pin(IoPath.NBD, req.offset(), len);
+        PinnedRange pinned = export.file().pin(IoPath.NBD, req.offset(), len);
         if (pinned != null) return zeroCopyReply(ctx, req, pinned);
         int header = structured ? STRUCTURED_REPLY_HEADER_SIZE + 8 : SIMPLE_REPLY_HEADER_SIZE;
         return new Outcome(copiedReadReply(ctx, req, header, len), null);
     }
 
     /** The reply header plus views of the pinned frames; they are unpinned once the socket took them. */
-    private Outcome zeroCopyReply(ChannelHandlerContext ctx, NbdRequest req, CachedFile.PinnedRange pinned) {
+    private Outcome zeroCopyReply(ChannelHandlerContext ctx, NbdRequest req, PinnedRange pinned) {
         return new Outcome(dataReply(ctx, req, pinned.views()), pinned::release);
     }
 

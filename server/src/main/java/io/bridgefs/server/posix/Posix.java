@@ -94,28 +94,31 @@ public final class Posix {
         return new ErrnoException(call, e.getErrorCode());
     }
 
-    public static void ftruncate(int fd, long length) throws ErrnoException {
+    /** A libc call that fails with errno (JNA's LastErrorException). */
+    @FunctionalInterface
+    private interface Call {
+        long run() throws LastErrorException;
+    }
+
+    /** Runs a call; its errno becomes an {@link ErrnoException} naming {@code call}. */
+    private static long check(String call, Call c) throws ErrnoException {
         try {
-            LIBC.ftruncate(fd, length);
+            return c.run();
         } catch (LastErrorException e) {
-            throw err("ftruncate", e);
+            throw err(call, e);
         }
+    }
+
+    public static void ftruncate(int fd, long length) throws ErrnoException {
+        check("ftruncate", () -> LIBC.ftruncate(fd, length));
     }
 
     public static int dup(int fd) throws ErrnoException {
-        try {
-            return LIBC.dup(fd);
-        } catch (LastErrorException e) {
-            throw err("dup", e);
-        }
+        return (int) check("dup", () -> LIBC.dup(fd));
     }
 
     public static int openat(int dirfd, String path, int flags, int mode) throws ErrnoException {
-        try {
-            return LIBC.openat(dirfd, path, flags | O_CLOEXEC, mode);
-        } catch (LastErrorException e) {
-            throw err("openat", e);
-        }
+        return (int) check("openat", () -> LIBC.openat(dirfd, path, flags | O_CLOEXEC, mode));
     }
 
     private static final long SYS_OPENAT2 = 437;
@@ -201,43 +204,23 @@ public final class Posix {
     }
 
     public static void mkdirat(int dirfd, String path, int mode) throws ErrnoException {
-        try {
-            LIBC.mkdirat(dirfd, path, mode);
-        } catch (LastErrorException e) {
-            throw err("mkdirat", e);
-        }
+        check("mkdirat", () -> LIBC.mkdirat(dirfd, path, mode));
     }
 
     public static void mknodat(int dirfd, String path, int mode, long dev) throws ErrnoException {
-        try {
-            LIBC.mknodat(dirfd, path, mode, dev);
-        } catch (LastErrorException e) {
-            throw err("mknodat", e);
-        }
+        check("mknodat", () -> LIBC.mknodat(dirfd, path, mode, dev));
     }
 
     public static void unlinkat(int dirfd, String path, int flags) throws ErrnoException {
-        try {
-            LIBC.unlinkat(dirfd, path, flags);
-        } catch (LastErrorException e) {
-            throw err("unlinkat", e);
-        }
+        check("unlinkat", () -> LIBC.unlinkat(dirfd, path, flags));
     }
 
     public static void renameat(int olddirfd, String oldpath, int newdirfd, String newpath) throws ErrnoException {
-        try {
-            LIBC.renameat(olddirfd, oldpath, newdirfd, newpath);
-        } catch (LastErrorException e) {
-            throw err("renameat", e);
-        }
+        check("renameat", () -> LIBC.renameat(olddirfd, oldpath, newdirfd, newpath));
     }
 
     public static void symlinkat(String target, int dirfd, String path) throws ErrnoException {
-        try {
-            LIBC.symlinkat(target, dirfd, path);
-        } catch (LastErrorException e) {
-            throw err("symlinkat", e);
-        }
+        check("symlinkat", () -> LIBC.symlinkat(target, dirfd, path));
     }
 
     public static String readlinkat(int dirfd, String path) throws ErrnoException {
@@ -251,27 +234,15 @@ public final class Posix {
     }
 
     public static void linkat(int olddirfd, String oldpath, int newdirfd, String newpath, int flags) throws ErrnoException {
-        try {
-            LIBC.linkat(olddirfd, oldpath, newdirfd, newpath, flags);
-        } catch (LastErrorException e) {
-            throw err("linkat", e);
-        }
+        check("linkat", () -> LIBC.linkat(olddirfd, oldpath, newdirfd, newpath, flags));
     }
 
     public static void fchownat(int dirfd, String path, int uid, int gid, int flags) throws ErrnoException {
-        try {
-            LIBC.fchownat(dirfd, path, uid, gid, flags);
-        } catch (LastErrorException e) {
-            throw err("fchownat", e);
-        }
+        check("fchownat", () -> LIBC.fchownat(dirfd, path, uid, gid, flags));
     }
 
     public static void fchmodat(int dirfd, String path, int mode) throws ErrnoException {
-        try {
-            LIBC.fchmodat(dirfd, path, mode, 0);
-        } catch (LastErrorException e) {
-            throw err("fchmodat", e);
-        }
+        check("fchmodat", () -> LIBC.fchmodat(dirfd, path, mode, 0));
     }
 
     /** utimensat on a path; each time is (seconds, nanoseconds) or UTIME_NOW / UTIME_OMIT in nanoseconds. */
@@ -281,11 +252,7 @@ public final class Posix {
         m.setLong(8, aNsec);
         m.setLong(16, mSec);
         m.setLong(24, mNsec);
-        try {
-            LIBC.utimensat(dirfd, path, m, flags);
-        } catch (LastErrorException e) {
-            throw err("utimensat", e);
-        }
+        check("utimensat", () -> LIBC.utimensat(dirfd, path, m, flags));
     }
 
     /** The name of the linux_dirent64 at {@code pos} of a getdents64 buffer (its bytes up to the NUL). */
@@ -338,19 +305,11 @@ public final class Posix {
     public static void setxattr(String path, String name, byte[] value, int flags) throws ErrnoException {
         Memory m = new Memory(Math.max(1, value.length));
         m.write(0, value, 0, value.length);
-        try {
-            LIBC.setxattr(path, name, m, value.length, flags);
-        } catch (LastErrorException e) {
-            throw err("setxattr", e);
-        }
+        check("setxattr", () -> LIBC.setxattr(path, name, m, value.length, flags));
     }
 
     public static void removexattr(String path, String name) throws ErrnoException {
-        try {
-            LIBC.removexattr(path, name);
-        } catch (LastErrorException e) {
-            throw err("removexattr", e);
-        }
+        check("removexattr", () -> LIBC.removexattr(path, name));
     }
 
     /** The NUL-separated list of xattr names. */
@@ -436,11 +395,7 @@ public final class Posix {
     }
 
     public static void fdatasync(int fd) throws ErrnoException {
-        try {
-            LIBC.fdatasync(fd);
-        } catch (LastErrorException e) {
-            throw new ErrnoException("fdatasync", e.getErrorCode());
-        }
+        check("fdatasync", () -> LIBC.fdatasync(fd));
     }
 
     /** Sets the process's file mode creation mask; returns the old one. */
@@ -504,7 +459,7 @@ public final class Posix {
         try {
             return LIBC.open(path, flags | O_CLOEXEC, 0);
         } catch (LastErrorException e) {
-            throw new ErrnoException("open(" + path + ")", e.getErrorCode());
+            throw err("open(" + path + ")", e);     // the path named only when it failed
         }
     }
 
@@ -527,10 +482,6 @@ public final class Posix {
     }
 
     public static void fallocate(int fd, int mode, long offset, long length) throws ErrnoException {
-        try {
-            LIBC.fallocate(fd, mode, offset, length);
-        } catch (LastErrorException e) {
-            throw new ErrnoException("fallocate", e.getErrorCode());
-        }
+        check("fallocate", () -> LIBC.fallocate(fd, mode, offset, length));
     }
 }

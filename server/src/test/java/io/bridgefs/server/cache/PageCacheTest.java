@@ -281,7 +281,7 @@ class PageCacheTest {
             f.read(IoPath.NBD, 0, ByteBuffer.allocate(64 * P));       // filled in runs, into adjacent frames
             long offset = 3 * P + 100;
             int length = 40 * P - 300;
-            CachedFile.PinnedRange pinned = f.pin(IoPath.NBD, offset, length);
+            PinnedRange pinned = f.pin(IoPath.NBD, offset, length);
             ByteBuffer[] views = pinned.views();
             assertTrue(views.length < 41, dedup + ": " + views.length + " views for 41 pages");
             ByteBuffer all = ByteBuffer.allocate(length);
