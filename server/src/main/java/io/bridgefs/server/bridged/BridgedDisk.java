@@ -279,14 +279,9 @@ public final class BridgedDisk implements AutoCloseable {
             markGone(node);
             return null;
         }
-        CachedFile f;
-        try {
-            FileKey key = new FileKey(node.dev, node.ino);
-            f = cache.open(key, FileBackingStore.open(Path.of("/proc/self/fd/" + fd), true), true);
-            f.readaheadIfUnset(readahead);
-        } finally {
-            Posix.close(fd);
-        }
+        // the store takes the checked descriptor over (closing it with itself, or at once if this fails)
+        CachedFile f = cache.open(new FileKey(node.dev, node.ino), FileBackingStore.adopt(fd, node.dev, node.path), true);
+        f.readaheadIfUnset(readahead);
         CachedFile evicted = null;
         synchronized (open) {
             if (open.containsKey(node)) return f;                          // another thread raced us; ours is the caller's

@@ -13,14 +13,14 @@ import java.nio.file.Path;
  * and punched with fallocate, through {@link Posix}.
  */
 public final class FileBackingStore implements BackingStore {
-    private final Path path;
+    private final String name;            // for messages
     private final int fd;                 // buffered: unaligned I/O, lseek, fallocate, ftruncate, fstat, fdatasync
     private final int directFd;           // O_DIRECT (preadv/pwritev into frames); -1 where not supported
     private final int directAlign;
     private volatile boolean sparse = true;
 
-    private FileBackingStore(Path path, int fd, int directFd, int directAlign) {
-        this.path = path;
+    private FileBackingStore(String name, int fd, int directFd, int directAlign) {
+        this.name = name;
         this.fd = fd;
         this.directFd = directFd;
         this.directAlign = directAlign;
@@ -32,7 +32,7 @@ public final class FileBackingStore implements BackingStore {
      */
     public static FileBackingStore open(Path path, boolean readOnly) throws IOException {
         int[] inherited = io.bridgefs.server.posix.Inherited.fileFds(path);
-        if (inherited != null) return new FileBackingStore(path, inherited[0], inherited[1], PageCache.PAGE_SIZE);  // opened before --user
+        if (inherited != null) return new FileBackingStore(path.toString(), inherited[0], inherited[1], PageCache.PAGE_SIZE);  // opened before --user
         int mode = readOnly ? Posix.O_RDONLY : Posix.O_RDWR;
         int fd = Posix.open(path.toString(), mode);
         int direct = -1;
@@ -43,14 +43,39 @@ public final class FileBackingStore implements BackingStore {
         } catch (IOException | UnsupportedOperationException e) {
             direct = -1;   // e.g. tmpfs: EINVAL on O_DIRECT
         }
-        return new FileBackingStore(path, fd, direct, align);
+        return new FileBackingStore(path.toString(), fd, direct, align);
+    }
+
+    /**
+     * Takes over {@code fd}, a read-only descriptor of a regular file on device {@code dev} the caller
+     * opened (and checked), as the buffered descriptor, and opens the file once more with O_DIRECT
+     * through it: one open instead of two, and no lookup of the file system by path. The descriptor is
+     * closed with the store, or here if this fails. {@code label} names the file in messages.
+     */
+    public static FileBackingStore adopt(int fd, long dev, String label) throws IOException {
+        Path self = Path.of("/proc/self/fd/" + fd);
+        int direct = -1;
+        int align = 4096;
+        try {
+            align = blockSize(dev, self);
+            if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) direct = Posix.open(self.toString(), Posix.O_RDONLY | Posix.O_DIRECT);
+        } catch (IOException | UnsupportedOperationException e) {
+            direct = -1;   // e.g. tmpfs: EINVAL on O_DIRECT
+        } catch (RuntimeException | Error e) {
+            Posix.close(fd);
+            throw e;
+        }
+        return new FileBackingStore(label, fd, direct, align);
     }
 
     /** Block size of the file system holding {@code path}, looked up once per device (it parses the mount table). */
     private static final java.util.concurrent.ConcurrentHashMap<Long, Integer> BLOCK_SIZES = new java.util.concurrent.ConcurrentHashMap<>();
 
     private static int blockSize(Path path) throws IOException {
-        long dev = ((Number) Files.getAttribute(path, "unix:dev")).longValue();
+        return blockSize(((Number) Files.getAttribute(path, "unix:dev")).longValue(), path);
+    }
+
+    private static int blockSize(long dev, Path path) throws IOException {
         Integer known = BLOCK_SIZES.get(dev);
         if (known != null) return known;
         int size = (int) Math.max(512, Files.getFileStore(path).getBlockSize());
@@ -183,7 +208,7 @@ public final class FileBackingStore implements BackingStore {
             if (e.errno() == Posix.EOPNOTSUPP || e.errno() == Posix.ENOSYS) {
                 if (sparse) {
                     org.slf4j.LoggerFactory.getLogger(FileBackingStore.class).warn(
-                            "{}: the host filesystem cannot punch holes; trims and zeroing write zeros instead", path);
+                            "{}: the host filesystem cannot punch holes; trims and zeroing write zeros instead", name);
                 }
                 sparse = false;
                 return false;
@@ -208,7 +233,7 @@ public final class FileBackingStore implements BackingStore {
             if (e.errno() == Posix.EINVAL || e.errno() == Posix.EOPNOTSUPP) {
                 if (sparse) {
                     org.slf4j.LoggerFactory.getLogger(FileBackingStore.class).warn(
-                            "{}: the host filesystem cannot report holes; block status reports everything as data", path);
+                            "{}: the host filesystem cannot report holes; block status reports everything as data", name);
                 }
                 sparse = false;
                 return new Extent(end - offset, false);
@@ -248,6 +273,6 @@ public final class FileBackingStore implements BackingStore {
 
     @Override
     public String toString() {
-        return path.toString();
+        return name;
     }
 }
