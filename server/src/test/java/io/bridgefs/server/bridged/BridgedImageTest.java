@@ -124,6 +124,48 @@ class BridgedImageTest {
         assertEquals("00 00 05 db", island.trim(), "the last island (1499) read back through the two-level tree");
     }
 
+    /**
+     * Reading every file of a tree larger than the table of open files keeps at most that many open (the
+     * descriptor a file is opened with beneath the root is kept as its own, plus an O_DIRECT one where the
+     * file system has it), and closing the disk and the cache closes every one.
+     */
+    @Test
+    void descriptorsStayBoundedAndAllAreClosed(@TempDir Path tmp) throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("tree"));
+        for (int i = 0; i < 700; i++) Files.writeString(root.resolve("f" + i), ("file " + i + "\n").repeat(100));
+        // a first round opens what stays open for the process's life (JNA's libffi scratch file)
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "fds", Readahead.OFF)) {
+            copyImage(disk, tmp.resolve("image"));
+        }
+        long before = Posix.openDescriptors();
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "fds", Readahead.OFF)) {
+            copyImage(disk, tmp.resolve("image"));
+            long held = Posix.openDescriptors() - before;
+            assertTrue(held >= 256, "the 256 most recent files stay open between reads: " + held);
+            assertTrue(held <= 2 * 256 + 8, "700 files read, at most 256 held open (two descriptors each at most): " + held);
+        }
+        assertEquals(before, Posix.openDescriptors(), "closing the disk and the cache closes every file's descriptors: " + fds());
+        String out = run(tmp, "debugfs", "-R", "cat /f699", tmp.resolve("image").toString());
+        assertTrue(out.contains(("file 699\n").repeat(100)), "the last file read back through the image:\n" + out.substring(0, Math.min(200, out.length())));
+    }
+
+    /** This process's open descriptors and what they lead to, for a failure message. */
+    static String fds() throws IOException {
+        StringBuilder b = new StringBuilder();
+        try (var d = Files.newDirectoryStream(Path.of("/proc/self/fd"))) {
+            for (Path p : d) {
+                try {
+                    b.append(p.getFileName()).append("->").append(Files.readSymbolicLink(p)).append(' ');
+                } catch (IOException e) {
+                    // closed while listed (the directory stream's own descriptor)
+                }
+            }
+        }
+        return b.toString();
+    }
+
     /** The image's bytes of [offset, offset + n) as one array. */
     static byte[] readImage(BridgedDisk disk, long offset, int n) throws IOException {
         BridgedDisk.Pieces p = disk.read(IoPath.NBD, offset, n);
