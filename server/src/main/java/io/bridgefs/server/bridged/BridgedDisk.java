@@ -279,7 +279,7 @@ public final class BridgedDisk implements AutoCloseable {
             markGone(node);
             return null;
         }
-        // the store takes the checked descriptor over (closing it with itself, or at once if this fails)
+        // the checked descriptor becomes the store's, and the store the cache's (each closes it if it fails)
         CachedFile f = cache.open(new FileKey(node.dev, node.ino), FileBackingStore.adopt(fd, node.dev, node.path), true);
         f.readaheadIfUnset(readahead);
         CachedFile evicted = null;

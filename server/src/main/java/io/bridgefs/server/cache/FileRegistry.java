@@ -60,8 +60,15 @@ final class FileRegistry {
         }
     }
 
+    /** Takes {@code store} over: it is kept by the file, or closed (also when this fails before keeping it). */
     CachedFile register(FileKey key, BackingStore store, boolean readOnly) throws IOException {
-        long size = store.size();
+        long size;
+        try {
+            size = store.size();
+        } catch (IOException | RuntimeException e) {
+            store.close();
+            throw e;
+        }
         CachedFile reopened = null;
         cache.lock.lock();
         try {

@@ -189,7 +189,7 @@ public final class PageCache implements AutoCloseable {
         return f.reads.pinIfResident(path, offset, length);
     }
 
-    /** Opens (or shares) a cached file over any backing store; used by tests with fault-injecting stores. */
+    /** Opens (or shares) a cached file over any backing store, which the cache takes over (closing it if this fails). */
     public CachedFile open(FileKey key, BackingStore store, boolean readOnly) throws IOException {
         return registry.register(key, store, readOnly);
     }
