@@ -15,7 +15,7 @@ ROUNDS=${3:-2}
 work=$(mktemp -d /var/tmp/bridgefs-bench.XXXXXX)
 cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-for t in qemu-nbd nbdkit nbdcopy fio; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
+for t in qemu-nbd qemu-io nbdkit nbdcopy fio python3; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
 img="$work/bench.img"
 echo "bench: creating a ${SIZE_MIB} MiB image of random data in $work"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$img"
@@ -71,6 +71,22 @@ fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
     if (bs == "4k") printf "%.0f", iops; else printf "%.0f", kib/1024 }'
 }
 
+# Once per run, after bridgefs's write rows (its cache full of dirty pages, no write-back timer): 16 MiB
+# written and FLUSHed, then the server killed with SIGKILL: what the FLUSH acknowledged must be in the
+# image file. A server that acknowledged a FLUSH before its data was written fails the bench.
+durable=
+durable_check() {
+  local off=$(( (SIZE_MIB / 2) << 20 ))
+  qemu-io -f raw -c "write -P 0xa5 $off 16M" -c flush "$(uri)" >/dev/null
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  if python3 -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); sys.exit(f.read(16 << 20) != b"\xa5" * (16 << 20))' "$img" "$off"; then
+    durable="16 MiB written and FLUSHed after the write rows, then kill -9: all of it in the image file"
+  else
+    echo "bench: DATA LOST: bridgefs acknowledged a FLUSH, was killed with SIGKILL, and the image does not hold what it flushed"
+    exit 1
+  fi
+}
+
 declare -A R
 keep() {  # keep SERVER ROW VALUE: the best of the rounds so far
   local old=${R[$1,$2]:-}
@@ -102,7 +118,7 @@ for i in 0 1 2 3; do
   keep $s randread_warm "$(fio_row randread 4k 32)"
   keep $s seqwrite "$(fio_row write 1m 8)"
   keep $s randwrite "$(fio_row randwrite 4k 32)"
-  stop
+  if [ $s = bridgefs ] && [ -z "$durable" ]; then durable_check; else stop; fi
   PORT=$((PORT + 1))
 done
 done
@@ -116,4 +132,5 @@ for r in $rows; do
   b=${R[bridgefs,$r]}; q=${R[qemu-nbd,$r]}; k=${R[nbdkit,$r]}; m=${R[nbdkit-memory,$r]}
   printf '%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' $r "${UNIT[$r]}" $b $q $k $m "$(ratio $b $q)" "$(ratio $b $k)" "$(ratio $b $m)"
 done
+echo "durability (bridgefs): $durable"
 echo "(ratios are bridgefs/peer: above 1.00 bridgefs is faster; best of $ROUNDS rounds; ${SIZE_MIB} MiB image, ${SECS}s per fio row, $(nproc) cores)"
