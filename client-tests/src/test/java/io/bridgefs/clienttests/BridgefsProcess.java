@@ -39,11 +39,28 @@ final class BridgefsProcess implements AutoCloseable {
         return jar;
     }
 
+    /**
+     * A loopback port free now, below the kernel's ephemeral range (32768 and up here): a port the
+     * kernel picked for us (bind to 0) comes from that range, and between our check and the server's bind
+     * any outgoing connection on the machine could take it as its local port (CI saw a server fail to
+     * start with EADDRINUSE that way). Ports are handed out in turn from a random start, never twice.
+     */
     static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
+        while (true) {
+            int port = NEXT_PORT.getAndIncrement();
+            if (port >= 32000) throw new IOException("no free loopback port left below the ephemeral range");
+            try (ServerSocket s = new ServerSocket()) {
+                s.setReuseAddress(false);
+                s.bind(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), port), 1);
+                return port;
+            } catch (java.net.BindException e) {
+                // in use: the next one
+            }
         }
     }
+
+    private static final java.util.concurrent.atomic.AtomicInteger NEXT_PORT =
+            new java.util.concurrent.atomic.AtomicInteger(20000 + new java.util.Random().nextInt(6000));
 
     /** As a user runs it: no JVM memory flags, so the server sizes its JVM from --cache-size itself. */
     static List<String> command(String... args) {
