@@ -35,15 +35,7 @@ public final class FileBackingStore implements BackingStore {
         if (inherited != null) return new FileBackingStore(path.toString(), inherited[0], inherited[1], PageCache.PAGE_SIZE);  // opened before --user
         int mode = readOnly ? Posix.O_RDONLY : Posix.O_RDWR;
         int fd = Posix.open(path.toString(), mode);
-        int direct = -1;
-        int align = 4096;
-        try {
-            align = blockSize(path);
-            if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) direct = Posix.open(path.toString(), mode | Posix.O_DIRECT);
-        } catch (IOException | UnsupportedOperationException e) {
-            direct = -1;   // e.g. tmpfs: EINVAL on O_DIRECT
-        }
-        return new FileBackingStore(path.toString(), fd, direct, align);
+        return withDirect(path.toString(), fd, path, mode, -1);
     }
 
     /**
@@ -52,28 +44,32 @@ public final class FileBackingStore implements BackingStore {
      * through it: one open instead of two, and no lookup of the file system by path. The descriptor is
      * closed with the store, or here if this fails. {@code label} names the file in messages.
      */
-    public static FileBackingStore adopt(int fd, long dev, String label) throws IOException {
-        Path self = Path.of("/proc/self/fd/" + fd);
+    public static FileBackingStore adopt(int fd, long dev, String label) {
+        return withDirect(label, fd, Path.of("/proc/self/fd/" + fd), Posix.O_RDONLY, dev);
+    }
+
+    /**
+     * The store over {@code fd}, the buffered descriptor of the file at {@code path}, with an O_DIRECT
+     * descriptor of it where the file system allows one (not tmpfs: EINVAL). {@code dev} is the file's
+     * device, or -1 to look it up by path. Closes {@code fd} if this fails unexpectedly.
+     */
+    private static FileBackingStore withDirect(String name, int fd, Path path, int mode, long dev) {
         int direct = -1;
         int align = 4096;
         try {
-            align = blockSize(dev, self);
-            if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) direct = Posix.open(self.toString(), Posix.O_RDONLY | Posix.O_DIRECT);
+            align = blockSize(dev >= 0 ? dev : ((Number) Files.getAttribute(path, "unix:dev")).longValue(), path);
+            if (align <= PageCache.PAGE_SIZE && PageCache.PAGE_SIZE % align == 0) direct = Posix.open(path.toString(), mode | Posix.O_DIRECT);
         } catch (IOException | UnsupportedOperationException e) {
             direct = -1;   // e.g. tmpfs: EINVAL on O_DIRECT
         } catch (RuntimeException | Error e) {
             Posix.close(fd);
             throw e;
         }
-        return new FileBackingStore(label, fd, direct, align);
+        return new FileBackingStore(name, fd, direct, align);
     }
 
     /** Block size of the file system holding {@code path}, looked up once per device (it parses the mount table). */
     private static final java.util.concurrent.ConcurrentHashMap<Long, Integer> BLOCK_SIZES = new java.util.concurrent.ConcurrentHashMap<>();
-
-    private static int blockSize(Path path) throws IOException {
-        return blockSize(((Number) Files.getAttribute(path, "unix:dev")).longValue(), path);
-    }
 
     private static int blockSize(long dev, Path path) throws IOException {
         Integer known = BLOCK_SIZES.get(dev);

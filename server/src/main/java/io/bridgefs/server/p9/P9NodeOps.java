@@ -210,7 +210,7 @@ final class P9NodeOps {
             if (!P9Ops.asServer(f.export, f.uid)) {
                 Credentials.Identity id = Credentials.identityIfKnown(f.export.hostUid(f.uid));
                 if (id == null) return null;
-                switched = true;                // restored in finally whatever become() got to
+                switched = true;                // restored in finally, whatever become() got to and however this ends
                 Credentials.become(id);
             }
             List<String> path = new ArrayList<>(f.path);
@@ -229,10 +229,6 @@ final class P9NodeOps {
                 dev = st.dev();
                 qids.add(q);
                 path.add(name);
-            }
-            if (switched) {
-                Credentials.restore();
-                switched = false;
             }
             Fid nf = new Fid(f.export, path, fd, q, f.uid, dev);
             fd = -1;                            // the new fid's now, released by bind if it fails
