@@ -87,6 +87,11 @@ durable_check() {
   fi
 }
 
+# The best of three warm passes, for every server alike: bridgefs's first full pass after a cold one cost
+# it up to twice the CPU of the later ones (measured once: 0.6-0.7 s per GiB, then 0.3-0.4; a noisier
+# repeat showed passes of the warm-up image as costly) although the JVM was warmed on another image.
+warm_reads() { for _ in 1 2 3; do keep $1 seqread_warm "$(copy_mibs)"; done; }
+
 declare -A R
 keep() {  # keep SERVER ROW VALUE: the best of the rounds so far
   local old=${R[$1,$2]:-}
@@ -100,7 +105,7 @@ for i in 0 1 2 3; do
   if [ $s = nbdkit-memory ]; then
     start $s; nbdcopy "$img" "$(uri)"
     keep $s seqread_cold -; keep $s randread_cold -
-    for _ in 1 2 3; do keep $s seqread_warm "$(copy_mibs)"; done
+    warm_reads $s
     keep $s randread_warm "$(fio_row randread 4k 32)"
     keep $s seqwrite "$(fio_row write 1m 8)"
     keep $s randwrite "$(fio_row randwrite 4k 32)"
@@ -108,10 +113,7 @@ for i in 0 1 2 3; do
   fi
   cold; start $s
   keep $s seqread_cold "$(copy_mibs)"
-  # best of three warm passes, for every server alike: bridgefs's first warm pass after a cold one costs
-  # it twice the CPU of the later ones (measured: 0.6-0.7 s per GiB, then 0.3-0.4) although the JVM was
-  # warmed on another image, as a long-running server's would be
-  for _ in 1 2 3; do keep $s seqread_warm "$(copy_mibs)"; done
+  warm_reads $s
   stop; cold; start $s
   keep $s randread_cold "$(fio_row randread 4k 32)"
   nbdcopy "$(uri)" null:
