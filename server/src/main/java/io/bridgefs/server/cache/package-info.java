@@ -39,6 +39,22 @@
  * which must stay one) and only while the host file's (size, mtime, ctime) are as the cache last saw
  * them (otherwise a clean page may no longer be what the file holds).
  *
+ * <h2>How much may stay dirty</h2>
+ * {@link io.bridgefs.server.cache.Flusher} starts writing back once {@code --dirty-background} (25%) of
+ * the frames are dirty and makes writers wait above {@code --dirty-limit} (75%): the counterparts of
+ * the kernel's {@code vm.dirty_background_ratio} and {@code vm.dirty_ratio}, but shares of a bounded
+ * cache, where the kernel's are shares of all of the host's memory. The difference decides workloads
+ * that rewrite a region larger than the background share but smaller than the host's: each page a
+ * writer dirties is written back before the writer comes round to it again, so the disk sees about as
+ * much as the client wrote, whatever order write-back takes (tried: a flusher that, like the kernel's,
+ * writes from a cursor in page order and stops at the threshold wrote back just as much, and re-sorting
+ * the dirty set per chunk cost random writes a fifth of their rate). A server writing into the kernel's
+ * page cache (nbdkit file, qemu-nbd) writes nothing during such a run on a host with memory to spare.
+ * Only a larger dirty share avoids the write-back, and it costs what the thresholds bound: a FLUSH must
+ * write everything dirty (up to the limit's worth of the cache), and dirty frames cannot be evicted, so
+ * readers have fewer clean ones. The defaults keep both small; an operator who wants a peer's
+ * behaviour raises the thresholds or the cache size (the README's NBD bench shows both settings).
+ *
  * <h2>The network threads</h2>
  * Requests that need nothing that may wait are answered on the connection's event loop instead of
  * crossing to the I/O executor and back: a read whose pages are all resident
