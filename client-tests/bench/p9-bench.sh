@@ -177,11 +177,12 @@ secs=$(num "${R[bridgefs,meta]}" 3); reqs=${R[bridgefs,metareqs]}
 echo
 awk -v s="$secs" -v n="$reqs" 'BEGIN{ if (n > 0 && s > 0) printf "metadata row, bridgefs: %d requests in %.2f s of guest time = %.0f us per request as the guest sees it\n", n, s, s * 1e6 / n }'
 sample() { awk -v k="$2" 'index($1, k) == 1 { print $2 }' "$1"; }
+micros() { sample "$1" "$2" | awk '{ printf "%.0f us", $1 * 1e6 }'; }   # a latency sample in seconds, as "N us"
 printf '%-10s %10s %12s %12s %12s\n' type requests "server p50" "server p99" "at once"
 for t in walk getattr clunk readdir lopen; do
   n=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_total{type=\"$t\"}")
-  p50=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.5\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
-  p99=$(awk -v t="$t" 'index($1, "bridgefs_9p_request_seconds{type=\"" t "\",quantile=\"0.99\"}") == 1 { printf "%.0f us", $2 * 1e6 }' "$work/metrics-after-meta.txt")
+  p50=$(micros "$work/metrics-after-meta.txt" "bridgefs_9p_request_seconds{type=\"$t\",quantile=\"0.5\"}")
+  p99=$(micros "$work/metrics-after-meta.txt" "bridgefs_9p_request_seconds{type=\"$t\",quantile=\"0.99\"}")
   fast=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_fast_total{type=\"$t\"}")
   printf '%-10s %10s %12s %12s %12s\n' "$t" "${n:--}" "${p50:--}" "${p99:--}" "${fast:-0}"
 done
