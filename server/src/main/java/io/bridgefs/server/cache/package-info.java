@@ -82,9 +82,13 @@
  * while the entry is LOADING and pinned by its filler, so a pinner can read it without the lock.
  *
  * <h2>Read-ahead</h2>
- * {@code O_DIRECT} backing I/O gets no read-ahead from the kernel, so a request that starts right after
- * a resident page also allocates the file's read-ahead window of pages past it, filled in the
- * background ({@link io.bridgefs.server.cache.Readahead}). Pages read ahead carry frequency -1 until
- * first read; one evicted at -1 was wasted, which halves the window of its file.
+ * {@code O_DIRECT} backing I/O gets no read-ahead from the kernel, so a request that misses where one
+ * of the file's recent read requests ended (the file keeps the last 32 ends) also allocates the file's
+ * read-ahead window of pages past it, filled in the background
+ * ({@link io.bridgefs.server.cache.Readahead}) — unless the page before is still being read for a
+ * request: then the client did not wait for that reply and queues ahead itself. Residency alone is no
+ * sign of a stream: random reads into a filling cache often start right after a resident page. Pages
+ * read ahead carry frequency -1 until first read; one evicted at -1 was wasted, which halves the
+ * window of its file.
  */
 package io.bridgefs.server.cache;

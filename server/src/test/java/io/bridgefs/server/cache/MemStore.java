@@ -30,15 +30,30 @@ final class MemStore implements BackingStore {
         return s;
     }
 
+    /** While set and closed, reads wait for it (each counts {@code readsAtGate} down first): I/O in flight for a test. */
+    volatile java.util.concurrent.CountDownLatch readGate;
+    final java.util.concurrent.Semaphore readsAtGate = new java.util.concurrent.Semaphore(0);
+
     @Override
-    public synchronized int read(ByteBuffer dst, long position) throws IOException {
-        if (failReads) throw new IOException("injected read error");
-        if (closed) throw new IOException("read after close");
-        reads++;
-        if (position >= size) return 0;
-        int n = (int) Math.min(dst.remaining(), size - position);
-        dst.put(data, (int) position, n);
-        return n;
+    public int read(ByteBuffer dst, long position) throws IOException {
+        java.util.concurrent.CountDownLatch gate = readGate;
+        if (gate != null) {
+            readsAtGate.release();
+            try {
+                gate.await();
+            } catch (InterruptedException e) {
+                throw new java.io.InterruptedIOException();
+            }
+        }
+        synchronized (this) {
+            if (failReads) throw new IOException("injected read error");
+            if (closed) throw new IOException("read after close");
+            reads++;
+            if (position >= size) return 0;
+            int n = (int) Math.min(dst.remaining(), size - position);
+            dst.put(data, (int) position, n);
+            return n;
+        }
     }
 
     /** Each writePages call (one write-back run): first page and page count. */
