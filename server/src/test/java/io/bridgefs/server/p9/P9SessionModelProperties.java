@@ -20,6 +20,7 @@ import java.util.*;
 import java.util.concurrent.Executors;
 import net.jqwik.api.*;
 import net.jqwik.api.lifecycle.AfterProperty;
+import net.jqwik.api.lifecycle.AfterTry;
 import net.jqwik.api.state.Action;
 import net.jqwik.api.state.ActionChain;
 import net.jqwik.api.state.Transformer;
@@ -35,6 +36,8 @@ class P9SessionModelProperties {
     static final PageCache CACHE = new PageCache(1 << 20, CacheMode.WRITEBACK);
     static final List<String> NAMES = List.of("a", "b", "c", "d", "e");
     static final List<String> DIRS = List.of("", "x", "y");
+    /** Worlds of the current try (shrinking runs several): closed and deleted after it. */
+    static final List<World> WORLDS = Collections.synchronizedList(new ArrayList<>());
 
     static final class World {
         final Path root;
@@ -44,7 +47,17 @@ class P9SessionModelProperties {
         /** What the client must see of each entry: {mode with type, uid, gid}. */
         final Map<String, int[]> attrs = new TreeMap<>();
         final boolean mapped;
+        final java.util.concurrent.ExecutorService executor;
         int tag = 1;
+
+        /** The connection ends (its fids and descriptors released) and the host directory goes. */
+        void close() throws IOException {
+            ops.close();
+            executor.shutdownNow();
+            try (var s = Files.walk(root)) {
+                for (Path p : s.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(p);
+            }
+        }
 
         World(boolean mapped) {
             this.mapped = mapped;
@@ -57,8 +70,10 @@ class P9SessionModelProperties {
             P9Export e = new P9Export("m", root, false, -1, -1, false, metrics,
                     mapped ? io.bridgefs.server.config.P9Security.MAPPED : io.bridgefs.server.config.P9Security.NONE, false, List.of());
             // a budget of 3 descriptors: fids are reclaimed and reopened all the time
-            P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(), CACHE, 1 << 20, 8).withDescriptorBudget(3);
+            executor = Executors.newSingleThreadExecutor();
+            P9ServerContext ctx = new P9ServerContext(List.of(e), executor, CACHE, 1 << 20, 8).withDescriptorBudget(3);
             ops = new P9Ops(ctx, this);
+            WORLDS.add(this);
             ops.msize = 65536;
             call(new Tattach(tag++, 0, P9.NOFID, "", "m", 0));
         }
@@ -174,6 +189,14 @@ class P9SessionModelProperties {
     }
 
     static String join(String dir, String name) { return dir.isEmpty() ? name : dir + "/" + name; }
+
+    @AfterTry
+    void closeWorlds() throws IOException {
+        synchronized (WORLDS) {
+            for (World w : WORLDS) w.close();
+            WORLDS.clear();
+        }
+    }
 
     @Property(tries = 40)
     void operationsMatchTheModel(@ForAll("chains") ActionChain<World> chain) {
