@@ -30,7 +30,7 @@ final class MemStore implements BackingStore {
         return s;
     }
 
-    /** While set and closed, reads wait for it (each counts {@code readsAtGate} down first): I/O in flight for a test. */
+    /** While set and closed, reads wait for it (each first releases a permit of {@code readsAtGate}): I/O in flight for a test. */
     volatile java.util.concurrent.CountDownLatch readGate;
     final java.util.concurrent.Semaphore readsAtGate = new java.util.concurrent.Semaphore(0);
 
