@@ -162,13 +162,17 @@ final class PageFills {
         long pos = offset;
         long end = offset + length;
         long lastPage = (end - 1) >>> PageCache.PAGE_SHIFT;
+        boolean noted = !readahead;          // a read request is noted once, also when it waits for a frame and retries
         while (pos < end) {
             long page = pos >>> PageCache.PAGE_SHIFT;
             int count = 0;
             boolean miss = false;
             cache.lock.lock();
             try {
-                if (readahead && pos == offset) noteRead(page, lastPage);
+                if (!noted) {
+                    noteRead(page, lastPage);
+                    noted = true;
+                }
                 int fr = cache.lookup(file, page, path);
                 if (fr >= 0) {
                     // a run of resident pages is pinned under one lock acquisition
