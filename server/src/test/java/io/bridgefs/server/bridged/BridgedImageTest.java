@@ -148,41 +148,38 @@ class BridgedImageTest {
         }
         // other descriptors of this shared test JVM may close meanwhile (a cleaner of an earlier test's
         // channel): the count may fall, never rise, and nothing may still lead into the tree
-        assertEquals(0, fdsUnder(root), "closing the disk and the cache closes every file's descriptors: " + fds());
+        assertEquals(0L, fdsUnder(root), "closing the disk and the cache closes every file's descriptors: " + fds());
         assertTrue(Posix.openDescriptors() <= before, "no descriptor more than before: " + fds());
         String out = run(tmp, "debugfs", "-R", "cat /f699", tmp.resolve("image").toString());
         assertTrue(out.contains(("file 699\n").repeat(100)), "the last file read back through the image:\n" + out.substring(0, Math.min(200, out.length())));
     }
 
     /** How many of this process's descriptors lead to {@code dir} or below it. */
-    static int fdsUnder(Path dir) throws IOException {
+    static long fdsUnder(Path dir) throws IOException {
         Path real = dir.toRealPath();
-        int n = 0;
-        try (var d = Files.newDirectoryStream(Path.of("/proc/self/fd"))) {
-            for (Path p : d) {
-                try {
-                    if (Files.readSymbolicLink(p).startsWith(real)) n++;
-                } catch (IOException e) {
-                    // closed while listed (the directory stream's own descriptor)
-                }
-            }
-        }
-        return n;
+        return descriptors().values().stream().filter(t -> t.startsWith(real)).count();
     }
 
     /** This process's open descriptors and what they lead to, for a failure message. */
     static String fds() throws IOException {
         StringBuilder b = new StringBuilder();
+        descriptors().forEach((fd, target) -> b.append(fd).append("->").append(target).append(' '));
+        return b.toString();
+    }
+
+    /** This process's open descriptors (by number, in listing order) and what each leads to. */
+    static java.util.Map<String, Path> descriptors() throws IOException {
+        java.util.Map<String, Path> all = new java.util.LinkedHashMap<>();
         try (var d = Files.newDirectoryStream(Path.of("/proc/self/fd"))) {
             for (Path p : d) {
                 try {
-                    b.append(p.getFileName()).append("->").append(Files.readSymbolicLink(p)).append(' ');
+                    all.put(p.getFileName().toString(), Files.readSymbolicLink(p));
                 } catch (IOException e) {
                     // closed while listed (the directory stream's own descriptor)
                 }
             }
         }
-        return b.toString();
+        return all;
     }
 
     /** The image's bytes of [offset, offset + n) as one array. */
