@@ -37,13 +37,40 @@ public final class BridgedDisk implements AutoCloseable {
     private final Path dir;
     private final String name;
     private final Readahead readahead;
+    private final int openDirs;                         // directory descriptors kept (OPEN_DIRS; tests use fewer)
     private final AtomicReference<Ext4Image> image = new AtomicReference<>();
     private final Map<HostTree.Node, CachedFile> open = new LinkedHashMap<>(64, 0.75f, true);   // guarded by itself
     private final java.util.Set<HostTree.Node> gone = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    /** Directories by path relative to the root ("" is the root); guarded by itself, as is every use of a descriptor in it. */
-    private final LinkedHashMap<String, Integer> dirs = new LinkedHashMap<>(128, 0.75f, true);
+    /**
+     * Directories by path relative to the root ("" is the root), most recently used last; guarded by
+     * itself. The table's lock is held only to find or count a descriptor, never across a system call
+     * in it: stats and opens of files in different directories (each may wait for the disk when the
+     * host's inode cache is cold) run in parallel.
+     */
+    private final LinkedHashMap<String, DirFd> dirs = new LinkedHashMap<>(128, 0.75f, true);
 
-    private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead) {
+    /**
+     * An O_PATH descriptor of a directory and how many calls are using it (guarded by {@code dirs}).
+     * Dropped from the table, it is closed by its last user: a descriptor is never closed while a call
+     * resolves a name in it, so its number cannot be reused meanwhile for another directory.
+     */
+    private static final class DirFd {
+        final int fd;
+        int users;
+        boolean dropped;
+
+        DirFd(int fd) {
+            this.fd = fd;
+        }
+    }
+
+    /** A call resolving {@code name} in the directory {@code dirFd}. */
+    private interface InDir<T> {
+        T call(int dirFd, String name) throws Posix.ErrnoException;
+    }
+
+    private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead, int openDirs) {
+        this.openDirs = openDirs;
         this.cache = cache;
         this.dir = dir;
         this.name = name;
@@ -52,7 +79,12 @@ public final class BridgedDisk implements AutoCloseable {
 
     /** Scans {@code dir} and lays the image out. */
     public static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead) throws IOException {
-        BridgedDisk d = new BridgedDisk(cache, dir, name, readahead);
+        return open(cache, dir, name, readahead, OPEN_DIRS);
+    }
+
+    /** As {@link #open(PageCache, Path, String, Readahead)}, keeping at most {@code openDirs} directory descriptors (tests use few). */
+    static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead, int openDirs) throws IOException {
+        BridgedDisk d = new BridgedDisk(cache, dir, name, readahead, openDirs);
         d.rescan();
         return d;
     }
@@ -302,9 +334,7 @@ public final class BridgedDisk implements AutoCloseable {
     private int openBeneath(HostTree.Node node) throws IOException {
         int fd;
         try {
-            synchronized (dirs) {
-                fd = Posix.openat(dirFd(parentOf(node.path)), nameOf(node.path), Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0);   // O_NONBLOCK
-            }
+            fd = inParent(node, (dirFd, name) -> Posix.openat(dirFd, name, Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0));   // O_NONBLOCK
         } catch (Posix.ErrnoException e) {
             return -1;
         }
@@ -321,34 +351,78 @@ public final class BridgedDisk implements AutoCloseable {
     /** lstat of the scanned file's path now, or null if nothing is there. */
     private Posix.Stat statBeneath(HostTree.Node node) {
         try {
-            synchronized (dirs) {
-                return Posix.fstatat(dirFd(parentOf(node.path)), nameOf(node.path), Posix.AT_SYMLINK_NOFOLLOW);
-            }
+            return inParent(node, (dirFd, name) -> Posix.fstatat(dirFd, name, Posix.AT_SYMLINK_NOFOLLOW));
         } catch (Posix.ErrnoException e) {
             return null;
         }
     }
 
+    /** {@code call} on the node's name in its directory's descriptor, which stays open until the call returns. */
+    private <T> T inParent(HostTree.Node node, InDir<T> call) throws Posix.ErrnoException {
+        DirFd d = acquireDir(parentOf(node.path));
+        try {
+            return call.call(d.fd, nameOf(node.path));
+        } finally {
+            releaseDir(d);
+        }
+    }
+
     /**
-     * With {@code dirs} held: an O_PATH descriptor of the directory at {@code rel} below the root, reached one
-     * component at a time with O_NOFOLLOW (a directory replaced by a symlink is not followed), cached.
+     * An O_PATH descriptor of the directory at {@code rel} below the root, reached one component at a time
+     * with O_NOFOLLOW (a directory replaced by a symlink is not followed), kept in the table; counted as
+     * used until {@link #releaseDir}. Opened outside the table's lock (a cold directory may wait for the disk).
      */
-    private int dirFd(String rel) throws Posix.ErrnoException {
-        Integer fd = dirs.get(rel);
-        if (fd != null) return fd;
-        int opened = rel.isEmpty()
-                ? Posix.openat(Posix.AT_FDCWD, dir.toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0)
-                : Posix.openat(dirFd(parentOf(rel)), nameOf(rel), Posix.O_PATH | Posix.O_DIRECTORY | Posix.O_NOFOLLOW, 0);
-        dirs.put(rel, opened);
-        if (dirs.size() > OPEN_DIRS) {
-            var it = dirs.entrySet().iterator();
-            var eldest = it.next();
-            if (eldest.getValue() != opened) {       // never the one about to be used
-                Posix.close(eldest.getValue());
-                it.remove();
+    private DirFd acquireDir(String rel) throws Posix.ErrnoException {
+        synchronized (dirs) {
+            DirFd d = dirs.get(rel);
+            if (d != null) {
+                d.users++;
+                return d;
             }
         }
-        return opened;
+        int fd;
+        if (rel.isEmpty()) {
+            fd = Posix.openat(Posix.AT_FDCWD, dir.toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0);
+        } else {
+            DirFd parent = acquireDir(parentOf(rel));
+            try {
+                fd = Posix.openat(parent.fd, nameOf(rel), Posix.O_PATH | Posix.O_DIRECTORY | Posix.O_NOFOLLOW, 0);
+            } finally {
+                releaseDir(parent);
+            }
+        }
+        DirFd mine = new DirFd(fd);
+        DirFd use;
+        List<DirFd> close = new ArrayList<>(1);
+        synchronized (dirs) {
+            DirFd raced = dirs.get(rel);
+            if (raced != null) {                     // another thread opened it meanwhile: use theirs
+                use = raced;
+                close.add(mine);
+            } else {
+                use = mine;
+                dirs.put(rel, mine);
+                var it = dirs.values().iterator();
+                while (dirs.size() > openDirs) {    // the eldest, never the one just put (it is last)
+                    DirFd eldest = it.next();
+                    it.remove();
+                    eldest.dropped = true;
+                    if (eldest.users == 0) close.add(eldest);
+                }
+            }
+            use.users++;
+        }
+        for (DirFd d : close) Posix.close(d.fd);
+        return use;
+    }
+
+    /** A call is done with {@code d}; a descriptor dropped from the table is closed by its last user. */
+    private void releaseDir(DirFd d) {
+        boolean close;
+        synchronized (dirs) {
+            close = --d.users == 0 && d.dropped;
+        }
+        if (close) Posix.close(d.fd);
     }
 
     private static String parentOf(String rel) {
@@ -360,11 +434,17 @@ public final class BridgedDisk implements AutoCloseable {
         return rel.substring(rel.lastIndexOf('/') + 1);
     }
 
+    /** Drops every directory from the table; those in use are closed by their last user. */
     private void closeDirs() {
+        List<DirFd> close = new ArrayList<>();
         synchronized (dirs) {
-            for (int fd : dirs.values()) Posix.close(fd);
+            for (DirFd d : dirs.values()) {
+                d.dropped = true;
+                if (d.users == 0) close.add(d);
+            }
             dirs.clear();
         }
+        for (DirFd d : close) Posix.close(d.fd);
     }
 
     private void closeOpenFiles() {

@@ -16,7 +16,13 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.List;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -152,6 +158,60 @@ class BridgedImageTest {
         assertTrue(Posix.openDescriptors() <= before, "no descriptor more than before: " + fds());
         String out = run(tmp, "debugfs", "-R", "cat /f699", tmp.resolve("image").toString());
         assertTrue(out.contains(("file 699\n").repeat(100)), "the last file read back through the image:\n" + out.substring(0, Math.min(200, out.length())));
+    }
+
+    /**
+     * Eight threads reading one block at a time, each in its own random order, from a cold cache over a
+     * tree of 400 directories, with only 3 directory descriptors kept (so descriptors are dropped from
+     * the table while other threads resolve names in them), read the files' data exactly as one reader does; and
+     * closing leaves no descriptor into the tree. A directory descriptor closed while in use would make
+     * its files' stats fail, and those files read as zeros.
+     */
+    @Test
+    void concurrentReadersOverManyDirectoriesReadWhatOneReaderReads(@TempDir Path tmp) throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("tree"));
+        for (int d = 0; d < 200; d++) {
+            for (int s = 0; s < 2; s++) {
+                Path sub = Files.createDirectories(root.resolve("d" + d).resolve("s" + s));
+                Files.writeString(sub.resolve("f"), ("dir " + d + " sub " + s + "\n").repeat(300 + 37 * d));
+            }
+        }
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "one", Readahead.OFF)) {
+            copyImage(disk, tmp.resolve("one"));
+        }
+        byte[] expected = Files.readAllBytes(tmp.resolve("one"));
+        byte[] got = new byte[expected.length];
+        long dataStart;
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "many", Readahead.OFF, 3)) {
+            dataStart = disk.image().dataStart;
+            int blocks = expected.length / Ext4Image.BS;
+            ExecutorService pool = Executors.newFixedThreadPool(8);
+            try {
+                List<Future<?>> done = new ArrayList<>();
+                for (int t = 0; t < 8; t++) {
+                    List<Integer> order = new ArrayList<>();
+                    for (int b = t; b < blocks; b += 8) order.add(b);
+                    Collections.shuffle(order, new Random(t));
+                    done.add(pool.submit(() -> {
+                        for (int b : order) System.arraycopy(readImage(disk, (long) b * Ext4Image.BS, Ext4Image.BS), 0, got, b * Ext4Image.BS, Ext4Image.BS);
+                        return null;
+                    }));
+                }
+                for (var f : done) f.get(120, TimeUnit.SECONDS);
+            } finally {
+                pool.shutdownNow();
+            }
+        }
+        // the data area: the files' pages (the blocks before it are generated, with the scan's time in them)
+        assertTrue(dataStart > 0 && dataStart < expected.length / Ext4Image.BS - 400, "400 files of data after block " + dataStart);
+        for (int b = (int) dataStart; b < expected.length / Ext4Image.BS; b++) {
+            int at = b * Ext4Image.BS;
+            assertArrayEquals(Arrays.copyOfRange(expected, at, at + Ext4Image.BS), Arrays.copyOfRange(got, at, at + Ext4Image.BS),
+                    "block " + b + " read by one of eight threads differs from one reader's");
+        }
+        assertEquals(0L, fdsUnder(root), "closing the disk closes every directory's and file's descriptor: " + fds());
     }
 
     /** How many of this process's descriptors lead to {@code dir} or below it. */
