@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -30,47 +31,26 @@ import org.slf4j.LoggerFactory;
 public final class BridgedDisk implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(BridgedDisk.class);
     private static final int OPEN_FILES = 256;          // descriptors kept open between requests
-    private static final int OPEN_DIRS = 64;            // O_PATH descriptors of directories, to stat and open names in
     private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(256 * 1024).asReadOnlyBuffer();
 
     private final PageCache cache;
     private final Path dir;
     private final String name;
     private final Readahead readahead;
-    private final int openDirs;                         // directory descriptors kept (OPEN_DIRS; tests use fewer)
+    private final DirDescriptors dirs;                  // directories' descriptors, to stat and open names in
     private final AtomicReference<Ext4Image> image = new AtomicReference<>();
     private final Map<HostTree.Node, CachedFile> open = new LinkedHashMap<>(64, 0.75f, true);   // guarded by itself
     private final java.util.Set<HostTree.Node> gone = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    /**
-     * Directories by path relative to the root ("" is the root), most recently used last; guarded by
-     * itself. The table's lock is held only to find or count a descriptor, never across a system call
-     * in it: stats and opens of files in different directories (each may wait for the disk when the
-     * host's inode cache is cold) run in parallel.
-     */
-    private final LinkedHashMap<String, DirFd> dirs = new LinkedHashMap<>(128, 0.75f, true);
-
-    /**
-     * An O_PATH descriptor of a directory and how many calls are using it (guarded by {@code dirs}).
-     * Dropped from the table, it is closed by its last user: a descriptor is never closed while a call
-     * resolves a name in it, so its number cannot be reused meanwhile for another directory.
-     */
-    private static final class DirFd {
-        final int fd;
-        int users;
-        boolean dropped;
-
-        DirFd(int fd) {
-            this.fd = fd;
-        }
-    }
-
-    /** A call resolving {@code name} in the directory {@code dirFd}. */
-    private interface InDir<T> {
-        T call(int dirFd, String name) throws Posix.ErrnoException;
-    }
-
+    /** Where the last reads ended (image offsets), to tell a sequential reader; guarded by itself, as is aheadTo. */
+    private final long[] recentEnds = new long[4];
+    private final int[] recentRuns = new int[4];                  // how many reads in a row each of them continued
+    private int recentNext;
+    private long aheadTo;                                 // the image offset up to which data was read ahead
+    private final AtomicInteger reading = new AtomicInteger();        // reads in progress
+    private final AtomicInteger aheadRunning = new AtomicInteger();   // read-aheads queued or running
+    private volatile boolean closing;
     private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead, int openDirs) {
-        this.openDirs = openDirs;
+        this.dirs = new DirDescriptors(dir, openDirs);
         this.cache = cache;
         this.dir = dir;
         this.name = name;
@@ -79,7 +59,7 @@ public final class BridgedDisk implements AutoCloseable {
 
     /** Scans {@code dir} and lays the image out. */
     public static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead) throws IOException {
-        return open(cache, dir, name, readahead, OPEN_DIRS);
+        return open(cache, dir, name, readahead, DirDescriptors.KEPT);
     }
 
     /** As {@link #open(PageCache, Path, String, Readahead)}, keeping at most {@code openDirs} directory descriptors (tests use few). */
@@ -97,8 +77,9 @@ public final class BridgedDisk implements AutoCloseable {
         long t0 = System.nanoTime();
         Ext4Image next = Ext4Image.of(HostTree.scan(dir), name);
         image.set(next);
+        awaitReadAhead();
         closeOpenFiles();
-        closeDirs();
+        dirs.closeAll();
         gone.clear();
         log.info("bridged image '{}' of {}: {} entries, {} MiB of data, image {} MiB, built in {} ms", name, dir, next.tree.entries(),
                 (next.usedEnd - next.dataStart) * Ext4Image.BS >> 20, next.size() >> 20, (System.nanoTime() - t0) / 1_000_000);
@@ -154,6 +135,84 @@ public final class BridgedDisk implements AutoCloseable {
     /** Reads [offset, offset + length) of the image; data blocks pinned in the cache where it can (zero-copy). */
     public Pieces read(IoPath path, long offset, int length) throws IOException {
         Ext4Image img = image.get();
+        reading.incrementAndGet();
+        try {
+            readAheadAcrossFiles(path, img, offset, offset + length);
+            return readNow(path, img, offset, length);
+        } finally {
+            reading.decrementAndGet();
+        }
+    }
+
+    /**
+     * A read that continues a run of reads, each starting where one of the last few ended, with no other
+     * read in flight (a reader that waits for each reply: a guest's tar or cp going file by file), reads
+     * the data blocks of the next window of the image ahead, in the background: the next files' pages,
+     * which no per-file read-ahead reaches, since each of them is a file of its own. The run must be
+     * three reads long (a random reader rarely lands on an end twice running) and the window grows with
+     * it, from the export's initial read-ahead to its largest; a new window is read once less than half
+     * of the last one is left ahead of the reader. Not for a client with many requests in flight
+     * (nbdcopy), which is ahead of itself already; not with {@code readahead=off}.
+     */
+    private void readAheadAcrossFiles(IoPath path, Ext4Image img, long offset, long end) {
+        long dataEnd = img.usedEnd * Ext4Image.BS;
+        long from, to;
+        synchronized (recentEnds) {
+            int run = 0;
+            for (int i = 0; i < recentEnds.length; i++) if (recentEnds[i] == offset) run = Math.max(run, recentRuns[i] + 1);
+            recentEnds[recentNext] = end;
+            recentRuns[recentNext] = run;
+            recentNext = (recentNext + 1) % recentEnds.length;
+            if (run < 2 || readahead.maxPages() == 0 || reading.get() > 1 || end < img.dataStart * Ext4Image.BS || end >= dataEnd) return;
+            long window = (long) Math.min(readahead.maxPages(), readahead.initialPages() << Math.min(run - 2, 16)) * Ext4Image.BS;
+            boolean aheadOfThis = aheadTo > end && aheadTo <= end + window;
+            if (aheadOfThis && aheadTo - end >= window / 2) return;
+            from = aheadOfThis ? aheadTo : end;
+            to = Math.min(end + window, dataEnd);
+            aheadTo = to;
+        }
+        aheadRunning.incrementAndGet();
+        boolean queued = cache.readAheadInBackground(() -> {
+            try {
+                if (!closing) readAhead(path, img, from, to);
+            } catch (IOException | RuntimeException e) {
+                log.debug("bridged image '{}': read-ahead of [{}, {}) failed: {}", name, from, to, e.toString());
+            } finally {
+                aheadRunning.decrementAndGet();
+            }
+        });
+        if (!queued) aheadRunning.decrementAndGet();
+    }
+
+    /** The files' pages of the image range [from, to), read into the cache as read-ahead. */
+    private void readAhead(IoPath path, Ext4Image img, long from, long to) throws IOException {
+        for (long pos = from; pos < to && !closing; ) {
+            Ext4Image.FilePage fp = img.filePage(pos >>> 12);
+            int in = (int) (pos & (Ext4Image.BS - 1));
+            long n = Math.min(fp.run() * Ext4Image.BS - in, to - pos);
+            long at = (fp.page() << 12) + in;
+            if (servable(fp.node(), fp.node().size, at, n) > 0) {
+                CachedFile f = acquire(fp.node());
+                if (f != null) {
+                    try {
+                        long have = servable(fp.node(), f.size(), at, n);
+                        if (have > 0) f.readAhead(path, at, have);
+                    } finally {
+                        closeQuietly(f);
+                    }
+                }
+            }
+            pos += n;
+        }
+    }
+
+    /** Waits (at most 10 s) until no read-ahead of this disk runs: before its files are closed. */
+    private void awaitReadAhead() {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (aheadRunning.get() > 0 && System.nanoTime() < deadline) Thread.onSpinWait();
+    }
+
+    private Pieces readNow(IoPath path, Ext4Image img, long offset, int length) throws IOException {
         List<ByteBuffer> out = new ArrayList<>();
         List<Runnable> release = new ArrayList<>();
         try {
@@ -334,7 +393,7 @@ public final class BridgedDisk implements AutoCloseable {
     private int openBeneath(HostTree.Node node) throws IOException {
         int fd;
         try {
-            fd = inParent(node, (dirFd, name) -> Posix.openat(dirFd, name, Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0));   // O_NONBLOCK
+            fd = dirs.inParent(node.path, (dirFd, name) -> Posix.openat(dirFd, name, Posix.O_RDONLY | Posix.O_NOFOLLOW | 0x800, 0));   // O_NONBLOCK
         } catch (Posix.ErrnoException e) {
             return -1;
         }
@@ -351,100 +410,10 @@ public final class BridgedDisk implements AutoCloseable {
     /** lstat of the scanned file's path now, or null if nothing is there. */
     private Posix.Stat statBeneath(HostTree.Node node) {
         try {
-            return inParent(node, (dirFd, name) -> Posix.fstatat(dirFd, name, Posix.AT_SYMLINK_NOFOLLOW));
+            return dirs.inParent(node.path, (dirFd, name) -> Posix.fstatat(dirFd, name, Posix.AT_SYMLINK_NOFOLLOW));
         } catch (Posix.ErrnoException e) {
             return null;
         }
-    }
-
-    /** {@code call} on the node's name in its directory's descriptor, which stays open until the call returns. */
-    private <T> T inParent(HostTree.Node node, InDir<T> call) throws Posix.ErrnoException {
-        DirFd d = acquireDir(parentOf(node.path));
-        try {
-            return call.call(d.fd, nameOf(node.path));
-        } finally {
-            releaseDir(d);
-        }
-    }
-
-    /**
-     * An O_PATH descriptor of the directory at {@code rel} below the root, reached one component at a time
-     * with O_NOFOLLOW (a directory replaced by a symlink is not followed), kept in the table; counted as
-     * used until {@link #releaseDir}. Opened outside the table's lock (a cold directory may wait for the disk).
-     */
-    private DirFd acquireDir(String rel) throws Posix.ErrnoException {
-        synchronized (dirs) {
-            DirFd d = dirs.get(rel);
-            if (d != null) {
-                d.users++;
-                return d;
-            }
-        }
-        int fd;
-        if (rel.isEmpty()) {
-            fd = Posix.openat(Posix.AT_FDCWD, dir.toString(), Posix.O_PATH | Posix.O_DIRECTORY, 0);
-        } else {
-            DirFd parent = acquireDir(parentOf(rel));
-            try {
-                fd = Posix.openat(parent.fd, nameOf(rel), Posix.O_PATH | Posix.O_DIRECTORY | Posix.O_NOFOLLOW, 0);
-            } finally {
-                releaseDir(parent);
-            }
-        }
-        DirFd mine = new DirFd(fd);
-        DirFd use;
-        List<DirFd> close = new ArrayList<>(1);
-        synchronized (dirs) {
-            DirFd raced = dirs.get(rel);
-            if (raced != null) {                     // another thread opened it meanwhile: use theirs
-                use = raced;
-                close.add(mine);
-            } else {
-                use = mine;
-                dirs.put(rel, mine);
-                var it = dirs.values().iterator();
-                while (dirs.size() > openDirs) {    // the eldest, never the one just put (it is last)
-                    DirFd eldest = it.next();
-                    it.remove();
-                    eldest.dropped = true;
-                    if (eldest.users == 0) close.add(eldest);
-                }
-            }
-            use.users++;
-        }
-        for (DirFd d : close) Posix.close(d.fd);
-        return use;
-    }
-
-    /** A call is done with {@code d}; a descriptor dropped from the table is closed by its last user. */
-    private void releaseDir(DirFd d) {
-        boolean close;
-        synchronized (dirs) {
-            close = --d.users == 0 && d.dropped;
-        }
-        if (close) Posix.close(d.fd);
-    }
-
-    private static String parentOf(String rel) {
-        int slash = rel.lastIndexOf('/');
-        return slash < 0 ? "" : rel.substring(0, slash);
-    }
-
-    private static String nameOf(String rel) {
-        return rel.substring(rel.lastIndexOf('/') + 1);
-    }
-
-    /** Drops every directory from the table; those in use are closed by their last user. */
-    private void closeDirs() {
-        List<DirFd> close = new ArrayList<>();
-        synchronized (dirs) {
-            for (DirFd d : dirs.values()) {
-                d.dropped = true;
-                if (d.users == 0) close.add(d);
-            }
-            dirs.clear();
-        }
-        for (DirFd d : close) Posix.close(d.fd);
     }
 
     private void closeOpenFiles() {
@@ -466,7 +435,9 @@ public final class BridgedDisk implements AutoCloseable {
 
     @Override
     public void close() {
+        closing = true;
+        awaitReadAhead();
         closeOpenFiles();
-        closeDirs();
+        dirs.closeAll();
     }
 }

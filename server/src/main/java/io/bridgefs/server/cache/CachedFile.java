@@ -137,6 +137,15 @@ public final class CachedFile implements AutoCloseable {
     }
 
     /**
+     * Reads the absent pages of [offset, offset + length) ahead of a reader expected to want them soon:
+     * counted as read-ahead, and as unused if evicted unread. Stops, having read what it could, when no
+     * frame is free (it never waits for write-back) or at the end of the file.
+     */
+    public void readAhead(IoPath path, long offset, long length) throws IOException {
+        reads.ahead(path, offset, length);
+    }
+
+    /**
      * Pins every page of [offset, offset + length), filling misses, and hands back views of the bytes
      * in the frames themselves, for zero-copy sends. Returns null instead, holding nothing, when the
      * cache is under pressure (over half its frames pinned, or no frame free): the caller then copies

@@ -31,14 +31,8 @@ public final class PageCache implements AutoCloseable {
     final int backgroundDirty;     // the background flusher starts above this
     /** Background write-back and the pacing of writers (see {@link Flusher}). */
     final Flusher flusher = new Flusher(this);
-    final java.util.concurrent.atomic.AtomicInteger readaheadPending = new java.util.concurrent.atomic.AtomicInteger();
     /** Background read-ahead fills (a small bounded pool; past its queue the reader fills inline). */
-    final java.util.concurrent.ThreadPoolExecutor readahead = new java.util.concurrent.ThreadPoolExecutor(4, 4, 30,
-            TimeUnit.SECONDS, new java.util.concurrent.ArrayBlockingQueue<>(64), r -> {
-                Thread t = new Thread(r, "bridgefs-readahead");
-                t.setDaemon(true);
-                return t;
-            });
+    final ReadaheadPool readahead = new ReadaheadPool();
 
     // per-frame metadata, guarded by lock
     final int[] fFile;
@@ -234,9 +228,14 @@ public final class PageCache implements AutoCloseable {
         touch(f, path);
     }
 
+    /** Runs {@code task} (a read-ahead) in the background; false, without running it, if the pool is full or closing. */
+    public boolean readAheadInBackground(Runnable task) {
+        return readahead.offer(task);
+    }
+
     /** Waits until no background read-ahead is queued or running (tests check invariants at rest). */
     public void quiesce() {
-        while (readaheadPending.get() > 0) Thread.onSpinWait();
+        readahead.quiesce();
     }
 
     boolean pinnedOverHalf() {
@@ -478,7 +477,7 @@ public final class PageCache implements AutoCloseable {
         boolean interrupted = false;
         try {
             flusher.stop();
-            readahead.awaitTermination(60, java.util.concurrent.TimeUnit.SECONDS);
+            readahead.awaitTermination(60);
         } catch (InterruptedException e) {
             interrupted = true;
         }

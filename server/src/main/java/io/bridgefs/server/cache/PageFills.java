@@ -212,6 +212,28 @@ final class PageFills {
         }
     }
 
+    /** See {@link CachedFile#readAhead}. */
+    void ahead(IoPath path, long offset, long length) throws IOException {
+        if (length <= 0 || file.size == 0) return;
+        long last = Math.min((offset + length - 1) >>> PageCache.PAGE_SHIFT, (file.size - 1) >>> PageCache.PAGE_SHIFT);
+        int[] run = new int[cache.maxRun];
+        for (long page = offset >>> PageCache.PAGE_SHIFT; page <= last; ) {
+            int count;
+            cache.lock.lock();
+            try {
+                while (page <= last && cache.resident(file, page)) page++;
+                if (page > last) return;
+                count = allocateRun(path, page, Math.min(last, page + run.length - 1), page - 1, run);
+            } finally {
+                cache.lock.unlock();
+            }
+            if (count == 0) return;                  // no frame free: it was only read-ahead
+            fill(path, run, count, page, true);      // on failure the frames are dropped and this throws
+            file.unpinAll(run, count);
+            page += count;
+        }
+    }
+
     /**
      * With the cache lock held: gives frames (LOADING, pinned) to the absent pages from {@code page} up
      * to {@code limit}, stopping at a resident page or when no frame is free. Pages past
@@ -248,16 +270,9 @@ final class PageFills {
                     file.unpinAll(ahead, ahead.length);
                 } catch (IOException e) {
                     // the frames were dropped by fill(); a reader that wants them reads them itself
-                } finally {
-                    cache.readaheadPending.decrementAndGet();
                 }
             };
-            cache.readaheadPending.incrementAndGet();
-            try {
-                cache.readahead.execute(fillAhead);
-            } catch (java.util.concurrent.RejectedExecutionException e) {
-                fillAhead.run();     // the pool's queue is full: the reader fills its read-ahead itself
-            }
+            if (!cache.readahead.offer(fillAhead)) fillAhead.run();   // the pool's queue is full: the reader fills it itself
         }
         fill(path, run, wanted, firstPage, true);
     }
