@@ -49,6 +49,7 @@ public final class BridgedDisk implements AutoCloseable {
     private final AtomicInteger reading = new AtomicInteger();        // reads in progress
     private final AtomicInteger aheadRunning = new AtomicInteger();   // read-aheads queued or running
     private volatile boolean closing;
+
     private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead, int openDirs) {
         this.dirs = new DirDescriptors(dir, openDirs);
         this.cache = cache;
@@ -209,7 +210,7 @@ public final class BridgedDisk implements AutoCloseable {
     /** Waits (at most 10 s) until no read-ahead of this disk runs: before its files are closed. */
     private void awaitReadAhead() {
         long deadline = System.nanoTime() + 10_000_000_000L;
-        while (aheadRunning.get() > 0 && System.nanoTime() < deadline) Thread.onSpinWait();
+        while (aheadRunning.get() > 0 && System.nanoTime() < deadline) java.util.concurrent.locks.LockSupport.parkNanos(1_000_000);
     }
 
     private Pieces readNow(IoPath path, Ext4Image img, long offset, int length) throws IOException {

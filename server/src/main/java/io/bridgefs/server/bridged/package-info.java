@@ -35,6 +35,15 @@
  * F. It is read through the shared cache under F's key ({@link io.bridgefs.server.bridged.BridgedDisk});
  * nothing is stored per data block, so memory grows with the number of entries, never with the data.
  *
+ * <h2>Reading ahead across files</h2>
+ * Each file's pages are read ahead by the cache like any file's, but a guest reading a tree file by
+ * file (tar, cp, grep -r) asks for each small file once, and no per-file read-ahead reaches the next
+ * file. The data area lies in inode order, so that reader's requests follow one another through the
+ * image: a read continuing such a run (three reads long, each starting where one of the last four
+ * ended), with no other read in flight, reads the next window of the image's data blocks (the next
+ * files' pages) on the cache's read-ahead pool, the window growing along the run from the export's
+ * initial read-ahead to its largest. Such pages count as read-ahead, and as unused if evicted unread.
+ *
  * <h2>Snapshot and live</h2>
  * The tree's shape is a snapshot taken when the export opens (names, types, owners, modes, times,
  * sizes, where each file's data lies). File contents are live: a read of a data block reads the host
