@@ -104,7 +104,7 @@ public final class HostTree {
 
     final Path dir;
     final Node root;
-    /** Every node but the root, each once, in walk order (parents before children). */
+    /** Every node but the root, each once, in reading order: depth-first, each directory's entries by name. */
     final List<Node> nodes = new ArrayList<>();
     int skipped;
 
@@ -141,6 +141,13 @@ public final class HostTree {
                 fd = d == root ? Posix.dup(rootFd) : Posix.openat(rootFd, d.path, DIR_FLAGS, 0);
             } catch (Posix.ErrnoException e) {
                 skipped++;     // replaced since it was stat'ed; shown empty
+                continue;
+            }
+            // opened by its path from the root: a directory on the way replaced by a symlink since it was
+            // stat'ed in its parent would be followed, so the one opened must be the one recorded
+            if (d != root && !sameDirectory(fd, d)) {
+                Posix.close(fd);
+                skipped++;     // shown empty
                 continue;
             }
             try {
@@ -182,6 +189,7 @@ public final class HostTree {
             }
             d.entries.sort(Comparator.comparing(Dirent::name, Arrays::compareUnsigned));
         }
+        inReadingOrder();
         for (Node n : nodes) if (!n.isDir()) n.links = 0;
         for (Node d : dirs()) {
             int sub = 0;
@@ -191,6 +199,43 @@ public final class HostTree {
             }
             d.links = 2 + sub;
         }
+    }
+
+    /** Whether {@code fd} is the directory {@code d} was when stat'ed in its parent (same device and inode). */
+    private static boolean sameDirectory(int fd, Node d) {
+        try {
+            Posix.Stat st = Posix.fstat(fd);
+            return st.dev() == d.dev && st.ino() == d.ino && st.type() == Posix.S_IFDIR;
+        } catch (Posix.ErrnoException e) {
+            return false;
+        }
+    }
+
+    /**
+     * Puts the nodes (which the walk found a directory at a time, in the host's directory order) in the
+     * order a reader walking the tree depth-first by name meets them, as tar, cp -r and grep -r do: the
+     * layout numbers inodes and places file data in this order, so such a reader goes through the data
+     * area from start to end (and the bridged disk's read-ahead across files reads what it asks next).
+     */
+    private void inReadingOrder() {
+        List<Node> ordered = new ArrayList<>(nodes.size());
+        java.util.Set<Node> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        ArrayDeque<java.util.Iterator<Dirent>> stack = new ArrayDeque<>();
+        stack.push(root.entries.iterator());
+        while (!stack.isEmpty()) {
+            java.util.Iterator<Dirent> it = stack.peek();
+            if (!it.hasNext()) {
+                stack.pop();
+                continue;
+            }
+            Node n = it.next().node();
+            if (!seen.add(n)) continue;                  // a hard link's later names
+            ordered.add(n);
+            if (n.isDir()) stack.push(n.entries.iterator());
+        }
+        if (ordered.size() != nodes.size()) return;      // every node has a name in the tree; never lose one if not
+        nodes.clear();
+        nodes.addAll(ordered);
     }
 
     /** The names in a directory other than "." and "..", as the host spells them. */

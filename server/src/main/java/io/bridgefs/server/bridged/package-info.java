@@ -25,7 +25,9 @@
  *     blocks holding no inode).</li>
  * </ol>
  * Inode numbers: 2 is the root, 11 is lost+found (made when the tree has none), the tree's entries
- * follow in walk order; hard links share one inode. Owners (32-bit), modes, times with nanoseconds,
+ * follow in reading order: depth-first, each directory's entries by name, the order in which tar, cp
+ * -r or grep -r meet them, so their data reads go through the data area from start to end; hard links
+ * share one inode. Owners (32-bit), modes, times with nanoseconds,
  * device numbers and link counts are the host's.
  *
  * <h2>From a block to a file page</h2>
@@ -38,8 +40,8 @@
  * <h2>Reading ahead across files</h2>
  * Each file's pages are read ahead by the cache like any file's, but a guest reading a tree file by
  * file (tar, cp, grep -r) asks for each small file once, and no per-file read-ahead reaches the next
- * file. The data area lies in inode order, so that reader's requests follow one another through the
- * image: a read continuing such a run (three reads long, each starting where one of the last four
+ * file. The data area lies in reading order (above), so that reader's requests follow one another
+ * through the image: a read continuing such a run (three reads long, each starting where one of the last four
  * ended), with no other read in flight, reads the next window of the image's data blocks (the next
  * files' pages) on the cache's read-ahead pool, the window growing along the run from the export's
  * initial read-ahead to its largest. Such pages count as read-ahead, and as unused if evicted unread.

@@ -84,6 +84,46 @@ class BridgedReadaheadTest {
         assertEquals(0L, fdsUnder(root), "no descriptor into the tree after closing: " + fds());
     }
 
+    /**
+     * The data area lies in the order a depth-first walk by name meets the files (tar's, cp -r's), not
+     * in the host's directory order: files and directories mixed, created in reverse name order.
+     */
+    @Test
+    void theDataAreaFollowsADepthFirstWalkByName(@TempDir Path tmp) throws Exception {
+        Path root = Files.createDirectories(tmp.resolve("tree"));
+        for (int i = 40; i >= 0; i--) {
+            Path d = i % 3 == 0 ? Files.createDirectories(root.resolve("m" + (char) ('a' + i % 26) + i)) : root;
+            for (int j = 6; j >= 0; j--) Files.write(d.resolve("f" + (char) ('a' + (i * 7 + j) % 26) + i + "_" + j), new byte[5000 + 100 * j]);
+            if (i % 5 == 0) Files.createDirectories(d.resolve("empty" + i));
+        }
+        List<String> expected = new ArrayList<>();
+        depthFirst(root, "", expected);
+        List<String> inData = new ArrayList<>();
+        try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
+             BridgedDisk disk = BridgedDisk.open(cache, root, "order", Readahead.OFF)) {
+            Ext4Image img = disk.image();
+            for (long b = img.dataStart; b < img.usedEnd; b++) {
+                String p = img.filePage(b).node().path();
+                if (inData.isEmpty() || !inData.get(inData.size() - 1).equals(p)) inData.add(p);
+            }
+        }
+        assertEquals(expected.size(), inData.size(), "every file has its data once");
+        assertEquals(expected, inData, "files' data in depth-first name order");
+    }
+
+    /** The regular files below {@code dir}, depth-first, each directory's entries by name. */
+    static void depthFirst(Path dir, String rel, List<String> out) throws Exception {
+        List<Path> entries;
+        try (var s = Files.list(dir)) {
+            entries = new ArrayList<>(s.sorted().toList());
+        }
+        for (Path e : entries) {
+            String r = rel.isEmpty() ? e.getFileName().toString() : rel + "/" + e.getFileName();
+            if (Files.isDirectory(e)) depthFirst(e, r, out);
+            else out.add(r);
+        }
+    }
+
     @Test
     void randomReadsGetNoReadAhead(@TempDir Path tmp) throws Exception {
         Path root = tree(tmp);
