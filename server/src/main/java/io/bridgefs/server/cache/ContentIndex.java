@@ -16,6 +16,8 @@ final class ContentIndex {
     private final long[] hashOf;    // per frame: its hash while indexed
     private final boolean[] indexed;
 
+    long heapBytes() { return 12L * keys.length + 12L * next.length + indexed.length; }
+
     ContentIndex(int frames) {
         int cap = Integer.highestOneBit(Math.max(16, frames * 2 - 1)) << 1;
         keys = new long[cap];

@@ -10,6 +10,8 @@ final class DirtyPages {
     private final PageCache c;
     private final int[] next, prev;   // per entry; -1 ends a list
 
+    long heapBytes() { return 4L * (next.length + prev.length); }
+
     DirtyPages(PageCache c) {
         this.c = c;
         next = new int[c.frames];

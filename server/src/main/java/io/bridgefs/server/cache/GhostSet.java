@@ -12,6 +12,8 @@ final class GhostSet {
     private final long[] table;     // open addressing; 0 = empty
     private final int mask;
 
+    long heapBytes() { return 8L * (ring.length + table.length); }
+
     GhostSet(int capacity) {
         ring = new long[Math.max(1, capacity)];
         int cap = Integer.highestOneBit(Math.max(16, ring.length * 2 - 1)) << 1;

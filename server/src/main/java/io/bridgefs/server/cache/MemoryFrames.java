@@ -16,6 +16,8 @@ final class MemoryFrames {
     int top;                  // free frames on the list
     int residentFrames, pagesShared, pagesSharing;   // memory frames held by VALID entries; KSM counts
 
+    long heapBytes() { return content.heapBytes() + 4L * (refs.length + valid.length + free.length + holds.length); }
+
     MemoryFrames(int count, boolean merge) {
         this.merge = merge;
         content = new ContentIndex(count);

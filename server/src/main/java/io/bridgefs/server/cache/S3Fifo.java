@@ -14,6 +14,8 @@ final class S3Fifo {
     private final int smallTarget;
     private final GhostSet ghost;
 
+    long heapBytes() { return small.heapBytes() + main.heapBytes() + ghost.heapBytes(); }
+
     S3Fifo(PageCache c) {
         this.c = c;
         small = new IntRing(c.frames);

@@ -3,6 +3,8 @@ package io.bridgefs.server.cli;
 import com.sun.jna.LastErrorException;
 import com.sun.jna.Library;
 import com.sun.jna.Native;
+import io.bridgefs.server.cache.DedupMode;
+import io.bridgefs.server.cache.PageCache;
 import io.bridgefs.server.config.Sizes;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
@@ -21,7 +23,12 @@ import java.util.List;
  */
 final class JvmSizing {
     static final String MARK = "-Dbridgefs.jvm.sized=true";
-    /** Heap the server needs besides the cache's per-page metadata (about 100 bytes a page). */
+    /**
+     * Heap the server needs besides the cache's per-page metadata ({@link PageCache#metadataHeapEstimate}:
+     * 166 bytes a page, 284 with --dedup merge, which keeps two keys a frame). The rest holds the files
+     * with cached pages (about 0.75 KiB each: some 60,000 fit beside the server's own), a bridged
+     * image's tree (about 0.3 KiB an entry), sessions and metrics.
+     */
     static final long BASE_HEAP = 96L << 20;
     static final long DIRECT_MARGIN = 64L << 20;
 
@@ -31,8 +38,8 @@ final class JvmSizing {
 
     private JvmSizing() {}
 
-    static long heapFor(long cacheBytes) {
-        return BASE_HEAP + (cacheBytes / 4096) * 128;
+    static long heapFor(long cacheBytes, DedupMode dedup) {
+        return BASE_HEAP + PageCache.metadataHeapEstimate(cacheBytes, dedup);
     }
 
     static long directFor(long cacheBytes, long requestBudget) {
@@ -43,7 +50,7 @@ final class JvmSizing {
      * Re-executes the JVM with limits when needed; returns only if nothing was done (already sized, not
      * run from a jar, or exec failed, which is reported and otherwise ignored).
      */
-    static void ensureSized(String[] originalArgs, long cacheBytes, long requestBudget, UserDrop.Plan drop) throws java.io.IOException {
+    static void ensureSized(String[] originalArgs, long cacheBytes, DedupMode dedup, long requestBudget, UserDrop.Plan drop) throws java.io.IOException {
         List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
         boolean mustDrop = UserDrop.needed(drop, jvmArgs);
         boolean hasHeap = jvmArgs.stream().anyMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"));
@@ -64,7 +71,7 @@ final class JvmSizing {
         List<String> argv = new ArrayList<>();
         argv.add(java);
         if (!sized) {
-            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes) >> 20) + "m");
+            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes, dedup) >> 20) + "m");
             if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
             argv.add(MARK);
         }
@@ -100,6 +107,16 @@ final class JvmSizing {
             else if (a.startsWith(name + "=")) values.add(a.substring(name.length() + 1));
         }
         return values;
+    }
+
+    /** The --dedup mode in the merged arguments (the command itself reports a bad value: shadow meanwhile). */
+    static DedupMode dedup(List<String> argv) {
+        String v = option(argv, "--dedup");
+        try {
+            return DedupMode.parse(v == null ? "shadow" : v);
+        } catch (RuntimeException e) {
+            return DedupMode.SHADOW;
+        }
     }
 
     static long size(List<String> argv, String name, String fallback) {
