@@ -73,6 +73,9 @@ final class JvmSizing {
         if (!sized) {
             if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes, dedup) >> 20) + "m");
             if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
+            // a server whose event loop died of OutOfMemoryError accepts connections and answers none: exit
+            // instead, so that a supervisor (the systemd unit) restarts it
+            if (jvmArgs.stream().noneMatch(a -> a.contains("OnOutOfMemoryError"))) argv.add("-XX:+ExitOnOutOfMemoryError");
             argv.add(MARK);
         }
         if (mustDrop) argv.add(UserDrop.MARK);
