@@ -3,9 +3,9 @@ package io.bridgefs.server.cache;
 /** A FIFO of frame numbers in a fixed ring (each frame is in at most one queue, so it never overflows). */
 final class IntRing {
     private final int[] ring;
+    private int head, size;
 
     long heapBytes() { return 4L * ring.length; }
-    private int head, size;
 
     IntRing(int capacity) { ring = new int[Math.max(1, capacity)]; }
 

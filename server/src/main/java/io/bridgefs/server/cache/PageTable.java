@@ -7,12 +7,12 @@ package io.bridgefs.server.cache;
  */
 final class PageTable {
     private final int[] slots;      // frame + 1; 0 = empty
-
-    /** Heap held by the table (for the JVM's sizing). */
-    long heapBytes() { return 4L * slots.length; }
     private final int mask;
     private final int[] frameFile;
     private final long[] framePage;
+
+    /** Heap held by the table (for the JVM's sizing). */
+    long heapBytes() { return 4L * slots.length; }
 
     PageTable(int frames, int[] frameFile, long[] framePage) {
         int cap = Integer.highestOneBit(Math.max(16, frames * 2 - 1)) << 1;
