@@ -60,7 +60,7 @@ public final class PageCache implements AutoCloseable {
     final PageTable table;
     /** Which page goes next when no frame is free (see {@link S3Fifo}). */
     final S3Fifo queues;
-    private final int[] freeStack;
+    final int[] freeStack;
     private int freeTop;
 
     /** What happened, for the metrics (guarded by lock; see {@link CacheCounters}). */
@@ -226,26 +226,6 @@ public final class PageCache implements AutoCloseable {
         int from = fFilledBy[f];
         if (from != path.ordinal()) counters.crossHits[from][path.ordinal()]++;
         touch(f, path);
-    }
-
-    /** Heap the per-page metadata of a cache this large takes (upper bound): {@link #metadataHeapBytes} at most. */
-    public static long metadataHeapEstimate(long capacityBytes, DedupMode dedupMode) {
-        long m = capacityBytes / PAGE_SIZE;
-        long keys = dedupMode == DedupMode.MERGE ? 2 * m : m;
-        // per key: 12 arrays of frame state (34 bytes), the page table (up to 4 int slots), the dirty
-        // lists (2 ints), two queue rings (2 ints), the ghost set (a ring and up to 4 table slots of longs)
-        long perKey = 34 + 16 + 8 + 8 + 8 + 32;
-        // per memory frame: the content index (up to 4 long keys and int heads, a next, a hash, a flag), the frame counts
-        long perFrame = 48 + 13 + (dedupMode == DedupMode.MERGE ? 16 : 4);
-        return keys * perKey + m * perFrame;
-    }
-
-    /** Heap the per-page metadata of this cache takes (arrays sized at construction). */
-    long metadataHeapBytes() {
-        long perKey = 4L * fFile.length + 8L * fPage.length + fState.length + 4L * fPins.length + fDirty.length
-                + 4L * fGen.length + fFreq.length + fQueue.length + fFilledBy.length + fTouched.length + 4L * fMem.length
-                + 4L * freeStack.length;
-        return perKey + table.heapBytes() + dirty.heapBytes() + queues.heapBytes() + mem.heapBytes();
     }
 
     /** Runs {@code task} (a read-ahead) in the background; false, without running it, if the pool is full or closing. */

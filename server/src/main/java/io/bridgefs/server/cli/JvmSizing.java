@@ -4,7 +4,7 @@ import com.sun.jna.LastErrorException;
 import com.sun.jna.Library;
 import com.sun.jna.Native;
 import io.bridgefs.server.cache.DedupMode;
-import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.cache.MetadataHeap;
 import io.bridgefs.server.config.Sizes;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
@@ -24,7 +24,7 @@ import java.util.List;
 final class JvmSizing {
     static final String MARK = "-Dbridgefs.jvm.sized=true";
     /**
-     * Heap the server needs besides the cache's per-page metadata ({@link PageCache#metadataHeapEstimate}:
+     * Heap the server needs besides the cache's per-page metadata ({@link MetadataHeap#estimate}:
      * 166 bytes a page, 284 with --dedup merge, which keeps two keys a frame). The rest holds the files
      * with cached pages (about 0.75 KiB each: some 60,000 fit beside the server's own), a bridged
      * image's tree (about 0.3 KiB an entry), sessions and metrics.
@@ -39,7 +39,7 @@ final class JvmSizing {
     private JvmSizing() {}
 
     static long heapFor(long cacheBytes, DedupMode dedup) {
-        return BASE_HEAP + PageCache.metadataHeapEstimate(cacheBytes, dedup);
+        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup);
     }
 
     static long directFor(long cacheBytes, long requestBudget) {

@@ -1,0 +1,30 @@
+package io.bridgefs.server.cache;
+
+/**
+ * The heap a cache's per-page metadata takes: the arrays sized when the cache is made, per key (a page
+ * of a file; with --dedup merge there are two keys a memory frame) and per memory frame. The JVM's heap
+ * is sized from {@link #estimate} (the CLI's JvmSizing); {@link #of} adds up what a cache allocated.
+ */
+public final class MetadataHeap {
+    private MetadataHeap() {}
+
+    /** Heap the per-page metadata of a cache this large takes: an upper bound of {@link #of}. */
+    public static long estimate(long capacityBytes, DedupMode dedupMode) {
+        long m = capacityBytes / PageCache.PAGE_SIZE;
+        long keys = dedupMode == DedupMode.MERGE ? 2 * m : m;
+        // per key: 12 arrays of frame state (34 bytes), the page table (up to 4 int slots), the dirty
+        // lists (2 ints), two queue rings (2 ints), the ghost set (a ring and up to 4 table slots of longs)
+        long perKey = 34 + 16 + 8 + 8 + 8 + 32;
+        // per memory frame: the content index (up to 4 long keys and int heads, a next, a hash, a flag), the frame counts
+        long perFrame = 48 + 13 + (dedupMode == DedupMode.MERGE ? 16 : 4);
+        return keys * perKey + m * perFrame;
+    }
+
+    /** Heap the per-page metadata of {@code c} takes (arrays sized at construction). */
+    static long of(PageCache c) {
+        long perKey = 4L * c.fFile.length + 8L * c.fPage.length + c.fState.length + 4L * c.fPins.length + c.fDirty.length
+                + 4L * c.fGen.length + c.fFreq.length + c.fQueue.length + c.fFilledBy.length + c.fTouched.length
+                + 4L * c.fMem.length + 4L * c.freeStack.length;
+        return perKey + c.table.heapBytes() + c.dirty.heapBytes() + c.queues.heapBytes() + c.mem.heapBytes();
+    }
+}
