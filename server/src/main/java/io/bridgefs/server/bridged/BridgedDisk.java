@@ -185,25 +185,42 @@ public final class BridgedDisk implements AutoCloseable {
         if (!queued) aheadRunning.decrementAndGet();
     }
 
-    /** The files' pages of the image range [from, to), read into the cache as read-ahead. */
+    /** The files' pages of the image range [from, to), read into the cache as read-ahead (until the disk closes). */
     private void readAhead(IoPath path, Ext4Image img, long from, long to) throws IOException {
-        for (long pos = from; pos < to && !closing; ) {
+        eachFilePart(img, from, to, (f, at, n) -> {
+            f.readAhead(path, at, n);
+            return !closing;
+        });
+    }
+
+    /** What to do with {@code n} bytes of a host file at {@code at}; false stops the walk. */
+    private interface FilePart {
+        boolean accept(CachedFile f, long at, long n) throws IOException;
+    }
+
+    /**
+     * Walks the data blocks of the image range [from, to): for each host file's part of it that the file
+     * holds (up to its recorded and its current size), hands its cached file (one reference, closed
+     * after) to {@code part}.
+     */
+    private void eachFilePart(Ext4Image img, long from, long to, FilePart part) throws IOException {
+        long pos = Math.max(from, img.dataStart * Ext4Image.BS);
+        long end = Math.min(to, img.usedEnd * Ext4Image.BS);
+        while (pos < end) {
             Ext4Image.FilePage fp = img.filePage(pos >>> 12);
             int in = (int) (pos & (Ext4Image.BS - 1));
-            long n = Math.min(fp.run() * Ext4Image.BS - in, to - pos);
+            long n = Math.min(fp.run() * Ext4Image.BS - in, end - pos);
             long at = (fp.page() << 12) + in;
-            if (servable(fp.node(), fp.node().size, at, n) > 0) {
-                CachedFile f = acquire(fp.node());
-                if (f != null) {
-                    try {
-                        long have = servable(fp.node(), f.size(), at, n);
-                        if (have > 0) f.readAhead(path, at, have);
-                    } finally {
-                        closeQuietly(f);
-                    }
-                }
-            }
             pos += n;
+            if (servable(fp.node(), fp.node().size, at, n) == 0) continue;
+            CachedFile f = acquire(fp.node());
+            if (f == null) continue;
+            try {
+                long have = servable(fp.node(), f.size(), at, n);
+                if (have > 0 && !part.accept(f, at, have)) return;
+            } finally {
+                closeQuietly(f);
+            }
         }
     }
 
@@ -317,25 +334,10 @@ public final class BridgedDisk implements AutoCloseable {
 
     /** Brings the data pages of [offset, offset + length) into the cache (NBD_CMD_CACHE). */
     public void prefetch(IoPath path, long offset, long length) throws IOException {
-        Ext4Image img = image.get();
-        long pos = Math.max(offset, img.dataStart << 12);
-        long end = Math.min(offset + length, img.usedEnd << 12);
-        while (pos < end) {
-            Ext4Image.FilePage fp = img.filePage(pos >>> 12);
-            int in = (int) (pos & (Ext4Image.BS - 1));
-            long n = Math.min(fp.run() * Ext4Image.BS - in, end - pos);
-            CachedFile f = acquire(fp.node());
-            if (f != null) {
-                try {
-                    long at = (fp.page() << 12) + in;
-                    long have = servable(fp.node(), f.size(), at, n);
-                    if (have > 0) f.prefetch(path, at, have);
-                } finally {
-                    closeQuietly(f);
-                }
-            }
-            pos += n;
-        }
+        eachFilePart(image.get(), offset, offset + length, (f, at, n) -> {
+            f.prefetch(path, at, n);
+            return true;
+        });
     }
 
     /** The extent at {@code offset}: data up to the end of the used blocks (inode table blocks of unused inodes excepted), a hole after. */
