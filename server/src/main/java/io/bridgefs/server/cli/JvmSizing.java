@@ -112,13 +112,13 @@ final class JvmSizing {
         return values;
     }
 
-    /** The --dedup mode in the merged arguments (the command itself reports a bad value: shadow meanwhile). */
+    /** The --dedup mode in the merged arguments (the command itself reports a bad value: the default meanwhile). */
     static DedupMode dedup(List<String> argv) {
         String v = option(argv, "--dedup");
         try {
-            return DedupMode.parse(v == null ? "shadow" : v);
+            return DedupMode.parse(v == null ? ServeCommand.DEFAULT_DEDUP : v);
         } catch (RuntimeException e) {
-            return DedupMode.SHADOW;
+            return DedupMode.parse(ServeCommand.DEFAULT_DEDUP);
         }
     }
 

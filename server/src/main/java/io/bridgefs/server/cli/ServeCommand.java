@@ -24,6 +24,7 @@ import picocli.CommandLine.Option;
 public final class ServeCommand implements Callable<Integer> {
     static final String DEFAULT_CACHE_SIZE = "256m";
     static final String DEFAULT_REQUEST_MEMORY = "128m";
+    static final String DEFAULT_DEDUP = "shadow";
     static final String DEFAULT_NBD_LISTEN = "127.0.0.1:10809", DEFAULT_P9_LISTEN = "127.0.0.1:5640";
 
     @Option(names = "--config", paramLabel = "FILE",
@@ -68,7 +69,7 @@ public final class ServeCommand implements Callable<Integer> {
             description = "writeback (default: dirty pages flushed on FLUSH/FUA/timer/shutdown), writethrough (written before the reply), directsync (written and synced before the reply).")
     String cacheMode;
 
-    @Option(names = "--dedup", paramLabel = "MODE", defaultValue = "shadow",
+    @Option(names = "--dedup", paramLabel = "MODE", defaultValue = DEFAULT_DEDUP,
             description = "off; shadow (default): hash every filled page and count fills whose bytes are already resident under another key (duplicate_fills); merge: also map such pages onto one frame, copied on write (dedup_pages_shared/sharing, dedup_cow_breaks).")
     String dedup;
 
