@@ -5,24 +5,35 @@ import java.nio.file.AccessDeniedException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 
 /**
  * The files a {@link PageCache} knows (guarded by the cache lock): one {@link CachedFile} per host
- * (device, inode), interned to a small id that keys its pages. As in the kernel's page cache, a file's
- * clean pages outlive its last close; a closed file is forgotten when its last page goes, and one opened
- * again while it still has pages keeps them only if the host file is unchanged.
+ * (device, inode), with a small id that keys its pages while the cache knows the file. As in the
+ * kernel's page cache, a file's clean pages outlive its last close; a closed file is forgotten when its
+ * last page goes, and one opened again while it still has pages keeps them only if the host file is
+ * unchanged. Unlike the kernel's, the number of closed files kept is bounded: each costs heap (see
+ * {@link MetadataHeap#closedFiles}), and a cache of one-page files could otherwise hold one per page.
+ * Past the bound, the pages of the file closed longest ago are evicted, and it is forgotten.
  */
 final class FileRegistry {
     private final PageCache cache;
     private final Map<FileKey, CachedFile> files = new HashMap<>();     // open files, and closed ones with cached pages
     private final Map<Integer, CachedFile> byId = new HashMap<>();
-    private final Map<FileKey, Integer> ids = new HashMap<>();
+    private final LinkedHashSet<CachedFile> closedOrder = new LinkedHashSet<>();   // closed with pages, longest closed first
+    private final int closedLimit;
     private int nextId = 1;
 
-    FileRegistry(PageCache cache) {
+    FileRegistry(PageCache cache, int closedLimit) {
         this.cache = cache;
+        this.closedLimit = closedLimit;
+    }
+
+    /** With the lock held: closed files kept for their cached pages. */
+    int closedCount() {
+        return closedOrder.size();
     }
 
     /** Opens (or shares) the cached file for a host path. */
@@ -74,6 +85,7 @@ final class FileRegistry {
         try {
             CachedFile existing = files.get(key);
             if (existing != null && existing.closed) {
+                closedOrder.remove(existing);
                 existing.reopen(store, readOnly);
                 reopened = existing;
             } else if (existing != null) {
@@ -81,7 +93,7 @@ final class FileRegistry {
                 store.close();
                 return existing;
             } else {
-                int id = ids.computeIfAbsent(key, k -> nextId++);
+                int id = newId();
                 CachedFile f = new CachedFile(cache, id, key, store, size, readOnly);
                 files.put(key, f);
                 byId.put(id, f);
@@ -99,15 +111,43 @@ final class FileRegistry {
         return reopened;
     }
 
+    /**
+     * A fresh id: never one a known file holds. A forgotten file's id may still key a late fill of its
+     * (dropped on completion, see {@link PageCache#completeFill}); ids are reused only after 2^31 files.
+     */
+    private int newId() {
+        while (true) {
+            int id = nextId;
+            nextId = id == Integer.MAX_VALUE ? 1 : id + 1;
+            if (!byId.containsKey(id)) return id;
+        }
+    }
+
     /** With the lock held: the file's last reference is gone and its descriptor about to be closed. */
     void closed(CachedFile f) {
         f.closed = true;
-        if (f.resident == 0) forget(f);
+        f.reads.forgetStreams();
+        if (f.resident == 0) {
+            forget(f);
+            return;
+        }
+        closedOrder.add(f);
+        while (closedOrder.size() > closedLimit) {
+            CachedFile oldest = closedOrder.iterator().next();
+            cache.queues.evictFile(oldest);        // its last page going forgets it
+            closedOrder.remove(oldest);           // (not kept in order if a page was not found)
+        }
+    }
+
+    /** With the lock held: a closed file's pages are read (without opening it): it is kept longer. */
+    void used(CachedFile f) {
+        if (closedOrder.remove(f)) closedOrder.add(f);
     }
 
     private void forget(CachedFile f) {
         files.remove(f.key);
         byId.remove(f.id);
+        closedOrder.remove(f);
     }
 
     /** A page of a file became VALID (+1) or stopped being VALID (-1); a closed file without pages is forgotten. */

@@ -21,8 +21,10 @@ final class GhostSet {
         mask = cap - 1;
     }
 
-    static long fingerprint(int file, long page) {
-        long h = PageTable.hash(file, page) * 0xFF51AFD7ED558CCDL;
+    /** By (device, inode), not the file's id: a file forgotten and opened again gets a new id. */
+    static long fingerprint(FileKey file, long page) {
+        long h = (page * 0x9E3779B97F4A7C15L + file.ino() * 0xC2B2AE3D27D4EB4FL + file.dev() * 0x165667B19E3779F9L);
+        h = (h ^ (h >>> 29) ^ (h >>> 47)) * 0xFF51AFD7ED558CCDL;
         h ^= h >>> 33;
         return h == 0 ? 1 : h;
     }

@@ -20,6 +20,25 @@ public final class MetadataHeap {
         return keys * perKey + m * perFrame;
     }
 
+    /**
+     * Heap a closed file kept for its cached pages takes at most (its CachedFile, fill and write-back
+     * state, locks, backing store with its path, key and table entries): see ClosedFilesBoundTest.
+     */
+    public static final long CLOSED_FILE_BYTES = 1024;
+
+    /**
+     * How many closed files a cache this large keeps for their pages ({@link FileRegistry}): one per
+     * four pages (files of 16 KiB on average fill it), at least 1,024, at most 2^20.
+     */
+    public static int closedFiles(long capacityBytes) {
+        return (int) Math.max(1024, Math.min(1 << 20, capacityBytes / PageCache.PAGE_SIZE / 4));
+    }
+
+    /** Heap the closed files a cache this large keeps may take. */
+    public static long closedFilesHeap(long capacityBytes) {
+        return closedFiles(capacityBytes) * CLOSED_FILE_BYTES;
+    }
+
     /** Heap the per-page metadata of {@code c} takes (arrays sized at construction). */
     static long of(PageCache c) {
         long perKey = 4L * c.fFile.length + 8L * c.fPage.length + c.fState.length + 4L * c.fPins.length + c.fDirty.length

@@ -68,7 +68,7 @@ public final class PageCache implements AutoCloseable {
     int validPages, dirtyPages, pinnedPages, sharedPages;
 
     /** Open files, and closed ones with cached pages (see {@link FileRegistry}). */
-    final FileRegistry registry = new FileRegistry(this);
+    final FileRegistry registry;
 
     public PageCache(long capacityBytes, CacheMode mode) {
         this(capacityBytes, mode, DedupMode.SHADOW);
@@ -117,6 +117,7 @@ public final class PageCache implements AutoCloseable {
         for (int i = 0; i < frames; i++) freeStack[i] = frames - 1 - i;
         freeTop = frames;
         queues = new S3Fifo(this);
+        registry = new FileRegistry(this, MetadataHeap.closedFiles(capacityBytes));
     }
 
     public long capacityBytes() { return (long) memFrames * PAGE_SIZE; }
@@ -176,6 +177,7 @@ public final class PageCache implements AutoCloseable {
         try {
             f = registry.byKeyLocked(key);
             if (f == null || f.seenStamp != stamp || f.dirtyPages > 0) return null;
+            if (f.closed) registry.used(f);
         } finally {
             lock.unlock();
         }
@@ -267,7 +269,7 @@ public final class PageCache implements AutoCloseable {
         int f = newEntry(file, page, path);
         if (f < 0) return -1;
         counters.misses[path.ordinal()]++;
-        if (queues.admit(f, GhostSet.fingerprint(file.id, page)) && fill) counters.refaults[path.ordinal()]++;
+        if (queues.admit(f, GhostSet.fingerprint(file.key, page)) && fill) counters.refaults[path.ordinal()]++;
         return f;
     }
 

@@ -20,26 +20,36 @@ final class PageFills {
     int raWindow = -1;
     private int raIssued, raUsed;
     // where the file's recent read requests ended (page after their last; guarded by cache.lock): a
-    // miss at one of them continues a stream, one anywhere else is a random read, whatever is resident
-    private final long[] recentEnds = new long[32];
+    // miss at one of them continues a stream, one anywhere else is a random read, whatever is resident.
+    // Made on the first read and dropped on close: a closed file kept for its pages does not hold it.
+    private long[] recentEnds;
     private int recentNext;
 
     PageFills(CachedFile file) {
         this.file = file;
         this.cache = file.cache;
-        Arrays.fill(recentEnds, -1);
     }
 
     /** With the cache lock held: a read request for pages [first, last] starts (see {@link #readaheadLimit}). */
     private void noteRead(long first, long last) {
+        if (recentEnds == null) {
+            recentEnds = new long[32];
+            Arrays.fill(recentEnds, -1);
+        }
         recentEnds[recentNext] = last + 1;
         recentNext = (recentNext + 1) & (recentEnds.length - 1);
     }
 
     /** With the cache lock held: whether a recent read request ended right before {@code page}. */
     private boolean continuesRead(long page) {
-        for (long e : recentEnds) if (e == page) return true;
+        if (recentEnds != null) for (long e : recentEnds) if (e == page) return true;
         return false;
+    }
+
+    /** With the cache lock held: the file is closed; the streams it had end with it. */
+    void forgetStreams() {
+        recentEnds = null;
+        recentNext = 0;
     }
 
     /** The read-ahead of the export that opened this file (set when it is first opened). */

@@ -80,17 +80,31 @@ final class S3Fifo {
 
     /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
     private void evict(int f) {
+        CachedFile cf = c.registry.byId(c.fFile[f]);     // known: it has this VALID page
         if (c.fFreq[f] < 0) {
             c.counters.readaheadUnusedPages++;
-            CachedFile cf = c.registry.byId(c.fFile[f]);
-            if (cf != null) cf.reads.readaheadWasted();
+            cf.reads.readaheadWasted();
         }
-        ghost.add(GhostSet.fingerprint(c.fFile[f], c.fPage[f]));   // its return will count as a refault
+        ghost.add(GhostSet.fingerprint(cf.key, c.fPage[f]));   // its return will count as a refault
         c.table.remove(f);
         c.sharing.forget(f);
         c.leftValid(f);
         c.freed(f);
         c.counters.evictions++;
+    }
+
+    /**
+     * Drops every page of a closed file ({@link FileRegistry}'s bound): clean, unpinned pages are
+     * evicted as the queues would evict them, others (pinned by a reader, or still loading) detached.
+     */
+    void evictFile(CachedFile file) {
+        long pages = (file.size + PageCache.PAGE_SIZE - 1) / PageCache.PAGE_SIZE;
+        for (int pass = 0; pass < 2 && file.resident > 0; pass++) {     // then any page past its size
+            for (int f : c.framesOf(file, 0, pass == 0 ? pages : Long.MAX_VALUE)) {
+                if (c.fState[f] == PageCache.VALID && c.fPins[f] == 0 && !c.fDirty[f]) evict(f);
+                else c.detach(file, f);
+            }
+        }
     }
 
     /** Evicts every clean, unpinned VALID page (they stay in their queues, FREE); returns how many. */

@@ -3,9 +3,12 @@
  * written by the NBD and the 9P paths alike.
  *
  * <h2>Identity</h2>
- * A page is keyed by (file, page index), where the file is a host (device, inode) pair interned to a
- * small integer id on open. The same host file reached through NBD, 9P or a hard link is one
- * {@link io.bridgefs.server.cache.CachedFile} and maps to the same frames.
+ * A page is keyed by (file, page index), where the file is a host (device, inode) pair given a small
+ * integer id while the cache knows it (open, or closed with pages cached; a file forgotten and opened
+ * again gets a new id, and the ghost remembers evicted pages by (device, inode)). The same host file
+ * reached through NBD, 9P or a hard link is one {@link io.bridgefs.server.cache.CachedFile} and maps to
+ * the same frames. Closed files kept for their pages are bounded in number (see
+ * {@link io.bridgefs.server.cache.FileRegistry}).
  *
  * <h2>Memory</h2>
  * {@link io.bridgefs.server.cache.FrameMemory} holds a fixed number of 4 KiB frames off-heap, sized once. Per-frame metadata

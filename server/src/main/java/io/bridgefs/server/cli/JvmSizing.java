@@ -25,9 +25,9 @@ final class JvmSizing {
     static final String MARK = "-Dbridgefs.jvm.sized=true";
     /**
      * Heap the server needs besides the cache's per-page metadata ({@link MetadataHeap#estimate}:
-     * 166 bytes a page, 284 with --dedup merge, which keeps two keys a frame). The rest holds the files
-     * with cached pages (about 0.75 KiB each: some 60,000 fit beside the server's own), a bridged
-     * image's tree (about 0.3 KiB an entry), sessions and metrics.
+     * 166 bytes a page, 284 with --dedup merge, which keeps two keys a frame) and the closed files it
+     * keeps for their pages ({@link MetadataHeap#closedFilesHeap}: one per four pages, 1 KiB each at
+     * most): a bridged image's tree (about 0.3 KiB an entry), open files, sessions and metrics.
      */
     static final long BASE_HEAP = 96L << 20;
     static final long DIRECT_MARGIN = 64L << 20;
@@ -39,7 +39,7 @@ final class JvmSizing {
     private JvmSizing() {}
 
     static long heapFor(long cacheBytes, DedupMode dedup) {
-        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup);
+        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup) + MetadataHeap.closedFilesHeap(cacheBytes);
     }
 
     static long directFor(long cacheBytes, long requestBudget) {
