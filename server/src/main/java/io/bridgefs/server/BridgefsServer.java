@@ -128,7 +128,7 @@ public final class BridgefsServer implements AutoCloseable {
             if (spec.bridged()) {
                 if (!Files.isDirectory(p)) throw new NoSuchFileException(p.toString(), null, "bridged NBD export '" + spec.name() + "': directory not found");
                 p = p.toRealPath();
-                io.bridgefs.server.bridged.BridgedDisk disk = io.bridgefs.server.bridged.BridgedDisk.open(cache, p, spec.name(), spec.readahead());
+                io.bridgefs.server.bridged.BridgedDisk disk = io.bridgefs.server.bridged.BridgedDisk.open(cache, p, spec.name(), spec.readahead(), spec.maxEntries());
                 IoMetrics m = new IoMetrics(registry, IoPath.NBD.label(), spec.name(), "bridged");
                 ioMetrics.add(m);
                 nbdExports.add(new NbdExport(spec.name(), spec.description(), p, true, null, m, spec.tlsOnly(), spec.users(), spec.hosts(), disk));

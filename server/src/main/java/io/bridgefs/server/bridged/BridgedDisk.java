@@ -50,22 +50,30 @@ public final class BridgedDisk implements AutoCloseable {
     private final AtomicInteger aheadRunning = new AtomicInteger();   // read-aheads queued or running
     private volatile boolean closing;
 
-    private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead, int openDirs) {
+    private final int maxEntries;
+
+    private BridgedDisk(PageCache cache, Path dir, String name, Readahead readahead, int openDirs, int maxEntries) {
         this.dirs = new DirDescriptors(dir, openDirs);
         this.cache = cache;
         this.dir = dir;
         this.name = name;
         this.readahead = readahead;
+        this.maxEntries = maxEntries;
     }
 
     /** Scans {@code dir} and lays the image out. */
     public static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead) throws IOException {
-        return open(cache, dir, name, readahead, DirDescriptors.KEPT);
+        return open(cache, dir, name, readahead, HostTree.DEFAULT_MAX_ENTRIES);
     }
 
-    /** As {@link #open(PageCache, Path, String, Readahead)}, keeping at most {@code openDirs} directory descriptors (tests use few). */
-    static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead, int openDirs) throws IOException {
-        BridgedDisk d = new BridgedDisk(cache, dir, name, readahead, openDirs);
+    /** As {@link #open(PageCache, Path, String, Readahead)}; a tree of more than {@code maxEntries} names is refused ({@link HostTree#scan}). */
+    public static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead, int maxEntries) throws IOException {
+        return open(cache, dir, name, readahead, DirDescriptors.KEPT, maxEntries);
+    }
+
+    /** As {@link #open(PageCache, Path, String, Readahead, int)}, keeping at most {@code openDirs} directory descriptors (tests use few). */
+    static BridgedDisk open(PageCache cache, Path dir, String name, Readahead readahead, int openDirs, int maxEntries) throws IOException {
+        BridgedDisk d = new BridgedDisk(cache, dir, name, readahead, openDirs, maxEntries);
         d.rescan();
         return d;
     }
@@ -76,7 +84,7 @@ public final class BridgedDisk implements AutoCloseable {
      */
     private synchronized Ext4Image rescan() throws IOException {
         long t0 = System.nanoTime();
-        Ext4Image next = Ext4Image.of(HostTree.scan(dir), name);
+        Ext4Image next = Ext4Image.of(HostTree.scan(dir, maxEntries), name);
         image.set(next);
         awaitReadAhead();
         closeOpenFiles();

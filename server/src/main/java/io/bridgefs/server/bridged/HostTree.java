@@ -107,6 +107,7 @@ public final class HostTree {
     /** Every node but the root, each once, in reading order: depth-first, each directory's entries by name. */
     final List<Node> nodes = new ArrayList<>();
     int skipped;
+    private int maxEntries, names;
 
     private HostTree(Path dir, Node root) {
         this.dir = dir;
@@ -115,12 +116,22 @@ public final class HostTree {
 
     public int entries() { return nodes.size(); }
 
-    /** Walks {@code dir}. Entries that vanish during the walk, or whose names are not UTF-8, are left out (logged once). */
-    public static HostTree scan(Path dir) throws IOException {
+    /** Entries a bridged export's tree may have unless its {@code entries=} option says otherwise. */
+    public static final int DEFAULT_MAX_ENTRIES = io.bridgefs.server.config.NbdExportSpec.DEFAULT_MAX_ENTRIES;
+    /** Heap an entry of a scanned tree and its image layout take at most (see BridgedLimitsTest). */
+    public static final long ENTRY_HEAP_BYTES = 512;
+
+    /**
+     * Walks {@code dir}. Entries that vanish during the walk, or whose names are not UTF-8, are left out
+     * (logged once). A tree with more than {@code maxEntries} names fails the scan: its memory is bounded
+     * (a guest that can create files in the directory another way must not be able to exhaust the heap).
+     */
+    public static HostTree scan(Path dir, int maxEntries) throws IOException {
         int rootFd = Posix.openat(Posix.AT_FDCWD, dir.toString(), DIR_FLAGS, 0);
         try {
             HostTree t = new HostTree(dir, new Node(Posix.fstat(rootFd), ""));
             t.root.parent = t.root;
+            t.maxEntries = maxEntries;
             t.walk(rootFd);
             if (t.skipped > 0) log.warn("bridged image of {}: {} entries left out (vanished during the scan, or names that are not UTF-8)", dir, t.skipped);
             return t;
@@ -151,7 +162,13 @@ public final class HostTree {
                 continue;
             }
             try {
-                for (byte[] name : names(fd, buf)) {
+                List<byte[]> listed = names(fd, buf, maxEntries - names);
+                names += listed.size();
+                if (names > maxEntries) {
+                    throw new IOException("bridged image of " + dir + ": more than " + maxEntries + " entries (each takes up to "
+                            + ENTRY_HEAP_BYTES + " bytes of heap): give the export a larger entries= if the server should hold them");
+                }
+                for (byte[] name : listed) {
                     String s = new String(name, StandardCharsets.UTF_8);
                     if (!Arrays.equals(s.getBytes(StandardCharsets.UTF_8), name)) {
                         skipped++;
@@ -239,10 +256,11 @@ public final class HostTree {
     }
 
     /** The names in a directory other than "." and "..", as the host spells them. */
-    private static List<byte[]> names(int fd, com.sun.jna.Memory buf) throws Posix.ErrnoException {
+    /** A directory's names but . and ..; stops once it has more than {@code limit} (the caller refuses). */
+    private static List<byte[]> names(int fd, com.sun.jna.Memory buf, int limit) throws Posix.ErrnoException {
         List<byte[]> out = new ArrayList<>();
         int n;
-        while ((n = Posix.getdents64(fd, buf)) > 0) {
+        while (out.size() <= limit && (n = Posix.getdents64(fd, buf)) > 0) {
             for (int pos = 0; pos < n; ) {
                 byte[] name = Posix.direntName(buf, pos);
                 int len = name.length;

@@ -27,7 +27,7 @@ final class JvmSizing {
      * Heap the server needs besides the cache's per-page metadata ({@link MetadataHeap#estimate}:
      * 166 bytes a page, 284 with --dedup merge, which keeps two keys a frame) and the closed files it
      * keeps for their pages ({@link MetadataHeap#closedFilesHeap}: one per four pages, 1 KiB each at
-     * most): a bridged image's tree (about 0.3 KiB an entry), open files, sessions and metrics.
+     * most) and the trees of bridged exports ({@link #treeHeap}): open files, sessions and metrics.
      */
     static final long BASE_HEAP = 96L << 20;
     static final long DIRECT_MARGIN = 64L << 20;
@@ -38,8 +38,30 @@ final class JvmSizing {
 
     private JvmSizing() {}
 
-    static long heapFor(long cacheBytes, DedupMode dedup) {
-        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup) + MetadataHeap.closedFilesHeap(cacheBytes);
+    static long heapFor(long cacheBytes, DedupMode dedup, long treeEntries) {
+        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup) + MetadataHeap.closedFilesHeap(cacheBytes) + treeHeap(treeEntries);
+    }
+
+    /**
+     * Heap for bridged trees of this many entries in all (each export's {@code entries=}): twice, as a
+     * rescan builds the new tree before the old one goes.
+     */
+    static long treeHeap(long treeEntries) {
+        return 2 * treeEntries * io.bridgefs.server.bridged.HostTree.ENTRY_HEAP_BYTES;
+    }
+
+    /** The entries the bridged exports in the merged arguments may have, in all (bad specs are the command's to report). */
+    static long bridgedEntries(List<String> argv) {
+        long n = 0;
+        for (String v : options(argv, "--nbd-export")) {
+            try {
+                io.bridgefs.server.config.NbdExportSpec spec = io.bridgefs.server.config.NbdExportSpec.parse(v);
+                if (spec.bridged()) n += spec.maxEntries();
+            } catch (RuntimeException e) {
+                // reported by the command
+            }
+        }
+        return n;
     }
 
     static long directFor(long cacheBytes, long requestBudget) {
@@ -50,7 +72,7 @@ final class JvmSizing {
      * Re-executes the JVM with limits when needed; returns only if nothing was done (already sized, not
      * run from a jar, or exec failed, which is reported and otherwise ignored).
      */
-    static void ensureSized(String[] originalArgs, long cacheBytes, DedupMode dedup, long requestBudget, UserDrop.Plan drop) throws java.io.IOException {
+    static void ensureSized(String[] originalArgs, long cacheBytes, DedupMode dedup, long treeEntries, long requestBudget, UserDrop.Plan drop) throws java.io.IOException {
         List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
         boolean mustDrop = UserDrop.needed(drop, jvmArgs);
         boolean hasHeap = jvmArgs.stream().anyMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"));
@@ -71,7 +93,7 @@ final class JvmSizing {
         List<String> argv = new ArrayList<>();
         argv.add(java);
         if (!sized) {
-            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes, dedup) >> 20) + "m");
+            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes, dedup, treeEntries) >> 20) + "m");
             if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
             // a server whose event loop died of OutOfMemoryError accepts connections and answers none: exit
             // instead, so that a supervisor (the systemd unit) restarts it

@@ -40,7 +40,8 @@ public final class ServeCommand implements Callable<Integer> {
                     "ro: read-only. description=TEXT (last): shown by nbdinfo --list. create=SIZE: create a sparse image of SIZE if PATH is missing.",
                     "tls-only: only over TLS (with --tls on). users=NAME[:NAME...]: only these PSK users or certificate common names.",
                     "hosts=CIDR[:CIDR...]: only peers in these ranges see and use it. readahead=off|auto|SIZE (default auto: starts at 32k, grows while used).",
-                    "bridged: PATH is a directory, served read-only as an ext4 image whose data blocks are the files' own cached pages."})
+                    "bridged: PATH is a directory, served read-only as an ext4 image whose data blocks are the files' own cached pages;",
+                    "entries=N: a bridged tree of more than N names is refused (default 250000; the heap is sized for it)."})
     List<String> nbdExports = new ArrayList<>();
 
     @Option(names = "--9p-listen", paramLabel = "HOST:PORT|unix:PATH", defaultValue = DEFAULT_P9_LISTEN,

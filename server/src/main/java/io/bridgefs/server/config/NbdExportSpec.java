@@ -10,15 +10,19 @@ import java.nio.file.Path;
  * common names; {@code hosts=CIDR[:CIDR...]}: only to peers in those ranges (others are not told it exists);
  * {@code readahead=off|auto|SIZE} (default auto, starting small: the guest reads ahead itself).
  * {@code bridged}: PATH is a directory, served read-only as an ext4 image whose data blocks are the
- * host files' own pages in the shared cache (see {@link io.bridgefs.server.bridged}).
+ * host files' own pages in the shared cache (see {@link io.bridgefs.server.bridged}); {@code entries=N}:
+ * a bridged tree of more than N names is refused (default 250,000; each costs heap, and the JVM's heap
+ * is sized for it).
  */
 public record NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize, boolean tlsOnly,
                             java.util.List<String> users, java.util.List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead,
-                            boolean bridged) {
+                            boolean bridged, int maxEntries) {
+    /** Names a bridged tree may have unless {@code entries=} says otherwise. */
+    public static final int DEFAULT_MAX_ENTRIES = 250_000;
 
     public NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize, boolean tlsOnly,
                          java.util.List<String> users, java.util.List<Cidr> hosts, io.bridgefs.server.cache.Readahead readahead) {
-        this(name, path, readOnly, description, createSize, tlsOnly, users, hosts, readahead, false);
+        this(name, path, readOnly, description, createSize, tlsOnly, users, hosts, readahead, false, DEFAULT_MAX_ENTRIES);
     }
 
     public NbdExportSpec(String name, Path path, boolean readOnly, String description, long createSize) {
@@ -42,6 +46,8 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
         if (parts[0].isEmpty()) throw new IllegalArgumentException("'" + s + "': missing PATH");
         boolean ro = false, tlsOnly = false, bridged = false;
         long create = 0;
+        int entries = DEFAULT_MAX_ENTRIES;
+        boolean entriesGiven = false;
         java.util.List<String> users = java.util.List.of();
         java.util.List<Cidr> hosts = java.util.List.of();
         io.bridgefs.server.cache.Readahead readahead = io.bridgefs.server.cache.Readahead.auto(true);
@@ -55,12 +61,28 @@ public record NbdExportSpec(String name, Path path, boolean readOnly, String des
             else if (p.startsWith("users=") && p.length() > 6) users = java.util.List.of(p.substring(6).split(":"));
             else if (p.startsWith("hosts=")) hosts = Cidr.parseList(p.substring(6));
             else if (p.startsWith("readahead=")) readahead = io.bridgefs.server.cache.Readahead.parse(p.substring(10), true);
-            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, bridged, create=, tls-only, users=NAME[:NAME...], hosts=CIDR[:CIDR...], readahead=off|auto|SIZE, description=)");
+            else if (p.startsWith("entries=")) {
+                entries = entries(s, p.substring(8));
+                entriesGiven = true;
+            }
+            else throw new IllegalArgumentException("'" + s + "': unknown export option '" + p + "' (ro, bridged, entries=N, create=, tls-only, users=NAME[:NAME...], hosts=CIDR[:CIDR...], readahead=off|auto|SIZE, description=)");
         }
         if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > 4096) {
             throw new IllegalArgumentException("export name longer than 4096 bytes");
         }
         if (bridged && create > 0) throw new IllegalArgumentException("'" + s + "': a bridged export serves an existing directory; create= does not apply");
-        return new NbdExportSpec(name, Path.of(parts[0]), ro || bridged, description, create, tlsOnly, users, hosts, readahead, bridged);
+        if (entriesGiven && !bridged) throw new IllegalArgumentException("'" + s + "': entries= applies to a bridged export only");
+        return new NbdExportSpec(name, Path.of(parts[0]), ro || bridged, description, create, tlsOnly, users, hosts, readahead, bridged, entries);
+    }
+
+    private static int entries(String spec, String v) {
+        long n;
+        try {
+            n = Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            n = -1;
+        }
+        if (n < 1 || n > 100_000_000) throw new IllegalArgumentException("'" + spec + "': entries= takes a count from 1 to 100000000, not '" + v + "'");
+        return (int) n;
     }
 }

@@ -184,7 +184,7 @@ class BridgedImageTest {
         byte[] got = new byte[expected.length];
         long dataStart;
         try (PageCache cache = new PageCache(16 << 20, CacheMode.WRITEBACK);
-             BridgedDisk disk = BridgedDisk.open(cache, root, "many", Readahead.OFF, 3)) {
+             BridgedDisk disk = BridgedDisk.open(cache, root, "many", Readahead.OFF, 3, HostTree.DEFAULT_MAX_ENTRIES)) {
             dataStart = disk.image().dataStart;
             int blocks = expected.length / Ext4Image.BS;
             ExecutorService pool = Executors.newFixedThreadPool(8);

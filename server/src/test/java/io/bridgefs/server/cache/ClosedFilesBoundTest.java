@@ -4,11 +4,11 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import io.bridgefs.server.HeapProbe;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -96,27 +96,17 @@ class ClosedFilesBoundTest {
                     read(f);
                 }
             }
-            long before = usedHeapAfterGc();
+            long before = HeapProbe.usedHeapAfterGc();
             for (int i = 50; i < n; i++) {
                 try (CachedFile f = c.open(dir.resolve("f" + i), true)) {
                     assertArrayEquals(page(i), read(f));
                 }
             }
-            long perFile = (usedHeapAfterGc() - before) / (n - 50);
+            long perFile = (HeapProbe.usedHeapAfterGc() - before) / (n - 50);
             assertEquals((long) n * PAGE, c.snapshot().cachedBytes(), "every file is kept for its page");
             System.out.println("heap per closed file with a cached page: " + perFile + " bytes");
             assertTrue(perFile <= MetadataHeap.CLOSED_FILE_BYTES,
                     "a closed file takes " + perFile + " bytes of heap, the sizing allows " + MetadataHeap.CLOSED_FILE_BYTES);
         }
-    }
-
-    private static long usedHeapAfterGc() throws InterruptedException {
-        long used = Long.MAX_VALUE;
-        for (int i = 0; i < 4; i++) {
-            System.gc();
-            Thread.sleep(50);
-            used = Math.min(used, ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed());
-        }
-        return used;
     }
 }

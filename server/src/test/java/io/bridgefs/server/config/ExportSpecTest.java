@@ -6,7 +6,7 @@ import java.net.InetSocketAddress;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** The export options of issue 9: security models, their defaults and conflicts, hosts=. */
+/** Export options: the security models of issue 9, their defaults and conflicts, hosts=; a bridged export's entries=. */
 class ExportSpecTest {
 
     @Test
@@ -42,5 +42,16 @@ class ExportSpecTest {
         assertFalse(Cidr.admits(h, new io.netty.channel.unix.DomainSocketAddress("/tmp/x")), "a unix socket peer has no address to admit");
         assertTrue(Cidr.admits(List.of(), new InetSocketAddress("127.0.0.1", 1)), "no hosts= admits everyone");
         assertEquals("[10.9.9.9/32]", NbdExportSpec.parse("d=/x.img,hosts=10.9.9.9").hosts().toString());
+    }
+
+    @Test
+    void aBridgedExportsEntryLimit() {
+        assertEquals(NbdExportSpec.DEFAULT_MAX_ENTRIES, NbdExportSpec.parse("t=/srv/tree,bridged").maxEntries());
+        assertEquals(1_000_000, NbdExportSpec.parse("t=/srv/tree,bridged,entries=1000000").maxEntries());
+        for (String bad : List.of("t=/srv/tree,bridged,entries=0", "t=/srv/tree,bridged,entries=-5", "t=/srv/tree,bridged,entries=1e6",
+                "t=/srv/tree,bridged,entries=100000001", "t=/x.img,entries=1000")) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> NbdExportSpec.parse(bad), bad);
+            assertTrue(e.getMessage().contains("entries="), e.getMessage());
+        }
     }
 }

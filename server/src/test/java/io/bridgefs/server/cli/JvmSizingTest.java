@@ -1,0 +1,32 @@
+package io.bridgefs.server.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.bridgefs.server.bridged.HostTree;
+import io.bridgefs.server.cache.DedupMode;
+import io.bridgefs.server.cache.MetadataHeap;
+import io.bridgefs.server.config.NbdExportSpec;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The heap the re-executed JVM gets covers what the server may hold: the cache's per-page metadata, the
+ * closed files it keeps, and each bridged export's tree (twice its entries=, for a rescan), read from
+ * the merged arguments as the command will parse them.
+ */
+class JvmSizingTest {
+    @Test
+    void bridgedExportsAddTheirTreesToTheHeap() {
+        List<String> argv = List.of("serve", "--nbd-export", "disk=/x.img", "--nbd-export=tree=/srv/tree,bridged",
+                "--nbd-export", "small=/srv/small,bridged,entries=1000,readahead=off", "--nbd-export", "broken,bridged");
+        long entries = JvmSizing.bridgedEntries(argv);
+        assertEquals(NbdExportSpec.DEFAULT_MAX_ENTRIES + 1000, entries, "the two bridged exports, not the image nor the bad spec");
+        long cache = 256L << 20;
+        long without = JvmSizing.heapFor(cache, DedupMode.SHADOW, 0);
+        assertTrue(without >= JvmSizing.BASE_HEAP + MetadataHeap.estimate(cache, DedupMode.SHADOW) + (long) MetadataHeap.closedFiles(cache) * 651,
+                "room for the per-page arrays and the closed files (651 bytes each measured)");
+        assertEquals(2 * entries * HostTree.ENTRY_HEAP_BYTES, JvmSizing.heapFor(cache, DedupMode.SHADOW, entries) - without);
+        assertEquals(0, JvmSizing.bridgedEntries(List.of("serve", "--nbd-export", "disk=/x.img")));
+    }
+}
