@@ -181,6 +181,41 @@ class AbuseIT {
         }
     }
 
+    /**
+     * A server with few descriptors (started under prlimit --nofile=1024, so its fids may hold about 300):
+     * one client walks 800 fids and keeps them, idle, as a guest mounting with cache=loose does; diod's
+     * own clients on other connections must still list and read the export (before the fair share every
+     * walk of theirs was refused with EMFILE), and the first client's fids still lead to their files.
+     */
+    @Test
+    void oneClientsIdleFidsDoNotStarveOthers() throws Exception {
+        Tools.require("diodls", "diodcat", "prlimit");
+        Path share = Files.createDirectories(dir.resolve("share"));
+        for (int i = 0; i < 800; i++) Files.writeString(share.resolve("f" + i), "file " + i + "\n");
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(List.of("prlimit", "--nofile=1024:1024", "--"), BridgefsProcess.jar(), dir,
+                "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share);
+             RawP9Client hog = new RawP9Client(port)) {
+            hog.attach(65536, "share", 1);
+            for (int i = 0; i < 800; i++) hog.walk(1, 10 + i, "f" + i);
+            long held = s.metric("bridgefs_open_descriptors");
+            System.out.printf("800 idle fids on one connection: %d descriptors open in the server%n", held);
+            assertTrue(held < 1024, "descriptors " + held);
+            String srv = "127.0.0.1:" + port;
+            for (int round = 0; round < 3; round++) {
+                String ls = Tools.run(java.time.Duration.ofSeconds(30), "diodls", "-s", srv, "-a", "share", "/").ok("diodls").out();
+                assertTrue(ls.contains("f0") && ls.contains("f799"), ls);
+                assertEquals("file 7" + round + "\n",
+                        Tools.run(java.time.Duration.ofSeconds(30), "diodcat", "-s", srv, "-a", "share", "/f7" + round).ok("diodcat").out());
+            }
+            for (int i = 0; i < 800; i += 97) {
+                Rgetattr g = hog.ok(new Tgetattr(hog.tag(), 10 + i, P9.GETATTR_BASIC), Rgetattr.class);
+                assertEquals(Files.getAttribute(share.resolve("f" + i), "unix:ino"), g.qid().path(), "the first client's fid of f" + i);
+            }
+            assertEquals(0, s.metric("bridgefs_internal_errors_total"));
+        }
+    }
+
     @Test
     void aThousandIdleConnectionsThenTheyLeave() throws Exception {
         Path img = image("disk.img", 64 * MIB);

@@ -42,6 +42,8 @@ final class P9Ops {
     private final Map<Integer, Fid> fids = new HashMap<>();
     /** Fids holding a descriptor, least recently used first (guarded by this). */
     private final java.util.LinkedHashMap<Fid, Boolean> withDescriptor = new java.util.LinkedHashMap<>(64, 0.75f, true);
+    /** Its size, for other connections' fair-share checks (read without the lock). */
+    private volatile int descriptorsHeld;
     /** Whether this thread runs the current request with the attaching user's credentials (passthrough). */
     private static final ThreadLocal<boolean[]> SWITCHED = ThreadLocal.withInitial(() -> new boolean[1]);
 
@@ -67,7 +69,12 @@ final class P9Ops {
     // ---- fid table ----
 
     /** The fid numbered {@code n}, in use (its descriptor held, reopened if it was reclaimed) until the request ends. */
-    synchronized Fid fid(int n) throws P9Error {
+    Fid fid(int n) throws P9Error {
+        makeRoom();
+        return fidLocked(n);
+    }
+
+    private synchronized Fid fidLocked(int n) throws P9Error {
         Fid f = fids.get(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
         actAs(f.export, f.uid);
@@ -154,6 +161,27 @@ final class P9Ops {
     private void track(Fid f) {
         f.counted = true;
         withDescriptor.put(f, Boolean.TRUE);
+        descriptorsHeld = withDescriptor.size();
+    }
+
+    /** Descriptors this connection's fids hold (for the server's fair share; no lock needed). */
+    int descriptorsHeld() {
+        return descriptorsHeld;
+    }
+
+    /**
+     * Before this connection may take a descriptor: when the server's budget is spent, a connection
+     * below its fair share gets one from the connection holding the most (see
+     * {@link P9ServerContext#makeRoomFor}). Never with this connection's lock held, so that two
+     * connections never wait for each other's.
+     */
+    private void makeRoom() {
+        if (!Thread.holdsLock(this)) server.makeRoomFor(this);
+    }
+
+    /** Another connection is short of descriptors: the least recently used idle fid gives up its own. */
+    synchronized boolean giveUpIdle() {
+        return !closed && reclaimOne();
     }
 
     /** Closes the descriptor of the least recently used idle, unopened fid; false if there is none. */
@@ -175,6 +203,7 @@ final class P9Ops {
 
     private void dropDescriptor(Fid f) {
         withDescriptor.remove(f);
+        descriptorsHeld = withDescriptor.size();
         if (f.fd >= 0) Posix.close(f.fd);
         f.fd = -1;
         if (f.counted) server.releaseFid();
@@ -205,7 +234,12 @@ final class P9Ops {
         track(f);
     }
 
-    synchronized void bind(int n, Fid f) throws P9Error {
+    void bind(int n, Fid f) throws P9Error {
+        makeRoom();
+        bindLocked(n, f);
+    }
+
+    private synchronized void bindLocked(int n, Fid f) throws P9Error {
         if (closed) {
             release(f);
             throw new P9Error(P9.EBADF, "connection closed");
@@ -221,7 +255,12 @@ final class P9Ops {
         fids.put(n, f);
     }
 
-    synchronized void replace(int n, Fid f) throws P9Error {
+    void replace(int n, Fid f) throws P9Error {
+        makeRoom();
+        replaceLocked(n, f);
+    }
+
+    private synchronized void replaceLocked(int n, Fid f) throws P9Error {
         if (closed) {
             release(f);
             throw new P9Error(P9.EBADF, "connection closed");

@@ -102,6 +102,24 @@ public final class P9ServerContext {
         }
     }
 
+    /**
+     * Fairness of the descriptor budget. A connection reclaims only its own idle fids' descriptors, so
+     * once the budget is spent one that holds few would be refused (EMFILE) while another's idle fids
+     * (a guest caching every dentry, or a hostile client) hold them all. So when the budget is spent and
+     * {@code requester} holds less than its share (the budget over the connections), the connection
+     * holding the most, above its share, gives up an idle one. Called with no connection's lock held.
+     */
+    void makeRoomFor(P9Ops requester) {
+        if (fidsInUse.get() < maxFids) return;
+        int share = maxFids / Math.max(1, sessions.size());
+        if (requester.descriptorsHeld() >= share) return;       // it reclaims its own
+        P9Ops most = null;
+        for (P9Ops s : sessions) {
+            if (s != requester && (most == null || s.descriptorsHeld() > most.descriptorsHeld())) most = s;
+        }
+        if (most != null && most.descriptorsHeld() > share) most.giveUpIdle();
+    }
+
     /** A walk onto an existing fid number replaced nothing: count it even at the limit (it holds a descriptor). */
     void reserveFidAnyway() {
         fidsInUse.incrementAndGet();

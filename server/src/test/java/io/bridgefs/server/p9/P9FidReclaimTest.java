@@ -35,9 +35,7 @@ class P9FidReclaimTest {
     @Test
     void manyMoreFidsThanDescriptors(@TempDir Path root) throws Exception {
         for (int i = 0; i < 200; i++) Files.writeString(root.resolve("f" + i), "file " + i);
-        P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
-        P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(),
-                new PageCache(1 << 20, CacheMode.WRITEBACK), 1 << 20, 8).withDescriptorBudget(16);
+        P9ServerContext ctx = context(root, 16);
         P9Ops ops = new P9Ops(ctx, this);
         ops.msize = 65536;
         assertInstanceOf(Rattach.class, call(ops, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
@@ -76,9 +74,7 @@ class P9FidReclaimTest {
         Files.createDirectories(root.resolve("d/sub"));
         Files.writeString(root.resolve("d/sub/f"), "inside");
         for (int i = 0; i < 40; i++) Files.writeString(root.resolve("g" + i), "g");
-        P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
-        P9ServerContext ctx = new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(),
-                new PageCache(1 << 20, CacheMode.WRITEBACK), 1 << 20, 8).withDescriptorBudget(8);
+        P9ServerContext ctx = context(root, 8);
         P9Ops ops = new P9Ops(ctx, this);
         ops.msize = 65536;
         assertInstanceOf(Rattach.class, call(ops, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
@@ -97,6 +93,44 @@ class P9FidReclaimTest {
         assertEquals(Files.getAttribute(root.resolve("e"), "unix:ino"), ((Rwalk) up).qids().get(0).path());
         ops.close();
         ctx.releaseAll();
+    }
+
+    /**
+     * One connection's idle fids hold the whole descriptor budget (a guest with cache=loose, or a hostile
+     * client): another connection below its share still attaches and walks, its descriptors given up by
+     * the first, and the first's fids still lead to their files. Without the fair share every request of
+     * the second needing a descriptor was refused with EMFILE.
+     */
+    @Test
+    void oneConnectionsIdleFidsDoNotStarveAnother(@TempDir Path root) throws Exception {
+        for (int i = 0; i < 100; i++) Files.writeString(root.resolve("f" + i), "file " + i);
+        P9ServerContext ctx = context(root, 16);
+        P9Ops hog = new P9Ops(ctx, "hog");
+        P9Ops other = new P9Ops(ctx, "other");
+        hog.msize = other.msize = 65536;
+        assertInstanceOf(Rattach.class, call(hog, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        for (int i = 0; i < 100; i++) assertInstanceOf(Rwalk.class, call(hog, new Twalk(tag++, 0, 1000 + i, List.of("f" + i))));
+        assertEquals(16, hog.descriptorsHeld(), "the first connection holds the whole budget");
+        assertInstanceOf(Rattach.class, call(other, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)), "the second may attach");
+        for (int i = 0; i < 30; i++) {
+            assertInstanceOf(Rwalk.class, call(other, new Twalk(tag++, 0, 1000 + i, List.of("f" + (99 - i)))), "the second's walk " + i);
+        }
+        assertEquals(8, other.descriptorsHeld(), "the second holds its share, reclaiming its own past it");
+        assertEquals(8, hog.descriptorsHeld(), "the first gave up what it held above its share");
+        for (int i = 0; i < 100; i += 9) {
+            Rgetattr g = (Rgetattr) call(hog, new Tgetattr(tag++, 1000 + i, P9.GETATTR_BASIC));
+            assertEquals(Files.getAttribute(root.resolve("f" + i), "unix:ino"), g.qid().path(), "the first's fid of f" + i);
+        }
+        hog.close();
+        other.close();
+        ctx.releaseAll();
+    }
+
+    /** A server context with one export "r" of {@code root} and a descriptor budget of {@code budget}. */
+    static P9ServerContext context(Path root, int budget) {
+        P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
+        return new P9ServerContext(List.of(e), Executors.newSingleThreadExecutor(), new PageCache(1 << 20, CacheMode.WRITEBACK), 1 << 20, 8)
+                .withDescriptorBudget(budget);
     }
 
     static long openDescriptors() throws IOException {
