@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import io.bridgefs.protocol.nbd.NbdConstants;
 import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Message;
 import io.bridgefs.protocol.p9.P9Message.*;
 import java.io.IOException;
 import java.io.RandomAccessFile;
@@ -213,6 +214,52 @@ class AbuseIT {
                 assertEquals(Files.getAttribute(share.resolve("f" + i), "unix:ino"), g.qid().path(), "the first client's fid of f" + i);
             }
             assertEquals(0, s.metric("bridgefs_internal_errors_total"));
+        }
+    }
+
+    /**
+     * Fids take heap, a connection may have 65,536, and a client may open many connections: all of them
+     * together have at most --max-fids. A client walking new fids without end on two connections is
+     * refused (EMFILE) at two thirds of it, diod's clients are still served, and its fids are all given
+     * back when it goes.
+     */
+    @Test
+    void aClientWalkingWithoutEndStopsAtItsShareOfTheFids() throws Exception {
+        Tools.require("diodls", "diodcat");
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.writeString(share.resolve("hello"), "hello\n");
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
+                "--max-fids", "2000")) {
+            int walked = 0, errno = 0;
+            try (RawP9Client a = new RawP9Client(port); RawP9Client b = new RawP9Client(port)) {
+                a.attach(65536, "share", 1);
+                b.attach(65536, "share", 1);
+                for (RawP9Client c : List.of(a, b)) {
+                    for (int i = 0; i < 5000; i++) {
+                        P9Message r = c.rpc(new Twalk(c.tag(), 1, 10 + i, List.of("hello")));
+                        if (r instanceof Rlerror e) {
+                            errno = e.ecode();
+                            break;
+                        }
+                        walked++;
+                    }
+                }
+                System.out.printf("a client with two connections walked %d fids before %d (--max-fids 2000)%n", walked, errno);
+                assertEquals(P9.EMFILE, errno);
+                // the first connection to half the limit (998 walks), the second to its share, 2000/3 (665)
+                assertEquals(998 + 665, walked, "two thirds of the limit, less the attaches");
+                String srv = "127.0.0.1:" + port;
+                assertEquals("hello\n", Tools.run(java.time.Duration.ofSeconds(30), "diodcat", "-s", srv, "-a", "share", "/hello").ok("diodcat").out());
+                assertTrue(Tools.run(java.time.Duration.ofSeconds(30), "diodls", "-s", srv, "-a", "share", "/").ok("diodls").out().contains("hello"));
+            }
+            long fids = -1;
+            for (int i = 0; i < 50 && fids != 0; i++) {
+                Thread.sleep(100);
+                fids = s.metric("bridgefs_9p_fids");
+            }
+            assertEquals(0, fids, "every fid given back");
+            assertEquals(0, s.stop());
         }
     }
 

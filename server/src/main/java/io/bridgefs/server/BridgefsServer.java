@@ -191,7 +191,8 @@ public final class BridgefsServer implements AutoCloseable {
             listeners.add(nbdChannel);
         }
         if (!p9Exports.isEmpty()) {
-            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024, p9Requests, budget);
+            p9Context = new P9ServerContext(p9Exports, executor, cache, config.p9Msize(), 1024, p9Requests, budget)
+                    .withFidLimit(config.limits().maxFids());
             p9Guard = new ConnectionGuard(IoPath.NINEP.label(), config.limits(), registry);
             P9ServerContext p9 = p9Context;
             registry.register("bridgefs.9p.fids", (Gauge<Integer>) p9::fids);

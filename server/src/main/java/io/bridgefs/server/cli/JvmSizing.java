@@ -5,6 +5,7 @@ import com.sun.jna.Library;
 import com.sun.jna.Native;
 import io.bridgefs.server.cache.DedupMode;
 import io.bridgefs.server.cache.MetadataHeap;
+import io.bridgefs.server.config.Limits;
 import io.bridgefs.server.config.Sizes;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
@@ -27,7 +28,8 @@ final class JvmSizing {
      * Heap the server needs besides the cache's per-page metadata ({@link MetadataHeap#estimate}:
      * 166 bytes a page, 284 with --dedup merge, which keeps two keys a frame) and the closed files it
      * keeps for their pages ({@link MetadataHeap#closedFilesHeap}: one per four pages, 1 KiB each at
-     * most) and the trees of bridged exports ({@link #treeHeap}): open files, sessions and metrics.
+     * most), the trees of bridged exports ({@link #treeHeap}) and 9P fids ({@code --max-fids}, 1 KiB each
+     * at most): open files, sessions and metrics.
      */
     static final long BASE_HEAP = 96L << 20;
     static final long DIRECT_MARGIN = 64L << 20;
@@ -38,8 +40,19 @@ final class JvmSizing {
 
     private JvmSizing() {}
 
-    static long heapFor(long cacheBytes, DedupMode dedup, long treeEntries) {
-        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup) + MetadataHeap.closedFilesHeap(cacheBytes) + treeHeap(treeEntries);
+    static long heapFor(long cacheBytes, DedupMode dedup, long treeEntries, int maxFids) {
+        return BASE_HEAP + MetadataHeap.estimate(cacheBytes, dedup) + MetadataHeap.closedFilesHeap(cacheBytes) + treeHeap(treeEntries)
+                + maxFids * Limits.FID_HEAP_BYTES;
+    }
+
+    /** {@code --max-fids} in the merged arguments (a bad value is the command's to report: the default meanwhile). */
+    static int maxFids(List<String> argv) {
+        String v = option(argv, "--max-fids");
+        try {
+            return v == null ? Limits.DEFAULT_MAX_FIDS : Math.max(0, Integer.parseInt(v.trim()));
+        } catch (NumberFormatException e) {
+            return Limits.DEFAULT_MAX_FIDS;
+        }
     }
 
     /**
@@ -72,7 +85,8 @@ final class JvmSizing {
      * Re-executes the JVM with limits when needed; returns only if nothing was done (already sized, not
      * run from a jar, or exec failed, which is reported and otherwise ignored).
      */
-    static void ensureSized(String[] originalArgs, long cacheBytes, DedupMode dedup, long treeEntries, long requestBudget, UserDrop.Plan drop) throws java.io.IOException {
+    static void ensureSized(String[] originalArgs, long cacheBytes, DedupMode dedup, long treeEntries, int maxFids, long requestBudget,
+                            UserDrop.Plan drop) throws java.io.IOException {
         List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
         boolean mustDrop = UserDrop.needed(drop, jvmArgs);
         boolean hasHeap = jvmArgs.stream().anyMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"));
@@ -93,7 +107,7 @@ final class JvmSizing {
         List<String> argv = new ArrayList<>();
         argv.add(java);
         if (!sized) {
-            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes, dedup, treeEntries) >> 20) + "m");
+            if (!hasHeap) argv.add("-Xmx" + (heapFor(cacheBytes, dedup, treeEntries, maxFids) >> 20) + "m");
             if (!hasDirect) argv.add("-XX:MaxDirectMemorySize=" + (directFor(cacheBytes, requestBudget) >> 20) + "m");
             // a server whose event loop died of OutOfMemoryError accepts connections and answers none: exit
             // instead, so that a supervisor (the systemd unit) restarts it

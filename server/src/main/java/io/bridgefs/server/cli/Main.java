@@ -39,7 +39,7 @@ public final class Main implements Runnable {
         if (argv.contains("serve") && !argv.contains("--help") && !argv.contains("-h")) {
             try {
                 JvmSizing.ensureSized(args, JvmSizing.size(argv, "--cache-size", ServeCommand.DEFAULT_CACHE_SIZE), JvmSizing.dedup(argv),
-                        JvmSizing.bridgedEntries(argv), JvmSizing.size(argv, "--request-memory", ServeCommand.DEFAULT_REQUEST_MEMORY), UserDrop.plan(argv));
+                        JvmSizing.bridgedEntries(argv), JvmSizing.maxFids(argv), JvmSizing.size(argv, "--request-memory", ServeCommand.DEFAULT_REQUEST_MEMORY), UserDrop.plan(argv));
             } catch (IOException e) {
                 System.err.println("bridgefs: " + message(e));
                 return 1;

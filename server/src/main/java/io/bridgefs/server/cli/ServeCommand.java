@@ -106,6 +106,11 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Connections per listener from one peer address (default: ${DEFAULT-VALUE}).")
     int maxConnectionsPerPeer;
 
+    @Option(names = "--max-fids", paramLabel = "N", defaultValue = "" + Limits.DEFAULT_MAX_FIDS,
+            description = {"9P fids of all connections together (default: ${DEFAULT-VALUE}); the heap is sized for them (1 KiB each).",
+                    "Past half of it a connection holding more than its share (N over the connections) gets EMFILE for new fids; past N every one does."})
+    int maxFids;
+
     @Option(names = "--idle-timeout", paramLabel = "SECONDS", defaultValue = "0",
             description = "Close a connection with no request in progress and no traffic for this long; 0: never (default: ${DEFAULT-VALUE}). TCP keepalive is always on.")
     int idleTimeout;
@@ -158,7 +163,7 @@ public final class ServeCommand implements Callable<Integer> {
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
                 ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup),
                 new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout,
-                        allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList()),
+                        allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList(), maxFids),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
                         tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)),
                 new ServerConfig.DirtyRatios(dirtyBackground, dirtyLimit));

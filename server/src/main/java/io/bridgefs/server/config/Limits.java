@@ -10,13 +10,19 @@ package io.bridgefs.server.config;
  * @param idleTimeoutSeconds a connection with nothing in flight and no traffic this long is closed (0: never)
  * @param stallTimeoutSeconds a connection whose client takes none of its queued replies this long is closed
  * @param allow peer address ranges the NBD and 9P listeners accept ({@code --allow}); empty: every peer
+ * @param maxFids 9P fids of all connections together ({@code --max-fids}; each takes heap, and the
+ *     JVM's heap is sized for them): past half of it, a connection holding more than its share (this
+ *     over the connections) gets no more, and past it none does
  */
 public record Limits(long requestMemory, int maxConnections, int maxConnectionsPerPeer, int idleTimeoutSeconds,
-                     int stallTimeoutSeconds, java.util.List<Cidr> allow) {
-    public static final Limits DEFAULT = new Limits(128L << 20, 1024, 256, 0, 60, java.util.List.of());
+                     int stallTimeoutSeconds, java.util.List<Cidr> allow, int maxFids) {
+    public static final int DEFAULT_MAX_FIDS = 131_072;
+    /** Heap a fid takes at most, with its path (see P9FidReclaimTest). */
+    public static final long FID_HEAP_BYTES = 1024;
+    public static final Limits DEFAULT = new Limits(128L << 20, 1024, 256, 0, 60, java.util.List.of(), DEFAULT_MAX_FIDS);
 
     public Limits(long requestMemory, int maxConnections, int maxConnectionsPerPeer, int idleTimeoutSeconds, int stallTimeoutSeconds) {
-        this(requestMemory, maxConnections, maxConnectionsPerPeer, idleTimeoutSeconds, stallTimeoutSeconds, java.util.List.of());
+        this(requestMemory, maxConnections, maxConnectionsPerPeer, idleTimeoutSeconds, stallTimeoutSeconds, java.util.List.of(), DEFAULT_MAX_FIDS);
     }
 
     /** Whether a TCP peer may connect (unix-socket peers are governed by the socket file's permissions). */
@@ -32,6 +38,7 @@ public record Limits(long requestMemory, int maxConnections, int maxConnectionsP
         if (maxConnectionsPerPeer < 1) throw new IllegalArgumentException("--max-connections-per-peer must be at least 1");
         if (idleTimeoutSeconds < 0) throw new IllegalArgumentException("--idle-timeout must be >= 0");
         if (stallTimeoutSeconds < 1) throw new IllegalArgumentException("--stall-timeout must be at least 1");
+        if (maxFids < 64 || maxFids > 100_000_000) throw new IllegalArgumentException("--max-fids must be between 64 and 100000000");
         allow = java.util.List.copyOf(allow);
     }
 }

@@ -126,6 +126,7 @@ final class P9Ops {
         Fid f = fids.get(m.fid());
         if (f == null || f.users > 0 || f.opened || f.file != null || f.dirFd >= 0 || f.xattrWrite != null) return null;
         fids.remove(m.fid());
+        server.fidsBound(-1);
         release(f);
         return new Rclunk(m.tag());
     }
@@ -248,11 +249,13 @@ final class P9Ops {
             release(f);
             throw new P9Error(P9.EBADF, "fid " + n + " already in use");
         }
-        if (fids.size() >= MAX_FIDS || !holdDescriptor(f)) {
+        if (fids.size() >= MAX_FIDS || !server.mayBindFid(fids.size()) || !holdDescriptor(f)) {
             release(f);
-            throw new P9Error(P9.EMFILE, "fid limit reached (" + MAX_FIDS + " per connection, " + server.maxFids + " descriptors in all)");
+            throw new P9Error(P9.EMFILE, "fid limit reached (" + MAX_FIDS + " per connection, " + server.fidLimit() + " in all with a share each, "
+                    + server.maxFids + " descriptors in all)");
         }
         fids.put(n, f);
+        server.fidsBound(1);
     }
 
     void replace(int n, Fid f) throws P9Error {
@@ -266,6 +269,7 @@ final class P9Ops {
             throw new P9Error(P9.EBADF, "connection closed");
         }
         Fid old = fids.put(n, f);
+        if (old == null) server.fidsBound(1);
         if (old != null && old != f) release(old);
         if (!holdDescriptor(f)) {
             server.reserveFidAnyway();       // over budget: a walk onto its own fid still succeeds
@@ -280,6 +284,7 @@ final class P9Ops {
     synchronized Fid unbind(int n) throws P9Error {
         Fid f = fids.remove(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
+        server.fidsBound(-1);
         return f;
     }
 
@@ -300,6 +305,7 @@ final class P9Ops {
             if (f.users > 0) f.dropped = true;
             else release(f);
         }
+        server.fidsBound(-fids.size());
         fids.clear();
         server.locks.releaseSession(session);
     }

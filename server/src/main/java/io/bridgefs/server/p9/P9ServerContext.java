@@ -33,6 +33,9 @@ public final class P9ServerContext {
      */
     volatile int maxFids;
     private final java.util.concurrent.atomic.AtomicInteger fidsInUse = new java.util.concurrent.atomic.AtomicInteger();
+    /** Fids of all connections, and how many there may be ({@code --max-fids}; see {@link #mayBindFid}). */
+    private final java.util.concurrent.atomic.AtomicInteger fidsBound = new java.util.concurrent.atomic.AtomicInteger();
+    private volatile int fidLimit = io.bridgefs.server.config.Limits.DEFAULT_MAX_FIDS;
     private final Map<FileKey, CachedFile> retained;
     /**
      * An O_PATH descriptor of each export's root, opened by the server at start: walks begin there, so
@@ -86,6 +89,39 @@ public final class P9ServerContext {
                 return true;
             }
         };
+    }
+
+    /** Fids all connections may have together ({@code --max-fids}). */
+    public P9ServerContext withFidLimit(int n) {
+        fidLimit = n;
+        return this;
+    }
+
+    /**
+     * Whether a connection holding {@code own} fids may bind one more. Each fid takes heap, and a
+     * connection may have 65,536: without a bound for all of them, clients with many connections could
+     * exhaust the server's heap. Up to half the limit anyone may; past it only a connection holding less
+     * than its share, the limit over the connections and one more (room for the next to arrive), so that
+     * one connection cannot take it all. (A client with k connections can take k/(k+1) of it: the heap
+     * stays bounded, and --max-connections-per-peer bounds k.)
+     */
+    boolean mayBindFid(int own) {
+        int total = fidsBound.get();
+        if (total >= fidLimit) return false;
+        return total < fidLimit / 2 || own < fidLimit / (sessions.size() + 1);
+    }
+
+    void fidsBound(int delta) {
+        fidsBound.addAndGet(delta);
+    }
+
+    int fidLimit() {
+        return fidLimit;
+    }
+
+    /** Fids of all connections now. */
+    int fidTotal() {
+        return fidsBound.get();
     }
 
     /** For tests: a small descriptor budget, so that reclaiming is exercised. */

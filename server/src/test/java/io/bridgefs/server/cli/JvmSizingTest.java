@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.bridgefs.server.bridged.HostTree;
 import io.bridgefs.server.cache.DedupMode;
 import io.bridgefs.server.cache.MetadataHeap;
+import io.bridgefs.server.config.Limits;
 import io.bridgefs.server.config.NbdExportSpec;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -23,10 +24,20 @@ class JvmSizingTest {
         long entries = JvmSizing.bridgedEntries(argv);
         assertEquals(NbdExportSpec.DEFAULT_MAX_ENTRIES + 1000, entries, "the two bridged exports, not the image nor the bad spec");
         long cache = 256L << 20;
-        long without = JvmSizing.heapFor(cache, DedupMode.SHADOW, 0);
+        long without = JvmSizing.heapFor(cache, DedupMode.SHADOW, 0, 0);
         assertTrue(without >= JvmSizing.BASE_HEAP + MetadataHeap.estimate(cache, DedupMode.SHADOW) + (long) MetadataHeap.closedFiles(cache) * 651,
                 "room for the per-page arrays and the closed files (651 bytes each measured)");
-        assertEquals(2 * entries * HostTree.ENTRY_HEAP_BYTES, JvmSizing.heapFor(cache, DedupMode.SHADOW, entries) - without);
+        assertEquals(2 * entries * HostTree.ENTRY_HEAP_BYTES, JvmSizing.heapFor(cache, DedupMode.SHADOW, entries, 0) - without);
         assertEquals(0, JvmSizing.bridgedEntries(List.of("serve", "--nbd-export", "disk=/x.img")));
+    }
+
+    @Test
+    void fidsAddTheirHeap() {
+        assertEquals(Limits.DEFAULT_MAX_FIDS, JvmSizing.maxFids(List.of("serve")));
+        assertEquals(5000, JvmSizing.maxFids(List.of("serve", "--max-fids", "5000")));
+        assertEquals(7000, JvmSizing.maxFids(List.of("serve", "--max-fids=5000", "--max-fids=7000")), "the last one wins");
+        assertEquals(Limits.DEFAULT_MAX_FIDS, JvmSizing.maxFids(List.of("serve", "--max-fids", "lots")), "the command reports it");
+        long cache = 64L << 20;
+        assertEquals(5000 * Limits.FID_HEAP_BYTES, JvmSizing.heapFor(cache, DedupMode.OFF, 0, 5000) - JvmSizing.heapFor(cache, DedupMode.OFF, 0, 0));
     }
 }

@@ -126,6 +126,68 @@ class P9FidReclaimTest {
         ctx.releaseAll();
     }
 
+    /**
+     * Fids take heap and a connection may have 65,536: all connections together have at most --max-fids.
+     * Past half of it a connection holding more than its share (the limit over the connections and one)
+     * gets no more (EMFILE), so a client that walks without end leaves room for another; what a
+     * connection held is given back when it ends.
+     */
+    @Test
+    void theFidLimitOfAllConnectionsLeavesEachItsShare(@TempDir Path root) throws Exception {
+        Files.writeString(root.resolve("f"), "x");
+        P9ServerContext ctx = context(root, 1000).withFidLimit(100);
+        P9Ops hog = new P9Ops(ctx, "hog");
+        P9Ops other = new P9Ops(ctx, "other");
+        hog.msize = other.msize = 65536;
+        assertInstanceOf(Rattach.class, call(hog, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        int hogs = 1;
+        while (call(hog, new Twalk(tag++, 0, 1000 + hogs, List.of("f"))) instanceof Rwalk) hogs++;
+        assertEquals(50, hogs, "the first connection stops at half the limit, past its share (100 over 2 connections and one)");
+        Object refused = call(hog, new Twalk(tag++, 0, 5000, List.of("f")));
+        assertEquals(P9.EMFILE, ((Rlerror) refused).ecode());
+        assertInstanceOf(Rattach.class, call(other, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)), "the second still may");
+        int others = 1;
+        while (call(other, new Twalk(tag++, 0, 1000 + others, List.of("f"))) instanceof Rwalk) others++;
+        assertEquals(33, others, "the second gets its share (100 / 3)");
+        assertEquals(83, ctx.fidTotal());
+        P9Ops third = new P9Ops(ctx, "third");
+        third.msize = 65536;
+        assertInstanceOf(Rattach.class, call(third, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)), "a third still finds room");
+        third.close();
+        assertInstanceOf(Rclunk.class, call(hog, new Tclunk(tag++, 1001)));
+        assertEquals(82, ctx.fidTotal(), "a clunk gives its fid back");
+        hog.close();
+        assertEquals(33, ctx.fidTotal(), "the end of a connection gives back all of its fids");
+        other.close();
+        assertEquals(0, ctx.fidTotal());
+        ctx.releaseAll();
+    }
+
+    /** The heap sizing gives a fid {@link io.bridgefs.server.config.Limits#FID_HEAP_BYTES}: a fid with a path five names deep takes less. */
+    @Test
+    void aFidTakesNoMoreHeapThanTheSizingGivesIt(@TempDir Path root) throws Exception {
+        Path deep = Files.createDirectories(root.resolve("usr/share/doc/some-package"));
+        Files.writeString(deep.resolve("changelog.Debian.gz"), "x");
+        P9ServerContext ctx = context(root, 1 << 20).withFidLimit(1 << 20);
+        P9Ops ops = new P9Ops(ctx, this);
+        ops.msize = 65536;
+        assertInstanceOf(Rattach.class, call(ops, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        int n = 4000;
+        call(ops, new Twalk(tag++, 0, 1, List.of("usr", "share", "doc", "some-package", "changelog.Debian.gz")));
+        long before = io.bridgefs.server.HeapProbe.usedHeapAfterGc();
+        for (int i = 0; i < n; i++) {
+            // names decoded afresh for each walk, as from the wire
+            List<String> names = java.util.stream.Stream.of("usr", "share", "doc", "some-package", "changelog.Debian.gz").map(String::new).toList();
+            Twalk w = new Twalk(tag++ & 0x7fff, 0, 100 + i, names);
+            assertInstanceOf(Rwalk.class, call(ops, w));
+        }
+        long perFid = (io.bridgefs.server.HeapProbe.usedHeapAfterGc() - before) / n;
+        System.out.println("heap per fid five names deep: " + perFid + " bytes");
+        assertTrue(perFid <= io.bridgefs.server.config.Limits.FID_HEAP_BYTES, "a fid takes " + perFid + " bytes");
+        ops.close();
+        ctx.releaseAll();
+    }
+
     /** A server context with one export "r" of {@code root} and a descriptor budget of {@code budget}. */
     static P9ServerContext context(Path root, int budget) {
         P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
