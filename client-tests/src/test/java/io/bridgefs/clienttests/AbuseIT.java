@@ -263,6 +263,50 @@ class AbuseIT {
         }
     }
 
+    /**
+     * Txattrcreate declares up to 64 KiB the server holds until the fid is clunked: a client declaring
+     * them on thousands of fids, over several connections, gets ENOMEM once 16 MiB are held in all,
+     * the server's RSS stays bounded, and ordinary requests are still answered.
+     */
+    @Test
+    void xattrCreatesOnManyFidsAreRefusedPastTheBudget() throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.writeString(share.resolve("f"), "x");
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share)) {
+            long before = rss(s.process);
+            int accepted = 0, refused = 0;
+            List<RawP9Client> clients = new ArrayList<>();
+            try {
+                for (int c = 0; c < 4; c++) {
+                    RawP9Client k = new RawP9Client(port);
+                    clients.add(k);
+                    k.attach(65536, "share", 1);
+                    for (int i = 0; i < 1000; i++) {
+                        k.walk(1, 10 + i, "f");
+                        P9Message r = k.rpc(new Txattrcreate(k.tag(), 10 + i, "user.big", 65536, 0));
+                        if (r instanceof Rlerror e) {
+                            assertEquals(12, e.ecode(), "ENOMEM");
+                            refused++;
+                        } else {
+                            accepted++;
+                        }
+                    }
+                }
+                long peak = rss(s.process);
+                System.out.printf("4,000 xattr creates of 64 KiB: %d held, %d refused; RSS %d -> %d MiB%n", accepted, refused, before >> 20, peak >> 20);
+                assertEquals(256, accepted, "16 MiB of 64 KiB xattrs");
+                assertTrue(peak - before < 128 * MIB, "RSS grew " + ((peak - before) >> 20) + " MiB");
+                clients.get(0).walk(1, 9000, "f");
+                clients.get(0).ok(new Tlopen(clients.get(0).tag(), 9000, P9.O_RDONLY), Rlopen.class);
+                assertEquals("x", new String(clients.get(0).readAll(9000, 100)), "still served");
+            } finally {
+                for (RawP9Client k : clients) k.close();
+            }
+            assertEquals(0, s.stop());
+        }
+    }
+
     @Test
     void aThousandIdleConnectionsThenTheyLeave() throws Exception {
         Path img = image("disk.img", 64 * MIB);

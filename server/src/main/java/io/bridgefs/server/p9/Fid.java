@@ -38,6 +38,7 @@ final class Fid {
     long xattrSize;
     int xattrFlags;
     ByteArrayOutputStream xattrWrite;
+    int xattrHeld;              // bytes of the server's xattr budget the value or the write holds
 
     Fid(P9Export export, List<String> path, int fd, Qid qid, int uid, long dev) {
         this.dev = dev;

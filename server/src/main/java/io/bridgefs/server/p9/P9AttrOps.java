@@ -174,6 +174,12 @@ final class P9AttrOps {
         }
         if (value == null) throw new P9Error(P9.ENODATA, "no xattr " + m.name());
         Fid x = new Fid(f.export, f.path, Posix.dup(f.fd), f.qid, f.uid, f.dev);
+        try {
+            server.holdXattr(x, value.length);
+        } catch (P9Error e) {
+            Posix.close(x.fd);
+            throw e;
+        }
         x.xattrValue = value;
         if (m.newfid() == m.fid()) ops.replace(m.newfid(), x);
         else ops.bind(m.newfid(), x);
@@ -190,6 +196,8 @@ final class P9AttrOps {
             throw Mapped.reserved(m.name()) ? new P9Error(P9.EACCES, "xattr " + m.name() + " is the server's")
                     : new P9Error(P9.EOPNOTSUPP, "only user.* xattrs under security=mapped");
         }
+        if (f.xattrWrite != null) throw new P9Error(P9.EINVAL, "fid already creates an xattr");
+        server.holdXattr(f, (int) m.size());       // before the buffer is made
         f.xattrName = m.name();
         f.xattrSize = m.size();
         f.xattrFlags = m.flags();

@@ -293,6 +293,9 @@ final class P9Ops {
         f.file = null;
         if (f.dirFd >= 0) Posix.close(f.dirFd);
         f.dirFd = -1;
+        f.xattrValue = null;
+        f.xattrWrite = null;
+        server.releaseXattr(f);
         dropDescriptor(f);
     }
 

@@ -91,6 +91,32 @@ public final class P9ServerContext {
         };
     }
 
+    /**
+     * Bytes xattr fids may hold in all (values read by Txattrwalk, writes declared by Txattrcreate, each
+     * up to 64 KiB): past it, more are refused with ENOMEM until some are clunked. Without it, every fid
+     * of every connection could hold 64 KiB.
+     */
+    static final long XATTR_BUDGET = 16L << 20;
+    private final java.util.concurrent.atomic.AtomicLong xattrBytes = new java.util.concurrent.atomic.AtomicLong();
+
+    /** Takes {@code n} bytes of the xattr budget for a fid (given back by {@link P9Ops#release}). */
+    void holdXattr(Fid f, int n) throws P9Error {
+        if (xattrBytes.addAndGet(n) > XATTR_BUDGET) {
+            xattrBytes.addAndGet(-n);
+            throw new P9Error(io.bridgefs.protocol.p9.P9.ENOMEM, "xattr values of all connections take " + (XATTR_BUDGET >> 20) + " MiB: clunk some first");
+        }
+        f.xattrHeld += n;
+    }
+
+    void releaseXattr(Fid f) {
+        if (f.xattrHeld > 0) xattrBytes.addAndGet(-f.xattrHeld);
+        f.xattrHeld = 0;
+    }
+
+    long xattrBytesHeld() {
+        return xattrBytes.get();
+    }
+
     /** Fids all connections may have together ({@code --max-fids}). */
     public P9ServerContext withFidLimit(int n) {
         fidLimit = n;

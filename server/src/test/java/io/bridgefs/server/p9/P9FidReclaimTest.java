@@ -188,6 +188,34 @@ class P9FidReclaimTest {
         ctx.releaseAll();
     }
 
+    /**
+     * An xattr fid holds up to 64 KiB (a value read, or a write declared before its data comes): all of
+     * them together hold at most {@link P9ServerContext#XATTR_BUDGET}; past it Txattrcreate is refused
+     * with ENOMEM before anything is allocated, and clunks and a connection's end give the bytes back.
+     */
+    @Test
+    void xattrBuffersOfAllFidsAreBounded(@TempDir Path root) throws Exception {
+        Files.writeString(root.resolve("f"), "x");
+        P9ServerContext ctx = context(root, 1 << 16);
+        P9Ops ops = new P9Ops(ctx, this);
+        ops.msize = 65536;
+        assertInstanceOf(Rattach.class, call(ops, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        int fits = (int) (P9ServerContext.XATTR_BUDGET / P9Ops.MAX_XATTR);
+        for (int i = 0; i <= fits; i++) {
+            assertInstanceOf(Rwalk.class, call(ops, new Twalk(tag++ & 0x7fff, 0, 100 + i, List.of("f"))));
+            Object r = call(ops, new Txattrcreate(tag++ & 0x7fff, 100 + i, "user.big", P9Ops.MAX_XATTR, 0));
+            if (i < fits) assertInstanceOf(Rxattrcreate.class, r, "xattr " + i);
+            else assertEquals(P9.ENOMEM, ((Rlerror) r).ecode(), "past the budget");
+        }
+        assertEquals(P9ServerContext.XATTR_BUDGET, ctx.xattrBytesHeld());
+        assertInstanceOf(Rlerror.class, call(ops, new Tclunk(tag++ & 0x7fff, 100)), "a clunk commits it: no data was written (EINVAL)");
+        assertEquals(P9ServerContext.XATTR_BUDGET - P9Ops.MAX_XATTR, ctx.xattrBytesHeld(), "the clunk gave its bytes back");
+        assertInstanceOf(Rxattrcreate.class, call(ops, new Txattrcreate(tag++ & 0x7fff, 100 + fits, "user.big", P9Ops.MAX_XATTR, 0)));
+        ops.close();
+        assertEquals(0, ctx.xattrBytesHeld(), "the end of the connection gives back every xattr buffer");
+        ctx.releaseAll();
+    }
+
     /** A server context with one export "r" of {@code root} and a descriptor budget of {@code budget}. */
     static P9ServerContext context(Path root, int budget) {
         P9Export e = new P9Export("r", root, false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "r" + System.nanoTime()));
