@@ -307,6 +307,29 @@ class AbuseIT {
         }
     }
 
+    /** Byte-range locks are kept by the server: a client locking every other byte gets LOCK_ERROR (ENOLCK) past 4,096. */
+    @Test
+    void locksPastAConnectionsBoundAreRefused() throws Exception {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.writeString(share.resolve("f"), "x");
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share);
+             RawP9Client k = new RawP9Client(port)) {
+            k.attach(65536, "share", 1);
+            k.walk(1, 2, "f");
+            k.ok(new Tlopen(k.tag(), 2, P9.O_RDWR), Rlopen.class);
+            int held = 0, status;
+            while ((status = k.ok(new Tlock(k.tag(), 2, P9.LOCK_TYPE_WRLCK, 0, 2L * held, 1, 77, "guest"), Rlock.class).status()) == P9.LOCK_SUCCESS) {
+                held++;
+            }
+            assertEquals(P9.LOCK_ERROR, status);
+            assertEquals(4096, held);
+            assertEquals(22, k.error(new Tlock(k.tag(), 2, P9.LOCK_TYPE_UNLCK, 0, 0, 0, 77, "g".repeat(1000))), "a client id no host has: EINVAL");
+            assertEquals(P9.LOCK_SUCCESS, k.ok(new Tlock(k.tag(), 2, P9.LOCK_TYPE_UNLCK, 0, 0, 0, 77, "guest"), Rlock.class).status());
+            assertEquals(P9.LOCK_SUCCESS, k.ok(new Tlock(k.tag(), 2, P9.LOCK_TYPE_WRLCK, 0, 0, 1, 77, "guest"), Rlock.class).status(), "room again");
+        }
+    }
+
     @Test
     void aThousandIdleConnectionsThenTheyLeave() throws Exception {
         Path img = image("disk.img", 64 * MIB);

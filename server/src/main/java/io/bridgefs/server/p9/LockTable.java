@@ -12,9 +12,17 @@ import java.util.Map;
  * POSIX byte-range locks shared by every 9P client of a host file (keyed by device and inode). An owner
  * is (session, client id, process id), as the Linux client identifies a lock holder. Ranges are
  * inclusive; length 0 means "to the end of the file". Non-blocking: a conflict answers BLOCKED and the
- * client retries, as the kernel's v9fs does for F_SETLKW.
+ * client retries, as the kernel's v9fs does for F_SETLKW. Bounded: a connection holds at most
+ * {@link #PER_SESSION} locks and all together {@link #TOTAL}; a lock past either is refused with
+ * LOCK_ERROR (the client's ENOLCK), so that a client locking every other byte of a file can neither
+ * exhaust the heap nor make every lock request scan millions.
  */
 final class LockTable {
+    static final int PER_SESSION = 4096;
+    static final int TOTAL = 65536;
+    /** Longest client id kept with a lock (the Linux client sends its host name, at most 64 bytes). */
+    static final int MAX_CLIENT_ID = 255;
+
     record Owner(Object session, String clientId, int procId) {}
 
     record Lock(Owner owner, int type, long start, long end) {
@@ -25,6 +33,8 @@ final class LockTable {
     record Holder(int type, long start, long length, int procId, String clientId) {}
 
     private final Map<FileKey, List<Lock>> locks = new HashMap<>();
+    private final Map<Object, Integer> perSession = new HashMap<>();
+    private int total;
 
     static long end(long start, long length) {
         if (length == 0) return Long.MAX_VALUE;
@@ -55,6 +65,15 @@ final class LockTable {
             if (l.end > end) keep.add(new Lock(owner, l.type, end + 1, l.end));
         }
         if (type != P9.LOCK_TYPE_UNLCK) keep.add(new Lock(owner, type, start, end));
+        int delta = keep.size() - list.size();       // only this owner's locks changed
+        int held = perSession.getOrDefault(owner.session(), 0);
+        if (delta > 0 && (held + delta > PER_SESSION || total + delta > TOTAL)) {
+            if (list.isEmpty()) locks.remove(file);
+            return P9.LOCK_ERROR;
+        }
+        total += delta;
+        if (held + delta == 0) perSession.remove(owner.session());
+        else perSession.put(owner.session(), held + delta);
         if (keep.isEmpty()) locks.remove(file);
         else locks.put(file, keep);
         return P9.LOCK_SUCCESS;
@@ -74,10 +93,18 @@ final class LockTable {
 
     /** Drops every lock of a session (its connection ended). */
     synchronized void releaseSession(Object session) {
+        Integer held = perSession.remove(session);
+        if (held == null) return;
+        total -= held;
         for (Iterator<Map.Entry<FileKey, List<Lock>>> it = locks.entrySet().iterator(); it.hasNext(); ) {
             Map.Entry<FileKey, List<Lock>> e = it.next();
             e.getValue().removeIf(l -> l.owner.session() == session);
             if (e.getValue().isEmpty()) it.remove();
         }
+    }
+
+    /** Locks held by all sessions (for tests). */
+    synchronized int total() {
+        return total;
     }
 }

@@ -206,6 +206,7 @@ final class P9AttrOps {
     }
 
     Rlock lock(Tlock m) throws P9Error, IOException {
+        clientId(m.clientId());
         Fid f = ops.fid(m.fid());
         Stat st = Posix.fstat(f.fd);
         var owner = new LockTable.Owner(ops.session, m.clientId(), m.procId());
@@ -213,11 +214,17 @@ final class P9AttrOps {
     }
 
     Rgetlock getlock(Tgetlock m) throws P9Error, IOException {
+        clientId(m.clientId());
         Fid f = ops.fid(m.fid());
         Stat st = Posix.fstat(f.fd);
         var owner = new LockTable.Owner(ops.session, m.clientId(), m.procId());
         LockTable.Holder h = server.locks.test(new FileKey(st.dev(), st.ino()), owner, m.type(), m.start(), m.length());
         if (h == null) return new Rgetlock(m.tag(), P9.LOCK_TYPE_UNLCK, m.start(), m.length(), m.procId(), m.clientId());
         return new Rgetlock(m.tag(), h.type(), h.start(), h.length(), h.procId(), h.clientId());
+    }
+
+    /** A lock's client id is kept with it: one longer than any host name is refused. */
+    private static void clientId(String id) throws P9Error {
+        if (id.length() > LockTable.MAX_CLIENT_ID) throw new P9Error(P9.EINVAL, "lock client id of " + id.length() + " characters");
     }
 }
