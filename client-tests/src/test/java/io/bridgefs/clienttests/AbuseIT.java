@@ -218,6 +218,42 @@ class AbuseIT {
     }
 
     /**
+     * Each open file holds descriptors: a client opening 800 files of a server under prlimit --nofile=1024
+     * gets EMFILE at its share of the budget instead of filling the process's descriptor table (before, the
+     * server's accept failed with EMFILE and new connections of both paths waited); diod's clients and an
+     * NBD client are served meanwhile.
+     */
+    @Test
+    void oneClientsOpenFilesDoNotFillTheDescriptorTable() throws Exception {
+        Tools.require("diodls", "diodcat", "prlimit", "nbdinfo");
+        Path share = Files.createDirectories(dir.resolve("share"));
+        for (int i = 0; i < 800; i++) Files.writeString(share.resolve("f" + i), "file " + i + "\n");
+        Path img = image("disk.img", 64 * MIB);
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(List.of("prlimit", "--nofile=1024:1024", "--"), BridgefsProcess.jar(), dir,
+                "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share, "--nbd-export", "disk=" + img);
+             RawP9Client hog = new RawP9Client(port)) {
+            hog.attach(65536, "share", 1);
+            int opened = 0, errno = 0;
+            for (int i = 0; i < 800 && errno == 0; i++) {
+                hog.walk(1, 10 + i, "f" + i);
+                P9Message r = hog.rpc(new Tlopen(hog.tag(), 10 + i, P9.O_RDONLY));
+                if (r instanceof Rlerror e) errno = e.ecode();
+                else opened++;
+            }
+            long held = s.metric("bridgefs_open_descriptors");
+            System.out.printf("a client opening 800 files: %d opened, then errno %d; %d descriptors open in the server%n", opened, errno, held);
+            assertEquals(24, errno, "EMFILE at its share");
+            assertTrue(held < 700, "descriptors " + held + " of 1024");
+            String srv = "127.0.0.1:" + port;
+            assertTrue(Tools.run(java.time.Duration.ofSeconds(30), "diodls", "-s", srv, "-a", "share", "/").ok("diodls").out().contains("f799"));
+            assertEquals("file 799\n", Tools.run(java.time.Duration.ofSeconds(30), "diodcat", "-s", srv, "-a", "share", "/f799").ok("diodcat").out());
+            assertTrue(Tools.run(java.time.Duration.ofSeconds(30), "nbdinfo", "--size", s.uri("disk")).ok("nbdinfo").out().contains(String.valueOf(64 * MIB)));
+            assertTrue(s.log().indexOf("Too many open files") < 0, "no accept failed");
+        }
+    }
+
+    /**
      * Fids take heap, a connection may have 65,536, and a client may open many connections: all of them
      * together have at most --max-fids. A client walking new fids without end on two connections is
      * refused (EMFILE) at two thirds of it, diod's clients are still served, and its fids are all given

@@ -31,6 +31,7 @@ final class Fid {
     boolean clearPrivileges;  // opened for writing by a non-root user on a setuid/setgid file: the first write clears them
     CachedFile file;          // regular files: data through the shared cache
     int dirFd = -1;           // directories: a readable descriptor for getdents64
+    int openHeld;             // descriptors of the budget its open holds (its data file's, or dirFd)
 
     // xattr fids (Txattrwalk / Txattrcreate)
     byte[] xattrValue;

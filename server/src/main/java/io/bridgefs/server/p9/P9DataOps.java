@@ -40,6 +40,17 @@ final class P9DataOps {
 
     void open(Fid f, int flags) throws P9Error, IOException {
         Stat st = P9Ops.stat(f.export, f.fd);
+        ops.holdOpen(f, st.isDir() ? 1 : st.isRegular() ? 2 : 0);
+        boolean done = false;
+        try {
+            openHeld(f, flags, st);
+            done = true;
+        } finally {
+            if (!done) ops.openFailed(f);
+        }
+    }
+
+    private void openHeld(Fid f, int flags, Stat st) throws P9Error, IOException {
         int acc = flags & P9.O_ACCMODE;
         boolean modifies = acc != P9.O_RDONLY || (flags & P9.O_TRUNC) != 0;
         if (modifies) P9Ops.writable(f);
@@ -88,7 +99,12 @@ final class P9DataOps {
         path.add(m.name());
         Posix.Stat st = P9Ops.stat(d.export, fd);
         Fid f = new Fid(d.export, path, fd, P9Ops.qid(st, 0), d.uid, st.dev());
-        open(f, flags & ~(P9.O_CREAT | P9.O_EXCL));
+        try {
+            open(f, flags & ~(P9.O_CREAT | P9.O_EXCL));
+        } catch (P9Error | IOException | RuntimeException x) {
+            ops.release(f);       // never bound: its descriptor would be left open
+            throw x;
+        }
         ops.replace(m.fid(), f);
         return new Rlcreate(m.tag(), f.qid, iounit());
     }

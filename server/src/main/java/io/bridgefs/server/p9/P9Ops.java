@@ -42,8 +42,9 @@ final class P9Ops {
     private final Map<Integer, Fid> fids = new HashMap<>();
     /** Fids holding a descriptor, least recently used first (guarded by this). */
     private final java.util.LinkedHashMap<Fid, Boolean> withDescriptor = new java.util.LinkedHashMap<>(64, 0.75f, true);
-    /** Its size, for other connections' fair-share checks (read without the lock). */
+    /** Its size and the descriptors this connection's opens hold, for the fair share (read without the lock). */
     private volatile int descriptorsHeld;
+    private int openUnits;      // guarded by this
     /** Whether this thread runs the current request with the attaching user's credentials (passthrough). */
     private static final ThreadLocal<boolean[]> SWITCHED = ThreadLocal.withInitial(() -> new boolean[1]);
 
@@ -162,10 +163,10 @@ final class P9Ops {
     private void track(Fid f) {
         f.counted = true;
         withDescriptor.put(f, Boolean.TRUE);
-        descriptorsHeld = withDescriptor.size();
+        descriptorsHeld = withDescriptor.size() + openUnits;
     }
 
-    /** Descriptors this connection's fids hold (for the server's fair share; no lock needed). */
+    /** Descriptors of the budget this connection holds, its fids' and its opens' (for the fair share; no lock needed). */
     int descriptorsHeld() {
         return descriptorsHeld;
     }
@@ -178,6 +179,41 @@ final class P9Ops {
      */
     private void makeRoom() {
         if (!Thread.holdsLock(this)) server.makeRoomFor(this);
+    }
+
+    /**
+     * An open of {@code f} holds {@code n} more descriptors (a regular file's two, buffered and O_DIRECT,
+     * or a directory's for getdents64): they come from the budget of opens ({@link P9ServerContext#holdOpens}),
+     * else one client opening thousands of files fills the process's descriptor table and the server can
+     * accept no connection.
+     */
+    void holdOpen(Fid f, int n) throws P9Error {
+        makeRoom();
+        holdOpenLocked(f, n);
+    }
+
+    private synchronized void holdOpenLocked(Fid f, int n) throws P9Error {
+        if (n == 0) return;
+        server.holdOpens(openUnits, n);
+        f.openHeld += n;
+        openUnits += n;
+        descriptorsHeld = withDescriptor.size() + openUnits;
+    }
+
+    private void releaseOpenUnits(Fid f) {
+        server.releaseOpens(f.openHeld);
+        openUnits -= f.openHeld;
+        f.openHeld = 0;
+        descriptorsHeld = withDescriptor.size() + openUnits;
+    }
+
+    /** An open failed: what it held goes (the fid stays, unopened). */
+    synchronized void openFailed(Fid f) {
+        if (f.file != null) P9ServerContext.closeQuietly(f.file);
+        f.file = null;
+        if (f.dirFd >= 0) Posix.close(f.dirFd);
+        f.dirFd = -1;
+        releaseOpenUnits(f);
     }
 
     /** Another connection is short of descriptors: the least recently used idle fid gives up its own. */
@@ -204,7 +240,7 @@ final class P9Ops {
 
     private void dropDescriptor(Fid f) {
         withDescriptor.remove(f);
-        descriptorsHeld = withDescriptor.size();
+        descriptorsHeld = withDescriptor.size() + openUnits;
         if (f.fd >= 0) Posix.close(f.fd);
         f.fd = -1;
         if (f.counted) server.releaseFid();
@@ -296,6 +332,7 @@ final class P9Ops {
         f.xattrValue = null;
         f.xattrWrite = null;
         server.releaseXattr(f);
+        releaseOpenUnits(f);
         dropDescriptor(f);
     }
 

@@ -81,6 +81,7 @@ public final class P9ServerContext {
         }
         // leave room for sockets, backing files (three descriptors per cached file) and the JVM
         this.maxFids = (int) Math.max(256, Math.min(1 << 20, fdLimit / 2 - 3L * retainFiles));
+        this.maxOpens = (int) Math.max(128, Math.min(1 << 20, fdLimit / 4));
         this.retained = new LinkedHashMap<>(64, 0.75f, true) {
             @Override
             protected boolean removeEldestEntry(Map.Entry<FileKey, CachedFile> eldest) {
@@ -180,6 +181,38 @@ public final class P9ServerContext {
             if (s != requester && (most == null || s.descriptorsHeld() > most.descriptorsHeld())) most = s;
         }
         if (most != null && most.descriptorsHeld() > share) most.giveUpIdle();
+    }
+
+    /**
+     * Descriptors open files and directories may hold, all connections together (a quarter of the
+     * process's limit; fids' own are {@link #maxFids}). Opens cannot be reclaimed as idle fids can: past
+     * half of it, a connection whose opens hold more than its share (this over the connections and one,
+     * room for the next to arrive) is refused, so one client cannot take it all.
+     */
+    volatile int maxOpens;
+    private final java.util.concurrent.atomic.AtomicInteger opensInUse = new java.util.concurrent.atomic.AtomicInteger();
+
+    /** Takes {@code n} descriptors of the opens' budget for a connection whose opens hold {@code own}; EMFILE if it may not. */
+    void holdOpens(int own, int n) throws P9Error {
+        int max = maxOpens;
+        if (opensInUse.get() >= max / 2 && own + n > max / (sessions.size() + 1)) {
+            throw new P9Error(io.bridgefs.protocol.p9.P9.EMFILE, "this connection's open files hold its share of the descriptors ("
+                    + max / (sessions.size() + 1) + ")");
+        }
+        if (opensInUse.addAndGet(n) > max) {
+            opensInUse.addAndGet(-n);
+            throw new P9Error(io.bridgefs.protocol.p9.P9.EMFILE, "open files of all connections hold " + max + " descriptors");
+        }
+    }
+
+    void releaseOpens(int n) {
+        opensInUse.addAndGet(-n);
+    }
+
+    /** For tests: a small budget of opens. */
+    P9ServerContext withOpenBudget(int n) {
+        maxOpens = n;
+        return this;
     }
 
     /** A walk onto an existing fid number replaced nothing: count it even at the limit (it holds a descriptor). */

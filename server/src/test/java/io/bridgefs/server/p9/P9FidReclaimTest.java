@@ -127,6 +127,44 @@ class P9FidReclaimTest {
     }
 
     /**
+     * An open holds descriptors of its own (a file's two, a directory's one), counted in a budget of
+     * opens: a connection opening every file stops at its share once half is in use (EMFILE), so the
+     * process's descriptor table never fills, and another connection still attaches, walks and opens.
+     */
+    @Test
+    void opensCountInTheBudgetAndStopAtAConnectionsShare(@TempDir Path root) throws Exception {
+        for (int i = 0; i < 100; i++) Files.writeString(root.resolve("f" + i), "file " + i);
+        P9ServerContext ctx = context(root, 1000).withOpenBudget(60);
+        P9Ops hog = new P9Ops(ctx, "hog");
+        hog.msize = 65536;
+        long before = openDescriptors();
+        assertInstanceOf(Rattach.class, call(hog, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        int opened = 0;
+        for (int i = 0; i < 100; i++) {
+            assertInstanceOf(Rwalk.class, call(hog, new Twalk(tag++, 0, 1000 + i, List.of("f" + i))));
+            Object r = call(hog, new Tlopen(tag++, 1000 + i, P9.O_RDONLY));
+            if (r instanceof Rlerror e) {
+                assertEquals(P9.EMFILE, e.ecode());
+                break;
+            }
+            opened++;
+        }
+        assertEquals(15, opened, "a file's open takes two of the budget: its share of 60 (30) is 15 opens");
+        assertTrue(openDescriptors() - before <= 60 + 16 + 8 * 2, "descriptors " + (openDescriptors() - before) + " (60 for opens, 16 fids, 8 files retained)");
+        P9Ops other = new P9Ops(ctx, "other");
+        other.msize = 65536;
+        assertInstanceOf(Rattach.class, call(other, new Tattach(tag++, 0, P9.NOFID, "", "r", 0)));
+        assertInstanceOf(Rwalk.class, call(other, new Twalk(tag++, 0, 1, List.of("f99"))));
+        assertInstanceOf(Rlopen.class, call(other, new Tlopen(tag++, 1, P9.O_RDONLY)), "the other connection opens");
+        io.netty.buffer.ByteBuf r = (io.netty.buffer.ByteBuf) call(other, new Tread(tag++, 1, 0, 100));
+        assertEquals("file 99", r.toString(11, r.getIntLE(7), java.nio.charset.StandardCharsets.UTF_8));
+        r.release();
+        hog.close();
+        other.close();
+        ctx.releaseAll();
+    }
+
+    /**
      * Fids take heap and a connection may have 65,536: all connections together have at most --max-fids.
      * Past half of it a connection holding more than its share (the limit over the connections and one)
      * gets no more (EMFILE), so a client that walks without end leaves room for another; what a
