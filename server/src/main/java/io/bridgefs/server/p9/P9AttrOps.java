@@ -94,12 +94,12 @@ final class P9AttrOps {
                         Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
             }
         }
-        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? P9Ops.asServer(f, () -> ops.openData(f, st)) : ops.openData(f, st);
+        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? RequestUser.asServer(f, () -> ops.openData(f, st)) : ops.openData(f, st);
         try {
             if ((v & P9.SETATTR_SIZE) != 0) {
                 if (cf == null) throw new P9Error(st.isDir() ? P9.EISDIR : P9.EINVAL, "size of a non-file");
                 if (m.size() < 0) throw new P9Error(P9.EINVAL, "negative size");
-                if (f.export.passthrough()) P9Ops.mayOpen(f, false, true);      // truncate(2) needs write permission
+                if (f.export.passthrough()) RequestUser.mayOpen(f, false, true);      // truncate(2) needs write permission
                 cf.truncate(m.size());
             }
             if ((v & (P9.SETATTR_ATIME | P9.SETATTR_MTIME)) != 0) {

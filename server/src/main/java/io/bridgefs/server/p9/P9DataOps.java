@@ -63,8 +63,8 @@ final class P9DataOps {
             if (f.export.passthrough()) {
                 // the data comes from the shared cache, opened once by the server: the host decides here,
                 // with the user's credentials, whether this user may open the file this way
-                P9Ops.mayOpen(f, acc != P9.O_WRONLY, modifies);
-                f.file = P9Ops.asServer(f, () -> ops.openData(f, st));
+                RequestUser.mayOpen(f, acc != P9.O_WRONLY, modifies);
+                f.file = RequestUser.asServer(f, () -> ops.openData(f, st));
             } else {
                 f.file = ops.openData(f, st);
             }
@@ -231,7 +231,7 @@ final class P9DataOps {
         boolean sync = (f.openFlags & P9.O_SYNC) == P9.O_SYNC;
         if (f.clearPrivileges) {
             // the kernel clears them whoever writes; under passthrough the writer may not chmod the file itself
-            if (f.export.passthrough()) P9Ops.asServer(f, () -> dropSetId(f));
+            if (f.export.passthrough()) RequestUser.asServer(f, () -> dropSetId(f));
             else dropSetId(f);
         }
         f.file.write(IoPath.NINEP, at, m.data().nioBuffers(), sync);

@@ -207,7 +207,7 @@ final class P9NodeOps {
         boolean switched = false;
         try {
             if (f.export.mapped() || !server.localAttributes(f) || ops.bound(m.newfid())) return null;
-            if (!P9Ops.asServer(f.export, f.uid)) {
+            if (!RequestUser.asServer(f.export, f.uid)) {
                 Credentials.Identity id = Credentials.identityIfKnown(f.export.hostUid(f.uid));
                 if (id == null) return null;
                 switched = true;                // restored in finally, whatever become() got to and however this ends

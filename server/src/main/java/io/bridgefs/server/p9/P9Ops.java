@@ -8,7 +8,6 @@ import io.bridgefs.protocol.p9.Qid;
 import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.FileBackingStore;
 import io.bridgefs.server.cache.FileKey;
-import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
 import io.netty.buffer.ByteBuf;
@@ -40,13 +39,8 @@ final class P9Ops {
     final P9NodeOps nodes;
     final P9AttrOps attrs;
     private final Map<Integer, Fid> fids = new HashMap<>();
-    /** Fids holding a descriptor, least recently used first (guarded by this). */
-    private final java.util.LinkedHashMap<Fid, Boolean> withDescriptor = new java.util.LinkedHashMap<>(64, 0.75f, true);
-    /** Its size and the descriptors this connection's opens hold, for the fair share (read without the lock). */
-    private volatile int descriptorsHeld;
-    private int openUnits;      // guarded by this
-    /** Whether this thread runs the current request with the attaching user's credentials (passthrough). */
-    private static final ThreadLocal<boolean[]> SWITCHED = ThreadLocal.withInitial(() -> new boolean[1]);
+    /** The descriptors this connection's fids and opens hold (guarded by this). */
+    private final FidDescriptors descriptors;
 
     /** Fids a request on this thread looked up: in use until the request ends. */
     private static final ThreadLocal<List<Fid>> ACQUIRED = ThreadLocal.withInitial(ArrayList::new);
@@ -64,6 +58,7 @@ final class P9Ops {
         this.data = new P9DataOps(this, server);
         this.nodes = new P9NodeOps(this, server);
         this.attrs = new P9AttrOps(this, server);
+        this.descriptors = new FidDescriptors(server);
         server.sessions.add(this);
     }
 
@@ -78,9 +73,9 @@ final class P9Ops {
     private synchronized Fid fidLocked(int n) throws P9Error {
         Fid f = fids.get(n);
         if (f == null) throw new P9Error(P9.EBADF, "unknown fid " + n);
-        actAs(f.export, f.uid);
+        RequestUser.actAs(f.export, f.uid);
         if (f.fd < 0) reopen(f);
-        else withDescriptor.get(f);          // most recently used
+        else descriptors.used(f);
         f.users++;
         ACQUIRED.get().add(f);
         return f;
@@ -141,34 +136,10 @@ final class P9Ops {
         acquired.clear();
     }
 
-    /** Counts a new fid's descriptor against the server's budget (see {@link #reserveDescriptor}). */
-    private boolean holdDescriptor(Fid f) {
-        if (!reserveDescriptor()) return false;
-        track(f);
-        return true;
-    }
 
-    /**
-     * Takes one descriptor from the server's budget, first closing descriptors of idle fids of this
-     * connection if the budget is spent. False if nothing could be reclaimed.
-     */
-    private boolean reserveDescriptor() {
-        while (!server.reserveFid()) {
-            if (!reclaimOne()) return false;
-        }
-        return true;
-    }
-
-    /** A fid now holds a counted descriptor and may be reclaimed once idle. */
-    private void track(Fid f) {
-        f.counted = true;
-        withDescriptor.put(f, Boolean.TRUE);
-        descriptorsHeld = withDescriptor.size() + openUnits;
-    }
-
-    /** Descriptors of the budget this connection holds, its fids' and its opens' (for the fair share; no lock needed). */
+    /** Descriptors of the budgets this connection holds, its fids' and its opens' (for the fair share; no lock needed). */
     int descriptorsHeld() {
-        return descriptorsHeld;
+        return descriptors.held();
     }
 
     /**
@@ -193,18 +164,7 @@ final class P9Ops {
     }
 
     private synchronized void holdOpenLocked(Fid f, int n) throws P9Error {
-        if (n == 0) return;
-        server.holdOpens(openUnits, n);
-        f.openHeld += n;
-        openUnits += n;
-        descriptorsHeld = withDescriptor.size() + openUnits;
-    }
-
-    private void releaseOpenUnits(Fid f) {
-        server.releaseOpens(f.openHeld);
-        openUnits -= f.openHeld;
-        f.openHeld = 0;
-        descriptorsHeld = withDescriptor.size() + openUnits;
+        descriptors.holdOpen(f, n);
     }
 
     /** An open failed: what it held goes (the fid stays, unopened). */
@@ -213,43 +173,18 @@ final class P9Ops {
         f.file = null;
         if (f.dirFd >= 0) Posix.close(f.dirFd);
         f.dirFd = -1;
-        releaseOpenUnits(f);
+        descriptors.releaseOpen(f);
     }
 
     /** Another connection is short of descriptors: the least recently used idle fid gives up its own. */
     synchronized boolean giveUpIdle() {
-        return !closed && reclaimOne();
+        return !closed && descriptors.reclaimOne();
     }
 
-    /** Closes the descriptor of the least recently used idle, unopened fid; false if there is none. */
-    private boolean reclaimOne() {
-        for (Fid f : withDescriptor.keySet()) {
-            if (f.reclaimable()) {
-                reclaim(f);
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /** Reclaims a fid's descriptor, remembering the file's handle to check a later reopen against. */
-    private void reclaim(Fid f) {
-        f.handle = Posix.fileHandle(f.fd);
-        dropDescriptor(f);
-    }
-
-    private void dropDescriptor(Fid f) {
-        withDescriptor.remove(f);
-        descriptorsHeld = withDescriptor.size() + openUnits;
-        if (f.fd >= 0) Posix.close(f.fd);
-        f.fd = -1;
-        if (f.counted) server.releaseFid();
-        f.counted = false;
-    }
 
     /** A reclaimed fid is used again: its path is resolved from the export root and must lead to the same inode. */
     private void reopen(Fid f) throws P9Error {
-        if (!reserveDescriptor()) {
+        if (!descriptors.reserve()) {
             throw new P9Error(P9.EMFILE, "no descriptor for fid (" + server.maxFids + " in all, every one in use)");
         }
         int fd;
@@ -268,7 +203,7 @@ final class P9Ops {
         }
         f.fd = fd;
         f.handle = null;
-        track(f);
+        descriptors.track(f);
     }
 
     void bind(int n, Fid f) throws P9Error {
@@ -285,7 +220,7 @@ final class P9Ops {
             release(f);
             throw new P9Error(P9.EBADF, "fid " + n + " already in use");
         }
-        if (fids.size() >= MAX_FIDS || !server.mayBindFid(fids.size()) || !holdDescriptor(f)) {
+        if (fids.size() >= MAX_FIDS || !server.mayBindFid(fids.size()) || !descriptors.hold(f)) {
             release(f);
             throw new P9Error(P9.EMFILE, "fid limit reached (" + MAX_FIDS + " per connection, " + server.fidLimit() + " in all with a share each, "
                     + server.maxFids + " descriptors in all)");
@@ -307,7 +242,7 @@ final class P9Ops {
         Fid old = fids.put(n, f);
         if (old == null) server.fidsBound(1);
         if (old != null && old != f) release(old);
-        if (!holdDescriptor(f)) {
+        if (!descriptors.hold(f)) {
             server.reserveFidAnyway();       // over budget: a walk onto its own fid still succeeds
             f.counted = true;
         }
@@ -332,8 +267,8 @@ final class P9Ops {
         f.xattrValue = null;
         f.xattrWrite = null;
         server.releaseXattr(f);
-        releaseOpenUnits(f);
-        dropDescriptor(f);
+        descriptors.releaseOpen(f);
+        descriptors.drop(f);
     }
 
     /**
@@ -381,51 +316,6 @@ final class P9Ops {
         P9Export e = lastExport;
         if (e == null && !server.exports.isEmpty()) e = server.exports.get(0);
         if (e != null) e.metrics().errors.inc();
-    }
-
-    /** Fails with the host's errno (EACCES) unless the request's user may open the fid's file for that access. */
-    static void mayOpen(Fid f, boolean read, boolean write) throws IOException {
-        if (!SWITCHED.get()[0]) return;        // acting as the server itself (root as root): it may
-        int mode = read && write ? Posix.O_RDWR : write ? 1 : Posix.O_RDONLY;     // O_WRONLY = 1
-        Posix.close(Posix.open(f.procPath(), mode));
-    }
-
-    interface IoCall<T> {
-        T call() throws IOException;
-    }
-
-    /** Runs shared-cache work (opening a file's one backing store) as the server, then the user again. */
-    static <T> T asServer(Fid f, IoCall<T> work) throws IOException {
-        if (!SWITCHED.get()[0]) return work.call();     // not switched (root acting as root)
-        Credentials.restore();
-        try {
-            return work.call();
-        } finally {
-            Credentials.become(Credentials.identity(f.export.hostUid(f.uid)));
-        }
-    }
-
-    /**
-     * security=passthrough: the rest of this request runs with the host credentials of {@code uid} (the
-     * attaching user; root squashed with root=squash), so the host's permission checks apply. Once per
-     * request: the first fid looked up decides.
-     */
-    private static void actAs(P9Export e, int uid) throws P9Error {
-        if (asServer(e, uid)) return;
-        boolean[] on = SWITCHED.get();
-        if (on[0]) return;
-        int hostUid = e.hostUid(uid);
-        try {
-            Credentials.become(Credentials.identity(hostUid));
-        } catch (IOException x) {
-            throw new P9Error(P9.EPERM, "cannot act as uid " + uid + ": " + x.getMessage());
-        }
-        on[0] = true;
-    }
-
-    /** Whether requests of {@code uid} run as the server itself: no passthrough, or root acting as root. */
-    static boolean asServer(P9Export e, int uid) {
-        return !e.passthrough() || e.hostUid(uid) == 0 && Credentials.SERVER_IS_ROOT;
     }
 
     // ---- helpers ----
@@ -511,7 +401,7 @@ final class P9Ops {
         if (!io.bridgefs.server.config.Cidr.admits(e.hosts(), peer)) {
             throw new P9Error(P9.EACCES, "export '" + e.name() + "' is not served to " + peer);
         }
-        actAs(e, uid);
+        RequestUser.actAs(e, uid);
         int fd = resolve(e, List.of());
         Stat st = stat(e, fd);
         Fid f = new Fid(e, List.of(), fd, qid(st, 0), uid, st.dev());
@@ -536,11 +426,7 @@ final class P9Ops {
         try {
             return dispatch(m, alloc);
         } finally {
-            boolean[] on = SWITCHED.get();
-            if (on[0]) {
-                Credentials.restore();
-                on[0] = false;
-            }
+            RequestUser.requestEnded();
             if (!acquired.isEmpty()) releaseAcquired(acquired);
         }
     }
