@@ -6,8 +6,8 @@ import io.bridgefs.server.posix.Posix;
  * The descriptors one connection's fids and opens hold, counted against the server's budgets (see
  * {@link P9ServerContext}): each fid's O_PATH descriptor, reclaimed when the budget is spent from the
  * least recently used idle, unopened fid (reopened by path and checked when the fid is used again), and
- * the descriptors its opens hold, which cannot be reclaimed. Guarded by the owning {@link P9Ops}'s lock,
- * except {@link #held}, which other connections read for their fair share.
+ * the descriptors its opens hold (a budget of their own), which cannot be reclaimed. Guarded by the
+ * owning {@link P9Ops}'s lock, except {@link #held}, which other connections read for their fair share.
  */
 final class FidDescriptors {
     private final P9ServerContext server;
@@ -20,13 +20,13 @@ final class FidDescriptors {
         this.server = server;
     }
 
-    /** Descriptors of the budgets held, fids' and opens' (read without the lock). */
+    /** Fids' descriptors held, of the server's budget for them (read without the lock; opens have their own). */
     int held() {
         return held;
     }
 
     private void counted() {
-        held = withDescriptor.size() + openUnits;
+        held = withDescriptor.size();
     }
 
     /** Counts a new fid's descriptor against the budget (see {@link #reserve}); false if it cannot be had. */
@@ -87,7 +87,6 @@ final class FidDescriptors {
         server.holdOpens(openUnits, n);
         f.openHeld += n;
         openUnits += n;
-        counted();
     }
 
     /** The descriptors {@code f}'s open held go back to the budget. */
@@ -95,6 +94,5 @@ final class FidDescriptors {
         server.releaseOpens(f.openHeld);
         openUnits -= f.openHeld;
         f.openHeld = 0;
-        counted();
     }
 }

@@ -137,7 +137,7 @@ final class P9Ops {
     }
 
 
-    /** Descriptors of the budgets this connection holds, its fids' and its opens' (for the fair share; no lock needed). */
+    /** Descriptors this connection's fids hold (for the fair share; no lock needed). */
     int descriptorsHeld() {
         return descriptors.held();
     }
