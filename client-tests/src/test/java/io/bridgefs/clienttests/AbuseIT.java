@@ -52,6 +52,13 @@ class AbuseIT {
         return p;
     }
 
+    /** A directory "share" holding one file, "hello". */
+    private Path helloShare() throws IOException {
+        Path share = Files.createDirectories(dir.resolve("share"));
+        Files.writeString(share.resolve("hello"), "hello\n");
+        return share;
+    }
+
     /** Latency of one 4 KiB read from a well-behaved client, in ms. */
     private static long probe(RawNbdClient c, long cookie) throws IOException {
         long t = System.nanoTime();
@@ -262,8 +269,7 @@ class AbuseIT {
     @Test
     void aClientWalkingWithoutEndStopsAtItsShareOfTheFids() throws Exception {
         Tools.require("diodls", "diodcat");
-        Path share = Files.createDirectories(dir.resolve("share"));
-        Files.writeString(share.resolve("hello"), "hello\n");
+        Path share = helloShare();
         int port = BridgefsProcess.freePort();
         try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
                 "--max-fids", "2000")) {
@@ -363,6 +369,40 @@ class AbuseIT {
             assertEquals(22, k.error(new Tlock(k.tag(), 2, P9.LOCK_TYPE_UNLCK, 0, 0, 0, 77, "g".repeat(1000))), "a client id no host has: EINVAL");
             assertEquals(P9.LOCK_SUCCESS, k.ok(new Tlock(k.tag(), 2, P9.LOCK_TYPE_UNLCK, 0, 0, 0, 77, "guest"), Rlock.class).status());
             assertEquals(P9.LOCK_SUCCESS, k.ok(new Tlock(k.tag(), 2, P9.LOCK_TYPE_WRLCK, 0, 0, 1, 77, "guest"), Rlock.class).status(), "room again");
+        }
+    }
+
+    /**
+     * The process out of descriptors (prlimit --nofile=256 and 400 connections): accepting pauses and is
+     * logged in one line, not a stack trace per attempt, and once the connections go the server accepts
+     * again and serves diod's client.
+     */
+    @Test
+    void outOfDescriptorsAcceptingPausesAndIsLoggedOnce() throws Exception {
+        Tools.require("diodls", "prlimit");
+        Path share = helloShare();
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(List.of("prlimit", "--nofile=256:256", "--"), BridgefsProcess.jar(), dir,
+                "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share)) {
+            List<Socket> socks = new ArrayList<>();
+            try {
+                for (int i = 0; i < 400; i++) socks.add(new Socket("127.0.0.1", port));     // the backlog takes what is not accepted
+                Thread.sleep(3000);
+            } finally {
+                for (Socket k : socks) k.close();
+            }
+            String log = s.log();
+            long lines = log.lines().filter(l -> l.contains("cannot accept connections")).count();
+            System.out.printf("400 connections, 256 descriptors: %d log line(s) about accepting, %d lines in all%n", lines, log.lines().count());
+            assertEquals(1, lines, log);
+            assertFalse(log.contains("\tat io.netty"), "no stack trace");
+            Tools.Result ls = null;
+            for (int i = 0; i < 20; i++) {
+                ls = Tools.run(java.time.Duration.ofSeconds(30), "diodls", "-s", "127.0.0.1:" + port, "-a", "share", "/");
+                if (ls.exit() == 0) break;
+                Thread.sleep(500);
+            }
+            assertTrue(ls.exit() == 0 && ls.out().contains("hello"), "served again: " + ls);
         }
     }
 

@@ -32,7 +32,7 @@ public final class Transport implements AutoCloseable {
     public boolean nativeEpoll() { return epoll; }
 
     public Channel listen(ListenAddress address, ChannelInitializer<Channel> init) throws IOException {
-        ServerBootstrap b = new ServerBootstrap().group(boss, workers).childHandler(init);
+        ServerBootstrap b = new ServerBootstrap().group(boss, workers).handler(new AcceptErrors(address.toString())).childHandler(init);
         int inherited = address.isUnix() || !epoll ? -1 : io.bridgefs.server.posix.Inherited.listenFd(address.toString());
         if (address.isUnix()) {
             if (!epoll) throw new IOException("unix sockets need the native epoll transport, which is not available here");
