@@ -412,7 +412,8 @@ class AbuseIT {
         Path share = Files.createDirectories(dir.resolve("share"));
         int port = BridgefsProcess.freePort();
         try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--9p-listen", "127.0.0.1:" + port,
-                "--9p-export", "share=" + share, "--cache-size", "256m", "--max-connections-per-peer", "2000")) {
+                "--9p-export", "share=" + share, "--cache-size", "256m", "--max-connections-per-peer", "2000",
+                "--handshake-limit", "0")) {     // they never negotiate: here they must stay
             long idle = s.metric("bridgefs_open_descriptors");
             List<Socket> socks = new ArrayList<>();
             try {
@@ -447,6 +448,43 @@ class AbuseIT {
             long rss = rss(s.process);
             assertTrue(rss < CACHE + OVERHEAD, "RSS " + rss / MIB + " MiB after every client left");
             assertEquals(0, s.stop());
+        }
+    }
+
+    /**
+     * A connection that does not finish negotiating within --handshake-limit is closed (qemu-nbd's answer to
+     * CVE-2024-7409: abandoned half-open connections otherwise hold connection slots for ever): an NBD
+     * client that stops after the greeting, a 9P client that stops after Tversion; negotiated clients that
+     * are idle for longer stay.
+     */
+    @Test
+    void connectionsThatDoNotNegotiateAreClosed() throws Exception {
+        Path img = image("disk.img", 64 * MIB);
+        Path share = helloShare();
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--9p-listen", "127.0.0.1:" + port,
+                "--9p-export", "share=" + share, "--handshake-limit", "2");
+             RawNbdClient stuck = new RawNbdClient(s.nbdPort);
+             RawNbdClient ready = new RawNbdClient(s.nbdPort);
+             RawP9Client versionOnly = new RawP9Client(port);
+             RawP9Client attached = new RawP9Client(port)) {
+            ready.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+            ready.go("disk");
+            versionOnly.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+            attached.attach(8192, "share", 1);
+            long t0 = System.nanoTime();
+            assertTrue(stuck.closedByServer(), "an NBD client stopped after the greeting is closed");
+            long waited = (System.nanoTime() - t0) / 1_000_000;
+            assertTrue(waited >= 1000 && waited < 8000, "closed after " + waited + " ms");
+            Thread.sleep(1500);       // the 9P connections arrived a little later
+            assertThrows(IOException.class, () -> versionOnly.rpc(new Tattach(2, 1, P9.NOFID, "root", "share", 0)), "the 9P one too");
+            ready.request(NbdConstants.NBD_CMD_READ, 0, 1, 0, 4096);
+            ready.out.flush();
+            assertEquals(0, ready.reply(4096).error(), "a negotiated NBD client idle past the limit stays");
+            attached.walk(1, 2, "hello");
+            assertTrue(s.metric("bridgefs_connections_timed_out_total{path=\"nbd\"}") >= 1);
+            assertTrue(s.metric("bridgefs_connections_timed_out_total{path=\"9p\"}") >= 1);
+            assertTrue(s.log().contains("did not finish negotiating within 2 s"), s.log());
         }
     }
 

@@ -106,6 +106,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Connections per listener from one peer address (default: ${DEFAULT-VALUE}).")
     int maxConnectionsPerPeer;
 
+    @Option(names = "--handshake-limit", paramLabel = "SECONDS", defaultValue = "" + Limits.DEFAULT_HANDSHAKE_LIMIT,
+            description = "Close a connection that has not finished negotiating this long after it arrived (NBD: up to NBD_OPT_GO, TLS included; 9P: up to a successful Tattach); 0: never (default: ${DEFAULT-VALUE}), as qemu-nbd's --handshake-limit.")
+    int handshakeLimit;
+
     @Option(names = "--max-fids", paramLabel = "N", defaultValue = "" + Limits.DEFAULT_MAX_FIDS,
             description = {"9P fids of all connections together (default: ${DEFAULT-VALUE}); the heap is sized for them (1 KiB each).",
                     "Past half of it a connection holding more than its share (N over the connections) gets EMFILE for new fids; past N every one does."})
@@ -163,7 +167,7 @@ public final class ServeCommand implements Callable<Integer> {
                 metricsListen == null || metricsListen.isBlank() ? null : ListenAddress.parse(metricsListen),
                 ioThreads, writebackSeconds, ListenAddress.parse(p9Listen), p9, (int) msize, DedupMode.parse(dedup),
                 new Limits(Sizes.parse(requestMemory), maxConnections, maxConnectionsPerPeer, idleTimeout, stallTimeout,
-                        allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList(), maxFids),
+                        allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList(), maxFids, handshakeLimit),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
                         tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)),
                 new ServerConfig.DirtyRatios(dirtyBackground, dirtyLimit));

@@ -25,7 +25,7 @@ public final class MetricsText {
             perPathValues(b, "connections", server.connections());
             header(b, "connections_refused_total", "counter", "Connections closed on arrival (--max-connections, --max-connections-per-peer)");
             perPathValues(b, "connections_refused_total", server.refused());
-            header(b, "connections_timed_out_total", "counter", "Connections closed for idling (--idle-timeout) or not taking replies (--stall-timeout)");
+            header(b, "connections_timed_out_total", "counter", "Connections closed for idling (--idle-timeout), not taking replies (--stall-timeout) or not negotiating (--handshake-limit)");
             perPathValues(b, "connections_timed_out_total", server.timedOut());
             gauge(b, "open_descriptors", "File descriptors the server process holds", server.openDescriptors());
             gauge(b, "9p_fids", "9P fids held by all connections", server.fids());

@@ -321,6 +321,7 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
     }
 
     private void enterTransmission(ChannelHandlerContext ctx, NbdExport export) {
+        io.bridgefs.server.net.ConnectionGuard.negotiated(ctx.channel());
         var p = ctx.pipeline();
         NbdSession session = new NbdSession(server, export, structured, baseAllocation);
         NbdRequestDecoder decoder = new NbdRequestDecoder(NbdExport.MAX_PAYLOAD);

@@ -34,6 +34,8 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     /** Set by a session: whether the connection has requests in progress (an idle timeout spares it). */
     public static final AttributeKey<BooleanSupplier> BUSY = AttributeKey.valueOf("bridgefs.busy");
     private static final AttributeKey<Object> COUNTED = AttributeKey.valueOf("bridgefs.counted");
+    private static final AttributeKey<Boolean> NEGOTIATED = AttributeKey.valueOf("bridgefs.negotiated");
+    private final java.util.concurrent.atomic.AtomicLong lastHandshakeLog = new java.util.concurrent.atomic.AtomicLong(System.nanoTime() - REFUSAL_LOG_INTERVAL_NS - 1);
 
     private final String path;
     private final Limits limits;
@@ -86,7 +88,26 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
             ctx.close();
             return;
         }
+        int limit = limits.handshakeLimitSeconds();
+        if (limit > 0) ch.eventLoop().schedule(() -> closeIfNotNegotiated(ch), limit, TimeUnit.SECONDS);
         ctx.fireChannelActive();
+    }
+
+    /** The session finished negotiating (NBD: transmission begins; 9P: a Tattach succeeded): the handshake limit no longer applies. */
+    public static void negotiated(Channel ch) {
+        ch.attr(NEGOTIATED).set(Boolean.TRUE);
+    }
+
+    private void closeIfNotNegotiated(Channel ch) {
+        if (!ch.isActive() || ch.attr(NEGOTIATED).get() != null) return;
+        timedOut.inc();
+        long now = System.nanoTime();
+        long last = lastHandshakeLog.get();
+        if (now - last > REFUSAL_LOG_INTERVAL_NS && lastHandshakeLog.compareAndSet(last, now)) {
+            log.warn("{}: {} connection did not finish negotiating within {} s (--handshake-limit): closing ({} timed out in all; logged every 10 s at most)",
+                    ch.remoteAddress(), path, limits.handshakeLimitSeconds(), timedOut.getCount());
+        }
+        ch.close();
     }
 
     /** One line per refusal, at most every 10 s per listener (a flood must not flood the log). */

@@ -231,6 +231,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             release(m);
         }
         if (out instanceof P9Message.Rlerror) ops.countError();
+        else if (out instanceof P9Message.Rattach) io.bridgefs.server.net.ConnectionGuard.negotiated(ctx.channel());
         Object reply = out;
         ctx.executor().execute(() -> finish(ctx, p, reply));
     }
