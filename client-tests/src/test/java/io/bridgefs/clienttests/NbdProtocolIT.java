@@ -59,6 +59,14 @@ class NbdProtocolIT {
                 assertEquals(8 * MiB, b.getInt() & 0xFFFFFFFFL, "REQ_ONE: one extent, the data at the start");
                 assertEquals(0, b.getInt());
                 assertFalse(b.hasRemaining());
+
+                // CACHE is advisory: at most the largest request (32 MiB) is brought in, whatever is asked,
+                // so that one client cannot keep the I/O threads reading (or flush the cache) with 4 GiB ones
+                fillsBefore = s.metric("bridgefs_cache_fills_total{path=\"nbd\"}");
+                c.request(NBD_CMD_CACHE, 0, 4, 8 * MiB, 56 * MiB);
+                c.out.flush();
+                assertEquals(0, c.reply(0).error());
+                assertEquals(fillsBefore + 32 * MiB / 4096, s.metric("bridgefs_cache_fills_total{path=\"nbd\"}"), "32 MiB of the 56 asked");
             }
         }
     }

@@ -287,7 +287,9 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             }
         } else if (req instanceof NbdRequest.Cache) {
             try (var t = m.cache.time()) {
-                long limit = Math.min(req.length(), export.size() - req.offset());
+                // advisory: at most the largest request is brought in, so that requests of up to 4 GiB
+                // cannot keep the I/O threads reading (nor flush the cache) on one client's word
+                long limit = Math.min(Math.min(req.length(), NbdExport.MAX_PAYLOAD), export.size() - req.offset());
                 if (export.bridged() != null) export.bridged().prefetch(IoPath.NBD, req.offset(), limit);
                 else file.prefetch(IoPath.NBD, req.offset(), limit);
                 return new Outcome(ok(ctx, req), null);
