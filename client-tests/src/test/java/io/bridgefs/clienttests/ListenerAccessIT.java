@@ -14,8 +14,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Listener access control: {@code --allow} refuses other peers at accept time (logged and counted),
- * and a unix socket's {@code mode=}/{@code group=} decide which local users may connect — tried with
- * nbdinfo run as root and as nobody.
+ * a unix socket's {@code mode=}/{@code group=} decide which local users may connect — tried with
+ * nbdinfo run as root and as nobody — and the metrics listener's operator actions are answered only to
+ * this host and never to a web page.
  */
 class ListenerAccessIT {
     @TempDir
@@ -67,6 +68,43 @@ class ListenerAccessIT {
                 else nobody.ok("nobody connects to a " + c[0] + " socket");
                 assertEquals(0, s.stop());
             }
+        }
+    }
+
+    /**
+     * A metrics listener on every address (for a Prometheus elsewhere): /metrics is served to anyone, but
+     * POST /drop-caches (which empties everyone's cache), POST /exports/NAME/rescan and GET /verify (a full
+     * recount under the cache lock) only to a peer on this host, and never to a request with an Origin
+     * header (a web page's cross-site form): 403 and nothing done.
+     */
+    @Test
+    void operatorActionsOnlyFromThisHost() throws Exception {
+        InetAddress external = null;
+        for (var nif : java.util.Collections.list(java.net.NetworkInterface.getNetworkInterfaces())) {
+            if (!nif.isUp() || nif.isLoopback()) continue;
+            for (InetAddress a : java.util.Collections.list(nif.getInetAddresses())) {
+                if (a instanceof java.net.Inet4Address) external = a;
+            }
+        }
+        assertNotNull(external, "this test needs an IPv4 address besides loopback to connect from");
+        Path img = Tools.sparseImage(dir.resolve("disk.img"), 16 << 20, 1, 0, 1 << 20);
+        int metrics = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--metrics-listen", "0.0.0.0:" + metrics)) {
+            var http = java.net.http.HttpClient.newHttpClient();
+            java.net.URI far = java.net.URI.create("http://" + external.getHostAddress() + ":" + metrics);
+            java.net.URI near = java.net.URI.create("http://127.0.0.1:" + metrics);
+            var post = java.net.http.HttpRequest.BodyPublishers.noBody();
+            var text = java.net.http.HttpResponse.BodyHandlers.ofString();
+            assertEquals(200, http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/metrics")).build(), text).statusCode());
+            var refused = http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/drop-caches")).POST(post).build(), text);
+            assertEquals(403, refused.statusCode(), refused.body());
+            assertEquals(403, http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/verify")).build(), text).statusCode());
+            assertEquals(403, http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/exports/disk/rescan")).POST(post).build(), text).statusCode());
+            var page = http.send(java.net.http.HttpRequest.newBuilder(near.resolve("/drop-caches")).header("Origin", "http://example.com").POST(post).build(), text);
+            assertEquals(403, page.statusCode(), "a web page's request, even from this host");
+            var ok = http.send(java.net.http.HttpRequest.newBuilder(near.resolve("/drop-caches")).POST(post).build(), text);
+            assertEquals(200, ok.statusCode(), ok.body());
+            assertEquals(200, http.send(java.net.http.HttpRequest.newBuilder(near.resolve("/verify")).build(), text).statusCode());
         }
     }
 }

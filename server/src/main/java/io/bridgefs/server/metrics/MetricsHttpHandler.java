@@ -19,7 +19,10 @@ import java.util.function.Supplier;
  * Serves GET /metrics (Prometheus text), GET /stats (JSON), GET /dashboard (a live page charting
  * /stats), and operator actions: GET /verify (recount the counters from the cache frames), POST
  * /drop-caches (evict every clean page, like {@code echo 1 > /proc/sys/vm/drop_caches}) and POST
- * /exports/NAME/rescan (a bridged export's new snapshot of its tree).
+ * /exports/NAME/rescan (a bridged export's new snapshot of its tree). The actions change what every
+ * client sees or hold the cache lock for a full recount, so they are answered only to a peer on this
+ * host (loopback, or a unix socket) and never to a browser's cross-site request (one with an Origin
+ * header): 403 otherwise. The read-only pages are served to anyone who can reach the listener.
  */
 public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHttpRequest> {
     private static final String DASHBOARD = loadDashboard();
@@ -45,11 +48,25 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
         this.rescan = rescan;
     }
 
+    /** Whether an operator action may be taken for this request: from this host, not from a web page. */
+    static boolean mayAct(ChannelHandlerContext ctx, FullHttpRequest req) {
+        if (req.headers().contains(HttpHeaderNames.ORIGIN)) return false;
+        java.net.SocketAddress peer = ctx.channel().remoteAddress();
+        return !(peer instanceof java.net.InetSocketAddress a) || a.getAddress() != null && a.getAddress().isLoopbackAddress();
+    }
+
+    private static boolean isAction(String path) {
+        return path.equals("/drop-caches") || path.equals("/verify") || path.startsWith("/exports/") && path.endsWith("/rescan");
+    }
+
     @Override
     protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
         String path = req.uri().split("\\?", 2)[0];
         FullHttpResponse resp;
-        if (path.startsWith("/exports/") && path.endsWith("/rescan") && path.length() > "/exports//rescan".length()) {
+        if (isAction(path) && !mayAct(ctx, req)) {
+            resp = text(HttpResponseStatus.FORBIDDEN, "operator actions are answered only to this host (loopback or a unix socket), never to a web page\n",
+                    "text/plain");
+        } else if (path.startsWith("/exports/") && path.endsWith("/rescan") && path.length() > "/exports//rescan".length()) {
             String name = io.netty.handler.codec.http.QueryStringDecoder.decodeComponent(
                     path.substring("/exports/".length(), path.length() - "/rescan".length()));
             if (req.method().equals(HttpMethod.POST)) {
