@@ -190,6 +190,76 @@ class AbuseIT {
     }
 
     /**
+     * Many connections each sending most of a 32 MiB write, never the rest: the decoders count a large
+     * payload against --request-memory before reading it, so the server holds at most that (the rest
+     * wait unread) instead of one partial payload per connection (before: 32 connections filled the
+     * direct memory, and every other connection's reads failed with OutOfDirectMemoryError and were
+     * closed). When they go, the memory is given back and a client writes and reads.
+     */
+    @Test
+    void partialLargeWritesAreCountedBeforeTheyAreRead() throws Exception {
+        Path img = image("disk.img", 256 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m")) {
+            long before = rss(s.process);
+            List<java.nio.channels.SocketChannel> chans = new ArrayList<>();
+            java.nio.ByteBuffer data = java.nio.ByteBuffer.allocate((int) MIB);
+            long[] left = new long[32];
+            try {
+                for (int c = 0; c < 32; c++) {
+                    java.nio.channels.SocketChannel ch = java.nio.channels.SocketChannel.open(new java.net.InetSocketAddress("127.0.0.1", s.nbdPort));
+                    java.nio.ByteBuffer in = java.nio.ByteBuffer.allocate(18);
+                    while (in.hasRemaining()) ch.read(in);
+                    java.nio.ByteBuffer hello = java.nio.ByteBuffer.allocate(4 + 16 + 4 + 28);
+                    hello.putInt(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                    hello.putLong(NbdConstants.IHAVEOPT).putInt(NbdConstants.NBD_OPT_EXPORT_NAME).putInt(4).put("disk".getBytes());
+                    hello.flip();
+                    while (hello.hasRemaining()) ch.write(hello);
+                    java.nio.ByteBuffer reply = java.nio.ByteBuffer.allocate(10);
+                    while (reply.hasRemaining()) ch.read(reply);
+                    java.nio.ByteBuffer header = java.nio.ByteBuffer.allocate(28);
+                    header.putInt(NbdConstants.NBD_REQUEST_MAGIC).putShort((short) 0).putShort((short) NbdConstants.NBD_CMD_WRITE)
+                            .putLong(c).putLong(0).putInt(32 * (int) MIB).flip();
+                    while (header.hasRemaining()) ch.write(header);
+                    ch.configureBlocking(false);
+                    chans.add(ch);
+                    left[c] = 31 * MIB;
+                }
+                long until = System.nanoTime() + 10_000_000_000L;
+                while (System.nanoTime() < until) {
+                    for (int c = 0; c < chans.size(); c++) {
+                        if (left[c] == 0) continue;
+                        data.clear().limit((int) Math.min(MIB, left[c]));
+                        left[c] -= chans.get(c).write(data);
+                    }
+                    Thread.sleep(5);
+                }
+                long sent = 0;
+                for (long l : left) sent += 31 * MIB - l;
+                long peak = rss(s.process);
+                long held = s.metric("bridgefs_request_memory_bytes");
+                System.out.printf("32 partial 32 MiB writes: %d MiB taken by the server, %d MiB request memory, RSS %d -> %d MiB%n",
+                        sent >> 20, held >> 20, before >> 20, peak >> 20);
+                assertTrue(held <= s.metric("bridgefs_request_memory_limit_bytes"), "request memory " + held);
+                long limit = s.metric("bridgefs_request_memory_limit_bytes");
+                assertTrue(peak - before < limit + 64 * MIB, "RSS grew " + ((peak - before) >> 20) + " MiB for a " + (limit >> 20) + " MiB budget");
+                assertFalse(s.log().contains("OutOfDirectMemoryError"), "no allocation failed");
+            } finally {
+                for (var ch : chans) ch.close();
+            }
+            for (int i = 0; i < 50 && s.metric("bridgefs_request_memory_bytes") != 0; i++) Thread.sleep(100);
+            assertEquals(0, s.metric("bridgefs_request_memory_bytes"), "given back when they went");
+            try (RawNbdClient c = new RawNbdClient(s.nbdPort)) {
+                c.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                c.go("disk");
+                c.request(NbdConstants.NBD_CMD_READ, 0, 1, 0, 4096);
+                c.out.flush();
+                assertEquals(0, c.reply(4096).error());
+            }
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
      * A server with few descriptors (started under prlimit --nofile=1024, so its fids may hold about 300):
      * one client walks 800 fids and keeps them, idle, as a guest mounting with cache=loose does; diod's
      * own clients on other connections must still list and read the export (before the fair share every

@@ -1,8 +1,9 @@
 package io.bridgefs.protocol.nbd;
 
+import io.bridgefs.protocol.FrameGate;
+import io.bridgefs.protocol.GatedDecoder;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.handler.codec.ByteToMessageDecoder;
 import java.util.List;
 
 /**
@@ -11,8 +12,11 @@ import java.util.List;
  * length is within {@code maxPayload}; a longer one is skipped as it arrives, never allocated, and
  * surfaces as {@link NbdRequest.OversizedWrite} so the session can answer it and stay in step.
  * A bad magic surfaces as {@link NbdRequest.BadMagic}; the decoder then discards all input.
+ * With a {@link FrameGate}, a write whose payload is larger than {@link FrameGate#MIN_GATED} is reserved
+ * before its payload is accumulated, and the emitted {@link NbdRequest.Write} keeps the reservation of
+ * its {@code length} (see {@link #prepaid}): whoever releases the request releases that too.
  */
-public final class NbdRequestDecoder extends ByteToMessageDecoder {
+public final class NbdRequestDecoder extends GatedDecoder {
     private enum State { HEADER, SKIP, BAD }
 
     private final int maxPayload;
@@ -21,6 +25,11 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
 
     public NbdRequestDecoder(int maxPayload) {
         this.maxPayload = maxPayload;
+    }
+
+    /** The bytes of the gate a decoded write request holds: its length if gated, else 0. */
+    public static long prepaid(NbdRequest r) {
+        return r instanceof NbdRequest.Write && r.length() > FrameGate.MIN_GATED ? r.length() : 0;
     }
 
     @Override
@@ -54,8 +63,10 @@ public final class NbdRequestDecoder extends ByteToMessageDecoder {
                         out.add(new NbdRequest.OversizedWrite(flags, cookie, offset, length));
                         continue;
                     }
+                    if (!admitFrame(length)) return;        // the gate has us try again
                     if (in.readableBytes() < NbdConstants.REQUEST_HEADER_SIZE + length) return;
                     in.skipBytes(NbdConstants.REQUEST_HEADER_SIZE);
+                    frameDecoded(length);                    // the request holds it now (prepaid)
                     out.add(new NbdRequest.Write(flags, cookie, offset, length, in.readRetainedSlice((int) length)));
                 }
                 case SKIP -> {

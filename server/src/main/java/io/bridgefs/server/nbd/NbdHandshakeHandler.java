@@ -329,6 +329,7 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
         decoder.setCumulator(io.netty.handler.codec.ByteToMessageDecoder.COMPOSITE_CUMULATOR);
         p.addAfter(DECODER, "nbd-request-decoder", decoder);
         p.replace(this, "nbd-session", session);
+        session.gate(decoder);          // before the handshake decoder hands over what it has buffered
         p.remove(DECODER);
     }
 

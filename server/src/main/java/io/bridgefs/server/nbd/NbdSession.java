@@ -12,6 +12,7 @@ import io.bridgefs.server.cache.PinnedRange;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.Unpooled;
+import io.bridgefs.protocol.nbd.NbdRequestDecoder;
 import io.bridgefs.server.net.Admission;
 import io.bridgefs.server.net.ConnectionGuard;
 import io.netty.channel.ChannelHandlerContext;
@@ -61,9 +62,17 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
         admission = new Admission<>(ctx.channel(), server.budget(), MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES,
-                NbdSession::cost, r -> dispatch(ctx, r));
+                NbdSession::cost, r -> gated ? NbdRequestDecoder.prepaid(r) : 0, r -> dispatch(ctx, r));
         ctx.channel().attr(ConnectionGuard.BUSY).set(() -> !admission.idle());
         if (export.bridged() != null) export.bridged().attach();
+    }
+
+    private boolean gated;
+
+    /** Large write payloads of {@code decoder} are counted before they are read (call once the session is in the pipeline). */
+    void gate(NbdRequestDecoder decoder) {
+        gated = true;
+        decoder.gate(admission);
     }
 
     /** What a request holds until its reply is written: its payload and its reply. */
@@ -77,6 +86,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
         if (!(msg instanceof NbdRequest req) || disconnecting) {
+            if (msg instanceof NbdRequest r) admission.dropped(r);
             ReferenceCountUtil.release(msg);
             return;
         }

@@ -1,5 +1,7 @@
 package io.bridgefs.server.net;
 
+import io.bridgefs.protocol.FrameGate;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.util.ReferenceCountUtil;
 import java.util.ArrayDeque;
@@ -13,33 +15,107 @@ import java.util.function.ToLongFunction;
  * reply has been taken by the socket. A request that does not fit waits here, undispatched, and the
  * connection stops reading: the only requests ever buffered are the few already decoded from bytes
  * read before reading stopped. A client that does not read its replies therefore stalls itself, and
- * nothing it sends is buffered further.
+ * nothing it sends is buffered further. It is also the connection's {@link FrameGate}: a large frame is
+ * counted against the budget before its bytes are read (a write keeps that as part of its cost,
+ * {@code prepaid}), and while the budget has no room for it the connection is not read.
  */
-public final class Admission<T> {
+public final class Admission<T> implements FrameGate {
     private final Channel channel;
     private final MemoryBudget budget;
     private final int maxRequests;
     private final long maxBytes;
     private final ToLongFunction<T> cost;
+    private final ToLongFunction<T> prepaid;
     private final Consumer<T> dispatch;
     private final ArrayDeque<T> waiting = new ArrayDeque<>();
     private int requests;
     private long bytes;
     private boolean waitingForBudget;
+    private boolean gated;          // the decoder waits for room for a large frame of gateWant bytes
+    private long gateWant;
+    private boolean gateWaitsForBudget;
+    private long gatedBytes;        // reserved for frames being read, not yet requests
     private boolean closed;
 
+    /** Without gated frames: no request's cost is prepaid. */
     public Admission(Channel channel, MemoryBudget budget, int maxRequests, long maxBytes, ToLongFunction<T> cost, Consumer<T> dispatch) {
+        this(channel, budget, maxRequests, maxBytes, cost, r -> 0, dispatch);
+    }
+
+    /**
+     * @param prepaid the part of a request's cost its decoder already reserved through this gate (a
+     *     gated write's payload); the decoder must have this admission as its gate
+     */
+    public Admission(Channel channel, MemoryBudget budget, int maxRequests, long maxBytes, ToLongFunction<T> cost,
+                     ToLongFunction<T> prepaid, Consumer<T> dispatch) {
         this.channel = channel;
         this.budget = budget;
         this.maxRequests = maxRequests;
         this.maxBytes = maxBytes;
         this.cost = cost;
+        this.prepaid = prepaid;
         this.dispatch = dispatch;
+    }
+
+    /**
+     * The decoder is about to accumulate a large frame: counted now (against this connection's bytes in
+     * flight and the server's budget), or the connection waits unread until it fits.
+     */
+    @Override
+    public boolean reserve(long n) {
+        if (closed) return false;
+        boolean connectionRoom = fitsConnection(n);
+        if (connectionRoom && budget.tryReserve(n)) {
+            gated = false;
+            gatedBytes += n;
+            return true;
+        }
+        gated = true;
+        gateWant = n;
+        channel.config().setAutoRead(false);
+        if (connectionRoom && !gateWaitsForBudget) {
+            gateWaitsForBudget = true;
+            budget.whenAvailable(n, () -> channel.eventLoop().execute(() -> {
+                gateWaitsForBudget = false;
+                resumeDecoder();
+            }));
+        }
+        // else this connection's own replies make room: done() drains, which resumes the decoder
+        return false;
+    }
+
+    private boolean fitsConnection(long n) {
+        return requests == 0 && gatedBytes == 0 || bytes + gatedBytes + n <= maxBytes;
+    }
+
+    /** The decoder tries its frame again (it reserves, or waits again). */
+    private void resumeDecoder() {
+        if (closed || !gated) return;
+        gated = false;
+        channel.pipeline().fireChannelRead(Unpooled.EMPTY_BUFFER);
+        channel.pipeline().fireChannelReadComplete();
+        drain();
+    }
+
+    /** The decoder gives back what it reserved for a frame (decoded into a message that holds none, or the connection ended). */
+    @Override
+    public void release(long n) {
+        gatedBytes -= n;
+        budget.release(n);
+    }
+
+    /** A decoded request the session drops without offering it: what its decoder reserved for it goes. */
+    public void dropped(T request) {
+        long p = prepaid.applyAsLong(request);
+        gatedBytes -= p;
+        budget.release(p);
     }
 
     /** A decoded request: dispatched now if it fits, else kept in order until it does. */
     public void offer(T request) {
+        gatedBytes -= prepaid.applyAsLong(request);       // its reservation is the request's now
         if (closed) {
+            budget.release(prepaid.applyAsLong(request));
             ReferenceCountUtil.release(request);
             return;
         }
@@ -54,7 +130,7 @@ public final class Admission<T> {
     private boolean tryAdmit(T request) {
         long c = cost.applyAsLong(request);
         if (requests >= maxRequests || (requests > 0 && bytes + c > maxBytes)) return false;
-        if (!budget.tryReserve(c)) {
+        if (!budget.tryReserve(c - prepaid.applyAsLong(request))) {
             if (!waitingForBudget) {
                 waitingForBudget = true;
                 budget.whenAvailable(c, () -> channel.eventLoop().execute(() -> {
@@ -86,7 +162,11 @@ public final class Admission<T> {
     public void drain() {
         while (!closed && !waiting.isEmpty() && tryAdmit(waiting.peek())) dispatch.accept(waiting.poll());
         if (closed) return;
-        boolean room = waiting.isEmpty() && requests < maxRequests / 2 + 1 && bytes <= maxBytes / 2;
+        if (gated && !gateWaitsForBudget && fitsConnection(gateWant)) {
+            resumeDecoder();
+            return;
+        }
+        boolean room = !gated && waiting.isEmpty() && requests < maxRequests / 2 + 1 && bytes <= maxBytes / 2;
         if (room && channel.isWritable() && !channel.config().isAutoRead()) channel.config().setAutoRead(true);
         else if (!room || !channel.isWritable()) channel.config().setAutoRead(false);
     }
@@ -98,6 +178,7 @@ public final class Admission<T> {
             T t = it.next();
             if (which.test(t)) {
                 it.remove();
+                budget.release(prepaid.applyAsLong(t));
                 ReferenceCountUtil.release(t);
                 return true;
             }
@@ -113,6 +194,9 @@ public final class Admission<T> {
     public void close() {
         closed = true;
         T t;
-        while ((t = waiting.poll()) != null) ReferenceCountUtil.release(t);
+        while ((t = waiting.poll()) != null) {
+            budget.release(prepaid.applyAsLong(t));
+            ReferenceCountUtil.release(t);
+        }
     }
 }

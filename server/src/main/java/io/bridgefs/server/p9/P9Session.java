@@ -69,7 +69,9 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
         ops.peer = ctx.channel().remoteAddress();
-        admission = new Admission<>(ctx.channel(), server.budget, MAX_OUTSTANDING, MAX_BYTES, this::cost, m -> dispatch(ctx, m));
+        admission = new Admission<>(ctx.channel(), server.budget, MAX_OUTSTANDING, MAX_BYTES, this::cost, P9FrameDecoder::prepaid,
+                m -> dispatch(ctx, m));
+        decoder.gate(admission);        // large frames are counted before they are read
         ctx.channel().attr(io.bridgefs.server.net.ConnectionGuard.BUSY).set(() -> !admission.idle());
     }
 

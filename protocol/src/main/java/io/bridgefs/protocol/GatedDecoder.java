@@ -1,0 +1,56 @@
+package io.bridgefs.protocol;
+
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.handler.codec.ByteToMessageDecoder;
+
+/**
+ * A frame decoder that asks a {@link FrameGate} before it accumulates a large frame. While the gate
+ * refuses, it asks for no more input (ByteToMessageDecoder would request a read whenever a read
+ * produced nothing and auto-read is off, and so accumulate what the gate holds back); it tries again on
+ * its next read. What it reserved for an unfinished frame is given back when it is removed (the
+ * connection ended).
+ */
+public abstract class GatedDecoder extends ByteToMessageDecoder {
+    private FrameGate gate;
+    private long reserved;
+    private boolean waitingForGate;
+
+    /** Counts large frames before they are read (see {@link FrameGate}). */
+    public void gate(FrameGate gate) {
+        this.gate = gate;
+    }
+
+    /**
+     * Before accumulating a frame of {@code size} bytes: true to go on (reserved, or too small or no gate
+     * to need it), false to stop decoding until the next read.
+     */
+    protected final boolean admitFrame(long size) {
+        if (gate == null || size <= FrameGate.MIN_GATED || reserved > 0) return true;
+        waitingForGate = !gate.reserve(size);
+        if (waitingForGate) return false;
+        reserved = size;
+        return true;
+    }
+
+    /** The frame is decoded: of what was reserved for it, all but {@code kept} (the message holds that) goes back. */
+    protected final void frameDecoded(long kept) {
+        if (reserved > kept) gate.release(reserved - kept);
+        reserved = 0;
+    }
+
+    @Override
+    public void channelReadComplete(ChannelHandlerContext ctx) throws Exception {
+        if (!waitingForGate) {
+            super.channelReadComplete(ctx);
+            return;
+        }
+        discardSomeReadBytes();
+        ctx.fireChannelReadComplete();
+    }
+
+    @Override
+    protected void handlerRemoved0(ChannelHandlerContext ctx) {
+        if (reserved > 0) gate.release(reserved);       // the connection ended mid-frame
+        reserved = 0;
+    }
+}
