@@ -107,4 +107,32 @@ class ListenerAccessIT {
             assertEquals(200, http.send(java.net.http.HttpRequest.newBuilder(near.resolve("/verify")).build(), text).statusCode());
         }
     }
+
+    /**
+     * The metrics listener takes few connections (64, 16 per peer address): before, it took any number,
+     * each able to hold a 64 KiB request buffer.
+     */
+    @Test
+    void theMetricsListenerTakesFewConnections() throws Exception {
+        Path img = Tools.sparseImage(dir.resolve("disk.img"), 16 << 20, 1, 0, 1 << 20);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img)) {
+            java.util.List<Socket> held = new java.util.ArrayList<>();
+            try {
+                for (int i = 0; i < 16; i++) held.add(new Socket("127.0.0.1", s.metricsPort));
+                Thread.sleep(300);
+                try (Socket extra = new Socket("127.0.0.1", s.metricsPort)) {
+                    extra.setSoTimeout(5000);
+                    assertEquals(-1, extra.getInputStream().read(), "a 17th connection from one address is closed at once");
+                }
+                assertTrue(s.log().contains("metrics connection refused"), s.log());
+            } finally {
+                for (Socket k : held) k.close();
+            }
+            Thread.sleep(300);
+            var http = java.net.http.HttpClient.newHttpClient();
+            var r = http.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + s.metricsPort + "/metrics")).build(),
+                    java.net.http.HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, r.statusCode(), "served again once they went");
+        }
+    }
 }

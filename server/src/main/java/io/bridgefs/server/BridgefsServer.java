@@ -57,6 +57,8 @@ import org.slf4j.LoggerFactory;
 
 /** One bridgefs process: the shared cache, the exports, the listeners and the metrics. */
 public final class BridgefsServer implements AutoCloseable {
+    /** Connections the metrics listener takes at once (16 per peer address). */
+    static final int METRICS_CONNECTIONS = 64;
     private static final Logger log = LoggerFactory.getLogger(BridgefsServer.class);
 
     private final ServerConfig config;
@@ -200,9 +202,15 @@ public final class BridgefsServer implements AutoCloseable {
             listeners.add(p9Channel);
         }
         if (config.metricsListen() != null) {
+            // a scraper or an operator needs few connections: at most 64, 16 per peer address (idle ones stay:
+            // an HTTP client keeps its connection between scrapes)
+            io.bridgefs.server.config.Limits l = config.limits();
+            ConnectionGuard metricsGuard = new ConnectionGuard("metrics", new io.bridgefs.server.config.Limits(l.requestMemory(),
+                    METRICS_CONNECTIONS, METRICS_CONNECTIONS / 4, 0, 60, java.util.List.of(), l.maxFids(), 0), new MetricRegistry());
             metricsChannel = transport.listen(config.metricsListen(), new ChannelInitializer<>() {
                 @Override
                 protected void initChannel(Channel ch) {
+                    metricsGuard.install(ch);
                     ch.pipeline().addLast(new HttpServerCodec(), new HttpObjectAggregator(64 * 1024),
                             new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
                                     () -> MetricsText.json(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
