@@ -243,6 +243,29 @@ class AbuseIT {
                 long limit = s.metric("bridgefs_request_memory_limit_bytes");
                 assertTrue(peak - before < limit + 64 * MIB, "RSS grew " + ((peak - before) >> 20) + " MiB for a " + (limit >> 20) + " MiB budget");
                 assertFalse(s.log().contains("OutOfDirectMemoryError"), "no allocation failed");
+                // the one held back most (waiting for room) finishes its write once the others go: it is read again
+                int patient = 0;
+                for (int c = 1; c < 32; c++) if (left[c] > left[patient]) patient = c;
+                for (int c = 0; c < 32; c++) if (c != patient) chans.get(c).close();
+                java.nio.channels.SocketChannel p = chans.get(patient);
+                p.configureBlocking(true);
+                long rest = left[patient] + MIB;
+                while (rest > 0) {
+                    data.clear().limit((int) Math.min(MIB, rest));
+                    rest -= p.write(data);
+                }
+                java.nio.ByteBuffer reply = java.nio.ByteBuffer.allocate(16);
+                p.configureBlocking(false);
+                long deadline = System.nanoTime() + 30_000_000_000L;
+                while (reply.hasRemaining()) {
+                    if (p.read(reply) < 0) fail("closed before the reply");
+                    if (System.nanoTime() > deadline) fail("no reply to the held-back write within 30 s");
+                    Thread.sleep(10);
+                }
+                reply.flip();
+                assertEquals(NbdConstants.NBD_SIMPLE_REPLY_MAGIC, reply.getInt());
+                assertEquals(0, reply.getInt(), "the held-back write succeeds");
+                assertEquals(patient, reply.getLong(), "its cookie");
             } finally {
                 for (var ch : chans) ch.close();
             }

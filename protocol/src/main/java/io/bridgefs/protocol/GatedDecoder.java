@@ -1,19 +1,38 @@
 package io.bridgefs.protocol;
 
+import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.ByteToMessageDecoder;
 
 /**
  * A frame decoder that asks a {@link FrameGate} before it accumulates a large frame. While the gate
  * refuses, it asks for no more input (ByteToMessageDecoder would request a read whenever a read
- * produced nothing and auto-read is off, and so accumulate what the gate holds back); it tries again on
- * its next read. What it reserved for an unfinished frame is given back when it is removed (the
+ * produced nothing and auto-read is off, and so accumulate what the gate holds back); it tries again
+ * when the gate says, or on its next read. What it reserved for an unfinished frame is given back when it is removed (the
  * connection ended).
  */
 public abstract class GatedDecoder extends ByteToMessageDecoder {
     private FrameGate gate;
     private long reserved;
     private boolean waitingForGate;
+    private ChannelHandlerContext ctx;
+
+    @Override
+    public void handlerAdded(ChannelHandlerContext ctx) throws Exception {
+        this.ctx = ctx;
+        super.handlerAdded(ctx);
+    }
+
+    /** Decodes again what is buffered (on the event loop): the gate has room now. Not through the pipeline's head, which a TLS handler would swallow. */
+    private void retry() {
+        if (ctx == null || ctx.isRemoved()) return;
+        try {
+            channelRead(ctx, Unpooled.EMPTY_BUFFER);
+            channelReadComplete(ctx);
+        } catch (Exception e) {
+            ctx.fireExceptionCaught(e);
+        }
+    }
 
     /** Counts large frames before they are read (see {@link FrameGate}). */
     public void gate(FrameGate gate) {
@@ -26,7 +45,7 @@ public abstract class GatedDecoder extends ByteToMessageDecoder {
      */
     protected final boolean admitFrame(long size) {
         if (gate == null || size <= FrameGate.MIN_GATED || reserved > 0) return true;
-        waitingForGate = !gate.reserve(size);
+        waitingForGate = !gate.reserve(size, this::retry);
         if (waitingForGate) return false;
         reserved = size;
         return true;

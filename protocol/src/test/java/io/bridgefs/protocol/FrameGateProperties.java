@@ -37,7 +37,7 @@ class FrameGateProperties {
         }
 
         @Override
-        public boolean reserve(long bytes) {
+        public boolean reserve(long bytes, Runnable retry) {
             if (!refusals.isEmpty() && refusals.get(asks++ % refusals.size())) return false;
             held += bytes;
             maxHeld = Math.max(maxHeld, held);

@@ -1,7 +1,6 @@
 package io.bridgefs.server.net;
 
 import io.bridgefs.protocol.FrameGate;
-import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.util.ReferenceCountUtil;
 import java.util.ArrayDeque;
@@ -33,6 +32,7 @@ public final class Admission<T> implements FrameGate {
     private boolean waitingForBudget;
     private boolean gated;          // the decoder waits for room for a large frame of gateWant bytes
     private long gateWant;
+    private Runnable gateRetry;
     private boolean gateWaitsForBudget;
     private long gatedBytes;        // reserved for frames being read, not yet requests
     private boolean closed;
@@ -62,7 +62,7 @@ public final class Admission<T> implements FrameGate {
      * flight and the server's budget), or the connection waits unread until it fits.
      */
     @Override
-    public boolean reserve(long n) {
+    public boolean reserve(long n, Runnable retry) {
         if (closed) return false;
         boolean connectionRoom = fitsConnection(n);
         if (connectionRoom && budget.tryReserve(n)) {
@@ -72,6 +72,7 @@ public final class Admission<T> implements FrameGate {
         }
         gated = true;
         gateWant = n;
+        gateRetry = retry;
         channel.config().setAutoRead(false);
         if (connectionRoom && !gateWaitsForBudget) {
             gateWaitsForBudget = true;
@@ -92,8 +93,7 @@ public final class Admission<T> implements FrameGate {
     private void resumeDecoder() {
         if (closed || !gated) return;
         gated = false;
-        channel.pipeline().fireChannelRead(Unpooled.EMPTY_BUFFER);
-        channel.pipeline().fireChannelReadComplete();
+        gateRetry.run();
         drain();
     }
 
