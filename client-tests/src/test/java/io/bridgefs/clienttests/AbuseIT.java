@@ -431,7 +431,9 @@ class AbuseIT {
                 long peak = rss(s.process);
                 System.out.printf("4,000 xattr creates of 64 KiB: %d held, %d refused; RSS %d -> %d MiB%n", accepted, refused, before >> 20, peak >> 20);
                 assertEquals(256, accepted, "16 MiB of 64 KiB xattrs");
-                assertTrue(peak - before < 128 * MIB, "RSS grew " + ((peak - before) >> 20) + " MiB");
+                // the JVM may grow its heap toward -Xmx under the garbage of 4,000 refused requests; what
+                // must not happen is what did before the budget: the server ran out of heap and exited
+                assertTrue(peak - before < OVERHEAD, "RSS grew " + ((peak - before) >> 20) + " MiB");
                 clients.get(0).walk(1, 9000, "f");
                 clients.get(0).ok(new Tlopen(clients.get(0).tag(), 9000, P9.O_RDONLY), Rlopen.class);
                 assertEquals("x", new String(clients.get(0).readAll(9000, 100)), "still served");

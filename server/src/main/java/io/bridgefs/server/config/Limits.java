@@ -20,7 +20,7 @@ package io.bridgefs.server.config;
 public record Limits(long requestMemory, int maxConnections, int maxConnectionsPerPeer, int idleTimeoutSeconds,
                      int stallTimeoutSeconds, java.util.List<Cidr> allow, int maxFids, int handshakeLimitSeconds) {
     public static final int DEFAULT_HANDSHAKE_LIMIT = 10;
-    public static final int DEFAULT_MAX_FIDS = 131_072;
+    public static final int DEFAULT_MAX_FIDS = 65_536;
     /** Heap a fid takes at most, with its path (see P9FidReclaimTest). */
     public static final long FID_HEAP_BYTES = 1024;
     public static final Limits DEFAULT = new Limits(128L << 20, 1024, 256, 0, 60, java.util.List.of(), DEFAULT_MAX_FIDS,
