@@ -44,7 +44,9 @@ class P9ProtocolIT {
         Files.createDirectories(dir.resolve("sq"));
         Files.createDirectories(dir.resolve("devs"));
         server = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=share",
-                "--9p-export", "ro=ro,ro", "--9p-export", "sq=sq,squash=1234:5678", "--9p-export", "devs=devs,devices", "--9p-msize", "64k");
+                "--9p-export", "ro=ro,ro", "--9p-export", "sq=sq,squash=1234:5678", "--9p-export", "devs=devs,devices", "--9p-msize", "64k",
+                // room in all for one connection's 65,536 fids (past half of --max-fids a connection gets its share only)
+                "--max-fids", "262144");
     }
 
     @AfterAll
