@@ -61,13 +61,7 @@ class AbuseIT {
 
     /** Latency of one 4 KiB read from a well-behaved client, in ms. */
     private static long probe(RawNbdClient c, long cookie) throws IOException {
-        long t = System.nanoTime();
-        c.request(NbdConstants.NBD_CMD_READ, 0, cookie, (cookie * 4096) % (32 * MIB), 4096);
-        c.out.flush();
-        RawNbdClient.Reply r = c.reply(4096);
-        assertEquals(0, r.error());
-        assertEquals(cookie, r.cookie());
-        return (System.nanoTime() - t) / 1_000_000;
+        return timed(c, NbdConstants.NBD_CMD_READ, cookie, (cookie * 4096) % (32 * MIB), 4096, null, 4096);
     }
 
     @Test
@@ -278,6 +272,130 @@ class AbuseIT {
                 c.out.flush();
                 assertEquals(0, c.reply(4096).error());
             }
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /** A raw client in transmission on export "disk", structured replies not negotiated. */
+    private static RawNbdClient diskClient(int port) throws IOException {
+        RawNbdClient c = new RawNbdClient(port);
+        c.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+        c.go("disk");
+        return c;
+    }
+
+    /** Sends a request and waits for its simple reply (with {@code readLength} bytes): the time it took, in ms. */
+    private static long timed(RawNbdClient c, int type, long cookie, long offset, int length, byte[] data, int readLength) throws IOException {
+        long t = System.nanoTime();
+        c.request(type, 0, cookie, offset, length);
+        if (data != null) c.out.write(data);
+        c.out.flush();
+        RawNbdClient.Reply r = c.reply(readLength);
+        assertEquals(0, r.error());
+        assertEquals(cookie, r.cookie());
+        return (System.nanoTime() - t) / 1_000_000;
+    }
+
+    /**
+     * Four connections announce 32 MiB writes and send nothing more. Their frames are reserved when the
+     * headers come, so before this fix they held all of --request-memory (128 MiB) for as long as they
+     * liked and every other client waited with them, for a 4 KiB read too. Large frames now hold at
+     * most half of it, and one left unfinished while others wait for memory is cut off.
+     */
+    @Test
+    void largeWritesAnnouncedAndNeverSentHoldNobodyBack() throws Exception {
+        Path img = image("disk.img", 256 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m")) {
+            List<RawNbdClient> holders = new ArrayList<>();
+            try (RawNbdClient good = diskClient(s.nbdPort)) {
+                for (int c = 0; c < 4; c++) {
+                    RawNbdClient h = diskClient(s.nbdPort);
+                    holders.add(h);
+                    h.request(NbdConstants.NBD_CMD_WRITE, 0, c, 0, 32 * MIB);
+                    h.out.flush();
+                }
+                Thread.sleep(500);
+                good.socket.setSoTimeout(40_000);
+                long read = timed(good, NbdConstants.NBD_CMD_READ, 1, 0, 4096, null, 4096);
+                byte[] data = new byte[(int) MIB];
+                java.util.Arrays.fill(data, (byte) 0x5a);
+                long write = timed(good, NbdConstants.NBD_CMD_WRITE, 2, 8 * MIB, data.length, data, 0);
+                System.out.printf("4 connections holding announced 32 MiB writes: another's 4 KiB read took %d ms, its 1 MiB write %d ms%n", read, write);
+                assertTrue(read < 2_000, "a 4 KiB read waited " + read + " ms behind writes that never came");
+                assertTrue(write < 30_000, "a 1 MiB write waited " + write + " ms");
+                for (RawNbdClient h : holders) {
+                    h.socket.setSoTimeout(30_000);
+                    assertTrue(h.closedByServer(), "a connection sitting on an unfinished large write is closed");
+                }
+            } finally {
+                for (RawNbdClient h : holders) h.close();
+            }
+            assertTrue(s.log().contains("sent nothing of a large request"), "each closing is logged");
+            for (int i = 0; i < 50 && s.metric("bridgefs_request_memory_bytes") != 0; i++) Thread.sleep(100);
+            assertEquals(0, s.metric("bridgefs_request_memory_bytes"), "all of it given back");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /** A large write sent a byte at a time is cut off at --stall-timeout, whether or not anyone waits. */
+    @Test
+    void aLargeWriteTrickledInIsCutOffAtTheStallTimeout() throws Exception {
+        Path img = image("disk.img", 64 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m", "--stall-timeout", "3");
+             RawNbdClient t = diskClient(s.nbdPort)) {
+            t.request(NbdConstants.NBD_CMD_WRITE, 0, 1, 0, (int) MIB);
+            long start = System.nanoTime();
+            boolean closed = false;
+            try {
+                for (int i = 0; i < 40; i++) {
+                    t.out.write(7);
+                    t.out.flush();
+                    Thread.sleep(500);
+                }
+            } catch (IOException e) {
+                closed = true;
+            }
+            long ms = (System.nanoTime() - start) / 1_000_000;
+            t.socket.setSoTimeout(5_000);
+            closed = closed || t.closedByServer();
+            System.out.printf("a 1 MiB write sent a byte every 500 ms: closed=%s after %d ms (--stall-timeout 3)%n", closed, ms);
+            assertTrue(closed, "still open after " + ms + " ms");
+            assertTrue(s.log().contains("left a large request unfinished"), "logged");
+            try (RawNbdClient c = diskClient(s.nbdPort)) {
+                assertTrue(timed(c, NbdConstants.NBD_CMD_READ, 2, 0, 4096, null, 4096) < 2_000);
+            }
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
+     * Two connections each ask for two 31 MiB reads and take none of the replies: 124 MiB of the 128 MiB
+     * budget. Before this fix another client's 8 MiB read waited until --stall-timeout (60 s) cut them
+     * off; now a connection that holds request memory and takes nothing while others wait is closed
+     * within a few seconds.
+     */
+    @Test
+    void readersTakingNoRepliesAreCutOffWhenOthersWait() throws Exception {
+        Path img = image("disk.img", 256 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m")) {
+            List<RawNbdClient> slow = new ArrayList<>();
+            try (RawNbdClient good = diskClient(s.nbdPort)) {
+                for (int c = 0; c < 2; c++) {
+                    RawNbdClient h = diskClient(s.nbdPort);
+                    h.socket.setReceiveBufferSize(64 * 1024);
+                    slow.add(h);
+                    for (int i = 0; i < 2; i++) h.request(NbdConstants.NBD_CMD_READ, 0, 10 + i, (64L * c + 31L * i) * MIB, 31 * MIB);
+                    h.out.flush();
+                }
+                Thread.sleep(1_000);
+                good.socket.setSoTimeout(40_000);
+                long ms = timed(good, NbdConstants.NBD_CMD_READ, 1, 128 * MIB, 8 * (int) MIB, null, 8 * (int) MIB);
+                System.out.printf("2 connections holding 124 MiB of unread replies: another's 8 MiB read took %d ms%n", ms);
+                assertTrue(ms < 20_000, "an 8 MiB read waited " + ms + " ms behind clients that read nothing");
+            } finally {
+                for (RawNbdClient h : slow) h.close();
+            }
+            assertTrue(s.log().contains("took none of its replies"), "each closing is logged");
             assertEquals(0, s.stop());
         }
     }

@@ -120,7 +120,7 @@ public final class ServeCommand implements Callable<Integer> {
     int idleTimeout;
 
     @Option(names = "--stall-timeout", paramLabel = "SECONDS", defaultValue = "60",
-            description = "Close a connection whose client takes none of its queued replies for this long (default: ${DEFAULT-VALUE}).")
+            description = "Close a connection whose client takes none of its queued replies, or leaves a large request (over 64 KiB) unfinished, for this long (default: ${DEFAULT-VALUE}); while others wait for request memory, one that holds some and makes no progress is closed within 5 s to 10 s.")
     int stallTimeout;
 
     @Option(names = "--allow", paramLabel = "CIDR",

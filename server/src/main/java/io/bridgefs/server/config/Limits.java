@@ -8,7 +8,7 @@ package io.bridgefs.server.config;
  * @param maxConnections connections per listener; more are closed as they arrive
  * @param maxConnectionsPerPeer connections per listener from one peer address
  * @param idleTimeoutSeconds a connection with nothing in flight and no traffic this long is closed (0: never)
- * @param stallTimeoutSeconds a connection whose client takes none of its queued replies this long is closed
+ * @param stallTimeoutSeconds a connection whose client takes none of its queued replies, or leaves a large frame unfinished, this long is closed
  * @param allow peer address ranges the NBD and 9P listeners accept ({@code --allow}); empty: every peer
  * @param handshakeLimitSeconds a connection that has not finished negotiating this long after it was
  *     accepted (NBD: NBD_OPT_GO or NBD_OPT_EXPORT_NAME, TLS included; 9P: a successful Tattach) is closed

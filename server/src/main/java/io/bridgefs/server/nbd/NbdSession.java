@@ -63,7 +63,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     public void handlerAdded(ChannelHandlerContext ctx) {
         admission = new Admission<>(ctx.channel(), server.budget(), MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES,
                 NbdSession::cost, r -> gated ? NbdRequestDecoder.prepaid(r) : 0, r -> dispatch(ctx, r));
-        ctx.channel().attr(ConnectionGuard.BUSY).set(() -> !admission.idle());
+        ctx.channel().attr(ConnectionGuard.FLOW).set(admission);
         if (export.bridged() != null) export.bridged().attach();
     }
 

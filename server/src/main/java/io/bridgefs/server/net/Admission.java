@@ -18,7 +18,7 @@ import java.util.function.ToLongFunction;
  * counted against the budget before its bytes are read (a write keeps that as part of its cost,
  * {@code prepaid}), and while the budget has no room for it the connection is not read.
  */
-public final class Admission<T> implements FrameGate {
+public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
     private final Channel channel;
     private final MemoryBudget budget;
     private final int maxRequests;
@@ -35,6 +35,7 @@ public final class Admission<T> implements FrameGate {
     private Runnable gateRetry;
     private boolean gateWaitsForBudget;
     private long gatedBytes;        // reserved for frames being read, not yet requests
+    private long frameSince;        // System.nanoTime() when the frame being read was reserved (gatedBytes > 0)
     private boolean closed;
 
     /** Without gated frames: no request's cost is prepaid. */
@@ -65,9 +66,13 @@ public final class Admission<T> implements FrameGate {
     public boolean reserve(long n, Runnable retry) {
         if (closed) return false;
         boolean connectionRoom = fitsConnection(n);
-        if (connectionRoom && budget.tryReserve(n)) {
+        if (connectionRoom && budget.tryReserveFrame(n)) {
             gated = false;
+            if (gatedBytes == 0) frameSince = System.nanoTime();
             gatedBytes += n;
+            // its bytes are paid for: read them whatever else holds reading back, so that how long the
+            // frame stays unfinished is the client's doing (the guard cuts off clients that stall in one)
+            channel.config().setAutoRead(true);
             return true;
         }
         gated = true;
@@ -76,7 +81,7 @@ public final class Admission<T> implements FrameGate {
         channel.config().setAutoRead(false);
         if (connectionRoom && !gateWaitsForBudget) {
             gateWaitsForBudget = true;
-            budget.whenAvailable(n, () -> channel.eventLoop().execute(() -> {
+            budget.whenFrameFits(n, () -> channel.eventLoop().execute(() -> {
                 gateWaitsForBudget = false;
                 resumeDecoder();
             }));
@@ -100,20 +105,24 @@ public final class Admission<T> implements FrameGate {
     /** The decoder gives back what it reserved for a frame (decoded into a message that holds none, or the connection ended). */
     @Override
     public void release(long n) {
-        gatedBytes -= n;
-        budget.release(n);
+        frameGone(n);
+        budget.releaseFrame(n);
     }
 
     /** A decoded request the session drops without offering it: what its decoder reserved for it goes. */
     public void dropped(T request) {
         long p = prepaid.applyAsLong(request);
-        gatedBytes -= p;
-        budget.release(p);
+        frameGone(p);
+        budget.releaseFrame(p);
     }
 
     /** A decoded request: dispatched now if it fits, else kept in order until it does. */
     public void offer(T request) {
-        gatedBytes -= prepaid.applyAsLong(request);       // its reservation is the request's now
+        long p = prepaid.applyAsLong(request);             // its reservation is the request's now
+        if (p > 0) {
+            frameGone(p);
+            budget.frameRead(p);
+        }
         if (closed) {
             budget.release(prepaid.applyAsLong(request));
             ReferenceCountUtil.release(request);
@@ -125,6 +134,26 @@ public final class Admission<T> implements FrameGate {
         }
         waiting.add(request);
         channel.config().setAutoRead(false);
+    }
+
+    private void frameGone(long n) {
+        gatedBytes -= n;
+        if (gatedBytes == 0) frameSince = 0;
+    }
+
+    @Override
+    public long unfinishedFrameNanos() {
+        return gatedBytes > 0 ? System.nanoTime() - frameSince : -1;
+    }
+
+    @Override
+    public boolean holdsMemory() {
+        return requests > 0 || gatedBytes > 0 || !waiting.isEmpty();
+    }
+
+    @Override
+    public boolean memoryRefusedWithin(long nanos) {
+        return budget.refusedWithin(nanos);
     }
 
     private boolean tryAdmit(T request) {
@@ -166,6 +195,10 @@ public final class Admission<T> implements FrameGate {
             resumeDecoder();
             return;
         }
+        if (gatedBytes > 0) {           // a frame being read is paid for (see reserve)
+            if (!channel.config().isAutoRead()) channel.config().setAutoRead(true);
+            return;
+        }
         boolean room = !gated && waiting.isEmpty() && requests < maxRequests / 2 + 1 && bytes <= maxBytes / 2;
         if (room && channel.isWritable() && !channel.config().isAutoRead()) channel.config().setAutoRead(true);
         else if (!room || !channel.isWritable()) channel.config().setAutoRead(false);
@@ -188,6 +221,7 @@ public final class Admission<T> implements FrameGate {
 
     public int inFlight() { return requests; }
 
+    @Override
     public boolean idle() { return requests == 0 && waiting.isEmpty(); }
 
     /** The connection ended: requests not yet dispatched are dropped (in-flight ones release via {@link #done}). */

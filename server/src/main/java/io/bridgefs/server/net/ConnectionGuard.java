@@ -17,7 +17,6 @@ import java.net.InetSocketAddress;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -27,12 +26,36 @@ import org.slf4j.LoggerFactory;
  * logged with the peer, counted in {@code bridgefs_connections_refused_total{path}}), and closes a
  * connection whose client has taken none of its queued replies for {@code --stall-timeout} seconds, or
  * that has been idle (nothing in flight, no traffic) for {@code --idle-timeout} seconds.
+ *
+ * <p>Request memory is shared, so a client that holds some and makes no progress holds back everyone
+ * else: every few seconds ({@link #WATCH_SECONDS}, at most the stall timeout) the guard looks at each
+ * connection and closes one that has left a large request (a frame whose bytes were reserved when its
+ * header came) unfinished for {@code --stall-timeout}, or, while other connections wait for request
+ * memory, has sent nothing of such a frame or taken none of its replies since it last looked.
  */
 @ChannelHandler.Sharable
 public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     private static final Logger log = LoggerFactory.getLogger(ConnectionGuard.class);
-    /** Set by a session: whether the connection has requests in progress (an idle timeout spares it). */
-    public static final AttributeKey<BooleanSupplier> BUSY = AttributeKey.valueOf("bridgefs.busy");
+    /** What a session's flow control tells the guard of its connection (asked on the event loop). */
+    public interface Flow {
+        /** Nothing in flight nor waiting: an idle timeout may close it. */
+        boolean idle();
+
+        /** It holds request memory: requests in flight or waiting, or a large frame reserved. */
+        boolean holdsMemory();
+
+        /** How long the large frame being read has been unfinished (nanoseconds), or -1. */
+        long unfinishedFrameNanos();
+
+        /** Whether the server refused someone request memory within the last {@code nanos}. */
+        boolean memoryRefusedWithin(long nanos);
+    }
+
+    /** Set by a session once it is in the pipeline. */
+    public static final AttributeKey<Flow> FLOW = AttributeKey.valueOf("bridgefs.flow");
+    private static final AttributeKey<Watch> WATCH = AttributeKey.valueOf("bridgefs.watch");
+    /** How often each connection's progress is looked at (or the stall timeout, if shorter). */
+    public static final int WATCH_SECONDS = 5;
     private static final AttributeKey<Object> COUNTED = AttributeKey.valueOf("bridgefs.counted");
     private static final AttributeKey<Boolean> NEGOTIATED = AttributeKey.valueOf("bridgefs.negotiated");
     private final java.util.concurrent.atomic.AtomicLong lastHandshakeLog = new java.util.concurrent.atomic.AtomicLong(System.nanoTime() - REFUSAL_LOG_INTERVAL_NS - 1);
@@ -90,7 +113,64 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
         }
         int limit = limits.handshakeLimitSeconds();
         if (limit > 0) ch.eventLoop().schedule(() -> closeIfNotNegotiated(ch), limit, TimeUnit.SECONDS);
+        Watch w = new Watch(ch);
+        ch.attr(WATCH).set(w);
+        int every = Math.min(WATCH_SECONDS, limits.stallTimeoutSeconds());
+        w.task = ch.eventLoop().scheduleAtFixedRate(w, every, every, TimeUnit.SECONDS);
         ctx.fireChannelActive();
+    }
+
+    @Override
+    public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        Watch w = ctx.channel().attr(WATCH).get();
+        if (w != null) w.reads++;
+        ctx.fireChannelRead(msg);
+    }
+
+    /** One connection's progress, looked at every {@link #WATCH_SECONDS} (event loop). */
+    private final class Watch implements Runnable {
+        final Channel ch;
+        long reads, readsSeen;
+        Object current;
+        long progress, pending;
+        java.util.concurrent.ScheduledFuture<?> task;
+
+        Watch(Channel ch) {
+            this.ch = ch;
+        }
+
+        @Override
+        public void run() {
+            Flow flow = ch.attr(FLOW).get();
+            if (flow == null || !ch.isActive()) return;
+            int every = Math.min(WATCH_SECONDS, limits.stallTimeoutSeconds());
+            boolean readNothing = reads == readsSeen;
+            readsSeen = reads;
+            boolean tookNothing = false;
+            ChannelOutboundBuffer out = ch.unsafe().outboundBuffer();
+            if (out != null) {
+                Object c = out.current();
+                long p = out.currentProgress(), q = out.totalPendingWriteBytes();
+                tookNothing = q > 0 && c == current && p == progress && q >= pending;
+                current = c;
+                progress = p;
+                pending = q;
+            }
+            long frame = flow.unfinishedFrameNanos();
+            boolean othersWait = flow.memoryRefusedWithin(TimeUnit.SECONDS.toNanos(2L * every));
+            String why = null;
+            if (frame >= TimeUnit.SECONDS.toNanos(limits.stallTimeoutSeconds())) {
+                why = "left a large request unfinished for " + TimeUnit.NANOSECONDS.toSeconds(frame) + " s (--stall-timeout)";
+            } else if (frame >= 0 && readNothing && othersWait) {
+                why = "sent nothing of a large request for " + every + " s while others waited for request memory";
+            } else if (tookNothing && othersWait && flow.holdsMemory()) {
+                why = "took none of its replies for " + every + " s while others waited for request memory";
+            }
+            if (why == null) return;
+            timedOut.inc();
+            log.warn("{}: {} connection {}: closing", ch.remoteAddress(), path, why);
+            ch.close();
+        }
     }
 
     /** The session finished negotiating (NBD: transmission begins; 9P: a Tattach succeeded): the handshake limit no longer applies. */
@@ -123,6 +203,8 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     @Override
     public void channelInactive(ChannelHandlerContext ctx) {
         Channel ch = ctx.channel();
+        Watch w = ch.attr(WATCH).getAndSet(null);
+        if (w != null && w.task != null) w.task.cancel(false);
         if (ch.attr(COUNTED).getAndSet(null) != null) {
             open.decrementAndGet();
             perPeer.computeIfPresent(peerKey(ch), (k, c) -> c.decrementAndGet() <= 0 ? null : c);
@@ -146,8 +228,8 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
                 ctx.close();
             }
         } else if (e.state() == IdleState.ALL_IDLE) {
-            BooleanSupplier busy = ch.attr(BUSY).get();
-            if (busy == null || !busy.getAsBoolean()) {
+            Flow flow = ch.attr(FLOW).get();
+            if (flow == null || flow.idle()) {
                 timedOut.inc();
                 log.info("{}: {} connection idle for {} s: closing", ch.remoteAddress(), path, limits.idleTimeoutSeconds());
                 ctx.close();

@@ -72,7 +72,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         admission = new Admission<>(ctx.channel(), server.budget, MAX_OUTSTANDING, MAX_BYTES, this::cost, P9FrameDecoder::prepaid,
                 m -> dispatch(ctx, m));
         decoder.gate(admission);        // large frames are counted before they are read
-        ctx.channel().attr(io.bridgefs.server.net.ConnectionGuard.BUSY).set(() -> !admission.idle());
+        ctx.channel().attr(io.bridgefs.server.net.ConnectionGuard.FLOW).set(admission);
     }
 
     /** What a request holds until answered: its own bytes and the largest reply it can make. */
