@@ -59,6 +59,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     private static final AttributeKey<Object> COUNTED = AttributeKey.valueOf("bridgefs.counted");
     private static final AttributeKey<Boolean> NEGOTIATED = AttributeKey.valueOf("bridgefs.negotiated");
     private final java.util.concurrent.atomic.AtomicLong lastHandshakeLog = new java.util.concurrent.atomic.AtomicLong(System.nanoTime() - REFUSAL_LOG_INTERVAL_NS - 1);
+    private final java.util.concurrent.atomic.AtomicLong lastStallLog = new java.util.concurrent.atomic.AtomicLong(System.nanoTime() - REFUSAL_LOG_INTERVAL_NS - 1);
 
     private final String path;
     private final Limits limits;
@@ -168,7 +169,10 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
             }
             if (why == null) return;
             timedOut.inc();
-            log.warn("{}: {} connection {}: closing", ch.remoteAddress(), path, why);
+            if (logNow(lastStallLog)) {
+                log.warn("{}: {} connection {}: closing ({} timed out in all; logged every 10 s at most)", ch.remoteAddress(), path, why,
+                        timedOut.getCount());
+            }
             ch.close();
         }
     }
@@ -181,20 +185,23 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     private void closeIfNotNegotiated(Channel ch) {
         if (!ch.isActive() || ch.attr(NEGOTIATED).get() != null) return;
         timedOut.inc();
-        long now = System.nanoTime();
-        long last = lastHandshakeLog.get();
-        if (now - last > REFUSAL_LOG_INTERVAL_NS && lastHandshakeLog.compareAndSet(last, now)) {
+        if (logNow(lastHandshakeLog)) {
             log.warn("{}: {} connection did not finish negotiating within {} s (--handshake-limit): closing ({} timed out in all; logged every 10 s at most)",
                     ch.remoteAddress(), path, limits.handshakeLimitSeconds(), timedOut.getCount());
         }
         ch.close();
     }
 
-    /** One line per refusal, at most every 10 s per listener (a flood must not flood the log). */
-    private void logRefusal(Channel ch, String why) {
+    /** Whether a line of this kind may be logged now: at most one every 10 s per listener (a flood must not flood the log). */
+    private static boolean logNow(java.util.concurrent.atomic.AtomicLong last) {
         long now = System.nanoTime();
-        long last = lastRefusalLog.get();
-        if (now - last > REFUSAL_LOG_INTERVAL_NS && lastRefusalLog.compareAndSet(last, now)) {
+        long then = last.get();
+        return now - then > REFUSAL_LOG_INTERVAL_NS && last.compareAndSet(then, now);
+    }
+
+    /** One line per refusal, at most every 10 s per listener. */
+    private void logRefusal(Channel ch, String why) {
+        if (logNow(lastRefusalLog)) {
             log.warn("{}: {} connection refused: {} ({} refused in all; further refusals logged every 10 s at most)",
                     ch.remoteAddress(), path, why, refused.getCount());
         }
