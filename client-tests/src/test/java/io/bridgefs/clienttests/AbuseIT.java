@@ -337,6 +337,54 @@ class AbuseIT {
         }
     }
 
+    /**
+     * The same on the 9P path, with an 8 MiB --request-memory: eight connections each send the first
+     * 23 bytes of a 1 MiB Twrite (its header: the frame is reserved) and stop. Before the fix they held
+     * all of the budget and another client's 4 KiB Tread waited for good; now frames hold at most half,
+     * the Tread is answered at once, and a 512 KiB Twrite once the holders are cut off.
+     */
+    @Test
+    void p9WritesAnnouncedAndNeverSentHoldNobodyBack() throws Exception {
+        Path share = helloShare();
+        Files.write(share.resolve("data"), new byte[(int) MIB]);
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
+                "--cache-size", "256m", "--request-memory", "8m")) {
+            List<RawP9Client> holders = new ArrayList<>();
+            try (RawP9Client good = new RawP9Client(port)) {
+                good.attach((int) MIB, "share", 1);
+                good.walk(1, 2, "data");
+                good.ok(new Tlopen(good.tag(), 2, P9.O_RDWR), Rlopen.class);
+                for (int c = 0; c < 8; c++) {
+                    RawP9Client h = new RawP9Client(port);
+                    holders.add(h);
+                    h.attach((int) MIB, "share", 1);
+                    h.walk(1, 2, "data");
+                    h.ok(new Tlopen(h.tag(), 2, P9.O_RDWR), Rlopen.class);
+                    byte[] w = RawP9Client.frame(new Twrite(h.tag(), 2, 0, io.netty.buffer.Unpooled.wrappedBuffer(new byte[(int) MIB - 100])));
+                    h.sendRaw(java.util.Arrays.copyOf(w, 23));
+                }
+                Thread.sleep(500);
+                good.socket.setSoTimeout(40_000);
+                long t = System.nanoTime();
+                assertEquals(4096, good.ok(new Tread(good.tag(), 2, 0, 4096), Rread.class).data().readableBytes());
+                long read = (System.nanoTime() - t) / 1_000_000;
+                t = System.nanoTime();
+                byte[] d = new byte[512 * 1024];
+                assertEquals(d.length, good.ok(new Twrite(good.tag(), 2, 0, io.netty.buffer.Unpooled.wrappedBuffer(d)), Rwrite.class).count());
+                long write = (System.nanoTime() - t) / 1_000_000;
+                System.out.printf("8 connections holding announced 1 MiB Twrites (8 MiB budget): another's 4 KiB Tread took %d ms, its 512 KiB Twrite %d ms%n",
+                        read, write);
+                assertTrue(read < 2_000, "a 4 KiB Tread waited " + read + " ms behind writes that never came");
+                assertTrue(write < 35_000, "a 512 KiB Twrite waited " + write + " ms");
+            } finally {
+                for (RawP9Client h : holders) h.close();
+            }
+            assertTrue(s.log().contains("sent nothing of a large request"), "the closing is logged");
+            assertEquals(0, s.stop());
+        }
+    }
+
     /** A large write sent a byte at a time is cut off at --stall-timeout, whether or not anyone waits. */
     @Test
     void aLargeWriteTrickledInIsCutOffAtTheStallTimeout() throws Exception {

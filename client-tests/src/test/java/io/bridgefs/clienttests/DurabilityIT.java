@@ -89,6 +89,19 @@ class DurabilityIT {
         }
     }
 
+    /**
+     * Waits until a write has been acknowledged durable: a trial's random moment is counted from there,
+     * so that a server slow to start (a busy machine) is still killed under writes, not before them
+     * (CI once killed one at 476 ms with nothing acknowledged yet, and the trial proved nothing).
+     */
+    static void underWay(Set<Long> durable) throws InterruptedException {
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (durable.isEmpty()) {
+            assertTrue(System.nanoTime() < deadline, "no write was acknowledged durable within 20 s");
+            Thread.sleep(5);
+        }
+    }
+
     @Test
     void killNineUnderMultiConnectionNbdWrites() throws Exception {
         System.out.println("durability campaign seed " + SEED + " (-Ddurability.seed= to repeat)");
@@ -111,13 +124,14 @@ class DurabilityIT {
                 threads.add(t);
             }
             long wait = 300 + rnd.nextInt(2200);
+            underWay(durable);
             Thread.sleep(wait);
             s.process.destroyForcibly();               // SIGKILL
             s.process.waitFor();
             stop.set(true);
             for (Thread t : threads) t.join(10_000);
             verify(img, writers, durable, "trial " + trial);
-            System.out.printf("nbd kill -9 trial %d after %d ms: %d acknowledged-durable writes, all in the file%n", trial, wait, durable.size());
+            System.out.printf("nbd kill -9 trial %d, %d ms after the first durable write: %d acknowledged-durable writes, all in the file%n", trial, wait, durable.size());
             assertFalse(durable.isEmpty(), "nothing was acknowledged durable: the trial proved nothing");
         }
     }
@@ -157,13 +171,14 @@ class DurabilityIT {
             });
             writer.start();
             long wait = 300 + rnd.nextInt(2200);
+            underWay(durable);
             Thread.sleep(wait);
             s.process.destroyForcibly();
             s.process.waitFor();
             stop.set(true);
             writer.join(10_000);
             verify(file, 1, durable, "9p trial " + trial);
-            System.out.printf("9p kill -9 trial %d after %d ms: %d fsync'd writes, all in the file%n", trial, wait, durable.size());
+            System.out.printf("9p kill -9 trial %d, %d ms after the first durable write: %d fsync'd writes, all in the file%n", trial, wait, durable.size());
             assertFalse(durable.isEmpty(), "nothing was acknowledged durable: the trial proved nothing");
         }
     }
