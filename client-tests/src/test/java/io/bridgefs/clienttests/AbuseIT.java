@@ -323,10 +323,14 @@ class AbuseIT {
                 System.out.printf("4 connections holding announced 32 MiB writes: another's 4 KiB read took %d ms, its 1 MiB write %d ms%n", read, write);
                 assertTrue(read < 2_000, "a 4 KiB read waited " + read + " ms behind writes that never came");
                 assertTrue(write < 30_000, "a 1 MiB write waited " + write + " ms");
+                // the write had room only once holders sitting on reserved frames were closed (two at a
+                // time hold the frames' half; which of the other two reserve next is a race with it)
+                int closed = 0;
                 for (RawNbdClient h : holders) {
-                    h.socket.setSoTimeout(30_000);
-                    assertTrue(h.closedByServer(), "a connection sitting on an unfinished large write is closed");
+                    h.socket.setSoTimeout(2_000);
+                    if (h.closedByServer()) closed++;
                 }
+                assertTrue(closed >= 2, closed + " of the connections sitting on unfinished large writes were closed");
             } finally {
                 for (RawNbdClient h : holders) h.close();
             }
