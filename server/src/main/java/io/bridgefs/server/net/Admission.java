@@ -124,7 +124,7 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
             budget.frameRead(p);
         }
         if (closed) {
-            budget.release(prepaid.applyAsLong(request));
+            budget.release(p);
             ReferenceCountUtil.release(request);
             return;
         }

@@ -63,6 +63,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
 
     private final String path;
     private final Limits limits;
+    private final int watchSeconds;       // how often each connection is looked at
     private final AtomicInteger open = new AtomicInteger();
     private final ConcurrentHashMap<Object, AtomicInteger> perPeer = new ConcurrentHashMap<>();
     private final Counter refused;
@@ -73,6 +74,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     public ConnectionGuard(String path, Limits limits, MetricRegistry registry) {
         this.path = path;
         this.limits = limits;
+        this.watchSeconds = Math.min(WATCH_SECONDS, limits.stallTimeoutSeconds());
         registry.register("bridgefs.connections." + path, (Gauge<Integer>) open::get);
         this.refused = registry.counter("bridgefs.connections_refused." + path);
         this.timedOut = registry.counter("bridgefs.connections_timed_out." + path);
@@ -116,8 +118,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
         if (limit > 0) ch.eventLoop().schedule(() -> closeIfNotNegotiated(ch), limit, TimeUnit.SECONDS);
         Watch w = new Watch(ch);
         ch.attr(WATCH).set(w);
-        int every = Math.min(WATCH_SECONDS, limits.stallTimeoutSeconds());
-        w.task = ch.eventLoop().scheduleAtFixedRate(w, every, every, TimeUnit.SECONDS);
+        w.task = ch.eventLoop().scheduleAtFixedRate(w, watchSeconds, watchSeconds, TimeUnit.SECONDS);
         ctx.fireChannelActive();
     }
 
@@ -144,7 +145,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
         public void run() {
             Flow flow = ch.attr(FLOW).get();
             if (flow == null || !ch.isActive()) return;
-            int every = Math.min(WATCH_SECONDS, limits.stallTimeoutSeconds());
+            int every = watchSeconds;
             boolean readNothing = reads == readsSeen;
             readsSeen = reads;
             boolean tookNothing = false;
