@@ -453,6 +453,131 @@ class AbuseIT {
     }
 
     /**
+     * Reads up to {@code total} bytes of the client's socket, {@code chunk} bytes every {@code periodMs}:
+     * the bytes it got before the end (the server closed the connection, or all were read).
+     */
+    private static java.util.concurrent.CompletableFuture<Long> drip(RawNbdClient c, int chunk, long periodMs, long total) {
+        return java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            byte[] b = new byte[chunk];
+            long got = 0;
+            try {
+                while (got < total) {
+                    int n = c.in.readNBytes(b, 0, (int) Math.min(chunk, total - got));
+                    if (n <= 0) break;
+                    got += n;
+                    Thread.sleep(periodMs);
+                }
+            } catch (IOException | InterruptedException e) {
+                // closed by the server (or by the test)
+            }
+            return got;
+        });
+    }
+
+    /**
+     * With --stall-timeout 30 and a 150 MiB budget: two connections each ask for two 31 MiB reads and
+     * take their replies at 1 MiB/s, a third asks for 24 MiB and takes it at 2 MiB/s (148 MiB held), and
+     * another client asks for 32 MiB (more than the third gives back). The rule before (nothing taken
+     * since the last look) left the drippers alone, as they take something every look, so that read
+     * waited until a dripper had taken a whole reply (~27 s); now, while others wait, a connection that at its pace would not take
+     * what it has queued within --stall-timeout is closed. The 2 MiB/s reader would (in 12 s), and is
+     * served whole.
+     */
+    @Test
+    void readersDrippingTheirRepliesAreCutOffWhenOthersWait() throws Exception {
+        Path img = image("disk.img", 256 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m", "--request-memory", "150m",
+                "--stall-timeout", "30")) {
+            List<RawNbdClient> slow = new ArrayList<>();
+            List<java.util.concurrent.CompletableFuture<Long>> drips = new ArrayList<>();
+            try (RawNbdClient good = diskClient(s.nbdPort); RawNbdClient steady = diskClient(s.nbdPort)) {
+                for (int c = 0; c < 2; c++) {
+                    RawNbdClient h = diskClient(s.nbdPort);
+                    h.socket.setReceiveBufferSize(64 * 1024);
+                    slow.add(h);
+                    for (int i = 0; i < 2; i++) h.request(NbdConstants.NBD_CMD_READ, 0, 10 + i, (62L * c + 31L * i) * MIB, 31 * (int) MIB);
+                    h.out.flush();
+                    drips.add(drip(h, 128 * 1024, 125, Long.MAX_VALUE));
+                }
+                steady.socket.setReceiveBufferSize(64 * 1024);
+                steady.request(NbdConstants.NBD_CMD_READ, 0, 20, 124 * MIB, 24 * (int) MIB);
+                steady.out.flush();
+                assertEquals(NbdConstants.NBD_SIMPLE_REPLY_MAGIC, steady.in.readInt());
+                assertEquals(0, steady.in.readInt(), "error");
+                assertEquals(20, steady.in.readLong(), "cookie");
+                var steadyGot = drip(steady, 256 * 1024, 125, 24 * MIB);
+                Thread.sleep(1_000);
+                good.socket.setSoTimeout(60_000);
+                long ms = timed(good, NbdConstants.NBD_CMD_READ, 1, 160 * MIB, 32 * (int) MIB, null, 32 * (int) MIB);
+                long steadyBytes = steadyGot.get(60, java.util.concurrent.TimeUnit.SECONDS);
+                System.out.printf("2 connections taking 124 MiB of replies at 1 MiB/s: another's 32 MiB read took %d ms; "
+                        + "a third taking 24 MiB at 2 MiB/s got %d MiB (--stall-timeout 30)%n", ms, steadyBytes / MIB);
+                s.log().lines().filter(l -> l.contains("closing")).forEach(System.out::println);
+                assertTrue(ms < 20_000, "a 32 MiB read waited " + ms + " ms behind clients dripping their replies");
+                assertEquals(24 * MIB, steadyBytes, "the 2 MiB/s reader was served whole");
+                assertFalse(steady.closedByServer(), "and kept");
+                for (var d : drips) assertTrue(d.get(10, java.util.concurrent.TimeUnit.SECONDS) < 62 * MIB, "a dripper was cut off");
+            } finally {
+                for (RawNbdClient h : slow) h.close();
+            }
+            assertTrue(s.log().contains("bytes of queued replies"), "the closing is logged");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
+     * Two connections announce 32 MiB writes and send them at 64 KiB/s: together they hold the frames'
+     * half of the budget, so another client's 1 MiB write (a large frame too) waits. Before, it waited
+     * until --stall-timeout (60 s) cut them off; now a frame that would not be finished within
+     * --stall-timeout of its start at its sender's pace is cut off while others wait.
+     */
+    @Test
+    void largeWritesDrippedInWhileOthersWaitAreCutOff() throws Exception {
+        Path img = image("disk.img", 128 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "256m")) {
+            List<RawNbdClient> holders = new ArrayList<>();
+            List<java.util.concurrent.CompletableFuture<Boolean>> drips = new ArrayList<>();
+            try (RawNbdClient good = diskClient(s.nbdPort)) {
+                for (int c = 0; c < 2; c++) {
+                    RawNbdClient h = diskClient(s.nbdPort);
+                    holders.add(h);
+                    h.request(NbdConstants.NBD_CMD_WRITE, 0, c, 32L * c * MIB, 32 * (int) MIB);
+                    h.out.flush();
+                    drips.add(java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                        byte[] b = new byte[16 * 1024];
+                        try {
+                            for (int i = 0; i < 2048; i++) {
+                                h.out.write(b);
+                                h.out.flush();
+                                Thread.sleep(250);
+                            }
+                            return false;
+                        } catch (IOException | InterruptedException e) {
+                            return true;
+                        }
+                    }));
+                }
+                Thread.sleep(500);
+                good.socket.setSoTimeout(40_000);
+                long read = timed(good, NbdConstants.NBD_CMD_READ, 1, 64 * MIB, 4096, null, 4096);
+                byte[] data = new byte[(int) MIB];
+                java.util.Arrays.fill(data, (byte) 0x3c);
+                long write = timed(good, NbdConstants.NBD_CMD_WRITE, 2, 64 * MIB, data.length, data, 0);
+                System.out.printf("2 connections sending 32 MiB writes at 64 KiB/s: another's 4 KiB read took %d ms, its 1 MiB write %d ms%n", read, write);
+                assertTrue(read < 2_000, "a 4 KiB read waited " + read + " ms");
+                assertTrue(write < 30_000, "a 1 MiB write waited " + write + " ms behind writes dripped in");
+                for (var d : drips) assertTrue(d.get(20, java.util.concurrent.TimeUnit.SECONDS), "a dripper was cut off");
+            } finally {
+                for (RawNbdClient h : holders) h.close();
+            }
+            assertTrue(s.log().contains("bytes of a large request in"), "each closing is logged");
+            for (int i = 0; i < 50 && s.metric("bridgefs_request_memory_bytes") != 0; i++) Thread.sleep(100);
+            assertEquals(0, s.metric("bridgefs_request_memory_bytes"), "all of it given back");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
      * A server with few descriptors (started under prlimit --nofile=1024, so its fids may hold about 300):
      * one client walks 800 fids and keeps them, idle, as a guest mounting with cache=loose does; diod's
      * own clients on other connections must still list and read the export (before the fair share every

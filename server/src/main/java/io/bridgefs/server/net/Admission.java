@@ -37,6 +37,9 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
     private long gatedBytes;        // reserved for frames being read, not yet requests
     private long frameSince;        // System.nanoTime() when the frame being read was reserved (gatedBytes > 0)
     private boolean closed;
+    /** What the budget calls back when bytes are released (one each, removed from it when the connection ends). */
+    private final Runnable budgetWaiter = this::budgetReleased;
+    private final Runnable frameWaiter = this::frameBudgetReleased;
 
     /** Without gated frames: no request's cost is prepaid. */
     public Admission(Channel channel, MemoryBudget budget, int maxRequests, long maxBytes, ToLongFunction<T> cost, Consumer<T> dispatch) {
@@ -81,10 +84,7 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
         channel.config().setAutoRead(false);
         if (connectionRoom && !gateWaitsForBudget) {
             gateWaitsForBudget = true;
-            budget.whenFrameFits(n, () -> channel.eventLoop().execute(() -> {
-                gateWaitsForBudget = false;
-                resumeDecoder();
-            }));
+            budget.whenFrameFits(n, frameWaiter);
         }
         // else this connection's own replies make room: done() drains, which resumes the decoder
         return false;
@@ -92,6 +92,20 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
 
     private boolean fitsConnection(long n) {
         return requests == 0 && gatedBytes == 0 || bytes + gatedBytes + n <= maxBytes;
+    }
+
+    private void budgetReleased() {
+        channel.eventLoop().execute(() -> {
+            waitingForBudget = false;
+            drain();
+        });
+    }
+
+    private void frameBudgetReleased() {
+        channel.eventLoop().execute(() -> {
+            gateWaitsForBudget = false;
+            resumeDecoder();
+        });
     }
 
     /** The decoder tries its frame again (it reserves, or waits again). */
@@ -147,13 +161,18 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
     }
 
     @Override
+    public long unfinishedFrameBytes() {
+        return gatedBytes;
+    }
+
+    @Override
     public boolean holdsMemory() {
         return requests > 0 || gatedBytes > 0 || !waiting.isEmpty();
     }
 
     @Override
-    public boolean memoryRefusedWithin(long nanos) {
-        return budget.refusedWithin(nanos);
+    public boolean memoryWantedWithin(long nanos) {
+        return budget.hasWaiters() || budget.refusedWithin(nanos);
     }
 
     private boolean tryAdmit(T request) {
@@ -162,10 +181,7 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
         if (!budget.tryReserve(c - prepaid.applyAsLong(request))) {
             if (!waitingForBudget) {
                 waitingForBudget = true;
-                budget.whenAvailable(c, () -> channel.eventLoop().execute(() -> {
-                    waitingForBudget = false;
-                    drain();
-                }));
+                budget.whenAvailable(c, budgetWaiter);
             }
             return false;
         }
@@ -227,6 +243,8 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
     /** The connection ended: requests not yet dispatched are dropped (in-flight ones release via {@link #done}). */
     public void close() {
         closed = true;
+        budget.forget(budgetWaiter);
+        budget.forget(frameWaiter);
         T t;
         while ((t = waiting.poll()) != null) {
             budget.release(prepaid.applyAsLong(t));

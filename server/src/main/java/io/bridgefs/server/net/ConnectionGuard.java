@@ -7,8 +7,12 @@ import io.bridgefs.server.config.Limits;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandler;
 import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufHolder;
+import io.netty.channel.ChannelDuplexHandler;
 import io.netty.channel.ChannelOutboundBuffer;
+import io.netty.channel.ChannelPromise;
+import io.netty.channel.FileRegion;
 import io.netty.handler.timeout.IdleState;
 import io.netty.handler.timeout.IdleStateEvent;
 import io.netty.handler.timeout.IdleStateHandler;
@@ -29,12 +33,13 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Request memory is shared, so a client that holds some and makes no progress holds back everyone
  * else: every few seconds ({@link #WATCH_SECONDS}, at most the stall timeout) the guard looks at each
- * connection and closes one that has left a large request (a frame whose bytes were reserved when its
- * header came) unfinished for {@code --stall-timeout}, or, while other connections wait for request
- * memory, has sent nothing of such a frame or taken none of its replies since it last looked.
+ * connection, counting the bytes it read from it and the bytes of replies its socket took, and closes
+ * one that has left a large request (a frame whose bytes were reserved when its header came)
+ * unfinished for {@code --stall-timeout}, or, while other connections wait for request memory, moves
+ * too slowly to give back what it holds within {@code --stall-timeout} ({@link Pace}).
  */
 @ChannelHandler.Sharable
-public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
+public final class ConnectionGuard extends ChannelDuplexHandler {
     private static final Logger log = LoggerFactory.getLogger(ConnectionGuard.class);
     /** What a session's flow control tells the guard of its connection (asked on the event loop). */
     public interface Flow {
@@ -47,8 +52,11 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
         /** How long the large frame being read has been unfinished (nanoseconds), or -1. */
         long unfinishedFrameNanos();
 
-        /** Whether the server refused someone request memory within the last {@code nanos}. */
-        boolean memoryRefusedWithin(long nanos);
+        /** The bytes reserved for the large frame being read (0 if none). */
+        long unfinishedFrameBytes();
+
+        /** Whether someone waits for request memory now, or was refused some within the last {@code nanos}. */
+        boolean memoryWantedWithin(long nanos);
     }
 
     /** Set by a session once it is in the pipeline. */
@@ -64,6 +72,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     private final String path;
     private final Limits limits;
     private final int watchSeconds;       // how often each connection is looked at
+    private final long stallNanos;
     private final AtomicInteger open = new AtomicInteger();
     private final ConcurrentHashMap<Object, AtomicInteger> perPeer = new ConcurrentHashMap<>();
     private final Counter refused;
@@ -75,6 +84,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
         this.path = path;
         this.limits = limits;
         this.watchSeconds = Math.min(WATCH_SECONDS, limits.stallTimeoutSeconds());
+        this.stallNanos = TimeUnit.SECONDS.toNanos(limits.stallTimeoutSeconds());
         registry.register("bridgefs.connections." + path, (Gauge<Integer>) open::get);
         this.refused = registry.counter("bridgefs.connections_refused." + path);
         this.timedOut = registry.counter("bridgefs.connections_timed_out." + path);
@@ -125,16 +135,38 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
     @Override
     public void channelRead(ChannelHandlerContext ctx, Object msg) {
         Watch w = ctx.channel().attr(WATCH).get();
-        if (w != null) w.reads++;
+        if (w != null && msg instanceof ByteBuf b) w.in += b.readableBytes();
         ctx.fireChannelRead(msg);
+    }
+
+    @Override
+    public void write(ChannelHandlerContext ctx, Object msg, ChannelPromise promise) {
+        Watch w = ctx.channel().attr(WATCH).get();
+        if (w != null) {
+            long n = size(msg);
+            w.out += n;
+            if (promise.isVoid()) w.sent += n;                      // cannot be followed: counted as taken
+            else promise.addListener(f -> w.sent += n);             // taken by the socket (or dropped with the connection)
+        }
+        ctx.write(msg, promise);
+    }
+
+    /** A message's bytes as the outbound buffer counts them. */
+    private static long size(Object msg) {
+        if (msg instanceof ByteBuf b) return b.readableBytes();
+        if (msg instanceof ByteBufHolder h) return h.content().readableBytes();
+        if (msg instanceof FileRegion f) return f.count() - f.transferred();
+        return 0;
     }
 
     /** One connection's progress, looked at every {@link #WATCH_SECONDS} (event loop). */
     private final class Watch implements Runnable {
         final Channel ch;
-        long reads, readsSeen;
-        Object current;
-        long progress, pending;
+        long in, inSeen;                // bytes read from the client: in all; at the last look
+        long frameIn;                   // bytes read at the look before the frame being read began (its bytes are counted from there: lenient)
+        long out, outSeen;              // bytes of replies written through the guard: in all; at the last look
+        long sent, takenSeen;           // bytes of replies whose writes completed; taken (see taken()) at the last look
+        long lastLook = System.nanoTime();
         java.util.concurrent.ScheduledFuture<?> task;
 
         Watch(Channel ch) {
@@ -145,37 +177,50 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
         public void run() {
             Flow flow = ch.attr(FLOW).get();
             if (flow == null || !ch.isActive()) return;
-            int every = watchSeconds;
-            boolean readNothing = reads == readsSeen;
-            readsSeen = reads;
-            boolean tookNothing = false;
-            ChannelOutboundBuffer out = ch.unsafe().outboundBuffer();
-            if (out != null) {
-                Object c = out.current();
-                long p = out.currentProgress(), q = out.totalPendingWriteBytes();
-                tookNothing = q > 0 && c == current && p == progress && q >= pending;
-                current = c;
-                progress = p;
-                pending = q;
-            }
-            long frame = flow.unfinishedFrameNanos();
-            boolean othersWait = flow.memoryRefusedWithin(TimeUnit.SECONDS.toNanos(2L * every));
-            String why = null;
-            if (frame >= TimeUnit.SECONDS.toNanos(limits.stallTimeoutSeconds())) {
-                why = "left a large request unfinished for " + TimeUnit.NANOSECONDS.toSeconds(frame) + " s (--stall-timeout)";
-            } else if (frame >= 0 && readNothing && othersWait) {
-                why = "sent nothing of a large request for " + every + " s while others waited for request memory";
-            } else if (tookNothing && othersWait && flow.holdsMemory()) {
-                why = "took none of its replies for " + every + " s while others waited for request memory";
-            }
+            long now = System.nanoTime(), elapsed = now - lastLook;
+            lastLook = now;
+            long age = flow.unfinishedFrameNanos(), left = 0;
+            if (age >= elapsed) left = Math.max(0, flow.unfinishedFrameBytes() - (in - frameIn));
+            else if (age >= 0) frameIn = inSeen;
+            long taken = taken();
+            Pace.Look look = new Pace.Look(elapsed, flow.memoryWantedWithin(2 * elapsed), age, left, in - inSeen, flow.holdsMemory(),
+                    Math.max(0, outSeen - takenSeen), Math.max(0, taken - takenSeen));
+            inSeen = in;
+            outSeen = out;
+            takenSeen = taken;
+            String why = Pace.verdict(look, stallNanos);
+            if (log.isDebugEnabled()) log.debug("{}: {} connection's pace: {} -> {}", ch.remoteAddress(), path, look, why == null ? "kept" : why);
             if (why == null) return;
             timedOut.inc();
             if (logNow(lastStallLog)) {
                 log.warn("{}: {} connection {}: closing ({} timed out in all; logged every 10 s at most)", ch.remoteAddress(), path, why,
                         timedOut.getCount());
             }
-            ch.close();
+            abort(ch);
         }
+
+        /**
+         * Bytes of replies the client has taken: those whose writes completed plus the progress of the
+         * one being written, less what the kernel still holds unacknowledged (its send buffer hides
+         * several MiB, released in bursts: without it a client taking 64 KiB/s seems to take nothing
+         * for 20 s, then a MiB at once).
+         */
+        private long taken() {
+            ChannelOutboundBuffer buf = ch.unsafe().outboundBuffer();
+            long written = sent + (buf == null ? 0 : buf.currentProgress());
+            int unacked = ch instanceof io.netty.channel.unix.UnixChannel e ? io.bridgefs.server.posix.Posix.unacknowledged(e.fd().intValue()) : -1;
+            return written - Math.max(0, unacked);
+        }
+    }
+
+    /**
+     * Closes a connection cut off for its pace with a reset: the replies still in its socket's send
+     * buffer (several MiB) are dropped at once, not kept by the kernel for as long as the client takes
+     * to read them.
+     */
+    private static void abort(Channel ch) {
+        ch.config().setOption(io.netty.channel.ChannelOption.SO_LINGER, 0);
+        ch.close();
     }
 
     /** The session finished negotiating (NBD: transmission begins; 9P: a Tattach succeeded): the handshake limit no longer applies. */
@@ -233,7 +278,7 @@ public final class ConnectionGuard extends ChannelInboundHandlerAdapter {
                 timedOut.inc();
                 log.warn("{}: {} client took none of its replies ({} bytes queued) for {} s: closing", ch.remoteAddress(), path,
                         out.totalPendingWriteBytes(), limits.stallTimeoutSeconds());
-                ctx.close();
+                abort(ch);
             }
         } else if (e.state() == IdleState.ALL_IDLE) {
             Flow flow = ch.attr(FLOW).get();

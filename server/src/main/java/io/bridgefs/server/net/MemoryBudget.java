@@ -90,6 +90,16 @@ public final class MemoryBudget {
         if ((f == 0 || f + needed <= limit / 2) && fits(needed)) wakeWaiters();
     }
 
+    /** Whether a connection waits to be called back: someone wants memory now. */
+    public boolean hasWaiters() {
+        return !waiters.isEmpty();
+    }
+
+    /** A connection that ended no longer waits. */
+    public void forget(Runnable r) {
+        waiters.remove(r);
+    }
+
     private boolean fits(long needed) {
         long u = used.get();
         return u == 0 || u + needed <= limit;

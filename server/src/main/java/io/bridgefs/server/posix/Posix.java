@@ -59,6 +59,7 @@ public final class Posix {
         int removexattr(String path, String name) throws LastErrorException;
         int fdatasync(int fd) throws LastErrorException;
         int umask(int mask);
+        int ioctl(int fd, long request, com.sun.jna.ptr.IntByReference arg) throws LastErrorException;
         int name_to_handle_at(int dirfd, String path, Pointer handle, Pointer mountId, int flags) throws LastErrorException;
     }
 
@@ -396,6 +397,19 @@ public final class Posix {
 
     public static void fdatasync(int fd) throws ErrnoException {
         check("fdatasync", () -> LIBC.fdatasync(fd));
+    }
+
+    private static final long SIOCOUTQ = 0x5411;
+
+    /** Bytes a TCP socket has sent or holds to send that its peer has not acknowledged, or -1 if that cannot be told. */
+    public static int unacknowledged(int fd) {
+        var n = new com.sun.jna.ptr.IntByReference();
+        try {
+            LIBC.ioctl(fd, SIOCOUTQ, n);
+            return n.getValue();
+        } catch (LastErrorException | UnsatisfiedLinkError e) {
+            return -1;
+        }
     }
 
     /** Sets the process's file mode creation mask; returns the old one. */

@@ -64,4 +64,22 @@ class MemoryBudgetTest {
         assertEquals(0, b.used());
         assertFalse(a.holdsMemory());
     }
+
+    @Test
+    void aWaiterCountsAsWantingMemoryUntilCalledBackOrForgotten() {
+        MemoryBudget b = new MemoryBudget(1000);
+        assertTrue(b.tryReserve(900));
+        assertFalse(b.hasWaiters());
+        AtomicInteger calls = new AtomicInteger();
+        Runnable r = calls::incrementAndGet;
+        b.whenAvailable(200, r);
+        assertTrue(b.hasWaiters(), "someone wants memory now, however long ago it was refused");
+        b.forget(r);              // its connection ended
+        assertFalse(b.hasWaiters());
+        b.release(900);
+        assertEquals(0, calls.get(), "a forgotten waiter is not called back");
+        b.whenAvailable(200, r);  // fits now: called at once
+        assertEquals(1, calls.get());
+        assertFalse(b.hasWaiters());
+    }
 }
