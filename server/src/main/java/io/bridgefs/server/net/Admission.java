@@ -37,8 +37,7 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
     private long gatedBytes;        // reserved for frames being read, not yet requests
     private long frameSince;        // System.nanoTime() when the frame being read was reserved (gatedBytes > 0)
     private boolean closed;
-    /** What the budget calls back when bytes are released (one each, removed from it when the connection ends). */
-    private final Runnable budgetWaiter = this::budgetReleased;
+    /** What the budget calls back when a waiting frame may fit (removed from it when the connection ends). */
     private final Runnable frameWaiter = this::frameBudgetReleased;
 
     /** Without gated frames: no request's cost is prepaid. */
@@ -92,13 +91,6 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
 
     private boolean fitsConnection(long n) {
         return requests == 0 && gatedBytes == 0 || bytes + gatedBytes + n <= maxBytes;
-    }
-
-    private void budgetReleased() {
-        channel.eventLoop().execute(() -> {
-            waitingForBudget = false;
-            drain();
-        });
     }
 
     private void frameBudgetReleased() {
@@ -181,7 +173,10 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
         if (!budget.tryReserve(c - prepaid.applyAsLong(request))) {
             if (!waitingForBudget) {
                 waitingForBudget = true;
-                budget.whenAvailable(c, budgetWaiter);
+                budget.whenAvailable(c, () -> channel.eventLoop().execute(() -> {
+                    waitingForBudget = false;
+                    drain();
+                }));
             }
             return false;
         }
@@ -243,8 +238,9 @@ public final class Admission<T> implements FrameGate, ConnectionGuard.Flow {
     /** The connection ended: requests not yet dispatched are dropped (in-flight ones release via {@link #done}). */
     public void close() {
         closed = true;
-        budget.forget(budgetWaiter);
-        budget.forget(frameWaiter);
+        // a request waiting for the budget is released below, which calls every waiter back; a frame
+        // waiting for room may be all this connection had
+        if (gateWaitsForBudget) budget.forget(frameWaiter);
         T t;
         while ((t = waiting.poll()) != null) {
             budget.release(prepaid.applyAsLong(t));

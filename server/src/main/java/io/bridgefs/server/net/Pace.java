@@ -18,13 +18,13 @@ final class Pace {
     /** What the guard saw of one connection over one look (bytes are counted at the guard: plaintext under TLS). */
     record Look(
             long elapsedNanos,      // since the previous look
-            boolean othersWait,     // someone was refused request memory lately
+            boolean othersWait,     // someone waits for request memory, or was refused some lately
             long frameAgeNanos,     // how long the large frame being read has been unfinished, or -1
             long frameLeft,         // bytes of it still to come (as far as the guard can tell)
             long read,              // bytes read from the client since the previous look
             boolean holdsMemory,
-            long queuedBefore,      // bytes of replies queued at the previous look
-            long taken) {}          // bytes of replies the socket took since the previous look
+            long queuedBefore,      // bytes of replies not yet taken at the previous look
+            long taken) {}          // bytes of replies the client took (acknowledged) since the previous look
 
     /** Why the connection must be closed, or null. */
     static String verdict(Look l, long stallNanos) {

@@ -37,8 +37,6 @@ public final class P9ServerContext {
     private final java.util.concurrent.atomic.AtomicInteger fidsBound = new java.util.concurrent.atomic.AtomicInteger();
     private volatile int fidLimit = io.bridgefs.server.config.Limits.DEFAULT_MAX_FIDS;
     private final Map<FileKey, CachedFile> retained;
-    /** How many closed files {@link #retain} keeps open, scaled to the descriptor limit. */
-    final int retainLimit;
     /**
      * An O_PATH descriptor of each export's root, opened by the server at start: walks begin there, so
      * a passthrough user needs no search permission on the directories above the export (as under a
@@ -85,7 +83,6 @@ public final class P9ServerContext {
         // limit (1,024 files from a limit of 16,384 up; 64 under 1,024, where 1,024 of them would take
         // every descriptor the process has)
         int retain = (int) Math.min(retainFiles, Math.max(16, fdLimit / 16));
-        this.retainLimit = retain;
         // leave room for sockets, backing files (three descriptors per cached file) and the JVM
         this.maxFids = (int) Math.max(256, Math.min(1 << 20, fdLimit / 2 - 3L * retain));
         this.maxOpens = (int) Math.max(128, Math.min(1 << 20, fdLimit / 4));

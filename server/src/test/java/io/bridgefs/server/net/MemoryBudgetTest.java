@@ -82,4 +82,23 @@ class MemoryBudgetTest {
         assertEquals(1, calls.get());
         assertFalse(b.hasWaiters());
     }
+
+    @Test
+    void aConnectionThatEndsWhileWaitingLeavesTheBudgetsWaiters() {
+        MemoryBudget b = new MemoryBudget(1000);
+        assertTrue(b.tryReserve(900));
+        EmbeddedChannel ch = new EmbeddedChannel();
+        Admission<Long> a = new Admission<>(ch, b, 4, 1 << 20, r -> r, r -> 0L, r -> {});
+        assertFalse(a.reserve(600, () -> {}), "a large frame that does not fit waits");
+        assertTrue(b.hasWaiters());
+        a.close();
+        assertFalse(b.hasWaiters(), "the guard must not see an ended connection as someone waiting");
+        Admission<Long> c = new Admission<>(ch, b, 4, 1 << 20, r -> r, r -> 0L, r -> {});
+        c.offer(500L);            // a request that does not fit waits too
+        assertTrue(b.hasWaiters());
+        c.close();
+        assertFalse(b.hasWaiters());
+        b.release(900);
+        assertEquals(0, b.used());
+    }
 }
