@@ -28,26 +28,29 @@ final class Pace {
 
     /** Why the connection must be closed, or null. */
     static String verdict(Look l, long stallNanos) {
-        double every = l.elapsedNanos() / 1e9;
-        String look = String.format("%.0f s", every);
         if (l.frameAgeNanos() >= stallNanos) {
             return "left a large request unfinished for " + TimeUnit.NANOSECONDS.toSeconds(l.frameAgeNanos()) + " s (--stall-timeout)";
         }
         if (!l.othersWait()) return null;
         // the frame was unfinished over the whole look, so what was read in it was the frame's
         if (l.frameAgeNanos() >= l.elapsedNanos() && l.frameLeft() > 0) {
-            if (l.read() == 0) return "sent nothing of a large request for " + look + " while others waited for request memory";
+            if (l.read() == 0) return "sent nothing of a large request for " + over(l) + " while others waited for request memory";
             double finish = l.frameAgeNanos() + (double) l.frameLeft() * l.elapsedNanos() / l.read();
             if (finish > stallNanos) {
-                return "sent " + l.read() + " bytes of a large request in " + look + " while others waited for request memory; at that pace its other "
+                return "sent " + l.read() + " bytes of a large request in " + over(l) + " while others waited for request memory; at that pace its other "
                         + l.frameLeft() + " bytes would come after --stall-timeout";
             }
         }
         if (l.holdsMemory() && l.queuedBefore() > 0 && (double) l.taken() * stallNanos < (double) l.queuedBefore() * l.elapsedNanos()) {
-            if (l.taken() <= 0) return "took none of its replies for " + look + " while others waited for request memory";
-            return "took " + l.taken() + " of its " + l.queuedBefore() + " bytes of queued replies in " + look
+            if (l.taken() <= 0) return "took none of its replies for " + over(l) + " while others waited for request memory";
+            return "took " + l.taken() + " of its " + l.queuedBefore() + " bytes of queued replies in " + over(l)
                     + " while others waited for request memory; at that pace the rest would take longer than --stall-timeout";
         }
         return null;
+    }
+
+    /** The look's length, for a reason given (formatted only then: most looks close nothing). */
+    private static String over(Look l) {
+        return String.format("%.0f s", l.elapsedNanos() / 1e9);
     }
 }
