@@ -61,6 +61,9 @@ public final class Posix {
         int umask(int mask);
         int ioctl(int fd, long request, com.sun.jna.ptr.IntByReference arg) throws LastErrorException;
         int name_to_handle_at(int dirfd, String path, Pointer handle, Pointer mountId, int flags) throws LastErrorException;
+        Pointer mmap(Pointer addr, long length, int prot, int flags, int fd, long offset) throws LastErrorException;
+        int madvise(Pointer addr, long length, int advice) throws LastErrorException;
+        int munmap(Pointer addr, long length) throws LastErrorException;
     }
 
     public static final int O_PATH = 0x200000;
@@ -409,6 +412,35 @@ public final class Posix {
             return n.getValue();
         } catch (LastErrorException | UnsatisfiedLinkError e) {
             return -1;
+        }
+    }
+
+    private static final int PROT_RW = 0x3, MAP_PRIVATE_ANONYMOUS = 0x22, MADV_HUGEPAGE = 14;
+    private static final java.lang.ref.Cleaner UNMAPPER = java.lang.ref.Cleaner.create();
+
+    /**
+     * {@code length} bytes of zeroed anonymous memory that the kernel is asked to back with transparent
+     * huge pages, as a direct buffer; unmapped once it and every view of it are unreachable. Null where
+     * it cannot be had (then the caller allocates as usual). Every page is touched here, as
+     * {@code allocateDirect} does by zeroing: a first touch zeroes the page, which is better paid once at
+     * start than inside the first request that uses it.
+     */
+    public static ByteBuffer hugePageMemory(int length) {
+        try {
+            Pointer p = LIBC.mmap(null, length, PROT_RW, MAP_PRIVATE_ANONYMOUS, -1, 0);
+            if (Pointer.nativeValue(p) == -1) return null;
+            long address = Pointer.nativeValue(p);
+            try {
+                LIBC.madvise(p, length, MADV_HUGEPAGE);
+            } catch (LastErrorException e) {
+                // no transparent huge pages in this kernel: still the same zeroed memory
+            }
+            ByteBuffer b = p.getByteBuffer(0, length).order(java.nio.ByteOrder.BIG_ENDIAN);   // as allocateDirect gives
+            for (int i = 0; i < length; i += 4096) b.put(i, (byte) 0);
+            UNMAPPER.register(b, () -> LIBC.munmap(new Pointer(address), length));
+            return b;
+        } catch (LastErrorException | UnsatisfiedLinkError e) {
+            return null;
         }
     }
 
