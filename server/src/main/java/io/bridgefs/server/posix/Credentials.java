@@ -20,8 +20,6 @@ public final class Credentials {
     private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119;   // x86_64
 
     private interface LibC extends Library {
-        int setfsuid(int uid);
-        int setfsgid(int gid);
         long syscall(long number, long size, int[] list) throws LastErrorException;
         int getgroups(int size, int[] list) throws LastErrorException;
         int geteuid();
@@ -30,6 +28,21 @@ public final class Credentials {
     }
 
     private static final LibC LIBC = Native.load("c", LibC.class);
+
+    /**
+     * The calls every request under passthrough makes (eight: groups, gid and uid, their check, and back),
+     * bound by JNA's direct mapping like {@code Posix}'s hot calls: without the interface mapping's proxy
+     * and per-call argument conversion.
+     */
+    private static final class Hot {
+        static native int setfsuid(int uid);
+        static native int setfsgid(int gid);
+        static native long syscall(long number, long size, int[] list) throws LastErrorException;
+
+        static {
+            Native.register(Hot.class, com.sun.jna.NativeLibrary.getInstance("c"));
+        }
+    }
     private static final int[] SERVER_GROUPS = serverGroups();
     /** The server runs as root (fsuid 0 already is what a root request needs). */
     public static final boolean SERVER_IS_ROOT = LIBC.geteuid() == 0;
@@ -66,7 +79,7 @@ public final class Credentials {
         try {
             become(new Identity(65534, 65534, new int[] {65534}));
             restore();
-            return LIBC.setfsuid(-1) == SERVER_UID;
+            return Hot.setfsuid(-1) == SERVER_UID;
         } catch (IOException e) {
             restore();
             return false;
@@ -99,13 +112,13 @@ public final class Credentials {
     /** The calling thread acts as {@code id} for file-system checks until {@link #restore}. */
     public static void become(Identity id) throws IOException {
         try {
-            LIBC.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
+            Hot.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
         } catch (LastErrorException e) {
             throw new Posix.ErrnoException("setgroups", e.getErrorCode());
         }
-        LIBC.setfsgid(id.gid());
-        LIBC.setfsuid(id.uid());
-        if (LIBC.setfsuid(-1) != id.uid() || LIBC.setfsgid(-1) != id.gid()) {
+        Hot.setfsgid(id.gid());
+        Hot.setfsuid(id.uid());
+        if (Hot.setfsuid(-1) != id.uid() || Hot.setfsgid(-1) != id.gid()) {
             restore();
             throw new Posix.ErrnoException("setfsuid", 1);
         }
@@ -121,8 +134,8 @@ public final class Credentials {
 
     /** Back to the server's own credentials. */
     public static void restore() {
-        LIBC.setfsuid(SERVER_UID);
-        LIBC.setfsgid(SERVER_GID);
+        Hot.setfsuid(SERVER_UID);
+        Hot.setfsgid(SERVER_GID);
         if (PERMITTED != 0) {
             try {
                 Capabilities.set(PERMITTED, PERMITTED, INHERITABLE);
@@ -131,7 +144,7 @@ public final class Credentials {
             }
         }
         try {
-            LIBC.syscall(SYS_SETGROUPS, SERVER_GROUPS.length, SERVER_GROUPS.length == 0 ? null : SERVER_GROUPS);
+            Hot.syscall(SYS_SETGROUPS, SERVER_GROUPS.length, SERVER_GROUPS.length == 0 ? null : SERVER_GROUPS);
         } catch (LastErrorException e) {
             // nothing more to do: fsuid 0 is back, and groups only ever widen root's checks
         }
