@@ -416,7 +416,9 @@ public final class Posix {
     }
 
     private static final int PROT_RW = 0x3, MAP_PRIVATE_ANONYMOUS = 0x22, MADV_HUGEPAGE = 14;
-    private static final java.lang.ref.Cleaner UNMAPPER = java.lang.ref.Cleaner.create();
+    private static final class Unmapper {   // its thread starts only in a process that maps memory
+        static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
+    }
 
     /**
      * {@code length} bytes of zeroed anonymous memory that the kernel is asked to back with transparent
@@ -437,7 +439,7 @@ public final class Posix {
             }
             ByteBuffer b = p.getByteBuffer(0, length).order(java.nio.ByteOrder.BIG_ENDIAN);   // as allocateDirect gives
             for (int i = 0; i < length; i += 4096) b.put(i, (byte) 0);
-            UNMAPPER.register(b, () -> LIBC.munmap(new Pointer(address), length));
+            Unmapper.CLEANER.register(b, () -> LIBC.munmap(new Pointer(address), length));
             return b;
         } catch (LastErrorException | UnsatisfiedLinkError e) {
             return null;
