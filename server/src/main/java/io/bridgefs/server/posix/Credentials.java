@@ -20,7 +20,6 @@ public final class Credentials {
     private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119;   // x86_64
 
     private interface LibC extends Library {
-        long syscall(long number, long size, int[] list) throws LastErrorException;
         int getgroups(int size, int[] list) throws LastErrorException;
         int geteuid();
         int getegid();
@@ -99,7 +98,7 @@ public final class Credentials {
     public static void dropTo(Identity id, long keep) throws IOException {
         try {
             Capabilities.keepAcrossSetuid();
-            LIBC.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
+            Hot.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
             LIBC.syscall(SYS_SETRESGID, id.gid(), id.gid(), id.gid());
             LIBC.syscall(SYS_SETRESUID, id.uid(), id.uid(), id.uid());
             Capabilities.set(keep, keep, keep);

@@ -430,8 +430,8 @@ public final class Posix {
     public static ByteBuffer hugePageMemory(int length) {
         try {
             Pointer p = LIBC.mmap(null, length, PROT_RW, MAP_PRIVATE_ANONYMOUS, -1, 0);
-            if (Pointer.nativeValue(p) == -1) return null;
             long address = Pointer.nativeValue(p);
+            if (address == -1) return null;
             try {
                 LIBC.madvise(p, length, MADV_HUGEPAGE);
             } catch (LastErrorException e) {
