@@ -5,7 +5,8 @@
 #   client-tests/bench/nbd-bench.sh [IMAGE_SIZE_MIB] [SECONDS_PER_FIO_ROW] [ROUNDS]
 # Cold: server restarted and host caches dropped. Warm: the same again right after a full read (best of three).
 # Every row is the best of ROUNDS rounds (default 2); each round runs the servers in a rotated order.
-# bridgefs (a JVM) is JIT-warmed on a separate image after each start, as a long-running server is.
+# bridgefs (a JVM) is JIT-warmed on a separate image after each start, as a long-running server is;
+# the CPU its JIT compilers still used during the measured rows is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${1:-1024}
@@ -20,6 +21,7 @@ img="$work/bench.img"
 echo "bench: creating a ${SIZE_MIB} MiB image of random data in $work"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$img"
 head -c $((256 << 20)) /dev/urandom > "$work/warmup.img"
+head -c $((256 << 20)) /dev/urandom > "$work/warmcold.img"
 sync
 
 PORT=10900
@@ -27,7 +29,7 @@ pid=
 start() {  # start NAME
   case $1 in
     bridgefs) java -XX:MaxDirectMemorySize=3g -jar "$work/bridgefs.jar" serve --nbd-listen 127.0.0.1:$PORT \
-                --nbd-export "bench=$img" --nbd-export "warmup=$work/warmup.img" --cache-size $((SIZE_MIB + 512))m \
+                --nbd-export "bench=$img" --nbd-export "warmup=$work/warmup.img" --nbd-export "warmcold=$work/warmcold.img" --cache-size $((SIZE_MIB + 512))m \
                 --writeback-interval 0 >"$work/srv.log" 2>&1 &
               pid=$! ;;
     qemu-nbd) qemu-nbd -f raw -x bench -p $PORT -b 127.0.0.1 -t --shared=16 --cache=writeback --aio=threads "$img" >"$work/srv.log" 2>&1 &
@@ -42,10 +44,16 @@ start() {  # start NAME
     if nbdinfo --size "nbd://127.0.0.1:$PORT/bench" >/dev/null 2>&1; then
       # a long-running JVM server is JIT-compiled: warm it on another image, so rows measure the data path
       if [ "$1" = bridgefs ]; then
-        for _ in $(seq 12); do nbdcopy "nbd://127.0.0.1:$PORT/warmup" null:; done
-        fio --name=w --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/warmup" --rw=randrw --bs=4k --iodepth=32 --size=256m \
-            --time_based --runtime=3 >/dev/null 2>&1
+        # 48 passes: with 12, Netty's read path was still being compiled by C2 during the first three
+        # warm passes of the bench image (2-5x the server CPU of a compiled pass; measured in session 15)
+        for _ in $(seq 48); do nbdcopy "nbd://127.0.0.1:$PORT/warmup" null:; done
+        # and each of the rows' request kinds: random reads of pages not yet cached (a second image),
+        # random reads and writes of cached ones, 1 MiB writes
+        warm_fio warmcold randread 4k 32
+        warm_fio warmup randrw 4k 32
+        warm_fio warmup write 1m 8
         cold
+        jit0=$(jit_cs); jit_mark=$jit0
       fi
       return 0
     fi
@@ -53,7 +61,27 @@ start() {  # start NAME
   done
   echo "bench: $1 did not start"; cat "$work/srv.log"; exit 1
 }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+# CPU time (centiseconds) of the server JVM's JIT compiler threads: what compiling cost during the
+# measured rows is reported, so a row that ran while C2 was still compiling can be told apart
+jit_cs() {
+  local s=0 t c
+  for t in /proc/$pid/task/*; do
+    c=$(cat "$t/comm" 2>/dev/null) || continue
+    case $c in "C1 Compi"*|"C2 Compi"*) s=$((s + $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}'))) ;; esac
+  done
+  echo $s
+}
+jit_rows=0; jit0=; jit_mark=
+declare -A JIT
+jit_done() { if [ -n "$jit0" ]; then jit_rows=$((jit_rows + $(jit_cs) - jit0)); jit0=; fi; }
+jit_row() {  # jit_row ROW: bridgefs's JIT CPU since the last mark is the row's
+  if [ -n "$jit0" ]; then local now; now=$(jit_cs); JIT[$1]=$(( ${JIT[$1]:-0} + now - jit_mark )); jit_mark=$now; fi
+}
+warm_fio() {  # warm_fio EXPORT RW BS IODEPTH: 2 s of one row's kind of request (JIT warm-up)
+  fio --name=w --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$1" --rw=$2 --bs=$3 --iodepth=$4 --size=256m \
+      --time_based --runtime=2 >/dev/null 2>&1
+}
+stop() { jit_done; kill "$pid"; wait "$pid" 2>/dev/null || true; }
 cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 uri() { echo "nbd://127.0.0.1:$PORT/bench"; }
 
@@ -77,6 +105,7 @@ fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
 durable=
 durable_check() {
   local off=$(( (SIZE_MIB / 2) << 20 ))
+  jit_done
   qemu-io -f raw -c "write -P 0xa5 $off 16M" -c flush "$(uri)" >/dev/null
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true
   if python3 -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); sys.exit(f.read(16 << 20) != b"\xa5" * (16 << 20))' "$img" "$off"; then
@@ -94,6 +123,7 @@ warm_reads() { for _ in 1 2 3; do keep $1 seqread_warm "$(copy_mibs)"; done; }
 
 declare -A R
 keep() {  # keep SERVER ROW VALUE: the best of the rounds so far
+  [ "$1" = bridgefs ] && jit_row "$2"
   local old=${R[$1,$2]:-}
   if [ "$3" = - ] || [ -z "$old" ] || [ "$old" = - ] || [ "$3" -gt "$old" ]; then R[$1,$2]=$3; fi
 }
@@ -116,7 +146,7 @@ for i in 0 1 2 3; do
   warm_reads $s
   stop; cold; start $s
   keep $s randread_cold "$(fio_row randread 4k 32)"
-  nbdcopy "$(uri)" null:
+  nbdcopy "$(uri)" null:; [ $s = bridgefs ] && jit_row fill
   keep $s randread_warm "$(fio_row randread 4k 32)"
   keep $s seqwrite "$(fio_row write 1m 8)"
   keep $s randwrite "$(fio_row randwrite 4k 32)"
@@ -135,4 +165,6 @@ for r in $rows; do
   printf '%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' $r "${UNIT[$r]}" $b $q $k $m "$(ratio $b $q)" "$(ratio $b $k)" "$(ratio $b $m)"
 done
 echo "durability (bridgefs): $durable"
+jit_by_row=""; for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; done
+echo "bridgefs's JIT compilers during its measured rows: $(awk -v c=$jit_rows 'BEGIN{printf "%.2f", c / 100}') s of CPU in all ($ROUNDS rounds, two server starts each; by row, s:$jit_by_row; fill: the unmeasured full read before randread_warm)"
 echo "(ratios are bridgefs/peer: above 1.00 bridgefs is faster; best of $ROUNDS rounds; ${SIZE_MIB} MiB image, ${SECS}s per fio row, $(nproc) cores)"
