@@ -45,7 +45,7 @@ start() {  # start NAME
       # a long-running JVM server is JIT-compiled: warm it on another image, so rows measure the data path
       if [ "$1" = bridgefs ]; then
         # 48 passes: with 12, Netty's read path was still being compiled by C2 during the first three
-        # warm passes of the bench image (2-5x the server CPU of a compiled pass; measured in session 15)
+        # warm passes of the bench image (1.7-5x the server CPU of a compiled pass; measured in session 15)
         for _ in $(seq 48); do nbdcopy "nbd://127.0.0.1:$PORT/warmup" null:; done
         # and each of the rows' request kinds: random reads of pages not yet cached (a second image),
         # random reads and writes of cached ones, 1 MiB writes
