@@ -53,7 +53,7 @@ start() {  # start NAME
         warm_fio warmup randrw 4k 32
         warm_fio warmup write 1m 8
         cold
-        jit0=$(jit_cs); jit_mark=$jit0
+        jit_mark=$(jit_cs)
       fi
       return 0
     fi
@@ -64,24 +64,24 @@ start() {  # start NAME
 # CPU time (centiseconds) of the server JVM's JIT compiler threads: what compiling cost during the
 # measured rows is reported, so a row that ran while C2 was still compiling can be told apart
 jit_cs() {
-  local s=0 t c
+  local s=0 t c st f
   for t in /proc/$pid/task/*; do
-    c=$(cat "$t/comm" 2>/dev/null) || continue
-    case $c in "C1 Compi"*|"C2 Compi"*) s=$((s + $(sed 's/.*) //' "$t/stat" | awk '{print $12 + $13}'))) ;; esac
+    { read -r c < "$t/comm" && read -r st < "$t/stat"; } 2>/dev/null || continue   # a thread may have ended
+    # the fields after the thread's name ("(C2 CompilerThre)" has a space): utime and stime are the 12th and 13th
+    case $c in "C1 Compi"*|"C2 Compi"*) f=(${st##*) }); s=$((s + f[11] + f[12])) ;; esac
   done
   echo $s
 }
-jit_rows=0; jit0=; jit_mark=
+jit_mark=
 declare -A JIT
-jit_done() { if [ -n "$jit0" ]; then jit_rows=$((jit_rows + $(jit_cs) - jit0)); jit0=; fi; }
-jit_row() {  # jit_row ROW: bridgefs's JIT CPU since the last mark is the row's
-  if [ -n "$jit0" ]; then local now; now=$(jit_cs); JIT[$1]=$(( ${JIT[$1]:-0} + now - jit_mark )); jit_mark=$now; fi
+jit_row() {  # jit_row ROW: bridgefs's JIT CPU since the last mark (set after its warm-up) is the row's
+  local now; now=$(jit_cs); JIT[$1]=$(( ${JIT[$1]:-0} + now - jit_mark )); jit_mark=$now
 }
 warm_fio() {  # warm_fio EXPORT RW BS IODEPTH: 2 s of one row's kind of request (JIT warm-up)
   fio --name=w --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$1" --rw=$2 --bs=$3 --iodepth=$4 --size=256m \
       --time_based --runtime=2 >/dev/null 2>&1
 }
-stop() { jit_done; kill "$pid"; wait "$pid" 2>/dev/null || true; }
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 uri() { echo "nbd://127.0.0.1:$PORT/bench"; }
 
@@ -105,7 +105,6 @@ fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
 durable=
 durable_check() {
   local off=$(( (SIZE_MIB / 2) << 20 ))
-  jit_done
   qemu-io -f raw -c "write -P 0xa5 $off 16M" -c flush "$(uri)" >/dev/null
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true
   if python3 -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); sys.exit(f.read(16 << 20) != b"\xa5" * (16 << 20))' "$img" "$off"; then
@@ -165,6 +164,7 @@ for r in $rows; do
   printf '%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' $r "${UNIT[$r]}" $b $q $k $m "$(ratio $b $q)" "$(ratio $b $k)" "$(ratio $b $m)"
 done
 echo "durability (bridgefs): $durable"
-jit_by_row=""; for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; done
-echo "bridgefs's JIT compilers during its measured rows: $(awk -v c=$jit_rows 'BEGIN{printf "%.2f", c / 100}') s of CPU in all ($ROUNDS rounds, two server starts each; by row, s:$jit_by_row; fill: the unmeasured full read before randread_warm)"
+jit_by_row=""; jit_all=0
+for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; jit_all=$((jit_all + ${JIT[$r]:-0})); done
+echo "bridgefs's JIT compilers during its measured rows: $(awk -v c=$jit_all 'BEGIN{printf "%.2f", c / 100}') s of CPU in all ($ROUNDS rounds, two server starts each; by row, s:$jit_by_row; fill: the unmeasured full read before randread_warm)"
 echo "(ratios are bridgefs/peer: above 1.00 bridgefs is faster; best of $ROUNDS rounds; ${SIZE_MIB} MiB image, ${SECS}s per fio row, $(nproc) cores)"
