@@ -40,4 +40,14 @@ class JvmSizingTest {
         long cache = 64L << 20;
         assertEquals(5000 * Limits.FID_HEAP_BYTES, JvmSizing.heapFor(cache, DedupMode.OFF, 0, 5000) - JvmSizing.heapFor(cache, DedupMode.OFF, 0, 0));
     }
+
+    @Test
+    void theReexecutedJvmGetsWhatTheUserDidNotSet() {
+        List<String> none = JvmSizing.addedFlags(List.of("-Dx=y"), 200L << 20, 300L << 20);
+        assertEquals(List.of("-Xmx200m", "-XX:MaxDirectMemorySize=300m", "-XX:+ExitOnOutOfMemoryError",
+                "-XX:PerMethodTrapLimit=0", "-XX:PerBytecodeTrapLimit=0"), none);
+        List<String> own = JvmSizing.addedFlags(List.of("-Xmx1g", "-XX:OnOutOfMemoryError=kill -9 %p", "-XX:PerMethodTrapLimit=100"),
+                200L << 20, 300L << 20);
+        assertEquals(List.of("-XX:MaxDirectMemorySize=300m", "-XX:PerBytecodeTrapLimit=0"), own, "the user's own flags are kept, not doubled");
+    }
 }
