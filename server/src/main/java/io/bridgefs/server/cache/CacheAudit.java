@@ -7,7 +7,7 @@ import java.util.Map;
 
 /**
  * Recounts a {@link PageCache}'s bookkeeping from the frames' metadata: residency, dirty, pinned and
- * sharing counters, every resident key found in the page table, no dirty page on a shared frame, each
+ * sharing counters, every resident key found in the page table (and by the neighbour shortcut), no dirty page on a shared frame, each
  * file's resident count, the merge free list. The model-based tests call it after every step.
  */
 final class CacheAudit {
@@ -28,6 +28,10 @@ final class CacheAudit {
             if (c.fTouched[f] == 3) shared++;
             if (c.fDirty[f]) dirty++;
             if (c.table.get(c.fFile[f], c.fPage[f]) != f) bad.add("entry " + f + " is not found under its key");
+            // the neighbour shortcut answers as the table does, for the next page and for this one
+            long next = c.fPage[f] + 1;
+            if (c.entryAfter(c.fFile[f], next, f) != c.table.get(c.fFile[f], next)) bad.add("the entry after " + f + " differs from the table's");
+            if (f > 0 && c.entryAfter(c.fFile[f], c.fPage[f], f - 1) != f) bad.add("entry " + f + " is not found after frame " + (f - 1));
         }
         int resident = 0, pShared = 0, pSharing = 0;
         for (int m = 0; m < c.memFrames; m++) {

@@ -138,7 +138,7 @@ final class PageFills {
                     int f = cache.tryLookup(file, page, path);
                     if (f >= 0) {
                         frames[have++] = f;
-                        while (have < pages && (f = cache.tryLookup(file, firstPage + have, path)) >= 0) frames[have++] = f;
+                        while (have < pages && (f = cache.tryLookupAfter(file, firstPage + have, path, f)) >= 0) frames[have++] = f;
                         continue;
                     }
                     if (cache.peek(file, page) >= 0) {
@@ -188,7 +188,7 @@ final class PageFills {
                     // a run of resident pages is pinned under one lock acquisition
                     run[count++] = fr;
                     for (long pg = page + 1; pg <= lastPage && count < run.length; pg++) {
-                        int f = cache.tryLookup(file, pg, path);
+                        int f = cache.tryLookupAfter(file, pg, path, run[count - 1]);
                         if (f < 0) break;
                         run[count++] = f;
                     }
@@ -391,7 +391,7 @@ final class PageFills {
         try {
             if (forWrite && cache.dirtyPages + frames.length > cache.dirtyLimit) return null;
             for (int i = 0; i < frames.length; i++) {
-                int f = cache.table.get(file.id, first + i);
+                int f = cache.entryAfter(file.id, first + i, i == 0 ? -1 : frames[i - 1]);
                 if (f < 0 || cache.fState[f] != PageCache.VALID || (forWrite && cache.sharing.shared(f))) return null;
                 frames[i] = f;
             }
