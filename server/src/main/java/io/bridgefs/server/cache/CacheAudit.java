@@ -30,8 +30,8 @@ final class CacheAudit {
             if (c.table.get(c.fFile[f], c.fPage[f]) != f) bad.add("entry " + f + " is not found under its key");
             // the neighbour shortcut answers as the table does, for the next page and for this one
             long next = c.fPage[f] + 1;
-            if (c.entryAfter(c.fFile[f], next, f) != c.table.get(c.fFile[f], next)) bad.add("the entry after " + f + " differs from the table's");
-            if (f > 0 && c.entryAfter(c.fFile[f], c.fPage[f], f - 1) != f) bad.add("entry " + f + " is not found after frame " + (f - 1));
+            if (c.table.getAfter(c.fFile[f], next, f) != c.table.get(c.fFile[f], next)) bad.add("the entry after " + f + " differs from the table's");
+            if (f > 0 && c.table.getAfter(c.fFile[f], c.fPage[f], f - 1) != f) bad.add("entry " + f + " is not found after frame " + (f - 1));
         }
         int resident = 0, pShared = 0, pSharing = 0;
         for (int m = 0; m < c.memFrames; m++) {

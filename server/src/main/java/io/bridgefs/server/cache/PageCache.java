@@ -112,7 +112,7 @@ public final class PageCache implements AutoCloseable {
         mem = new MemoryFrames(memFrames, merge);
         sharing = new Sharing(this);
         dirty = new DirtyPages(this);
-        table = new PageTable(frames, fFile, fPage);
+        table = new PageTable(frames, fFile, fPage, fState);
         freeStack = new int[frames];
         for (int i = 0; i < frames; i++) freeStack[i] = frames - 1 - i;
         freeTop = frames;
@@ -249,26 +249,12 @@ public final class PageCache implements AutoCloseable {
         return tryLookupAfter(file, page, path, -1);
     }
 
-    /** {@link #tryLookup} of the page after the one in frame {@code before} (-1: none), see {@link #entryAfter}. */
+    /** {@link #tryLookup} of the page after the one in frame {@code before} (-1: none), see {@link PageTable#getAfter}. */
     int tryLookupAfter(CachedFile file, long page, IoPath path, int before) {
-        int f = entryAfter(file.id, page, before);
+        int f = table.getAfter(file.id, page, before);
         if (f < 0 || fState[f] != VALID) return -1;
         hit(f, path);
         return f;
-    }
-
-    /**
-     * The entry of {@code page} (as the page table has it; -1 if absent) when the page before it is in
-     * frame {@code before} (-1: not known). A run of pages filled together takes consecutive frames (the
-     * free list hands them out in order, and eviction frees them in the order they were filled), so the
-     * frame after {@code before} is tried first: a look at the metadata arrays next to the last one
-     * instead of a hash probe into the table. An entry is in the table exactly while it is LOADING or
-     * VALID, under the key its metadata holds, so the shortcut answers what the table would.
-     */
-    int entryAfter(int fileId, long page, int before) {
-        int g = before + 1;
-        if (before >= 0 && g < frames && fPage[g] == page && fFile[g] == fileId && (fState[g] == VALID || fState[g] == LOADING)) return g;
-        return table.get(fileId, page);
     }
 
     /** The frame of a page without pinning, waiting or counting; -1 if absent. */

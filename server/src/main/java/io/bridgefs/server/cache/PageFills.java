@@ -391,7 +391,7 @@ final class PageFills {
         try {
             if (forWrite && cache.dirtyPages + frames.length > cache.dirtyLimit) return null;
             for (int i = 0; i < frames.length; i++) {
-                int f = cache.entryAfter(file.id, first + i, i == 0 ? -1 : frames[i - 1]);
+                int f = cache.table.getAfter(file.id, first + i, i == 0 ? -1 : frames[i - 1]);
                 if (f < 0 || cache.fState[f] != PageCache.VALID || (forWrite && cache.sharing.shared(f))) return null;
                 frames[i] = f;
             }

@@ -10,16 +10,18 @@ final class PageTable {
     private final int mask;
     private final int[] frameFile;
     private final long[] framePage;
+    private final byte[] frameState;
 
     /** Heap held by the table (for the JVM's sizing). */
     long heapBytes() { return 4L * slots.length; }
 
-    PageTable(int frames, int[] frameFile, long[] framePage) {
+    PageTable(int frames, int[] frameFile, long[] framePage, byte[] frameState) {
         int cap = Integer.highestOneBit(Math.max(16, frames * 2 - 1)) << 1;
         this.slots = new int[cap];
         this.mask = cap - 1;
         this.frameFile = frameFile;
         this.framePage = framePage;
+        this.frameState = frameState;
     }
 
     static long hash(int file, long page) {
@@ -36,6 +38,21 @@ final class PageTable {
             if (frameFile[f] == file && framePage[f] == page) return f;
             i = (i + 1) & mask;
         }
+    }
+
+    /**
+     * {@link #get}, when the page before {@code page} is known to be in frame {@code before} (-1: not
+     * known). A run of pages filled together takes consecutive frames (the free list hands them out in
+     * order, and eviction frees them in the order they were filled), so the frame after {@code before}
+     * is tried first: a look at the metadata next to the last one instead of a hash probe. The cache keeps
+     * a frame in this table exactly while it is LOADING or VALID, under the key its metadata holds, so
+     * the shortcut answers what {@link #get} would (the cache audit checks it after every model-test step).
+     */
+    int getAfter(int file, long page, int before) {
+        int g = before + 1;
+        if (before >= 0 && g < framePage.length && framePage[g] == page && frameFile[g] == file
+                && (frameState[g] == PageCache.VALID || frameState[g] == PageCache.LOADING)) return g;
+        return get(file, page);
     }
 
     /** Inserts a frame whose key is already in the metadata arrays and is not present yet. */
