@@ -147,9 +147,10 @@ public final class CachedFile implements AutoCloseable {
 
     /**
      * Pins every page of [offset, offset + length), filling misses, and hands back views of the bytes
-     * in the frames themselves, for zero-copy sends. Returns null instead, holding nothing, when the
-     * cache is under pressure (over half its frames pinned, or no frame free): the caller then copies
-     * with {@link #read}, which never waits while holding pins.
+     * in the frames themselves, for zero-copy sends; pages being filled are waited for (holding no pins
+     * meanwhile). Returns null instead, holding nothing, when the cache is under pressure (over half its
+     * frames pinned, or no frame free): the caller then copies with {@link #read}, which never waits
+     * while holding pins.
      */
     public PinnedRange pin(IoPath path, long offset, int length) throws IOException {
         return reads.pin(path, offset, length);

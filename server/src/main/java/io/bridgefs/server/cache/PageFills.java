@@ -127,6 +127,7 @@ final class PageFills {
         int[] frames = new int[pages];
         int have = 0;
         int[] run = new int[cache.maxRun];
+        boolean noted = false;
         try {
             while (have < pages) {
                 long page = firstPage + have;
@@ -134,7 +135,10 @@ final class PageFills {
                 boolean miss = false;
                 cache.lock.lock();
                 try {
-                    if (have == 0) noteRead(firstPage, lastPage);
+                    if (!noted) {
+                        noteRead(firstPage, lastPage);
+                        noted = true;
+                    }
                     int f = cache.tryLookup(file, page, path);
                     if (f >= 0) {
                         frames[have++] = f;
@@ -142,8 +146,17 @@ final class PageFills {
                         continue;
                     }
                     if (cache.peek(file, page) >= 0) {
-                        // being filled by someone else: waiting while holding pins is not allowed
-                        return null;
+                        // being filled by someone else (read-ahead, or a request before this one): wait
+                        // for it, but never while holding pins (a discard waits under the punch lock for
+                        // pinned pages, and a fill for that lock): let go of them, wait, start over. Sequential
+                        // cold reads meet read-ahead's pages here; returning null instead sent about half of
+                        // a cold nbdcopy's requests down the copying path (session 16)
+                        if (have > 0) {
+                            for (int i = 0; i < have; i++) cache.unpin(frames[i]);
+                            have = 0;
+                        }
+                        cache.changed.awaitUninterruptibly();
+                        continue;
                     }
                     long limit = readaheadLimit(page, page == firstPage, lastPage, run.length);
                     count = allocateRun(path, page, limit, lastPage, run);
