@@ -292,4 +292,55 @@ class PageCacheTest {
             f.close();
         }
     }
+
+    /**
+     * A zero-copy pin that meets a page still being filled waits for it instead of giving up (which sent
+     * half of a cold sequential read's requests down the copying path), and holds no pins while it
+     * waits (a discard waiting for pinned pages under the punch lock could otherwise wait for it).
+     */
+    @Test
+    void pinWaitsForPagesBeingFilledHoldingNothingMeanwhile() throws Exception {
+        PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK, DedupMode.SHADOW);
+        MemStore store = new MemStore(8 * P);
+        new java.util.Random(11).nextBytes(store.data);
+        CachedFile f = cache.open(new FileKey(1, 71), store, false);
+        f.readahead(Readahead.OFF);
+        f.read(IoPath.NBD, 0, ByteBuffer.allocate(2 * P));                     // pages 0-1 resident
+        store.readGate = new java.util.concurrent.CountDownLatch(1);
+        Thread filler = new Thread(() -> {
+            try {
+                f.read(IoPath.NBD, 2 * P, ByteBuffer.allocate(2 * P));         // pages 2-3: LOADING at the gate
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        filler.start();
+        assertTrue(store.readsAtGate.tryAcquire(10, java.util.concurrent.TimeUnit.SECONDS), "the fill reached the store");
+        java.util.concurrent.atomic.AtomicReference<PinnedRange> got = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread reader = new Thread(() -> {
+            try {
+                got.set(f.pin(IoPath.NBD, 0, 4 * P));
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        reader.start();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (reader.getState() != Thread.State.WAITING && reader.isAlive() && System.nanoTime() < deadline) Thread.sleep(1);
+        Thread.sleep(50);
+        assertTrue(reader.isAlive(), "pin waits for the loading pages (it gave up: " + got.get() + ")");
+        assertEquals(2, cache.snapshot().pinnedPages(), "only the filler's two loading pages are pinned while the reader waits");
+        store.readGate.countDown();
+        filler.join(10_000);
+        reader.join(10_000);
+        store.readGate = null;
+        PinnedRange r = got.get();
+        assertNotNull(r, "pinned once the fill completed");
+        ByteBuffer all = ByteBuffer.allocate(4 * P);
+        for (ByteBuffer v : r.views()) all.put(v);
+        r.release();
+        assertArrayEquals(Arrays.copyOfRange(store.data, 0, 4 * P), all.array());
+        assertEquals(0, cache.snapshot().pinnedPages());
+        f.close();
+    }
 }
