@@ -151,10 +151,8 @@ final class PageFills {
                         // pinned pages, and a fill for that lock): let go of them, wait, start over. Sequential
                         // cold reads meet read-ahead's pages here; returning null instead sent about half of
                         // a cold nbdcopy's requests down the copying path (session 16)
-                        if (have > 0) {
-                            for (int i = 0; i < have; i++) cache.unpin(frames[i]);
-                            have = 0;
-                        }
+                        file.unpinAll(frames, have);
+                        have = 0;
                         cache.changed.awaitUninterruptibly();
                         continue;
                     }

@@ -89,9 +89,8 @@ final class JvmSizing {
                             UserDrop.Plan drop) throws java.io.IOException {
         List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
         boolean mustDrop = UserDrop.needed(drop, jvmArgs);
-        boolean hasHeap = jvmArgs.stream().anyMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"));
-        boolean hasDirect = jvmArgs.stream().anyMatch(a -> a.startsWith("-XX:MaxDirectMemorySize"));
-        boolean sized = System.getenv("BRIDGEFS_NO_REEXEC") != null || jvmArgs.contains(MARK) || (hasHeap && hasDirect);
+        boolean sized = System.getenv("BRIDGEFS_NO_REEXEC") != null || jvmArgs.contains(MARK)
+                || (given(jvmArgs, "-Xmx", "-XX:MaxHeapSize") && given(jvmArgs, "-XX:MaxDirectMemorySize"));
         if (sized && !mustDrop) return;
         Path jar = null;
         try {
@@ -141,13 +140,21 @@ final class JvmSizing {
      */
     static List<String> addedFlags(List<String> jvmArgs, long heapBytes, long directBytes) {
         List<String> flags = new ArrayList<>();
-        if (jvmArgs.stream().noneMatch(a -> a.startsWith("-Xmx") || a.startsWith("-XX:MaxHeapSize"))) flags.add("-Xmx" + (heapBytes >> 20) + "m");
-        if (jvmArgs.stream().noneMatch(a -> a.startsWith("-XX:MaxDirectMemorySize"))) flags.add("-XX:MaxDirectMemorySize=" + (directBytes >> 20) + "m");
+        if (!given(jvmArgs, "-Xmx", "-XX:MaxHeapSize")) flags.add("-Xmx" + (heapBytes >> 20) + "m");
+        if (!given(jvmArgs, "-XX:MaxDirectMemorySize")) flags.add("-XX:MaxDirectMemorySize=" + (directBytes >> 20) + "m");
         if (jvmArgs.stream().noneMatch(a -> a.contains("OnOutOfMemoryError"))) flags.add("-XX:+ExitOnOutOfMemoryError");
         for (String trapLimit : List.of("-XX:PerMethodTrapLimit=", "-XX:PerBytecodeTrapLimit=")) {
-            if (jvmArgs.stream().noneMatch(a -> a.startsWith(trapLimit))) flags.add(trapLimit + "0");
+            if (!given(jvmArgs, trapLimit)) flags.add(trapLimit + "0");
         }
         return flags;
+    }
+
+    /** Whether the user started the JVM with a flag beginning with one of {@code prefixes}. */
+    private static boolean given(List<String> jvmArgs, String... prefixes) {
+        for (String a : jvmArgs) {
+            for (String p : prefixes) if (a.startsWith(p)) return true;
+        }
+        return false;
     }
 
     /** The value of {@code --NAME VALUE} or {@code --NAME=VALUE} in the merged arguments, or null. */
