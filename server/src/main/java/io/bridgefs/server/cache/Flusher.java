@@ -7,12 +7,14 @@ import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Write-back in the background and the pacing of writers: the flusher thread writes back the file
- * with the most dirty pages whenever more than the background share of the cache is dirty
- * ({@code --dirty-background}, a quarter by default); a writer above the dirty limit
+ * with the most dirty pages, a chunk at a time in page order, while more than the background share of
+ * the cache is dirty ({@code --dirty-background}, a quarter by default); a writer above the dirty limit
  * ({@code --dirty-limit}, three quarters) waits for it (at most 2 s), or, without a flusher or when it makes no progress (failing
  * storage), writes back its own file.
  */
 final class Flusher {
+    /** What the background flusher writes back between two looks at the threshold: 8 MiB (four of the largest runs). */
+    static final int CHUNK_PAGES = 2048;
     private final PageCache cache;
     private final Condition flushNeeded;
     private Thread thread;                 // guarded by the cache lock
@@ -102,7 +104,8 @@ final class Flusher {
             }
             if (victim == null || stopping) continue;
             try {
-                victim.writeback(false);
+                // a chunk at a time, the threshold checked in between: the flusher stops once under it
+                if (victim.writes.writebackSome(CHUNK_PAGES) == 0) victim.writeback(false);
             } catch (IOException e) {
                 org.slf4j.LoggerFactory.getLogger(PageCache.class)
                         .warn("background write-back of {} failed (pages stay dirty): {}", victim.store, e.toString());

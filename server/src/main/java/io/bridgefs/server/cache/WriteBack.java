@@ -58,29 +58,125 @@ final class WriteBack {
             } finally {
                 cache.lock.unlock();
             }
-            boolean ok = false;
-            try {
-                writeRuns(dirty);
-                extendBacking();
-                if (dirty.length > 0) file.seenStamp = file.stampOrZero();   // our own writes moved mtime
-                ok = true;
-            } finally {
-                cache.lock.lock();
-                try {
-                    for (int i = 0; i < dirty.length; i++) {
-                        int f = dirty[i];
-                        if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.dirty.clear(file, f);
-                        cache.unpin(f);
-                    }
-                } finally {
-                    cache.lock.unlock();
-                }
-            }
+            writeAndClean(dirty, gens);
             if (sync) file.store.sync();
         } finally {
             mutex.unlock();
             file.punchLock.readLock().unlock();
         }
+    }
+
+    /**
+     * Writes the pinned {@code frames}, then marks clean those not written again since ({@code gens},
+     * their generations when pinned) and unpins them all. Called with the mutex and the punch lock held.
+     */
+    private void writeAndClean(int[] frames, int[] gens) throws IOException {
+        boolean ok = false;
+        try {
+            writeRuns(frames);
+            extendBacking();
+            if (frames.length > 0) file.seenStamp = file.stampOrZero();   // our own writes moved mtime
+            ok = true;
+        } finally {
+            cache.lock.lock();
+            try {
+                for (int i = 0; i < frames.length; i++) {
+                    int f = frames[i];
+                    if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.dirty.clear(file, f);
+                    cache.unpin(f);
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+        }
+    }
+
+    // the background pass (guarded by the mutex): the frames dirty when it began, in page order, their
+    // pages, and the next to look at
+    private int[] passFrames = new int[0];
+    private long[] passPages = new long[0];
+    private int passAt;
+
+    /**
+     * Background write-back: at most {@code maxPages} dirty pages, in page order from where the last call
+     * stopped, so that the flusher can stop as soon as the cache is back under its background share.
+     * A pass covers the pages dirty when it began; pages dirtied later wait for the next pass. Returns
+     * the number of dirty pages written: 0 only if the file has none that can be written now.
+     */
+    int writebackSome(int maxPages) throws IOException {
+        if (file.readOnly) return 0;
+        file.punchLock.readLock().lock();
+        mutex.lock();
+        try {
+            boolean fresh = false;
+            int[] frames = new int[maxPages];
+            int[] gens = new int[maxPages];
+            int n = 0;
+            while (n == 0) {
+                if (passAt >= passFrames.length) {
+                    if (fresh || !newPass()) return 0;
+                    fresh = true;
+                }
+                n = choose(maxPages, frames, gens);
+            }
+            writeAndClean(Arrays.copyOf(frames, n), Arrays.copyOf(gens, n));
+            return n;
+        } finally {
+            mutex.unlock();
+            file.punchLock.readLock().unlock();
+        }
+    }
+
+    /** Begins a background pass over the frames dirty now (sorted without the cache lock). False if the file is closed. */
+    private boolean newPass() {
+        int[] dirty;
+        cache.lock.lock();
+        try {
+            if (file.closed) return false;
+            dirty = file.dirtyPages == 0 ? new int[0] : cache.dirty.of(file);
+            passPages = new long[dirty.length];
+            for (int i = 0; i < dirty.length; i++) passPages[i] = cache.fPage[dirty[i]];
+        } finally {
+            cache.lock.unlock();
+        }
+        long[] order = sortedByPage(dirty, passPages);
+        passFrames = new int[dirty.length];
+        long[] pages = new long[dirty.length];
+        for (int i = 0; i < order.length; i++) {
+            passFrames[i] = dirty[(int) order[i]];
+            pages[i] = passPages[(int) order[i]];
+        }
+        passPages = pages;
+        passAt = 0;
+        return true;
+    }
+
+    /**
+     * Pins the pass's next frames that still hold their page and are still dirty, up to {@code max}, into
+     * {@code frames} (with their generations). Looks at no more than four times {@code max} of them, so
+     * the cache lock is held briefly. Returns how many it pinned.
+     */
+    private int choose(int max, int[] frames, int[] gens) {
+        int n = 0;
+        int end = (int) Math.min(passFrames.length, passAt + 4L * max);
+        cache.lock.lock();
+        try {
+            if (file.closed) {
+                passAt = passFrames.length;
+                return 0;
+            }
+            while (n < max && passAt < end) {
+                int f = passFrames[passAt];
+                long page = passPages[passAt++];
+                if (cache.fState[f] != PageCache.VALID || !cache.fDirty[f] || cache.fFile[f] != file.id || cache.fPage[f] != page) continue;
+                cache.pin(f);
+                gens[n] = cache.fGen[f];
+                frames[n++] = f;
+            }
+        } finally {
+            cache.lock.unlock();
+        }
+        return n;
     }
 
     /**
@@ -195,19 +291,26 @@ final class WriteBack {
     }
 
     private long[] sortedByPage(int[] frames) {
+        long[] pages = new long[frames.length];
+        for (int i = 0; i < frames.length; i++) pages[i] = cache.fPage[frames[i]];
+        return sortedByPage(frames, pages);
+    }
+
+    /** The indexes of {@code frames} in the order of their {@code pages}. */
+    private static long[] sortedByPage(int[] frames, long[] pages) {
         long[] order = new long[frames.length];
         boolean packable = true;
-        for (int f : frames) packable &= cache.fPage[f] < (1L << 35);
+        for (long p : pages) packable &= p < (1L << 35);
         if (packable) {
             // page in the high bits, index in the low 28: one primitive sort
-            for (int i = 0; i < frames.length; i++) order[i] = (cache.fPage[frames[i]] << 28) | i;
+            for (int i = 0; i < frames.length; i++) order[i] = (pages[i] << 28) | i;
             Arrays.sort(order);
             for (int i = 0; i < order.length; i++) order[i] &= (1L << 28) - 1;
             return order;
         }
         Integer[] idx = new Integer[frames.length];
         for (int i = 0; i < frames.length; i++) idx[i] = i;
-        Arrays.sort(idx, (a, b) -> Long.compare(cache.fPage[frames[a]], cache.fPage[frames[b]]));
+        Arrays.sort(idx, (a, b) -> Long.compare(pages[a], pages[b]));
         for (int i = 0; i < frames.length; i++) order[i] = idx[i];
         return order;
     }
