@@ -8,8 +8,8 @@ import java.util.concurrent.locks.ReentrantLock;
 /**
  * How one {@link CachedFile}'s dirty pages reach its backing store: one write-back at a time, the dirty
  * pages pinned and written in page order as large runs (joined across short gaps of clean pages), then
- * marked clean unless written again meanwhile. Flush, FUA, the periodic timer, the background flusher
- * and close all come here.
+ * marked clean unless written again meanwhile. Flush, FUA, the periodic timer and close write back all
+ * of them; the background flusher a chunk at a time ({@link #writebackSome}).
  */
 final class WriteBack {
     private static final int PAGE = PageCache.PAGE_SIZE;
