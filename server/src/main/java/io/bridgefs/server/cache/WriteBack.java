@@ -130,23 +130,23 @@ final class WriteBack {
     /** Begins a background pass over the frames dirty now (sorted without the cache lock). False if the file is closed. */
     private boolean newPass() {
         int[] dirty;
+        long[] pages;
         cache.lock.lock();
         try {
             if (file.closed) return false;
             dirty = file.dirtyPages == 0 ? new int[0] : cache.dirty.of(file);
-            passPages = new long[dirty.length];
-            for (int i = 0; i < dirty.length; i++) passPages[i] = cache.fPage[dirty[i]];
+            pages = new long[dirty.length];
+            for (int i = 0; i < dirty.length; i++) pages[i] = cache.fPage[dirty[i]];
         } finally {
             cache.lock.unlock();
         }
-        long[] order = sortedByPage(dirty, passPages);
+        long[] order = sortedByPage(pages);
         passFrames = new int[dirty.length];
-        long[] pages = new long[dirty.length];
+        passPages = new long[dirty.length];
         for (int i = 0; i < order.length; i++) {
             passFrames[i] = dirty[(int) order[i]];
-            pages[i] = passPages[(int) order[i]];
+            passPages[i] = pages[(int) order[i]];
         }
-        passPages = pages;
         passAt = 0;
         return true;
     }
@@ -293,25 +293,26 @@ final class WriteBack {
     private long[] sortedByPage(int[] frames) {
         long[] pages = new long[frames.length];
         for (int i = 0; i < frames.length; i++) pages[i] = cache.fPage[frames[i]];
-        return sortedByPage(frames, pages);
+        return sortedByPage(pages);
     }
 
-    /** The indexes of {@code frames} in the order of their {@code pages}. */
-    private static long[] sortedByPage(int[] frames, long[] pages) {
-        long[] order = new long[frames.length];
+    /** The indexes of {@code pages} in page order. */
+    private static long[] sortedByPage(long[] pages) {
+        int count = pages.length;
+        long[] order = new long[count];
         boolean packable = true;
         for (long p : pages) packable &= p < (1L << 35);
         if (packable) {
             // page in the high bits, index in the low 28: one primitive sort
-            for (int i = 0; i < frames.length; i++) order[i] = (pages[i] << 28) | i;
+            for (int i = 0; i < count; i++) order[i] = (pages[i] << 28) | i;
             Arrays.sort(order);
-            for (int i = 0; i < order.length; i++) order[i] &= (1L << 28) - 1;
+            for (int i = 0; i < count; i++) order[i] &= (1L << 28) - 1;
             return order;
         }
-        Integer[] idx = new Integer[frames.length];
-        for (int i = 0; i < frames.length; i++) idx[i] = i;
+        Integer[] idx = new Integer[count];
+        for (int i = 0; i < count; i++) idx[i] = i;
         Arrays.sort(idx, (a, b) -> Long.compare(pages[a], pages[b]));
-        for (int i = 0; i < frames.length; i++) order[i] = idx[i];
+        for (int i = 0; i < count; i++) order[i] = idx[i];
         return order;
     }
 }
