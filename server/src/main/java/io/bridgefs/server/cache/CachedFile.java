@@ -20,6 +20,8 @@ public final class CachedFile implements AutoCloseable {
     final PageCache cache;
     final int id;
     final FileKey key;
+    /** Where the cache would best put this file's page 0 (see {@link PageCache#newEntry}). */
+    final int placement;
     volatile BackingStore store;     // replaced when a closed file is opened again
     volatile boolean readOnly;
     boolean closed;          // guarded by cache.lock: no references and no descriptor; clean pages may stay cached
@@ -41,6 +43,7 @@ public final class CachedFile implements AutoCloseable {
         this.cache = cache;
         this.id = id;
         this.key = key;
+        this.placement = cache.placement(size);
         this.store = store;
         this.size = size;
         this.backingSize = size;

@@ -43,7 +43,7 @@ public final class MetadataHeap {
     static long of(PageCache c) {
         long perKey = 4L * c.fFile.length + 8L * c.fPage.length + c.fState.length + 4L * c.fPins.length + c.fDirty.length
                 + 4L * c.fGen.length + c.fFreq.length + c.fQueue.length + c.fFilledBy.length + c.fTouched.length
-                + 4L * c.fMem.length + 4L * c.freeStack.length;
+                + 4L * c.fMem.length + c.free.heapBytes();
         return perKey + c.table.heapBytes() + c.dirty.heapBytes() + c.queues.heapBytes() + c.mem.heapBytes();
     }
 }
