@@ -20,7 +20,7 @@ public final class CachedFile implements AutoCloseable {
     final PageCache cache;
     final int id;
     final FileKey key;
-    /** Where the cache would best put this file's page 0 (see {@link PageCache#newEntry}). */
+    /** Where the cache would best put this file's page 0 (see {@link FreeFrames}). */
     final int placement;
     volatile BackingStore store;     // replaced when a closed file is opened again
     volatile boolean readOnly;
@@ -43,7 +43,7 @@ public final class CachedFile implements AutoCloseable {
         this.cache = cache;
         this.id = id;
         this.key = key;
-        this.placement = cache.placement(size);
+        this.placement = cache.free.startFor((size + PAGE - 1) / PAGE);
         this.store = store;
         this.size = size;
         this.backingSize = size;

@@ -1,15 +1,20 @@
 package io.bridgefs.server.cache;
 
 /**
- * The entries no page has been given yet (all of them when the cache starts), as a bitmap with a
- * summary of its non-empty words, so that a new page can take the free entry nearest after the one
- * its file and page number suggest in a few word reads. Guarded by the cache lock.
+ * The entries no page has been given yet (all of them when the cache starts), and where each file's
+ * pages would best go. Each opened file gets a start after the previous file's pages; its page p takes
+ * the first free entry at or after start + p. So a file's pages sit on neighbouring frames in whatever
+ * order they are filled: after random reads, a sequential rewrite finds 256 neighbouring frames for a
+ * 1 MiB write, as a sequential fill would have left them, not 256 scattered ones (which cost the network
+ * thread about twice the CPU per byte, and split write-back into smaller O_DIRECT requests). A bitmap
+ * with a summary of its non-empty words finds that entry in a few word reads. Guarded by the cache lock.
  */
 final class FreeFrames {
     private final int size;
     private final long[] words;      // bit f set: entry f is free
     private final long[] summary;    // bit w set: words[w] != 0
     private int count;
+    private int cursor;              // where the next opened file starts
 
     FreeFrames(int size) {
         this.size = size;
@@ -23,6 +28,18 @@ final class FreeFrames {
     }
 
     int count() { return count; }
+
+    /** For a file of {@code pages} being opened: its start; the next file starts after it (wrapping round). */
+    int startFor(long pages) {
+        int start = cursor;
+        cursor = (int) ((start + Math.max(1, Math.min(size, pages))) % size);
+        return start;
+    }
+
+    /** Takes a free entry for page {@code page} of a file that starts at {@code start} ({@link #startFor}). */
+    int takeFor(int start, long page) {
+        return takeNear((int) ((start + page) % size));
+    }
 
     long heapBytes() { return 8L * (words.length + summary.length); }
 

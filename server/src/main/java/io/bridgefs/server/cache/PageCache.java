@@ -60,9 +60,8 @@ public final class PageCache implements AutoCloseable {
     final PageTable table;
     /** Which page goes next when no frame is free (see {@link S3Fifo}). */
     final S3Fifo queues;
-    /** Entries no page has had yet (see {@link #newEntry} for where a page goes). */
+    /** Entries no page has had yet, and where a file's pages would best go (see {@link FreeFrames}). */
     final FreeFrames free;
-    private int placementCursor;        // guarded by lock: where the next opened file's pages start
 
     /** What happened, for the metrics (guarded by lock; see {@link CacheCounters}). */
     final CacheCounters counters = new CacheCounters();
@@ -120,17 +119,6 @@ public final class PageCache implements AutoCloseable {
     }
 
     public long capacityBytes() { return (long) memFrames * PAGE_SIZE; }
-
-    /**
-     * With the lock held, for a file being opened: the entry its page 0 would best go to; the next file
-     * starts after its pages (files larger than the cache wrap round).
-     */
-    int placement(long size) {
-        int start = placementCursor;
-        long pages = Math.max(1, Math.min(frames, (size + PAGE_SIZE - 1) >>> PAGE_SHIFT));
-        placementCursor = (int) ((start + pages) % frames);
-        return start;
-    }
 
     public DedupMode dedupMode() { return dedupMode; }
 
@@ -290,15 +278,12 @@ public final class PageCache implements AutoCloseable {
 
     /**
      * A free entry with a private memory frame, keyed, LOADING and pinned but in no queue yet; -1 if none.
-     * While the cache has entries no page has had, a page takes the first at or after its file's start
-     * ({@link #placement}) plus its page number: a file's pages land on neighbouring frames in whatever
-     * order they are filled (random reads, then a sequential rewrite, find 256 neighbouring frames for a
-     * 1 MiB write, as a sequential fill would have left them, instead of 256 scattered ones, which cost the
-     * network thread about twice the CPU per byte in measurement). Once none is left, the eviction
-     * policy's victim.
+     * While entries no page has had remain, a page takes the first at or after its file's start plus its
+     * page number ({@link FreeFrames}): a file's pages sit on neighbouring frames in any fill order.
+     * Then the eviction policy's victim.
      */
     int newEntry(CachedFile file, long page, IoPath path) {
-        int f = free.count() > 0 ? free.takeNear(merge ? 0 : (int) ((file.placement + page) % frames)) : queues.victim();
+        int f = free.count() == 0 ? queues.victim() : merge ? free.takeNear(0) : free.takeFor(file.placement, page);
         if (f < 0) return -1;
         if (merge) {
             while (!mem.hasFree()) {

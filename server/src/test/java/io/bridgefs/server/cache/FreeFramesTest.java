@@ -55,6 +55,19 @@ class FreeFramesTest {
         assertEquals(-1, free.takeNear(0));
     }
 
+    @Test
+    void eachFileStartsAfterThePreviousOneAndLargeFilesWrapRound() {
+        FreeFrames free = new FreeFrames(100);
+        assertEquals(0, free.startFor(30));
+        assertEquals(30, free.startFor(0));                 // an empty file still takes one entry's room
+        assertEquals(31, free.startFor(60));
+        assertEquals(91, free.startFor(1L << 40));          // larger than the cache: the next start wraps to itself
+        assertEquals(91, free.startFor(20));
+        assertEquals(11, free.startFor(1));
+        assertEquals(96, free.takeFor(91, 5));
+        assertEquals(1, free.takeFor(91, 10));              // start + page past the end wraps round
+    }
+
     /** Pages filled in random order (random reads) still land on neighbouring frames while the cache has free ones. */
     @Test
     void aFilesPagesLandOnNeighbouringFramesInAnyFillOrder() throws IOException {
