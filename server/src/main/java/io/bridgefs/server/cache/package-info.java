@@ -68,8 +68,10 @@
  * {@code getattr} of a clean, current file. Each takes the lock once to check and pin, copies without
  * it, and declines — having pinned, counted and changed nothing — whenever any condition fails.
  *
- * <h2>Eviction</h2>
- * S3-FIFO: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
+ * <h2>Placement and eviction</h2>
+ * While frames no page has had remain, a page takes the first at or after its file's start plus its
+ * page number ({@link io.bridgefs.server.cache.FreeFrames}), so a file's pages are neighbours in
+ * memory whatever order they were filled in. Then S3-FIFO chooses: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
  * FIFO, the rest are evicted early. Main-queue pages with hits get another round (frequency 0..3).
  * Evicted keys are remembered as fingerprints in the ghost; a fill whose key is in the ghost is a
  * refault and goes straight to main. A one-pass sequential read therefore flows through the small
