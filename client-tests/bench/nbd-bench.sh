@@ -49,12 +49,11 @@ start() {  # start NAME
         for _ in $(seq 48); do nbdcopy "nbd://127.0.0.1:$PORT/warmup" null:; done
         # and each of the rows' request kinds: random reads of pages not yet cached (a second image),
         # random reads and writes of cached ones, 1 MiB writes
-        warm_fio warmcold randread 4k 32
-        warm_fio warmup randrw 4k 32
+        warm_fio randread 4k 32 warmcold
+        warm_fio randrw 4k 32 warmup
         # 1 MiB writes to both images at once: past a quarter of the cache dirty, so the background
         # flusher's chunked write-back runs (and is compiled) too, as it does in the write rows
-        fio --ioengine=nbd --rw=write --bs=1m --iodepth=8 --size=256m --time_based --runtime=2 --end_fsync=1 \
-            --name=a --uri="nbd://127.0.0.1:$PORT/warmup" --name=b --uri="nbd://127.0.0.1:$PORT/warmcold" >/dev/null 2>&1
+        warm_fio write 1m 8 warmup warmcold
         cold
         jit_mark=$(jit_cs)
       fi
@@ -80,12 +79,14 @@ declare -A JIT
 jit_row() {  # jit_row ROW: bridgefs's JIT CPU since the last mark (set after its warm-up) is the row's
   local now; now=$(jit_cs); JIT[$1]=$(( ${JIT[$1]:-0} + now - jit_mark )); jit_mark=$now
 }
-warm_fio() {  # warm_fio EXPORT RW BS IODEPTH: 2 s of one row's kind of request (JIT warm-up)
+warm_fio() {  # warm_fio RW BS IODEPTH EXPORT...: 2 s of one row's kind of request on each export at once (JIT warm-up)
   # ending with a FLUSH, as the rows do: it runs the write-back path, which the warm-up's writes to a
   # 256 MiB image would otherwise never reach (below the cache's background threshold), and leaves the
   # warm-up image clean rather than up to a sixth of the cache dirty when the rows start
-  fio --name=w --ioengine=nbd --uri="nbd://127.0.0.1:$PORT/$1" --rw=$2 --bs=$3 --iodepth=$4 --size=256m \
-      --time_based --runtime=2 --end_fsync=1 >/dev/null 2>&1
+  local rw=$1 bs=$2 qd=$3 jobs=() e; shift 3
+  for e in "$@"; do jobs+=(--name="$e" --uri="nbd://127.0.0.1:$PORT/$e"); done
+  fio --ioengine=nbd --rw=$rw --bs=$bs --iodepth=$qd --size=256m --time_based --runtime=2 --end_fsync=1 \
+      "${jobs[@]}" >/dev/null 2>&1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
