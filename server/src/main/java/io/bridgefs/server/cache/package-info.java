@@ -53,8 +53,9 @@
  * much as the client wrote, whatever order write-back takes (stopping at the threshold, as the flusher
  * does since session 17, wrote back 7-12% less in a sequential rewrite and 20-25% less under random
  * 4k writes than writing back every dirty page each time; the pass's dirty pages are listed and sorted
- * once, not per chunk, which had cost random writes a fifth of their rate). A server writing into the kernel's
- * page cache (nbdkit file, qemu-nbd) writes nothing during such a run on a host with memory to spare.
+ * once, not per chunk, which had cost random writes a fifth of their rate). A server writing into the
+ * kernel's page cache (nbdkit file, qemu-nbd) writes nothing during such a run on a host with memory
+ * to spare.
  * Only a larger dirty share avoids the write-back, and it costs what the thresholds bound: a FLUSH must
  * write everything dirty (up to the limit's worth of the cache), and dirty frames cannot be evicted, so
  * readers have fewer clean ones. The defaults keep both small; an operator who wants a peer's
@@ -71,11 +72,12 @@
  * <h2>Placement and eviction</h2>
  * While frames no page has had remain, a page takes the first at or after its file's start plus its
  * page number ({@link io.bridgefs.server.cache.FreeFrames}), so a file's pages are neighbours in
- * memory whatever order they were filled in. Then S3-FIFO chooses: new pages enter a small FIFO (10% of frames); pages hit again while there move to the main
- * FIFO, the rest are evicted early. Main-queue pages with hits get another round (frequency 0..3).
- * Evicted keys are remembered as fingerprints in the ghost; a fill whose key is in the ghost is a
- * refault and goes straight to main. A one-pass sequential read therefore flows through the small
- * queue without flushing the hot set in main.
+ * memory whatever order they were filled in. Then S3-FIFO chooses: new pages enter a small FIFO (10%
+ * of frames); pages hit again while there move to the main FIFO, the rest are evicted early.
+ * Main-queue pages with hits get another round (frequency 0..3). Evicted keys are remembered as
+ * fingerprints in the ghost; a fill whose key is in the ghost is a refault and goes straight to main.
+ * A one-pass sequential read therefore flows through the small queue without flushing the hot set in
+ * main.
  *
  * <h2>Entries and memory frames; merging</h2>
  * The metadata above describes <em>entries</em> (one per resident key); the bytes live in a
