@@ -31,6 +31,14 @@ public interface BackingStore extends AutoCloseable {
         return total;
     }
 
+    /**
+     * A descriptor that whole pages can be read from with O_DIRECT at page-aligned positions, for reads
+     * submitted in batches ({@link io.bridgefs.server.posix.AsyncReads}); -1 if there is none.
+     */
+    default int directFd() {
+        return -1;
+    }
+
     /** Writes consecutive whole pages, the last one only up to {@code lastLength} bytes. */
     default void writePages(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
         for (int i = 0; i < count; i++) {

@@ -129,6 +129,11 @@ public final class FileBackingStore implements BackingStore {
     }
 
     @Override
+    public int directFd() {
+        return directFd >= 0 && directAlign > 0 && PageCache.PAGE_SIZE % directAlign == 0 ? directFd : -1;
+    }
+
+    @Override
     public int readPages(ByteBuffer[] pages, int count, long position) throws IOException {
         if (directFd < 0) return BackingStore.super.readPages(pages, count, position);
         int[] lengths = new int[count];

@@ -33,6 +33,7 @@ public final class PageCache implements AutoCloseable {
     final Flusher flusher = new Flusher(this);
     /** Background read-ahead fills (a small bounded pool; past its queue the reader fills inline). */
     final ReadaheadPool readahead = new ReadaheadPool();
+    final ReadBatch.Contexts batchContexts = new ReadBatch.Contexts();     // for batches of cold reads
 
     // per-frame metadata, guarded by lock
     final int[] fFile;
@@ -482,6 +483,7 @@ public final class PageCache implements AutoCloseable {
     @Override
     public void close() throws IOException {
         readahead.shutdown();
+        batchContexts.close();
         // nothing is interrupted: a write-back in progress finishes before the final flush and before
         // the caller closes the files
         boolean interrupted = false;

@@ -331,28 +331,46 @@ final class PageFills {
      * be written at once is not (it must keep a private frame).
      */
     void fill(IoPath path, int[] run, int count, long firstPage, boolean share) throws IOException {
-        long[] hashes = cache.dedup && share ? new long[count] : null;
+        int got;
         file.punchLock.readLock().lock();
         try {
-            ByteBuffer[] pages = new ByteBuffer[count];
-            for (int i = 0; i < count; i++) pages[i] = cache.data(run[i]);
-            int got = file.store.readPages(pages, count, firstPage << PageCache.PAGE_SHIFT);
-            for (int i = 0; i < count; i++) {
-                int have = Math.max(0, Math.min(PAGE, got - i * PAGE));
-                CachedFile.zero(pages[i], have, PAGE);
-                if (hashes != null) hashes[i] = ContentIndex.hash(pages[i]);
-            }
+            got = file.store.readPages(pages(run, count), count, firstPage << PageCache.PAGE_SHIFT);
         } catch (IOException | RuntimeException | Error e) {
-            // whatever went wrong, the frames must not stay LOADING: readers wait on them
-            cache.lock.lock();
-            try {
-                for (int i = 0; i < count; i++) cache.failFill(file, run[i]);
-            } finally {
-                cache.lock.unlock();
-            }
+            failFill(run, count);      // whatever went wrong, the frames must not stay LOADING: readers wait on them
             throw e;
         } finally {
             file.punchLock.readLock().unlock();
+        }
+        filled(path, run, count, got, share);
+    }
+
+    /** The memory of a run's frames, to read into. */
+    ByteBuffer[] pages(int[] run, int count) {
+        ByteBuffer[] pages = new ByteBuffer[count];
+        for (int i = 0; i < count; i++) pages[i] = cache.data(run[i]);
+        return pages;
+    }
+
+    /** A run's read failed: its LOADING frames are dropped (and unpinned). */
+    void failFill(int[] run, int count) {
+        cache.lock.lock();
+        try {
+            for (int i = 0; i < count; i++) cache.failFill(file, run[i]);
+        } finally {
+            cache.lock.unlock();
+        }
+    }
+
+    /**
+     * A run's read brought {@code got} bytes (fewer than the run only at end of file; the rest is
+     * zeros): its frames become VALID, hashed first when {@code share}.
+     */
+    void filled(IoPath path, int[] run, int count, int got, boolean share) {
+        long[] hashes = cache.dedup && share ? new long[count] : null;
+        for (int i = 0; i < count; i++) {
+            ByteBuffer page = cache.data(run[i]);
+            CachedFile.zero(page, Math.max(0, Math.min(PAGE, got - i * PAGE)), PAGE);
+            if (hashes != null) hashes[i] = ContentIndex.hash(page);
         }
         int[] matched = hashes == null ? null : new int[count];
         int[] held = hashes == null ? null : holdAndCompare(run, count, hashes, matched);
@@ -365,6 +383,37 @@ final class PageFills {
         } finally {
             cache.lock.unlock();
         }
+    }
+
+    /**
+     * For a batch of cold reads ({@link ReadBatch}), with the cache lock held: pins the resident pages
+     * of [offset, offset + length) and gives the absent ones frames (LOADING, pinned; {@code loading}
+     * marks them), without waiting and without read-ahead. Null, having pinned nothing, if a page is
+     * being filled by someone else, the read continues a stream (read-ahead's business) or the cache is
+     * short of frames: the usual path then reads it.
+     */
+    int[] plan(IoPath path, long offset, int length, boolean[] loading) {
+        long first = offset >>> PageCache.PAGE_SHIFT, last = (offset + length - 1) >>> PageCache.PAGE_SHIFT;
+        if (cache.pinnedOverHalf() || (readahead.maxPages() > 0 && first > 0 && continuesRead(first))) return null;
+        int[] frames = new int[(int) (last - first + 1)];
+        for (int i = 0; i < frames.length; i++) {
+            int f = cache.peek(file, first + i);
+            if (f >= 0 && cache.fState[f] != PageCache.VALID) return null;
+        }
+        for (int i = 0; i < frames.length; i++) {
+            int f = cache.tryLookup(file, first + i, path);
+            loading[i] = f < 0;
+            if (f < 0 && (f = cache.allocate(file, first + i, path, true)) < 0) {
+                for (int j = 0; j < i; j++) {          // counted, as a pin that meets a full cache is
+                    if (loading[j]) cache.failFill(file, frames[j]);
+                    else cache.unpin(frames[j]);
+                }
+                return null;
+            }
+            frames[i] = f;
+        }
+        noteRead(first, last);
+        return frames;
     }
 
     /**

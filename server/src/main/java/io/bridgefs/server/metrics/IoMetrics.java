@@ -17,6 +17,8 @@ public final class IoMetrics {
     public final String kind;
     public final Timer read, write, flush, trim, writeZeroes, blockStatus, cache;
     public final Counter readBytes, writeBytes, errors;
+    /** Reads whose missing pages were read from disk together with other requests' (NBD; one io_submit a batch). */
+    public final Counter batchedReads;
 
     public IoMetrics(MetricRegistry registry, String path, String export) {
         this(registry, path, export, path.equals("nbd") ? "image" : "directory");
@@ -37,6 +39,7 @@ public final class IoMetrics {
         readBytes = registry.counter(base + ".read_bytes");
         writeBytes = registry.counter(base + ".write_bytes");
         errors = registry.counter(base + ".errors");
+        batchedReads = registry.counter(base + ".batched_reads");
     }
 
     /**

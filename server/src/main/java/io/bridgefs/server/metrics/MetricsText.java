@@ -50,6 +50,7 @@ public final class MetricsText {
         }
         ioCounter(b, "read_ops_total", "Client read requests", io, m -> m.read.getCount());
         ioCounter(b, "read_bytes_total", "Bytes read by clients", io, m -> m.readBytes.getCount());
+        ioCounter(b, "batched_reads_total", "Client reads that missed the cache and were read from disk in a batch with others (one io_submit)", io, m -> m.batchedReads.getCount());
         ioCounter(b, "write_ops_total", "Client write requests", io, m -> m.write.getCount());
         ioCounter(b, "write_bytes_total", "Bytes written by clients", io, m -> m.writeBytes.getCount());
         ioCounter(b, "flush_ops_total", "Client flush requests", io, m -> m.flush.getCount());
@@ -219,6 +220,7 @@ public final class MetricsText {
                     .append("\",\"kind\":\"").append(m.kind)
                     .append("\",\"read_ops\":").append(m.read.getCount())
                     .append(",\"read_bytes\":").append(m.readBytes.getCount())
+                    .append(",\"batched_reads\":").append(m.batchedReads.getCount())
                     .append(",\"write_ops\":").append(m.write.getCount())
                     .append(",\"write_bytes\":").append(m.writeBytes.getCount())
                     .append(",\"flush_ops\":").append(m.flush.getCount())

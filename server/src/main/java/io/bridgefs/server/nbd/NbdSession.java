@@ -50,13 +50,15 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     private Admission<NbdRequest> admission;
     private boolean disconnecting;
     private boolean complainedOnce;
-    private final io.bridgefs.server.net.ReplyBatch batch = new io.bridgefs.server.net.ReplyBatch();
+    final io.bridgefs.server.net.ReplyBatch batch = new io.bridgefs.server.net.ReplyBatch();
+    private final ColdReads cold;
 
     NbdSession(NbdServerContext server, NbdExport export, boolean structured, boolean baseAllocation) {
         this.server = server;
         this.export = export;
         this.structured = structured;
         this.baseAllocation = baseAllocation;
+        this.cold = new ColdReads(this, export);
     }
 
     @Override
@@ -129,12 +131,27 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             send(ctx, cost, fast);
             return;
         }
-        try {
-            server.executor().execute(() -> run(ctx, req, cost));
-        } catch (RejectedExecutionException e) {
-            ReferenceCountUtil.release(req);
-            send(ctx, cost, new Outcome(errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"), null));
+        if (cold.wants(req)) {
+            cold.queue(ctx, req, cost);
+            return;
         }
+        if (!submit(() -> run(ctx, req, cost))) refuse(ctx, req, cost);
+    }
+
+    /** Runs {@code task} on the executor; false, running nothing, if the server is stopping. */
+    boolean submit(Runnable task) {
+        try {
+            server.executor().execute(task);
+            return true;
+        } catch (RejectedExecutionException e) {
+            return false;
+        }
+    }
+
+    /** Answers {@code req}, which will not run: the server is stopping. */
+    void refuse(ChannelHandlerContext ctx, NbdRequest req, long cost) {
+        ReferenceCountUtil.release(req);
+        send(ctx, cost, new Outcome(errorReply(ctx, req, NBD_ESHUTDOWN, "server is shutting down"), null));
     }
 
     @Override
@@ -211,27 +228,31 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     }
 
     /** A reply, and what to do once the socket has taken it (unpin zero-copy frames). */
-    private record Outcome(ByteBuf reply, Runnable afterWrite) {}
+    record Outcome(ByteBuf reply, Runnable afterWrite) {}
 
-    private void run(ChannelHandlerContext ctx, NbdRequest req, long cost) {
+    void run(ChannelHandlerContext ctx, NbdRequest req, long cost) {
         Outcome reply;
         try {
             reply = execute(ctx, req);
-        } catch (IOException e) {
-            int errno = errno(e);
-            export.metrics().errors.inc();
-            log.warn("{}: {} offset {} length {} on export '{}' failed: {}", ctx.channel().remoteAddress(),
-                    NbdConstants.commandName(req.type()), req.offset(), req.length(), export.name(), e.toString());
-            reply = new Outcome(errorReply(ctx, req, errno, e.getMessage() == null ? e.toString() : e.getMessage()), null);
-        } catch (RuntimeException | Error e) {
-            export.metrics().errors.inc();
-            io.bridgefs.server.net.InternalErrors.record();
-            log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), NbdConstants.commandName(req.type()), e);
-            reply = new Outcome(errorReply(ctx, req, NBD_EIO, "internal error"), null);
+        } catch (IOException | RuntimeException | Error e) {
+            reply = failed(ctx, req, e);
         } finally {
             ReferenceCountUtil.release(req);
         }
         done(ctx, cost, reply);
+    }
+
+    /** The reply to a request that failed with {@code e}: logged, counted, an NBD error code. */
+    Outcome failed(ChannelHandlerContext ctx, NbdRequest req, Throwable e) {
+        export.metrics().errors.inc();
+        if (e instanceof IOException io) {
+            log.warn("{}: {} offset {} length {} on export '{}' failed: {}", ctx.channel().remoteAddress(),
+                    NbdConstants.commandName(req.type()), req.offset(), req.length(), export.name(), e.toString());
+            return new Outcome(errorReply(ctx, req, errno(io), e.getMessage() == null ? e.toString() : e.getMessage()), null);
+        }
+        io.bridgefs.server.net.InternalErrors.record();
+        log.error("{}: {} failed unexpectedly", ctx.channel().remoteAddress(), NbdConstants.commandName(req.type()), e);
+        return new Outcome(errorReply(ctx, req, NBD_EIO, "internal error"), null);
     }
 
     private void done(ChannelHandlerContext ctx, long cost, Outcome out) {
@@ -242,7 +263,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
      * Writes a reply (on the event loop). The request's cost is released, and zero-copy frames unpinned,
      * once the socket has taken the reply or the connection has failed it.
      */
-    private void send(ChannelHandlerContext ctx, long cost, Outcome out) {
+    void send(ChannelHandlerContext ctx, long cost, Outcome out) {
         batch.write(ctx, out.reply()).addListener(f -> {
             if (out.afterWrite() != null) out.afterWrite().run();
             admission.done(cost);
@@ -337,7 +358,7 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
     }
 
     /** The reply header plus views of the pinned frames; they are unpinned once the socket took them. */
-    private Outcome zeroCopyReply(ChannelHandlerContext ctx, NbdRequest req, PinnedRange pinned) {
+    Outcome zeroCopyReply(ChannelHandlerContext ctx, NbdRequest req, PinnedRange pinned) {
         return new Outcome(dataReply(ctx, req, pinned.views()), pinned::release);
     }
 

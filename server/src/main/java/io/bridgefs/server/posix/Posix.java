@@ -363,6 +363,58 @@ public final class Posix {
         }
     }
 
+    // Linux native AIO (x86_64 system call numbers): many reads queued with one io_submit (see AsyncReads)
+    private static final long SYS_IO_SETUP = 206, SYS_IO_DESTROY = 207, SYS_IO_GETEVENTS = 208, SYS_IO_SUBMIT = 209;
+
+    /** io_setup: a context for up to {@code events} reads in flight. */
+    static long ioSetup(int events) throws ErrnoException {
+        if (!"amd64".equals(System.getProperty("os.arch"))) throw new ErrnoException("io_setup", ENOSYS);
+        Memory ctx = new Memory(8);
+        ctx.setLong(0, 0);
+        try {
+            Aio.syscall(SYS_IO_SETUP, events, Pointer.nativeValue(ctx), 0, 0, 0);
+        } catch (LastErrorException e) {
+            throw new ErrnoException("io_setup", e.getErrorCode());
+        }
+        return ctx.getLong(0);
+    }
+
+    /** io_destroy: waits for whatever is still in flight, then frees the context. */
+    static void ioDestroy(long ctx) {
+        try {
+            Aio.syscall(SYS_IO_DESTROY, ctx, 0, 0, 0, 0);
+        } catch (LastErrorException e) {
+            // nothing to do: the context is gone either way
+        }
+    }
+
+    /** io_submit of {@code n} control blocks (an array of pointers); returns how many the kernel took. */
+    static int ioSubmit(long ctx, int n, long iocbPointers) throws ErrnoException {
+        try {
+            return (int) Aio.syscall(SYS_IO_SUBMIT, ctx, n, iocbPointers, 0, 0);
+        } catch (LastErrorException e) {
+            throw new ErrnoException("io_submit", e.getErrorCode());
+        }
+    }
+
+    /** io_getevents: waits for at least {@code min} completions; returns how many were stored (0 if interrupted). */
+    static int ioGetevents(long ctx, int min, int max, long events) throws ErrnoException {
+        try {
+            return (int) Aio.syscall(SYS_IO_GETEVENTS, ctx, min, max, events, 0);
+        } catch (LastErrorException e) {
+            if (e.getErrorCode() == EINTR) return 0;
+            throw new ErrnoException("io_getevents", e.getErrorCode());
+        }
+    }
+
+    private static final class Aio {
+        static native long syscall(long number, long a, long b, long c, long d, long e) throws LastErrorException;
+
+        static {
+            Native.register(Aio.class, com.sun.jna.NativeLibrary.getInstance("c"));
+        }
+    }
+
     /** The address of a direct buffer's position. */
     private static Pointer at(ByteBuffer b) {
         if (!b.isDirect()) throw new IllegalArgumentException("not a direct buffer");
