@@ -99,5 +99,13 @@
  * sign of a stream: random reads into a filling cache often start right after a resident page. Pages
  * read ahead carry frequency -1 until first read; one evicted at -1 was wasted, which halves the
  * window of its file.
+ *
+ * <h2>Batches of cold reads</h2>
+ * {@link io.bridgefs.server.cache.ReadBatch} takes many requests' misses at once (an NBD connection's
+ * small reads from one turn of its event loop): under the lock it pins each request's resident pages
+ * and gives its absent ones LOADING frames, refusing, with nothing pinned, a request that meets a
+ * page someone else is filling or that continues a stream; then one {@code io_submit} reads every run
+ * and each run completes as a single fill does. It waits with its pins held, but only for the disk,
+ * as a single fill waits with its LOADING frames.
  */
 package io.bridgefs.server.cache;

@@ -81,11 +81,19 @@ class NbdSessionModelProperties {
         }
 
         World(boolean structured, AbstractExecutorService executor) {
+            this(structured, executor, new Mem(), 64);
+        }
+
+        final PageCache cache;
+        final NbdExport export;
+
+        /** A session over {@code store} (SIZE bytes) with a cache of {@code pages}. */
+        World(boolean structured, AbstractExecutorService executor, BackingStore store, int pages) {
             this.structured = structured;
             try {
-                PageCache cache = new PageCache(64 * 4096, CacheMode.WRITEBACK);
-                var file = cache.open(new FileKey(5, 5), new Mem(), false);
-                var export = new NbdExport("m", null, Path.of("m"), false, file, new IoMetrics(new MetricRegistry(), "nbd", "m"));
+                cache = new PageCache(pages * 4096L, CacheMode.WRITEBACK);
+                var file = cache.open(new FileKey(5, 5), store, false);
+                export = new NbdExport("m", null, Path.of("m"), false, file, new IoMetrics(new MetricRegistry(), "nbd", "m"));
                 var ctx = new NbdServerContext(new NbdExports(List.of(export)), executor);
                 ch = new EmbeddedChannel();
                 ch.pipeline().addLast(NbdHandshakeHandler.DECODER, new NbdHandshakeDecoder())
