@@ -40,12 +40,17 @@ final class ColdReads {
 
     /** On the event loop: {@code req} joins this turn's batch, which goes to the executor when the turn ends. */
     void queue(ChannelHandlerContext ctx, NbdRequest req, long cost) {
-        if (pending == null) {
-            pending = new ArrayList<>();
-            ctx.channel().eventLoop().execute(() -> flush(ctx));     // runs after this turn's reads
-        }
+        boolean first = pending == null;
+        if (first) pending = new ArrayList<>();
         pending.add(new Cold(req, cost));
-        if (pending.size() == MAX_BATCH) flush(ctx);
+        if (first) {
+            try {
+                ctx.channel().eventLoop().execute(() -> flush(ctx));     // runs after this turn's reads
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                flush(ctx);                                             // the loop is stopping: now
+            }
+        }
+        if (pending != null && pending.size() == MAX_BATCH) flush(ctx);
     }
 
     private void flush(ChannelHandlerContext ctx) {
