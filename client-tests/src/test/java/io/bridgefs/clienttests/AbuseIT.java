@@ -106,6 +106,45 @@ class AbuseIT {
     }
 
 
+    /**
+     * Clients that send a burst of cold reads (read from disk in batches, one io_submit each) and reset
+     * the connection while the disk is still reading: nothing stays pinned or counted, nothing is logged
+     * as a server fault, and a well-behaved client then reads the right bytes.
+     */
+    @Test
+    void batchedColdReadsOfClientsThatResetLeaveNothingBehind() throws Exception {
+        Path img = image("batch.img", 512 * MIB);
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--nbd-export", "disk=" + img, "--cache-size", "64m")) {
+            java.util.Random rnd = new java.util.Random(5);
+            for (int c = 0; c < 100; c++) {
+                RawNbdClient gone = new RawNbdClient(s.nbdPort);
+                gone.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                gone.go("disk");
+                for (int i = 0; i < 48; i++) gone.request(NbdConstants.NBD_CMD_READ, 0, i, (long) rnd.nextInt(512 * 256) * 4096, 4096);
+                gone.out.flush();
+                Thread.sleep(c % 4);                       // some reset at once, some with the disk reading
+                gone.socket.setSoLinger(true, 0);          // a reset, not a close
+                gone.socket.close();
+            }
+            String labels = "{path=\"nbd\",export=\"disk\"}";
+            assertTrue(s.metric("bridgefs_batched_reads_total" + labels) > 0, "the reads were read in batches");
+            assertEquals(0, s.metric("bridgefs_internal_errors_total"));
+            try (RawNbdClient good = new RawNbdClient(s.nbdPort)) {
+                good.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
+                good.go("disk");
+                for (int i = 0; i < 32; i++) {
+                    long off = (long) rnd.nextInt(64 * 256) * 4096;
+                    good.request(NbdConstants.NBD_CMD_READ, 0, i, off, 4096);
+                    good.out.flush();
+                    RawNbdClient.Reply r = good.reply(4096);
+                    assertEquals(0, r.error());
+                    for (int k = 0; k < 4096; k++) assertEquals((byte) ((off + k) % MIB * 7), r.data()[k], "byte " + (off + k));
+                }
+            }
+            assertEquals(0, s.stop(), "stops cleanly; stop() also checks that nothing stays pinned or counted");
+        }
+    }
+
     @Test
     void p9PipelinedReadsLeftUnreadStayWithinBudget() throws Exception {
         Path share = Files.createDirectories(dir.resolve("share"));
