@@ -10,8 +10,9 @@ import java.nio.ByteBuffer;
 
 /**
  * The few POSIX calls {@code java.nio} lacks, through JNA: open/close, lseek with SEEK_DATA/SEEK_HOLE,
- * fallocate (punch hole, zero range), and preadv/pwritev so O_DIRECT I/O goes straight between the
- * disk and the cache's frames. Linux x86_64 numbers.
+ * fallocate (punch hole, zero range), preadv/pwritev so O_DIRECT I/O goes straight between the
+ * disk and the cache's frames, and native AIO to submit many such reads at once ({@link AsyncReads}).
+ * Linux x86_64 numbers.
  */
 public final class Posix {
     private Posix() {}
