@@ -197,4 +197,31 @@ class ReadBatchTest {
         cache.close();
         f.store.close();
     }
+
+    @Test
+    void pagesReadInABatchAreMergedWithTheirDuplicates() throws Exception {
+        Path p = dir.resolve("dups.img");
+        byte[] data = file(p, 1 << 20, 5);
+        System.arraycopy(data, 0, data, 100 * P, 4 * P);             // pages 100-103 repeat pages 0-3
+        Files.write(p, data);
+        PageCache cache = new PageCache(1L << 20, CacheMode.WRITEBACK, DedupMode.MERGE);
+        CachedFile f = cache.open(new FileKey(7, 4), FileBackingStore.open(p, true), true);
+        ReadBatch batch = ReadBatch.open(f);
+        assertTrue(batch.add(0, f, IoPath.NBD, 0, 4 * P));
+        assertTrue(batch.add(1, f, IoPath.NBD, 50 * P, 2 * P));
+        Map<Integer, Object> got = run(batch);
+        batch = ReadBatch.open(f);
+        assertTrue(batch.add(0, f, IoPath.NBD, 100 * P + 10, 4 * P - 10));
+        got.putAll(Map.of(2, run(batch).get(0)));
+        assertArrayEquals(Arrays.copyOfRange(data, 0, 4 * P), (byte[]) got.get(0));
+        assertArrayEquals(Arrays.copyOfRange(data, 50 * P, 52 * P), (byte[]) got.get(1));
+        assertArrayEquals(Arrays.copyOfRange(data, 100 * P + 10, 104 * P), (byte[]) got.get(2));
+        CacheStats s = cache.snapshot();
+        assertEquals(4, s.duplicateFills(IoPath.NBD), "the four repeated pages were filled as duplicates");
+        assertEquals(4, s.dedupPagesSharing(), "and merged onto the frames of pages 0-3");
+        assertEquals(0, s.pinnedPages());
+        assertEquals(List.of(), cache.verify());
+        cache.close();
+        f.store.close();
+    }
 }
