@@ -67,8 +67,8 @@ public final class ReadBatch implements AutoCloseable {
     private final AsyncReads aio;
     private final List<Request> requests = new ArrayList<>();
     private final List<Run> runs = new ArrayList<>();
-    private int started;          // runs[0, started) hold their file's punch read lock and are submitted or read
-    private final boolean[] finished = new boolean[AsyncReads.MAX_READS];
+    private final boolean[] locked = new boolean[AsyncReads.MAX_READS];      // holds its file's punch read lock
+    private final boolean[] finished = new boolean[AsyncReads.MAX_READS];    // its frames filled or dropped
 
     private ReadBatch(PageCache cache, AsyncReads aio) {
         this.cache = cache;
@@ -120,9 +120,10 @@ public final class ReadBatch implements AutoCloseable {
     /** Reads every planned run and answers every planned request through {@code done}. */
     public void run(Done done) throws Posix.ErrnoException {
         for (Request r : requests) if (r.pending == 0) answer(r, done);        // resident by now
-        for (Run run : runs) {
+        for (int k = 0; k < runs.size(); k++) {
+            Run run = runs.get(k);
             run.req.file.punchLock.readLock().lock();
-            started++;
+            locked[k] = true;
             aio.add(run.req.store.directFd(), run.req.file.reads.pages(run.frames, run.frames.length), run.frames.length, run.position);
         }
         for (int k = aio.submit(); k < runs.size(); k++) complete(k, -1, done);     // refused: read now
@@ -155,17 +156,25 @@ public final class ReadBatch implements AutoCloseable {
         } catch (RuntimeException e) {
             error = new IOException(e);
         } finally {
-            finished[k] = true;
+            locked[k] = false;
             r.file.punchLock.readLock().unlock();
         }
         if (error != null) {
-            r.file.reads.failFill(run.frames, count);
-            for (int i = 0; i < count; i++) r.frames[run.from + i] = -1;
+            drop(k);
             if (r.error == null) r.error = error;
         } else {
             r.file.reads.filled(r.path, run.frames, count, got, true);
+            finished[k] = true;
         }
         if (--r.pending == 0) answer(r, done);
+    }
+
+    /** Run {@code k} was not read: its LOADING frames are dropped, and its request will not get them. */
+    private void drop(int k) {
+        Run run = runs.get(k);
+        run.req.file.reads.failFill(run.frames, run.frames.length);
+        for (int i = 0; i < run.frames.length; i++) run.req.frames[run.from + i] = -1;
+        finished[k] = true;
     }
 
     private void answer(Request r, Done done) {
@@ -197,11 +206,9 @@ public final class ReadBatch implements AutoCloseable {
         boolean clean = aio.inFlight() == 0;
         if (!clean) aio.close();
         for (int k = 0; k < runs.size(); k++) {
-            if (finished[k]) continue;
-            Run run = runs.get(k);
-            if (k < started) run.req.file.punchLock.readLock().unlock();
-            run.req.file.reads.failFill(run.frames, run.frames.length);
-            for (int i = 0; i < run.frames.length; i++) run.req.frames[run.from + i] = -1;
+            if (locked[k]) runs.get(k).req.file.punchLock.readLock().unlock();
+            locked[k] = false;
+            if (!finished[k]) drop(k);
         }
         for (Request r : requests) if (!r.answered) unpin(r);
         if (clean) cache.batchContexts.give(aio);

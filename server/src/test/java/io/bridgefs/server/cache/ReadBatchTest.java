@@ -125,6 +125,7 @@ class ReadBatchTest {
         final BackingStore real;
         final int writeOnly;
         boolean fail;
+        Error error;
 
         RefusingStore(Path p) throws IOException {
             real = FileBackingStore.open(p, true);
@@ -142,6 +143,7 @@ class ReadBatchTest {
         @Override public int read(ByteBuffer dst, long position) throws IOException { return real.read(dst, position); }
         @Override public void write(ByteBuffer src, long position) throws IOException { real.write(src, position); }
         @Override public int readPages(ByteBuffer[] pages, int count, long position) throws IOException {
+            if (error != null) throw error;
             if (fail) throw new Posix.ErrnoException("preadv", 5);
             return real.readPages(pages, count, position);
         }
@@ -223,5 +225,28 @@ class ReadBatchTest {
         assertEquals(List.of(), cache.verify());
         cache.close();
         f.store.close();
+    }
+
+    @Test
+    void aBatchThatThrowsGivesBackWhatItHeldWhenClosed() throws Exception {
+        Path p = dir.resolve("throws.img");
+        byte[] data = file(p, 1 << 20, 6);
+        PageCache cache = new PageCache(1L << 20, CacheMode.WRITEBACK);
+        RefusingStore store = new RefusingStore(p);
+        CachedFile f = cache.open(new FileKey(7, 5), store, true);
+        store.error = new AssertionError("a fault in the store");
+        ReadBatch batch = ReadBatch.open(f);
+        assertTrue(batch.add(0, f, IoPath.NBD, 0, 3 * P));
+        assertTrue(batch.add(1, f, IoPath.NBD, 20 * P, 3 * P));
+        assertThrows(AssertionError.class, () -> batch.run((id, pinned, error) -> fail("nothing is answered")));
+        batch.close();
+        assertFalse(batch.answered(0));
+        assertFalse(batch.answered(1));
+        assertEquals(0, cache.snapshot().pinnedPages(), "pins given back");
+        assertEquals(List.of(), cache.verify(), "no frame left LOADING");
+        store.error = null;
+        assertArrayEquals(Arrays.copyOfRange(data, 20 * P, 23 * P), read(f, 20 * P, 3 * P), "and the file reads again");
+        cache.close();
+        store.close();
     }
 }
