@@ -1,7 +1,6 @@
 package io.bridgefs.server.posix;
 
 import com.sun.jna.Memory;
-import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import java.nio.ByteBuffer;
 
@@ -48,10 +47,8 @@ public final class AsyncReads implements AutoCloseable {
         int i = queued;
         long iov = (long) IOVEC * MAX_PAGES * i;
         for (int k = 0; k < count; k++) {
-            ByteBuffer b = buffers[k];
-            if (!b.isDirect()) throw new IllegalArgumentException("not a direct buffer");
-            iovecs.setPointer(iov + IOVEC * k, Native.getDirectBufferPointer(b).share(b.position()));
-            iovecs.setLong(iov + IOVEC * k + 8, b.remaining());
+            iovecs.setPointer(iov + IOVEC * k, Posix.at(buffers[k]));
+            iovecs.setLong(iov + IOVEC * k + 8, buffers[k].remaining());
         }
         long cb = (long) IOCB * i;
         iocbs.share(cb).clear(IOCB);

@@ -417,7 +417,7 @@ public final class Posix {
     }
 
     /** The address of a direct buffer's position. */
-    private static Pointer at(ByteBuffer b) {
+    static Pointer at(ByteBuffer b) {
         if (!b.isDirect()) throw new IllegalArgumentException("not a direct buffer");
         return Native.getDirectBufferPointer(b).share(b.position());
     }
