@@ -65,73 +65,69 @@ final class ColdReads {
     /** On the executor: reads the batch and answers every request in it. */
     private void read(ChannelHandlerContext ctx, List<Cold> batch) {
         var file = export.file();
+        ReadBatch reads = ReadBatch.open(file);
+        if (reads == null) {                      // native AIO just turned out missing: the usual way
+            for (Cold c : batch) session.run(ctx, c.req(), c.cost());
+            return;
+        }
         var m = export.metrics();
         long t0 = System.nanoTime();
         boolean[] planned = new boolean[batch.size()];
-        List<NbdSession.Outcome> ready = new ArrayList<>();
-        List<Long> costs = new ArrayList<>();
-        ReadBatch reads = ReadBatch.open(file);
-        try {
-            if (reads != null) {
-                try (reads) {
-                    for (int i = 0; i < batch.size(); i++) {
-                        NbdRequest req = batch.get(i).req();
-                        planned[i] = reads.add(i, file, IoPath.NBD, req.offset(), (int) req.length());
-                    }
-                    reads.run(new ReadBatch.Done() {
-                        @Override
-                        public void done(int i, PinnedRange pinned, IOException error) {
-                            NbdRequest req = batch.get(i).req();
-                            NbdSession.Outcome out;
-                            if (error != null) {
-                                out = session.failed(ctx, req, error);
-                            } else {
-                                try {
-                                    out = session.zeroCopyReply(ctx, req, pinned);
-                                    m.readBytes.inc(req.length());
-                                    m.batchedReads.inc();
-                                    m.read.update(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
-                                } catch (RuntimeException | Error e) {
-                                    pinned.release();
-                                    out = session.failed(ctx, req, e);
-                                }
-                            }
-                            ready.add(out);
-                            costs.add(batch.get(i).cost());
-                        }
-
-                        @Override
-                        public void round() {
-                            hand(ctx, ready, costs);
-                        }
-                    });
-                } catch (IOException | RuntimeException | Error e) {
-                    // the batch has given back what it held; whoever it did not answer is answered here
-                    for (int i = 0; i < batch.size(); i++) {
-                        if (planned[i] && !reads.answered(i)) {
-                            ready.add(session.failed(ctx, batch.get(i).req(), e));
-                            costs.add(batch.get(i).cost());
-                        }
-                    }
-                    hand(ctx, ready, costs);
-                }
+        List<Sent> ready = new ArrayList<>();
+        try (reads) {
+            for (int i = 0; i < batch.size(); i++) {
+                NbdRequest req = batch.get(i).req();
+                planned[i] = reads.add(i, file, IoPath.NBD, req.offset(), (int) req.length());
             }
+            reads.run(new ReadBatch.Done() {
+                @Override
+                public void done(int i, PinnedRange pinned, IOException error) {
+                    NbdRequest req = batch.get(i).req();
+                    NbdSession.Outcome out;
+                    if (error != null) {
+                        out = session.failed(ctx, req, error);
+                    } else {
+                        try {
+                            out = session.zeroCopyReply(ctx, req, pinned);
+                            m.readBytes.inc(req.length());
+                            m.batchedReads.inc();
+                            m.read.update(System.nanoTime() - t0, TimeUnit.NANOSECONDS);
+                        } catch (RuntimeException | Error e) {
+                            pinned.release();
+                            out = session.failed(ctx, req, e);
+                        }
+                    }
+                    ready.add(new Sent(out, batch.get(i).cost()));
+                }
+
+                @Override
+                public void round() {
+                    hand(ctx, ready);
+                }
+            });
+        } catch (IOException | RuntimeException | Error e) {
+            // the batch has given back what it held; whoever it did not answer is answered here
+            for (int i = 0; i < batch.size(); i++) {
+                if (planned[i] && !reads.answered(i)) ready.add(new Sent(session.failed(ctx, batch.get(i).req(), e), batch.get(i).cost()));
+            }
+            hand(ctx, ready);
         } finally {
             for (int i = 0; i < batch.size(); i++) if (planned[i]) ReferenceCountUtil.release(batch.get(i).req());
         }
         for (int i = 0; i < batch.size(); i++) if (!planned[i]) session.run(ctx, batch.get(i).req(), batch.get(i).cost());
     }
 
+    /** A reply made on the executor, and the cost its request holds until it is written. */
+    private record Sent(NbdSession.Outcome out, long cost) {}
+
     /** Sends the replies made so far with one hand-off to the event loop and one flush. */
-    private void hand(ChannelHandlerContext ctx, List<NbdSession.Outcome> ready, List<Long> costs) {
+    private void hand(ChannelHandlerContext ctx, List<Sent> ready) {
         if (ready.isEmpty()) return;
-        List<NbdSession.Outcome> outs = new ArrayList<>(ready);
-        List<Long> cs = new ArrayList<>(costs);
+        List<Sent> sent = new ArrayList<>(ready);
         ready.clear();
-        costs.clear();
         ctx.channel().eventLoop().execute(() -> {
             session.batch.during(() -> {
-                for (int i = 0; i < outs.size(); i++) session.send(ctx, cs.get(i), outs.get(i));
+                for (Sent s : sent) session.send(ctx, s.cost(), s.out());
             });
             session.batch.readComplete(ctx);
         });
