@@ -19,19 +19,19 @@ final class CacheAudit {
         int valid = 0, dirty = 0, pinned = 0, shared = 0;
         int[] refs = new int[c.memFrames], valids = new int[c.memFrames];
         for (int f = 0; f < c.frames; f++) {
-            if (c.fPins[f] > 0) pinned++;
-            if (c.fState[f] == PageCache.FREE) continue;
-            refs[c.fMem[f]]++;
-            if (c.fState[f] != PageCache.VALID) continue;
+            if (c.meta.pins(f) > 0) pinned++;
+            if (c.meta.state(f) == PageCache.FREE) continue;
+            refs[c.meta.mem(f)]++;
+            if (c.meta.state(f) != PageCache.VALID) continue;
             valid++;
-            valids[c.fMem[f]]++;
-            if (c.fTouched[f] == 3) shared++;
-            if (c.fDirty[f]) dirty++;
-            if (c.table.get(c.fFile[f], c.fPage[f]) != f) bad.add("entry " + f + " is not found under its key");
+            valids[c.meta.mem(f)]++;
+            if (c.meta.touched(f) == 3) shared++;
+            if (c.meta.dirty(f)) dirty++;
+            if (c.table.get(c.meta.file(f), c.meta.page(f)) != f) bad.add("entry " + f + " is not found under its key");
             // the neighbour shortcut answers as the table does, for the next page and for this one
-            long next = c.fPage[f] + 1;
-            if (c.table.getAfter(c.fFile[f], next, f) != c.table.get(c.fFile[f], next)) bad.add("the entry after " + f + " differs from the table's");
-            if (f > 0 && c.table.getAfter(c.fFile[f], c.fPage[f], f - 1) != f) bad.add("entry " + f + " is not found after frame " + (f - 1));
+            long next = c.meta.page(f) + 1;
+            if (c.table.getAfter(c.meta.file(f), next, f) != c.table.get(c.meta.file(f), next)) bad.add("the entry after " + f + " differs from the table's");
+            if (f > 0 && c.table.getAfter(c.meta.file(f), c.meta.page(f), f - 1) != f) bad.add("entry " + f + " is not found after frame " + (f - 1));
         }
         int resident = 0, pShared = 0, pSharing = 0;
         for (int m = 0; m < c.memFrames; m++) {
@@ -44,10 +44,10 @@ final class CacheAudit {
             if (c.merge && refs[m] != c.mem.refs[m]) bad.add("frame " + m + ": " + refs[m] + " entries, counted " + c.mem.refs[m]);
         }
         for (int f = 0; f < c.frames; f++) {
-            if (c.fState[f] == PageCache.VALID && c.fDirty[f] && refs[c.fMem[f]] > 1) bad.add("dirty entry " + f + " is on a shared frame");
+            if (c.meta.state(f) == PageCache.VALID && c.meta.dirty(f) && refs[c.meta.mem(f)] > 1) bad.add("dirty entry " + f + " is on a shared frame");
         }
         Map<Integer, Integer> perFile = new HashMap<>();
-        for (int f = 0; f < c.frames; f++) if (c.fState[f] == PageCache.VALID) perFile.merge(c.fFile[f], 1, Integer::sum);
+        for (int f = 0; f < c.frames; f++) if (c.meta.state(f) == PageCache.VALID) perFile.merge(c.meta.file(f), 1, Integer::sum);
         for (CachedFile cf : c.registry.all()) {
             int n = perFile.getOrDefault(cf.id, 0);
             if (n != cf.resident) bad.add("file " + cf.key + ": " + n + " resident pages, counted " + cf.resident);

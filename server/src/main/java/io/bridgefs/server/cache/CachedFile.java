@@ -411,7 +411,7 @@ public final class CachedFile implements AutoCloseable {
                 int tail = (int) (newSize & (PAGE - 1));
                 if (tail != 0) {
                     int f = cache.peek(this, newSize >>> PageCache.PAGE_SHIFT);
-                    if (f >= 0 && cache.fState[f] == PageCache.LOADING) {
+                    if (f >= 0 && cache.meta.state(f) == PageCache.LOADING) {
                         cache.detach(this, f);      // its filler read the old bytes; nobody will see them
                     } else if (f >= 0 && cache.sharing.prepareZeroTail(this, f)) {
                         zero(cache.data(f), tail, PAGE);

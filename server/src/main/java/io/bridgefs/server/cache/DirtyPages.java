@@ -21,9 +21,9 @@ final class DirtyPages {
     void mark(CachedFile file, int f) {
         assert !c.sharing.shared(f) : "a shared frame is never written in place";
         c.sharing.forget(f);
-        c.mem.content.remove(c.fMem[f]);
-        if (!c.fDirty[f]) {
-            c.fDirty[f] = true;
+        c.mem.content.remove(c.meta.mem(f));
+        if (!c.meta.dirty(f)) {
+            c.meta.setDirty(f, true);
             c.dirtyPages++;
             file.dirtyPages++;
             prev[f] = -1;
@@ -32,12 +32,12 @@ final class DirtyPages {
             file.dirtyHead = f;
             if (c.dirtyPages > c.backgroundDirty) c.flusher.dirtied();
         }
-        c.fGen[f]++;
+        c.meta.bumpGen(f);
     }
 
     void clear(CachedFile file, int f) {
-        if (!c.fDirty[f]) return;
-        c.fDirty[f] = false;
+        if (!c.meta.dirty(f)) return;
+        c.meta.setDirty(f, false);
         c.dirtyPages--;
         file.dirtyPages--;
         if (prev[f] >= 0) next[prev[f]] = next[f];
@@ -50,7 +50,7 @@ final class DirtyPages {
         int[] out = new int[Math.max(1, file.dirtyPages)];
         int n = 0;
         for (int f = file.dirtyHead; f >= 0; f = next[f]) {
-            if (c.fState[f] != PageCache.VALID) continue;
+            if (c.meta.state(f) != PageCache.VALID) continue;
             if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
             out[n++] = f;
         }

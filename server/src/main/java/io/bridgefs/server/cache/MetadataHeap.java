@@ -12,9 +12,10 @@ public final class MetadataHeap {
     public static long estimate(long capacityBytes, DedupMode dedupMode) {
         long m = capacityBytes / PageCache.PAGE_SIZE;
         long keys = dedupMode == DedupMode.MERGE ? 2 * m : m;
-        // per key: 12 arrays of frame state (34 bytes), the page table (up to 4 int slots), the dirty
-        // lists (2 ints), two queue rings (2 ints), the ghost set (a ring and up to 4 table slots of longs)
-        long perKey = 34 + 16 + 8 + 8 + 8 + 32;
+        // per key: its packed metadata (32 bytes) and free-list slot (4), the page table (up to 4 int
+        // slots), the dirty lists (2 ints), two queue rings (2 ints), the ghost set (a ring and up to 4
+        // table slots of longs)
+        long perKey = 36 + 16 + 8 + 8 + 8 + 32;
         // per memory frame: the content index (up to 4 long keys and int heads, a next, a hash, a flag), the frame counts
         long perFrame = 48 + 13 + (dedupMode == DedupMode.MERGE ? 16 : 4);
         return keys * perKey + m * perFrame;
@@ -41,9 +42,7 @@ public final class MetadataHeap {
 
     /** Heap the per-page metadata of {@code c} takes (arrays sized at construction). */
     static long of(PageCache c) {
-        long perKey = 4L * c.fFile.length + 8L * c.fPage.length + c.fState.length + 4L * c.fPins.length + c.fDirty.length
-                + 4L * c.fGen.length + c.fFreq.length + c.fQueue.length + c.fFilledBy.length + c.fTouched.length
-                + 4L * c.fMem.length + c.free.heapBytes();
+        long perKey = c.meta.heapBytes() + c.free.heapBytes();
         return perKey + c.table.heapBytes() + c.dirty.heapBytes() + c.queues.heapBytes() + c.mem.heapBytes();
     }
 }

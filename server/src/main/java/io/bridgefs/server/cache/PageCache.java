@@ -35,17 +35,8 @@ public final class PageCache implements AutoCloseable {
     final ReadaheadPool readahead = new ReadaheadPool();
     final ReadBatch.Contexts batchContexts = new ReadBatch.Contexts();     // for batches of cold reads
 
-    // per-frame metadata, guarded by lock
-    final int[] fFile;
-    final long[] fPage;
-    final byte[] fState;
-    final int[] fPins;
-    final boolean[] fDirty;
-    final int[] fGen;
-    final byte[] fFreq;
-    final byte[] fQueue;
-    final byte[] fFilledBy;
-    final byte[] fTouched;
+    /** Per-entry metadata (key, memory frame, state, pins, dirty flag...), guarded by lock (see {@link FrameMeta}). */
+    final FrameMeta meta;
     final DedupMode dedupMode;
     final boolean dedup;      // fill-time duplicate detection (shadow: counted; merge: also shared)
     final boolean merge;
@@ -54,7 +45,6 @@ public final class PageCache implements AutoCloseable {
     /** What writes, truncates and fills do about frames other keys may share (see {@link Sharing}). */
     final Sharing sharing;
     final int memFrames;
-    final int[] fMem;                   // per entry: the memory frame holding its bytes
     /** Each file's dirty pages and the dirty counts (see {@link DirtyPages}). */
     final DirtyPages dirty;
 
@@ -96,24 +86,14 @@ public final class PageCache implements AutoCloseable {
         this.maxRun = Math.max(1, Math.min(512, memFrames / 16));
         this.dirtyLimit = (int) ((long) memFrames * limitPercent / 100);
         this.backgroundDirty = (int) ((long) memFrames * backgroundPercent / 100);
-        fFile = new int[frames];
-        fPage = new long[frames];
-        fState = new byte[frames];
-        fPins = new int[frames];
-        fDirty = new boolean[frames];
-        fGen = new int[frames];
-        fFreq = new byte[frames];
-        fQueue = new byte[frames];
-        fFilledBy = new byte[frames];
-        fTouched = new byte[frames];
+        meta = new FrameMeta(frames);
         this.dedupMode = dedupMode;
         this.dedup = dedupMode != DedupMode.OFF;
-        fMem = new int[frames];
-        for (int i = 0; i < memFrames; i++) fMem[i] = i;     // identity unless merging
+        for (int i = 0; i < memFrames; i++) meta.setMem(i, i);     // identity unless merging
         mem = new MemoryFrames(memFrames, merge);
         sharing = new Sharing(this);
         dirty = new DirtyPages(this);
-        table = new PageTable(frames, fFile, fPage, fState);
+        table = new PageTable(frames, meta);
         free = new FreeFrames(frames);
         queues = new S3Fifo(this);
         registry = new FileRegistry(this, MetadataHeap.closedFiles(capacityBytes));
@@ -125,7 +105,7 @@ public final class PageCache implements AutoCloseable {
 
     /** The bytes of an entry's page (position 0, limit 4096); the caller holds a pin on the entry. */
     ByteBuffer data(int f) {
-        return memory.frame(fMem[f]);
+        return memory.frame(meta.mem(f));
     }
 
     public CacheMode mode() { return mode; }
@@ -206,7 +186,7 @@ public final class PageCache implements AutoCloseable {
         while (true) {
             int f = table.get(file.id, page);
             if (f < 0) return -1;
-            if (fState[f] == LOADING) {
+            if (meta.state(f) == LOADING) {
                 changed.awaitUninterruptibly();
                 continue;
             }
@@ -218,13 +198,13 @@ public final class PageCache implements AutoCloseable {
     /** Pins a resident page found by a lookup and counts the hit (and a cross-path hit). */
     void hit(int f, IoPath path) {
         pin(f);
-        if (fFreq[f] < 0) {
-            fFreq[f] = 0;                        // first use of a read-ahead page is not a reuse
-            CachedFile cf = registry.byId(fFile[f]);
+        if (meta.freq(f) < 0) {
+            meta.setFreq(f, 0);                  // first use of a read-ahead page is not a reuse
+            CachedFile cf = registry.byId(meta.file(f));
             if (cf != null) cf.reads.readaheadUsed();
-        } else if (fFreq[f] < 3) fFreq[f]++;
+        } else if (meta.freq(f) < 3) meta.setFreq(f, meta.freq(f) + 1);
         counters.hits[path.ordinal()]++;
-        int from = fFilledBy[f];
+        int from = meta.filledBy(f);
         if (from != path.ordinal()) counters.crossHits[from][path.ordinal()]++;
         touch(f, path);
     }
@@ -251,7 +231,7 @@ public final class PageCache implements AutoCloseable {
     /** {@link #tryLookup} of the page after the one in frame {@code before} (-1: none), see {@link PageTable#getAfter}. */
     int tryLookupAfter(CachedFile file, long page, IoPath path, int before) {
         int f = table.getAfter(file.id, page, before);
-        if (f < 0 || fState[f] != VALID) return -1;
+        if (f < 0 || meta.state(f) != VALID) return -1;
         hit(f, path);
         return f;
     }
@@ -295,15 +275,9 @@ public final class PageCache implements AutoCloseable {
                 }
                 free.give(e);
             }
-            fMem[f] = mem.take();
+            meta.setMem(f, mem.take());
         }
-        fFile[f] = file.id;
-        fPage[f] = page;
-        fState[f] = LOADING;
-        fDirty[f] = false;
-        fFreq[f] = 0;
-        fFilledBy[f] = (byte) path.ordinal();
-        fTouched[f] = 0;
+        meta.key(f, file.id, page, path.ordinal());
         pin(f);
         table.put(f);
         return f;
@@ -319,11 +293,11 @@ public final class PageCache implements AutoCloseable {
      * candidate for duplicate counting and merging ({@link Sharing#filled}).
      */
     void completeFill(int f, IoPath path, boolean filled, long hash, int match) {
-        boolean valid = fState[f] == LOADING;
-        if (valid && registry.byId(fFile[f]) == null) {
+        boolean valid = meta.state(f) == LOADING;
+        if (valid && registry.byId(meta.file(f)) == null) {
             // a late read-ahead of a file closed and forgotten meanwhile: nobody will ask for this page
             table.remove(f);
-            fState[f] = DETACHED;      // pinned by its filler, freed by its unpin
+            meta.setState(f, DETACHED);      // pinned by its filler, freed by its unpin
             valid = false;
         }
         if (filled) {
@@ -340,25 +314,25 @@ public final class PageCache implements AutoCloseable {
 
     /** An entry (on its final memory frame) becomes VALID: the residency counts take it in. */
     void becameValid(int f) {
-        fState[f] = VALID;
+        meta.setState(f, VALID);
         validPages++;
-        if (fTouched[f] == 3) sharedPages++;
-        mem.becameValid(fMem[f]);
-        registry.residentChanged(fFile[f], 1);
+        if (meta.touched(f) == 3) sharedPages++;
+        mem.becameValid(meta.mem(f));
+        registry.residentChanged(meta.file(f), 1);
     }
 
     /** A VALID entry is dropped or detached: the residency counts let it go. */
     void leftValid(int f) {
         validPages--;
-        if (fTouched[f] == 3) sharedPages--;
-        mem.leftValid(fMem[f]);
-        registry.residentChanged(fFile[f], -1);
+        if (meta.touched(f) == 3) sharedPages--;
+        mem.leftValid(meta.mem(f));
+        registry.residentChanged(meta.file(f), -1);
     }
 
     /** An entry became FREE: its memory frame reference goes with it. */
     void freed(int f) {
-        fState[f] = FREE;
-        if (merge) mem.release(fMem[f]);
+        meta.setState(f, FREE);
+        if (merge) mem.release(meta.mem(f));
     }
 
     /** A fill failed: the frame is dropped so nobody ever sees its contents. */
@@ -369,34 +343,34 @@ public final class PageCache implements AutoCloseable {
     }
 
     void pin(int f) {
-        if (fPins[f]++ == 0) pinnedPages++;
+        if (meta.pin(f) == 0) pinnedPages++;
     }
 
     void unpin(int f) {
-        if (--fPins[f] == 0) {
+        if (meta.unpin(f) == 0) {
             pinnedPages--;
-            if (fState[f] == DETACHED) freed(f);   // stays in its queue; eviction reclaims it
+            if (meta.state(f) == DETACHED) freed(f);   // stays in its queue; eviction reclaims it
             changed.signalAll();
         }
     }
 
     private void touch(int f, IoPath path) {
-        int before = fTouched[f];
+        int before = meta.touched(f);
         int after = before | path.bit();
         if (before != after) {
-            fTouched[f] = (byte) after;
-            if (after == 3 && fState[f] == VALID) sharedPages++;
+            meta.setTouched(f, after);
+            if (after == 3 && meta.state(f) == VALID) sharedPages++;
         }
     }
 
     /** Removes a frame from the page table; a pinned frame is freed by its last unpin. */
     void detach(CachedFile file, int f) {
-        if (fState[f] == FREE || fState[f] == DETACHED) return;
+        if (meta.state(f) == FREE || meta.state(f) == DETACHED) return;
         table.remove(f);
         dirty.clear(file, f);
         sharing.forget(f);
-        if (fState[f] == VALID) leftValid(f);
-        if (fPins[f] > 0) fState[f] = DETACHED;
+        if (meta.state(f) == VALID) leftValid(f);
+        if (meta.pins(f) > 0) meta.setState(f, DETACHED);
         else freed(f);
         changed.signalAll();
     }
@@ -418,8 +392,8 @@ public final class PageCache implements AutoCloseable {
             return java.util.Arrays.copyOf(out, n);
         }
         for (int f = 0; f < frames; f++) {
-            if (fFile[f] != file.id || (fState[f] != VALID && fState[f] != LOADING)) continue;
-            if (fPage[f] < fromPage || fPage[f] >= toPageExclusive) continue;
+            if (meta.file(f) != file.id || (meta.state(f) != VALID && meta.state(f) != LOADING)) continue;
+            if (meta.page(f) < fromPage || meta.page(f) >= toPageExclusive) continue;
             if (n == out.length) out = java.util.Arrays.copyOf(out, n * 2);
             out[n++] = f;
         }

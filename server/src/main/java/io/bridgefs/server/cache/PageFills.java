@@ -267,7 +267,7 @@ final class PageFills {
             int f = cache.allocate(file, pg, path, true);
             if (f < 0) break;
             if (pg > lastPage) {
-                cache.fFreq[f] = -1;      // read ahead: not used yet
+                cache.meta.setFreq(f, -1);      // read ahead: not used yet
                 raIssued++;
                 cache.counters.readaheadPages++;
             }
@@ -313,7 +313,7 @@ final class PageFills {
     long readaheadLimit(long page, boolean startOfRequest, long lastPage, int runLength) {
         if (readahead.maxPages() == 0 || !startOfRequest || page == 0 || !continuesRead(page)) return lastPage;
         int before = cache.peek(file, page - 1);
-        if (before >= 0 && cache.fState[before] != PageCache.VALID && cache.fFreq[before] >= 0) return lastPage;
+        if (before >= 0 && cache.meta.state(before) != PageCache.VALID && cache.meta.freq(before) >= 0) return lastPage;
         if (raWindow < 0) raWindow = readahead.initialPages();
         if (readahead.adaptive() && raIssued > 0) {
             // what was read ahead last time and has been read since: at least half, grow; less, shrink
@@ -398,7 +398,7 @@ final class PageFills {
         int[] frames = new int[(int) (last - first + 1)];
         for (int i = 0; i < frames.length; i++) {
             int f = cache.peek(file, first + i);
-            if (f >= 0 && cache.fState[f] != PageCache.VALID) return null;
+            if (f >= 0 && cache.meta.state(f) != PageCache.VALID) return null;
         }
         for (int i = 0; i < frames.length; i++) {
             int f = cache.tryLookup(file, first + i, path);
@@ -452,12 +452,12 @@ final class PageFills {
             if (forWrite && cache.dirtyPages + frames.length > cache.dirtyLimit) return null;
             for (int i = 0; i < frames.length; i++) {
                 int f = cache.table.getAfter(file.id, first + i, i == 0 ? -1 : frames[i - 1]);
-                if (f < 0 || cache.fState[f] != PageCache.VALID || (forWrite && cache.sharing.shared(f))) return null;
+                if (f < 0 || cache.meta.state(f) != PageCache.VALID || (forWrite && cache.sharing.shared(f))) return null;
                 frames[i] = f;
             }
             for (int f : frames) {
                 cache.hit(f, path);
-                if (forWrite) cache.mem.content.remove(cache.fMem[f]);
+                if (forWrite) cache.mem.content.remove(cache.meta.mem(f));
             }
             if (!forWrite) noteRead(first, last);
             return frames;

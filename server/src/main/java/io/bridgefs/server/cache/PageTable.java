@@ -8,20 +8,18 @@ package io.bridgefs.server.cache;
 final class PageTable {
     private final int[] slots;      // frame + 1; 0 = empty
     private final int mask;
-    private final int[] frameFile;
-    private final long[] framePage;
-    private final byte[] frameState;
+    private final int entries;
+    private final FrameMeta meta;
 
     /** Heap held by the table (for the JVM's sizing). */
     long heapBytes() { return 4L * slots.length; }
 
-    PageTable(int frames, int[] frameFile, long[] framePage, byte[] frameState) {
+    PageTable(int frames, FrameMeta meta) {
         int cap = Integer.highestOneBit(Math.max(16, frames * 2 - 1)) << 1;
         this.slots = new int[cap];
         this.mask = cap - 1;
-        this.frameFile = frameFile;
-        this.framePage = framePage;
-        this.frameState = frameState;
+        this.meta = meta;
+        this.entries = frames;
     }
 
     static long hash(int file, long page) {
@@ -35,7 +33,7 @@ final class PageTable {
             int s = slots[i];
             if (s == 0) return -1;
             int f = s - 1;
-            if (frameFile[f] == file && framePage[f] == page) return f;
+            if (meta.page(f) == page && meta.file(f) == file) return f;
             i = (i + 1) & mask;
         }
     }
@@ -50,20 +48,20 @@ final class PageTable {
      */
     int getAfter(int file, long page, int before) {
         int g = before + 1;
-        if (before >= 0 && g < framePage.length && framePage[g] == page && frameFile[g] == file
-                && (frameState[g] == PageCache.VALID || frameState[g] == PageCache.LOADING)) return g;
+        if (before >= 0 && g < entries && meta.page(g) == page && meta.file(g) == file
+                && (meta.state(g) == PageCache.VALID || meta.state(g) == PageCache.LOADING)) return g;
         return get(file, page);
     }
 
     /** Inserts a frame whose key is already in the metadata arrays and is not present yet. */
     void put(int frame) {
-        int i = (int) hash(frameFile[frame], framePage[frame]) & mask;
+        int i = (int) hash(meta.file(frame), meta.page(frame)) & mask;
         while (slots[i] != 0) i = (i + 1) & mask;
         slots[i] = frame + 1;
     }
 
     void remove(int frame) {
-        int i = (int) hash(frameFile[frame], framePage[frame]) & mask;
+        int i = (int) hash(meta.file(frame), meta.page(frame)) & mask;
         while (slots[i] != frame + 1) {
             if (slots[i] == 0) return;
             i = (i + 1) & mask;
@@ -74,7 +72,7 @@ final class PageTable {
             j = (j + 1) & mask;
             int s = slots[j];
             if (s == 0) return;
-            int k = (int) hash(frameFile[s - 1], framePage[s - 1]) & mask;
+            int k = (int) hash(meta.file(s - 1), meta.page(s - 1)) & mask;
             boolean stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
             if (stays) continue;
             slots[i] = s;

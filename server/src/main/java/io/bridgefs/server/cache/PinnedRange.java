@@ -23,15 +23,15 @@ public final class PinnedRange {
      * usually are): a 256 KiB read is then one or a few buffers for the socket, not 64.
      */
     public ByteBuffer[] views() {
-        int[] mem = file.cache.fMem;     // stable while pinned (see the package documentation)
+        FrameMeta meta = file.cache.meta;     // an entry's memory frame is stable while pinned (see the package documentation)
         ByteBuffer[] out = new ByteBuffer[frames.length];
         int k = 0;
         long pos = offset;
         long end = offset + length;
         for (int i = 0; i < frames.length; ) {
-            int first = mem[frames[i]];
+            int first = meta.mem(frames[i]);
             int j = i + 1;
-            while (j < frames.length && mem[frames[j]] == first + (j - i) && FrameMemory.sameChunk(first, first + (j - i))) j++;
+            while (j < frames.length && meta.mem(frames[j]) == first + (j - i) && FrameMemory.sameChunk(first, first + (j - i))) j++;
             int in = (int) (pos & (PAGE - 1));
             int n = (int) Math.min((long) (j - i) * PAGE - in, end - pos);
             out[k++] = file.cache.memory.span(first, j - i).position(in).limit(in + n).slice();

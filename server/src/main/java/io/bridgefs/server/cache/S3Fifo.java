@@ -28,15 +28,15 @@ final class S3Fifo {
     boolean admit(int f, long fingerprint) {
         boolean refault = ghost.contains(fingerprint);
         if (refault) ghost.remove(fingerprint);
-        c.fQueue[f] = refault ? PageCache.Q_MAIN : PageCache.Q_SMALL;
+        c.meta.setQueue(f, refault ? PageCache.Q_MAIN : PageCache.Q_SMALL);
         (refault ? main : small).add(f);
         return refault;
     }
 
     /** An entry that replaces another (a copy on write) joins the queue the old one was in. */
     void readmit(int n, byte queue) {
-        c.fQueue[n] = queue == PageCache.Q_MAIN ? PageCache.Q_MAIN : PageCache.Q_SMALL;
-        (c.fQueue[n] == PageCache.Q_MAIN ? main : small).add(n);
+        c.meta.setQueue(n, queue == PageCache.Q_MAIN ? PageCache.Q_MAIN : PageCache.Q_SMALL);
+        (c.meta.queue(n) == PageCache.Q_MAIN ? main : small).add(n);
     }
 
     /** Frees an entry by evicting a clean, unpinned page (or takes a free one met on the way); -1 if none now. */
@@ -46,33 +46,33 @@ final class S3Fifo {
             boolean fromSmall = small.size() > smallTarget || main.size() == 0;
             IntRing q = fromSmall ? small : main;
             int f = q.poll();
-            if (c.fState[f] == PageCache.FREE) {
-                c.fQueue[f] = PageCache.Q_NONE;
+            if (c.meta.state(f) == PageCache.FREE) {
+                c.meta.setQueue(f, PageCache.Q_NONE);
                 return f;
             }
-            if (c.fState[f] != PageCache.VALID || c.fPins[f] > 0 || c.fDirty[f]) {
-                if (fromSmall && c.fFreq[f] > 0) {
-                    c.fFreq[f] = 0;
-                    c.fQueue[f] = PageCache.Q_MAIN;
+            if (c.meta.state(f) != PageCache.VALID || c.meta.pins(f) > 0 || c.meta.dirty(f)) {
+                if (fromSmall && c.meta.freq(f) > 0) {
+                    c.meta.setFreq(f, 0);
+                    c.meta.setQueue(f, PageCache.Q_MAIN);
                     main.add(f);
                 } else {
                     q.add(f);
                 }
                 continue;
             }
-            if (c.fFreq[f] > 0) {
+            if (c.meta.freq(f) > 0) {
                 if (fromSmall) {
-                    c.fFreq[f] = 0;
-                    c.fQueue[f] = PageCache.Q_MAIN;
+                    c.meta.setFreq(f, 0);
+                    c.meta.setQueue(f, PageCache.Q_MAIN);
                     main.add(f);
                 } else {
-                    c.fFreq[f]--;
+                    c.meta.setFreq(f, c.meta.freq(f) - 1);
                     main.add(f);
                 }
                 continue;
             }
             evict(f);
-            c.fQueue[f] = PageCache.Q_NONE;
+            c.meta.setQueue(f, PageCache.Q_NONE);
             return f;
         }
         return -1;
@@ -80,12 +80,12 @@ final class S3Fifo {
 
     /** Drops a clean, unpinned VALID page, remembering its key in the ghost. */
     private void evict(int f) {
-        CachedFile cf = c.registry.byId(c.fFile[f]);     // known: it has this VALID page
-        if (c.fFreq[f] < 0) {
+        CachedFile cf = c.registry.byId(c.meta.file(f));     // known: it has this VALID page
+        if (c.meta.freq(f) < 0) {
             c.counters.readaheadUnusedPages++;
             cf.reads.readaheadWasted();
         }
-        ghost.add(GhostSet.fingerprint(cf.key, c.fPage[f]));   // its return will count as a refault
+        ghost.add(GhostSet.fingerprint(cf.key, c.meta.page(f)));   // its return will count as a refault
         c.table.remove(f);
         c.sharing.forget(f);
         c.leftValid(f);
@@ -101,7 +101,7 @@ final class S3Fifo {
         long pages = (file.size + PageCache.PAGE_SIZE - 1) / PageCache.PAGE_SIZE;
         for (int pass = 0; pass < 2 && file.resident > 0; pass++) {     // then any page past its size
             for (int f : c.framesOf(file, 0, pass == 0 ? pages : Long.MAX_VALUE)) {
-                if (c.fState[f] == PageCache.VALID && c.fPins[f] == 0 && !c.fDirty[f]) evict(f);
+                if (c.meta.state(f) == PageCache.VALID && c.meta.pins(f) == 0 && !c.meta.dirty(f)) evict(f);
                 else c.detach(file, f);
             }
         }
@@ -111,7 +111,7 @@ final class S3Fifo {
     int evictAllClean() {
         int n = 0;
         for (int f = 0; f < c.frames; f++) {
-            if (c.fState[f] == PageCache.VALID && c.fPins[f] == 0 && !c.fDirty[f]) {
+            if (c.meta.state(f) == PageCache.VALID && c.meta.pins(f) == 0 && !c.meta.dirty(f)) {
                 evict(f);
                 n++;
             }

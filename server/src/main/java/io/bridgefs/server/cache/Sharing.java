@@ -20,7 +20,7 @@ final class Sharing {
 
     /** Whether other entries (or a detached reader) share this entry's memory frame: it must not be written in place. */
     boolean shared(int f) {
-        return c.mem.shared(c.fMem[f]);
+        return c.mem.shared(c.meta.mem(f));
     }
 
     /**
@@ -36,7 +36,7 @@ final class Sharing {
             if (n < 0) return -1;
             f = n;
         }
-        c.mem.content.remove(c.fMem[f]);
+        c.mem.content.remove(c.meta.mem(f));
         return f;
     }
 
@@ -49,7 +49,7 @@ final class Sharing {
             c.detach(file, f);
             return false;
         }
-        c.mem.content.remove(c.fMem[f]);
+        c.mem.content.remove(c.meta.mem(f));
         return true;
     }
 
@@ -61,16 +61,16 @@ final class Sharing {
      * frame can be had now.
      */
     private int breakShare(CachedFile file, int f, IoPath path) {
-        long page = c.fPage[f];
-        byte freq = c.fFreq[f], filledBy = c.fFilledBy[f], touched = c.fTouched[f], queue = c.fQueue[f];
+        long page = c.meta.page(f);
+        byte freq = c.meta.freq(f), filledBy = c.meta.filledBy(f), touched = c.meta.touched(f), queue = c.meta.queue(f);
         c.detach(file, f);
         int n = c.newEntry(file, page, path);
         if (n < 0) return -1;
         c.data(n).put(c.data(f));
-        c.fFreq[n] = freq;
-        c.fFilledBy[n] = filledBy;
+        c.meta.setFreq(n, freq);
+        c.meta.setFilledBy(n, filledBy);
         c.queues.readmit(n, queue);
-        c.fTouched[n] = touched;
+        c.meta.setTouched(n, touched);
         c.becameValid(n);
         c.counters.cowBreaks++;
         return n;
@@ -116,12 +116,12 @@ final class Sharing {
             }
         }
         if (c.merge && same >= 0) {
-            int own = c.fMem[f];
-            c.fMem[f] = same;
+            int own = c.meta.mem(f);
+            c.meta.setMem(f, same);
             c.mem.refer(same);
             c.mem.release(own);
         } else {
-            c.mem.content.add(c.fMem[f], hash);
+            c.mem.content.add(c.meta.mem(f), hash);
         }
     }
 

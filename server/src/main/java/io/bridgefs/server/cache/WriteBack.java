@@ -53,7 +53,7 @@ final class WriteBack {
                 gens = new int[dirty.length];
                 for (int i = 0; i < dirty.length; i++) {
                     cache.pin(dirty[i]);
-                    gens[i] = cache.fGen[dirty[i]];
+                    gens[i] = cache.meta.gen(dirty[i]);
                 }
             } finally {
                 cache.lock.unlock();
@@ -82,7 +82,7 @@ final class WriteBack {
             try {
                 for (int i = 0; i < frames.length; i++) {
                     int f = frames[i];
-                    if (ok && cache.fGen[f] == gens[i] && cache.fState[f] == PageCache.VALID) cache.dirty.clear(file, f);
+                    if (ok && cache.meta.gen(f) == gens[i] && cache.meta.state(f) == PageCache.VALID) cache.dirty.clear(file, f);
                     cache.unpin(f);
                 }
             } finally {
@@ -136,7 +136,7 @@ final class WriteBack {
             if (file.closed) return false;
             dirty = file.dirtyPages == 0 ? new int[0] : cache.dirty.of(file);
             pages = new long[dirty.length];
-            for (int i = 0; i < dirty.length; i++) pages[i] = cache.fPage[dirty[i]];
+            for (int i = 0; i < dirty.length; i++) pages[i] = cache.meta.page(dirty[i]);
         } finally {
             cache.lock.unlock();
         }
@@ -168,9 +168,9 @@ final class WriteBack {
             while (n < max && passAt < end) {
                 int f = passFrames[passAt];
                 long page = passPages[passAt++];
-                if (cache.fState[f] != PageCache.VALID || !cache.fDirty[f] || cache.fFile[f] != file.id || cache.fPage[f] != page) continue;
+                if (cache.meta.state(f) != PageCache.VALID || !cache.meta.dirty(f) || cache.meta.file(f) != file.id || cache.meta.page(f) != page) continue;
                 cache.pin(f);
-                gens[n] = cache.fGen[f];
+                gens[n] = cache.meta.gen(f);
                 frames[n++] = f;
             }
         } finally {
@@ -223,12 +223,12 @@ final class WriteBack {
         int[] fillers = new int[cache.maxRun];
         int i = 0;
         while (i < frames.length) {
-            long first = cache.fPage[frames[(int) order[i]]];
+            long first = cache.meta.page(frames[(int) order[i]]);
             int count = 0, filled = 0;
             run[count++] = frames[(int) order[i++]];
             try {
                 while (i < frames.length && count < cache.maxRun) {
-                    long next = cache.fPage[frames[(int) order[i]]];
+                    long next = cache.meta.page(frames[(int) order[i]]);
                     int gap = (int) Math.min(Integer.MAX_VALUE, next - (first + count));
                     if (gap > 0) {
                         if (!fillGaps || gap > MAX_GAP || count + gap >= cache.maxRun) break;
@@ -269,7 +269,7 @@ final class WriteBack {
         try {
             for (int k = 0; k < count; k++) {
                 int f = cache.peek(file, page + k);
-                if (f < 0 || cache.fState[f] != PageCache.VALID) return false;
+                if (f < 0 || cache.meta.state(f) != PageCache.VALID) return false;
                 into[at + k] = f;
             }
             for (int k = 0; k < count; k++) cache.pin(into[at + k]);
@@ -292,7 +292,7 @@ final class WriteBack {
 
     private long[] sortedByPage(int[] frames) {
         long[] pages = new long[frames.length];
-        for (int i = 0; i < frames.length; i++) pages[i] = cache.fPage[frames[i]];
+        for (int i = 0; i < frames.length; i++) pages[i] = cache.meta.page(frames[i]);
         return sortedByPage(pages);
     }
 

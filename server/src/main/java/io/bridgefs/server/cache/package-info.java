@@ -12,8 +12,9 @@
  *
  * <h2>Memory</h2>
  * {@link io.bridgefs.server.cache.FrameMemory} holds a fixed number of 4 KiB frames off-heap, sized once. Per-frame metadata
- * lives in primitive arrays indexed by frame number (key, state, pins, dirty flag and write generation,
- * S3-FIFO frequency and queue, which paths touched it). The page table ({@link io.bridgefs.server.cache.PageTable}) and the
+ * (key, memory frame, state, pins, dirty flag and write generation, S3-FIFO frequency and queue, which
+ * paths touched it) is packed into four longs an entry ({@link io.bridgefs.server.cache.FrameMeta}), so a
+ * request's look at an entry costs one or two cache lines. The page table ({@link io.bridgefs.server.cache.PageTable}) and the
  * ghost ({@link io.bridgefs.server.cache.GhostSet}) are open-addressing tables of primitives: the hot path makes no per-page
  * heap objects beyond a short-lived buffer view.
  *
@@ -81,13 +82,13 @@
  *
  * <h2>Entries and memory frames; merging</h2>
  * The metadata above describes <em>entries</em> (one per resident key); the bytes live in a
- * <em>memory frame</em> {@code fMem[entry]}. Without merging the two are one to one. With
+ * <em>memory frame</em> {@code meta.mem(entry)}. Without merging the two are one to one. With
  * {@link io.bridgefs.server.cache.DedupMode#MERGE} there are twice as many entries as memory frames, and a fill whose bytes
  * equal a clean resident page (hash match, then byte compare) drops its own memory frame and maps its
  * entry onto that one (KSM's pages_shared / pages_sharing). A memory frame referenced by more than one
  * entry is never written in place: a writer first replaces its entry with a private copy
  * ({@code breakShare}, counted in {@code dedup_cow_breaks}), and zeroing a shared tail on truncate
- * drops the page instead, so no other key ever sees the change. {@code fMem} of an entry changes only
+ * drops the page instead, so no other key ever sees the change. An entry's memory frame ({@code meta.mem}) changes only
  * while the entry is LOADING and pinned by its filler, so a pinner can read it without the lock.
  *
  * <h2>Read-ahead</h2>
