@@ -226,16 +226,18 @@ public final class CachedFile implements AutoCloseable {
         int[] frames = reads.pinResident(offset, total, path, true);
         if (frames == null) return false;
         changes++;
-        long pos = offset;
-        int i = 0;
+        // a run of adjacent memory frames at a time (pages filled together usually are): a 1 MiB write
+        // is then a few bulk copies, not 256 of a page each
+        ByteBuffer[] dst = PinnedRange.views(cache, frames, offset, total);
+        int d = 0;
         for (ByteBuffer src : srcs) {
             while (src.hasRemaining()) {
-                int in = (int) (pos & (PAGE - 1));
-                int n = Math.min(PAGE - in, src.remaining());
-                cache.data(frames[i]).position(in).put(src.slice(src.position(), n));
+                ByteBuffer to = dst[d];
+                int n = Math.min(to.remaining(), src.remaining());
+                to.put(to.position(), src, src.position(), n);
+                to.position(to.position() + n);
                 src.position(src.position() + n);
-                pos += n;
-                if (in + n == PAGE) i++;
+                if (!to.hasRemaining()) d++;
             }
         }
         cache.lock.lock();

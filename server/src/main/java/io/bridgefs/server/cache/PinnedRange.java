@@ -23,7 +23,16 @@ public final class PinnedRange {
      * usually are): a 256 KiB read is then one or a few buffers for the socket, not 64.
      */
     public ByteBuffer[] views() {
-        FrameMeta meta = file.cache.meta;     // an entry's memory frame is stable while pinned (see the package documentation)
+        return views(file.cache, frames, offset, length);
+    }
+
+    /**
+     * Views of bytes [offset, offset + length) of a file whose pages are in the pinned entries
+     * {@code frames} (one an entry, from the page of {@code offset}), one view per run of adjacent
+     * memory frames; each view's position is 0.
+     */
+    static ByteBuffer[] views(PageCache cache, int[] frames, long offset, long length) {
+        FrameMeta meta = cache.meta;     // an entry's memory frame is stable while pinned (see the package documentation)
         ByteBuffer[] out = new ByteBuffer[frames.length];
         int k = 0;
         long pos = offset;
@@ -34,7 +43,7 @@ public final class PinnedRange {
             while (j < frames.length && meta.mem(frames[j]) == first + (j - i) && FrameMemory.sameChunk(first, first + (j - i))) j++;
             int in = (int) (pos & (PAGE - 1));
             int n = (int) Math.min((long) (j - i) * PAGE - in, end - pos);
-            out[k++] = file.cache.memory.span(first, j - i).position(in).limit(in + n).slice();
+            out[k++] = cache.memory.span(first, j - i).position(in).limit(in + n).slice();
             pos += n;
             i = j;
         }

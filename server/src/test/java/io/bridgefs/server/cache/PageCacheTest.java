@@ -38,6 +38,38 @@ class PageCacheTest {
     }
 
     @Test
+    void aWriteIntoResidentPagesCopiesEachSourceToItsPlaceWhereverTheFramesAre() throws IOException {
+        // with merging, entries take memory frames in the order they are filled: pages filled one at a
+        // time in this order give runs of adjacent memory frames (0-1, 2-3) and breaks between them
+        PageCache cache = new PageCache(1024 * P, CacheMode.WRITEBACK, DedupMode.MERGE);   // runs of up to 64 pages
+        MemStore sa = new MemStore(8 * P);
+        new java.util.Random(1).nextBytes(sa.data);
+        CachedFile a = cache.open(new FileKey(1, 20), sa, false);
+        a.readahead(Readahead.OFF);
+        for (int p : new int[] {5, 0, 1, 7, 2, 3, 6, 4}) readPages(a, IoPath.NBD, p, 1);
+        byte[] model = sa.data.clone();
+        long offset = 1000;
+        int[] sizes = {1, 4095, 7000, 1, 9000, 2 * P};     // sources that end inside, at and across page ends
+        ByteBuffer[] srcs = new ByteBuffer[sizes.length];
+        int total = 0;
+        for (int i = 0; i < sizes.length; i++) {
+            byte[] d = new byte[sizes[i]];
+            java.util.Arrays.fill(d, (byte) (i + 1));
+            System.arraycopy(d, 0, model, (int) offset + total, d.length);
+            srcs[i] = ByteBuffer.allocateDirect(d.length).put(d).flip();
+            total += d.length;
+        }
+        assertTrue(a.writeIfResident(IoPath.NBD, offset, srcs), "every page is resident, clean and unshared");
+        for (ByteBuffer src : srcs) assertFalse(src.hasRemaining(), "each source is consumed");
+        ByteBuffer got = ByteBuffer.allocate(8 * P);
+        a.read(IoPath.NBD, 0, got);
+        assertArrayEquals(model, got.array());
+        a.flush();
+        assertArrayEquals(model, sa.data, "what write-back writes");
+        assertEquals(0, cache.snapshot().pinnedPages());
+    }
+
+    @Test
     void rereadingRecentlyEvictedPagesCountsRefaults() throws IOException {
         PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK);
         CachedFile f = cache.open(new FileKey(1, 2), new MemStore(200 * P), false);
