@@ -23,11 +23,7 @@ final class FrameMeta {
 
     long page(int f) { return w[f << 2]; }
 
-    void setPage(int f, long page) { w[f << 2] = page; }
-
     int file(int f) { return (int) (w[(f << 2) + 1] >>> 32); }
-
-    void setFile(int f, int file) { w[(f << 2) + 1] = ((long) file << 32) | (w[(f << 2) + 1] & 0xFFFF_FFFFL); }
 
     int mem(int f) { return (int) w[(f << 2) + 1]; }
 
