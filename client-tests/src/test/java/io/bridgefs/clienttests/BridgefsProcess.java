@@ -202,6 +202,32 @@ final class BridgefsProcess implements AutoCloseable {
         return 0;
     }
 
+    /**
+     * The nice values of the server's threads whose name (as the kernel keeps it: 15 characters) starts
+     * with {@code prefix}, read from /proc; waits up to 5 s for at least one to show {@code expect}.
+     */
+    java.util.Set<Integer> threadNice(String prefix, int expect) throws IOException, InterruptedException {
+        java.util.Set<Integer> seen = new java.util.TreeSet<>();
+        for (int i = 0; i < 100; i++) {
+            seen.clear();
+            try (var tasks = Files.list(Path.of("/proc", Long.toString(process.pid()), "task"))) {
+                for (Path t : (Iterable<Path>) tasks::iterator) {
+                    try {
+                        if (!Files.readString(t.resolve("comm")).startsWith(prefix)) continue;
+                        String stat = Files.readString(t.resolve("stat"));
+                        // the 19th field: the 17th after the parenthesised name
+                        seen.add(Integer.parseInt(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[16]));
+                    } catch (java.nio.file.NoSuchFileException gone) {
+                        // the thread ended while listed
+                    }
+                }
+            }
+            if (seen.contains(expect)) break;
+            Thread.sleep(50);
+        }
+        return seen;
+    }
+
     String log() throws IOException {
         return Files.readString(log);
     }

@@ -62,6 +62,9 @@ class CliIT {
             assertTrue(out.contains("nbdinfo " + s.uri("disk")), out);
             assertTrue(out.contains("-drive file=" + s.uri("disk") + ",format=raw,if=virtio"), out);
             Tools.run(Duration.ofSeconds(30), "nbdinfo", s.uri("disk")).ok("nbdinfo on the demo disk");
+            // writeback-nice = 10: background write-back yields the CPU to requests, which keep the server's priority
+            assertEquals(java.util.Set.of(10), s.threadNice("bridgefs-flush", 10), "the background flusher's nice value");
+            assertEquals(java.util.Set.of(0), s.threadNice("multiThreadIoEv", 0), "the network threads' nice value");
         }
     }
 
@@ -70,7 +73,8 @@ class CliIT {
         Tools.sparseImage(dir.resolve("d.img"), 16 << 20, 1);
         byte[] data = new byte[1 << 20];
         new java.util.Random(99).nextBytes(data);
-        var s = BridgefsProcess.start(dir, "--nbd-export", "d=d.img", "--writeback-interval", "0", "--cache-size", "64m");
+        var s = BridgefsProcess.start(dir, "--nbd-export", "d=d.img", "--writeback-interval", "0", "--cache-size", "64m", "--writeback-nice", "19");
+        assertEquals(java.util.Set.of(19), s.threadNice("bridgefs-flush", 19), "--writeback-nice 19");
         try (RawNbdClient c = new RawNbdClient(s.nbdPort)) {
             c.clientFlags(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
             c.go("d");

@@ -89,7 +89,7 @@ public final class BridgefsServer implements AutoCloseable {
         this.config = config;
         this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup(),
                 config.dirty().backgroundPercent(), config.dirty().limitPercent());
-        this.cache.startBackgroundWriteback();
+        this.cache.startBackgroundWriteback(config.dirty().flusherNice());
         this.budget = new MemoryBudget(config.limits().requestMemory());
         AtomicInteger n = new AtomicInteger();
         this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,

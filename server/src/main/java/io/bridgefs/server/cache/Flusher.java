@@ -57,12 +57,25 @@ final class Flusher {
         if (selfWriteback) file.writeback(false);
     }
 
-    /** Starts the background flusher thread (once). */
-    void start() {
+    /**
+     * Starts the background flusher thread (once), at the nice value {@code nice} (0: the server's own).
+     * Write-back in the background is work no request waits for: below the request path's priority it
+     * runs on CPU the network threads and the clients leave idle, and it still cannot fall behind for good,
+     * since writers above the dirty limit stop and leave it the CPU. Measured on 2 cores (fio 1 MiB
+     * writes over a 1 GiB image in a 1.5 GiB cache): the network thread waited 1.1-1.5 s of 10 for a CPU
+     * beside the flusher at nice 0 and 0.5-0.9 s at nice 10; the row ran 2.2-2.6 GB/s against 3.0-3.3.
+     */
+    void start(int nice) {
         cache.lock.lock();
         try {
             if (thread != null) return;
-            thread = new Thread(this::flushLoop, "bridgefs-flusher");
+            thread = new Thread(() -> {
+                if (nice > 0 && !io.bridgefs.server.posix.Posix.niceThisThread(nice)) {
+                    org.slf4j.LoggerFactory.getLogger(PageCache.class)
+                            .warn("could not give the background flusher nice value {}: it runs at the server's priority", nice);
+                }
+                flushLoop();
+            }, "bridgefs-flusher");
             thread.setDaemon(true);
             thread.start();
         } finally {

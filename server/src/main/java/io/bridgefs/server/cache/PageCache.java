@@ -400,9 +400,17 @@ public final class PageCache implements AutoCloseable {
         return java.util.Arrays.copyOf(out, n);
     }
 
+    /** The background flusher's nice value unless told otherwise ({@code --writeback-nice}). */
+    public static final int FLUSHER_NICE = 10;
+
     /** Starts the background flusher: it writes back dirty pages whenever more than the background share is dirty. */
     public void startBackgroundWriteback() {
-        flusher.start();
+        startBackgroundWriteback(FLUSHER_NICE);
+    }
+
+    /** {@link #startBackgroundWriteback()} with the flusher thread at nice value {@code nice} (0-19; 0: the server's priority). */
+    public void startBackgroundWriteback(int nice) {
+        flusher.start(nice);
     }
 
     // ---- public views ----

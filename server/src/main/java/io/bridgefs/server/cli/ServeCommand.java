@@ -94,6 +94,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Writers wait for write-back once this share of the cache is dirty (like vm.dirty_ratio; at most 90; default: ${DEFAULT-VALUE}).")
     int dirtyLimit;
 
+    @Option(names = "--writeback-nice", paramLabel = "N", defaultValue = "" + io.bridgefs.server.cache.PageCache.FLUSHER_NICE,
+            description = "Nice value (0-19) of the thread writing back in the background, so that it yields the CPU to requests; 0 runs it at the server's priority (default: ${DEFAULT-VALUE}).")
+    int writebackNice;
+
     @Option(names = "--request-memory", paramLabel = "SIZE", defaultValue = DEFAULT_REQUEST_MEMORY,
             description = "Memory for requests read but not yet answered and replies the clients have not taken, all connections together; past it connections stop being read (default: ${DEFAULT-VALUE}).")
     String requestMemory;
@@ -170,7 +174,7 @@ public final class ServeCommand implements Callable<Integer> {
                         allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList(), maxFids, handshakeLimit),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
                         tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)),
-                new ServerConfig.DirtyRatios(dirtyBackground, dirtyLimit));
+                new ServerConfig.DirtyRatios(dirtyBackground, dirtyLimit, writebackNice));
     }
 
 

@@ -23,15 +23,21 @@ public record ServerConfig(
 
     /**
      * When write-back starts in the background and when writers wait for it, in percent of the cache
-     * (the counterparts of the kernel's vm.dirty_background_ratio and vm.dirty_ratio).
+     * (the counterparts of the kernel's vm.dirty_background_ratio and vm.dirty_ratio), and the nice
+     * value of the thread that writes back in the background ({@code --writeback-nice}).
      */
-    public record DirtyRatios(int backgroundPercent, int limitPercent) {
+    public record DirtyRatios(int backgroundPercent, int limitPercent, int flusherNice) {
         public static final DirtyRatios DEFAULT = new DirtyRatios(25, 75);
 
         public DirtyRatios {
             if (backgroundPercent < 1 || limitPercent > 90 || backgroundPercent > limitPercent) {
                 throw new IllegalArgumentException("--dirty-background and --dirty-limit must satisfy 1 <= background <= limit <= 90 (percent of the cache)");
             }
+            if (flusherNice < 0 || flusherNice > 19) throw new IllegalArgumentException("--writeback-nice must be 0..19");
+        }
+
+        public DirtyRatios(int backgroundPercent, int limitPercent) {
+            this(backgroundPercent, limitPercent, io.bridgefs.server.cache.PageCache.FLUSHER_NICE);
         }
     }
 

@@ -65,6 +65,8 @@ public final class Posix {
         Pointer mmap(Pointer addr, long length, int prot, int flags, int fd, long offset) throws LastErrorException;
         int madvise(Pointer addr, long length, int advice) throws LastErrorException;
         int munmap(Pointer addr, long length) throws LastErrorException;
+        int gettid();
+        int setpriority(int which, int who, int prio) throws LastErrorException;
     }
 
     public static final int O_PATH = 0x200000;
@@ -496,6 +498,19 @@ public final class Posix {
             return b;
         } catch (LastErrorException | UnsatisfiedLinkError e) {
             return null;
+        }
+    }
+
+    /**
+     * Gives the calling thread (alone: Linux keeps a nice value per thread) the nice value {@code nice};
+     * false where that cannot be done. Raising it needs no privilege.
+     */
+    public static boolean niceThisThread(int nice) {
+        try {
+            LIBC.setpriority(0 /* PRIO_PROCESS: a thread id names one thread */, LIBC.gettid(), nice);
+            return true;
+        } catch (LastErrorException | UnsatisfiedLinkError e) {
+            return false;
         }
     }
 

@@ -195,4 +195,50 @@ class ConcurrentWritebackTest {
         f.close();
         cache.close();
     }
+
+    /**
+     * The background flusher runs at the nice value it is given (Linux keeps one per thread: the
+     * network threads keep the server's), still writes back at it, and its thread ends with the cache.
+     */
+    @Test
+    void theBackgroundFlusherRunsAtTheNiceValueItIsGiven() throws Exception {
+        PageCache cache = new PageCache(1024L * P, CacheMode.WRITEBACK, DedupMode.OFF, 1, 75);
+        int before = flushersAtNice(13);
+        cache.startBackgroundWriteback(13);
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (flushersAtNice(13) == before && System.nanoTime() < deadline) Thread.sleep(5);
+        assertEquals(before + 1, flushersAtNice(13), "flusher threads at nice 13");
+        assertEquals(0, niceOf("/proc/thread-self"), "the test's own thread keeps its nice value");
+        MemStore store = new MemStore(0);
+        CachedFile f = cache.open(new FileKey(8, 8), store, false);
+        for (int i = 0; i < 100; i++) f.write(IoPath.NBD, (long) i * P, new ByteBuffer[] {ByteBuffer.allocate(P).putInt(0, i + 1)}, false);
+        while (cache.snapshot().dirtyBytes() > 10L * P && System.nanoTime() < deadline) Thread.sleep(5);
+        assertTrue(cache.snapshot().dirtyBytes() <= 10L * P, "the niced flusher wrote back below 1% of the cache");
+        f.close();
+        cache.close();
+        assertEquals(before, flushersAtNice(13), "flusher threads at nice 13 after the cache closed");
+    }
+
+    /** Threads of this process named as the flusher is whose nice value is {@code nice} (from /proc). */
+    private static int flushersAtNice(int nice) throws java.io.IOException {
+        int n = 0;
+        try (var tasks = java.nio.file.Files.list(java.nio.file.Path.of("/proc/self/task"))) {
+            for (var t : (Iterable<java.nio.file.Path>) tasks::iterator) {
+                try {
+                    String comm = java.nio.file.Files.readString(t.resolve("comm")).trim();
+                    if (comm.startsWith("bridgefs-flush") && niceOf(t.toString()) == nice) n++;
+                } catch (java.nio.file.NoSuchFileException gone) {
+                    // the thread ended while listed
+                }
+            }
+        }
+        return n;
+    }
+
+    /** The nice value in {@code task}/stat: the 19th field, the 17th after the parenthesised name. */
+    private static int niceOf(String task) throws java.io.IOException {
+        String stat = java.nio.file.Files.readString(java.nio.file.Path.of(task, "stat"));
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        return Integer.parseInt(f[16]);
+    }
 }
