@@ -202,6 +202,12 @@ final class BridgefsProcess implements AutoCloseable {
         return 0;
     }
 
+    /** This JVM's nice value (the server inherits it). */
+    static int ownNice() throws IOException {
+        String stat = Files.readString(Path.of("/proc/self/stat"));
+        return Integer.parseInt(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[16]);
+    }
+
     /**
      * The nice values of the server's threads whose name (as the kernel keeps it: 15 characters) starts
      * with {@code prefix}, read from /proc; waits up to 5 s for at least one to show {@code expect}.

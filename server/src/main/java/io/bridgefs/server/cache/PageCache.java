@@ -400,7 +400,7 @@ public final class PageCache implements AutoCloseable {
         return java.util.Arrays.copyOf(out, n);
     }
 
-    /** The background flusher's nice value unless told otherwise ({@code --writeback-nice}). */
+    /** How many nice levels below the server the background flusher runs unless told otherwise ({@code --writeback-nice}). */
     public static final int FLUSHER_NICE = 10;
 
     /** Starts the background flusher: it writes back dirty pages whenever more than the background share is dirty. */
@@ -408,7 +408,7 @@ public final class PageCache implements AutoCloseable {
         startBackgroundWriteback(FLUSHER_NICE);
     }
 
-    /** {@link #startBackgroundWriteback()} with the flusher thread at nice value {@code nice} (0-19; 0: the server's priority). */
+    /** {@link #startBackgroundWriteback()} with the flusher thread {@code nice} nice levels below the server's (0-19, as {@code nice -n}; the result is at most 19). */
     public void startBackgroundWriteback(int nice) {
         flusher.start(nice);
     }

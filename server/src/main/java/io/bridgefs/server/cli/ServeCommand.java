@@ -95,7 +95,7 @@ public final class ServeCommand implements Callable<Integer> {
     int dirtyLimit;
 
     @Option(names = "--writeback-nice", paramLabel = "N", defaultValue = "" + io.bridgefs.server.cache.PageCache.FLUSHER_NICE,
-            description = "Nice value (0-19) of the thread writing back in the background, so that it yields the CPU to requests; 0 runs it at the server's priority (default: ${DEFAULT-VALUE}).")
+            description = "Runs the thread writing back in the background this many nice levels below the server (0-19, as nice -n), so that it yields the CPU to requests; 0 runs it at the server's priority (default: ${DEFAULT-VALUE}).")
     int writebackNice;
 
     @Option(names = "--request-memory", paramLabel = "SIZE", defaultValue = DEFAULT_REQUEST_MEMORY,

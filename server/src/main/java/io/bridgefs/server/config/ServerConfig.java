@@ -23,8 +23,8 @@ public record ServerConfig(
 
     /**
      * When write-back starts in the background and when writers wait for it, in percent of the cache
-     * (the counterparts of the kernel's vm.dirty_background_ratio and vm.dirty_ratio), and the nice
-     * value of the thread that writes back in the background ({@code --writeback-nice}).
+     * (the counterparts of the kernel's vm.dirty_background_ratio and vm.dirty_ratio), and how many nice
+     * levels below the server the thread that writes back in the background runs ({@code --writeback-nice}).
      */
     public record DirtyRatios(int backgroundPercent, int limitPercent, int flusherNice) {
         public static final DirtyRatios DEFAULT = new DirtyRatios(25, 75);

@@ -66,6 +66,7 @@ public final class Posix {
         int madvise(Pointer addr, long length, int advice) throws LastErrorException;
         int munmap(Pointer addr, long length) throws LastErrorException;
         int gettid();
+        int getpriority(int which, int who) throws LastErrorException;
         int setpriority(int which, int who, int prio) throws LastErrorException;
     }
 
@@ -502,15 +503,18 @@ public final class Posix {
     }
 
     /**
-     * Gives the calling thread (alone: Linux keeps a nice value per thread) the nice value {@code nice};
-     * false where that cannot be done. Raising it needs no privilege.
+     * Adds {@code increment} to the calling thread's nice value, as {@code nice -n} does to a process
+     * (at most 19), and to it alone: Linux keeps a nice value per thread. Returns the new value, or
+     * {@link Integer#MIN_VALUE} where that cannot be done. Lowering a thread's priority needs no privilege.
      */
-    public static boolean niceThisThread(int nice) {
+    public static int niceThisThread(int increment) {
         try {
-            LIBC.setpriority(0 /* PRIO_PROCESS: a thread id names one thread */, LIBC.gettid(), nice);
-            return true;
+            int tid = LIBC.gettid();
+            int nice = Math.min(19, LIBC.getpriority(0 /* PRIO_PROCESS: a thread id names one thread */, tid) + increment);
+            LIBC.setpriority(0, tid, nice);
+            return nice;
         } catch (LastErrorException | UnsatisfiedLinkError e) {
-            return false;
+            return Integer.MIN_VALUE;
         }
     }
 
