@@ -204,7 +204,12 @@ final class BridgefsProcess implements AutoCloseable {
 
     /** This JVM's nice value (the server inherits it). */
     static int ownNice() throws IOException {
-        String stat = Files.readString(Path.of("/proc/self/stat"));
+        return niceOf(Path.of("/proc/self"));
+    }
+
+    /** The nice value of a process or thread's /proc directory: the 19th field of its stat, the 17th after the parenthesised name. */
+    private static int niceOf(Path task) throws IOException {
+        String stat = Files.readString(task.resolve("stat"));
         return Integer.parseInt(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[16]);
     }
 
@@ -219,10 +224,7 @@ final class BridgefsProcess implements AutoCloseable {
             try (var tasks = Files.list(Path.of("/proc", Long.toString(process.pid()), "task"))) {
                 for (Path t : (Iterable<Path>) tasks::iterator) {
                     try {
-                        if (!Files.readString(t.resolve("comm")).startsWith(prefix)) continue;
-                        String stat = Files.readString(t.resolve("stat"));
-                        // the 19th field: the 17th after the parenthesised name
-                        seen.add(Integer.parseInt(stat.substring(stat.lastIndexOf(')') + 2).split(" ")[16]));
+                        if (Files.readString(t.resolve("comm")).startsWith(prefix)) seen.add(niceOf(t));
                     } catch (java.nio.file.NoSuchFileException gone) {
                         // the thread ended while listed
                     }

@@ -70,7 +70,7 @@ final class Flusher {
         try {
             if (thread != null) return;
             thread = new Thread(() -> {
-                if (nice > 0 && io.bridgefs.server.posix.Posix.niceThisThread(nice) == Integer.MIN_VALUE) {
+                if (nice > 0 && !io.bridgefs.server.posix.Posix.niceThisThread(nice)) {
                     org.slf4j.LoggerFactory.getLogger(PageCache.class)
                             .warn("could not lower the background flusher's priority: it runs at the server's");
                 }

@@ -61,8 +61,8 @@
  * write everything dirty (up to the limit's worth of the cache), and dirty frames cannot be evicted, so
  * readers have fewer clean ones. The defaults keep both small; an operator who wants a peer's
  * behaviour raises the thresholds or the cache size (the README's NBD bench shows both settings).
- * What the write-back costs the requests beside it is CPU: the flusher thread runs at nice 10
- * ({@code --writeback-nice}), so on a busy host it takes what the network threads and clients leave
+ * What the write-back costs the requests beside it is CPU: the flusher thread runs 10 nice levels
+ * below the server ({@code --writeback-nice}), so on a busy host it takes what the network threads and clients leave
  * (on 2 cores a sequential rewrite ran 3.0-3.7 GB/s against 2.2-3.3 beside a flusher at the server's
  * priority); writers above the dirty limit wait, which leaves it the CPU, so it cannot fall behind for good.
  *

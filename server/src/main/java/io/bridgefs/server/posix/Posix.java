@@ -504,17 +504,17 @@ public final class Posix {
 
     /**
      * Adds {@code increment} to the calling thread's nice value, as {@code nice -n} does to a process
-     * (at most 19), and to it alone: Linux keeps a nice value per thread. Returns the new value, or
-     * {@link Integer#MIN_VALUE} where that cannot be done. Lowering a thread's priority needs no privilege.
+     * (at most 19), and to it alone: Linux keeps a nice value per thread. False where that cannot be
+     * done. Lowering a thread's priority needs no privilege.
      */
-    public static int niceThisThread(int increment) {
+    public static boolean niceThisThread(int increment) {
         try {
             int tid = LIBC.gettid();
             int nice = Math.min(19, LIBC.getpriority(0 /* PRIO_PROCESS: a thread id names one thread */, tid) + increment);
             LIBC.setpriority(0, tid, nice);
-            return nice;
+            return true;
         } catch (LastErrorException | UnsatisfiedLinkError e) {
-            return Integer.MIN_VALUE;
+            return false;
         }
     }
 
