@@ -213,76 +213,138 @@ final class WriteBack {
      * takes a 2 MiB write in about the time of ten 4k ones). A gap is written only if every page in it is
      * resident and VALID and not all zeros (it may be a hole, which must stay one), and only while the
      * host file is as this cache last saw it (a clean page is then what the file holds).
+     * The cache lock is taken twice per run (to plan it, then to note it written), not once per gap:
+     * random 4k writes leave a gap after most dirty pages (with a third of a file's pages dirty, one
+     * every page or two), and every hold is one a network thread may find taken.
      */
     private void writeRuns(int[] frames) throws IOException {
         if (frames.length == 0) return;
         long[] order = sortedByPage(frames);
         long limit = file.size;
         boolean fillGaps = frames.length > 1 && file.store.stamp() == file.seenStamp;
-        int[] run = new int[cache.maxRun];
-        int[] fillers = new int[cache.maxRun];
+        Run run = new Run(cache.maxRun);
         int i = 0;
         while (i < frames.length) {
-            long first = cache.meta.page(frames[(int) order[i]]);
-            int count = 0, filled = 0;
-            run[count++] = frames[(int) order[i++]];
+            long written = 0;
             try {
-                while (i < frames.length && count < cache.maxRun) {
-                    long next = cache.meta.page(frames[(int) order[i]]);
-                    int gap = (int) Math.min(Integer.MAX_VALUE, next - (first + count));
-                    if (gap > 0) {
-                        if (!fillGaps || gap > MAX_GAP || count + gap >= cache.maxRun) break;
-                        if (!pinGap(first + count, gap, fillers, filled)) break;
-                        System.arraycopy(fillers, filled, run, count, gap);
-                        filled += gap;
-                        count += gap;
-                    }
-                    run[count++] = frames[(int) order[i++]];
-                }
-                long start = first << PageCache.PAGE_SHIFT;
-                long len = Math.min((long) count * PAGE, limit - start);
+                i = run.plan(frames, order, i, fillGaps);
+                i = run.dropZeroGaps(i);
+                long start = run.first << PageCache.PAGE_SHIFT;
+                long len = Math.min((long) run.count * PAGE, limit - start);
                 if (len > 0) {
                     int pagesToWrite = (int) ((len + PAGE - 1) / PAGE);
                     ByteBuffer[] pages = new ByteBuffer[pagesToWrite];
-                    for (int k = 0; k < pagesToWrite; k++) pages[k] = cache.data(run[k]);
+                    for (int k = 0; k < pagesToWrite; k++) pages[k] = cache.data(run.frames[k]);
                     file.store.writePages(pages, pagesToWrite, start, (int) (len - (long) (pagesToWrite - 1) * PAGE));
-                    cache.lock.lock();
-                    try {
-                        file.backingSize = Math.max(file.backingSize, start + len);
-                        cache.counters.writebackBytes += len;
-                    } finally {
-                        cache.lock.unlock();
-                    }
+                    written = len;
                 }
             } finally {
-                if (filled > 0) file.unpinAll(fillers, filled);
+                run.finish(written);
             }
         }
     }
 
     /**
-     * Pins the {@code count} pages from {@code page} into {@code into[at...]} if all are resident, VALID
-     * and not all zeros; otherwise pins nothing and returns false.
+     * One run being written: its frames (dirty ones and the pinned clean pages of the gaps between
+     * them), and where each gap lies, so that a gap found to hold zeros can be cut off with what follows.
      */
-    private boolean pinGap(long page, int count, int[] into, int at) {
-        cache.lock.lock();
-        try {
-            for (int k = 0; k < count; k++) {
+    private final class Run {
+        final int[] frames;
+        long first;
+        int count;
+        private final int[] gapAt, gapLen, gapNext;   // position in the run, pages, index of the dirty frame after it
+        private int gaps;
+
+        Run(int max) {
+            frames = new int[max];
+            gapAt = new int[max];
+            gapLen = new int[max];
+            gapNext = new int[max];
+        }
+
+        /**
+         * Under one hold of the cache lock: the run starting at the dirty frame {@code frames[order[i]]},
+         * joining the next ones across gaps whose pages are all resident and VALID (pinned here).
+         * Returns the index of the first dirty frame not in the run.
+         */
+        int plan(int[] dirty, long[] order, int i, boolean fillGaps) {
+            gaps = 0;
+            count = 0;
+            frames[count++] = dirty[(int) order[i]];
+            first = cache.meta.page(dirty[(int) order[i++]]);
+            cache.lock.lock();
+            try {
+                while (i < dirty.length && count < frames.length) {
+                    long next = cache.meta.page(dirty[(int) order[i]]);
+                    int gap = (int) Math.min(Integer.MAX_VALUE, next - (first + count));
+                    if (gap > 0) {
+                        if (!fillGaps || gap > MAX_GAP || count + gap >= frames.length) break;
+                        if (!pinGap(first + count, gap)) break;
+                        gapAt[gaps] = count;
+                        gapLen[gaps] = gap;
+                        gapNext[gaps++] = i;
+                        count += gap;
+                    }
+                    frames[count++] = dirty[(int) order[i++]];
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            return i;
+        }
+
+        /** With the cache lock held: pins the gap's pages into the run if all are resident and VALID, else none. */
+        private boolean pinGap(long page, int n) {
+            for (int k = 0; k < n; k++) {
                 int f = cache.peek(file, page + k);
                 if (f < 0 || cache.meta.state(f) != PageCache.VALID) return false;
-                into[at + k] = f;
+                frames[count + k] = f;
             }
-            for (int k = 0; k < count; k++) cache.pin(into[at + k]);
-        } finally {
-            cache.lock.unlock();
+            for (int k = 0; k < n; k++) cache.pin(frames[count + k]);
+            return true;
         }
-        for (int k = 0; k < count; k++) {
-            if (allZero(cache.data(into[at + k]))) {
-                file.unpinAll(Arrays.copyOfRange(into, at, at + count), count);
-                return false;
+
+        /**
+         * Without the lock: cuts the run before its first gap holding a page of zeros (unpinning that gap
+         * and the later ones). Returns the index of the first dirty frame not in the run.
+         */
+        int dropZeroGaps(int i) {
+            for (int g = 0; g < gaps; g++) {
+                for (int k = gapAt[g]; k < gapAt[g] + gapLen[g]; k++) {
+                    if (!allZero(cache.data(frames[k]))) continue;
+                    cache.lock.lock();
+                    try {
+                        for (int h = g; h < gaps; h++) {
+                            for (int j = gapAt[h]; j < gapAt[h] + gapLen[h]; j++) cache.unpin(frames[j]);
+                        }
+                    } finally {
+                        cache.lock.unlock();
+                    }
+                    count = gapAt[g];
+                    int next = gapNext[g];
+                    gaps = g;
+                    return next;
+                }
+            }
+            return i;
+        }
+
+        /** Under one hold of the lock: notes {@code len} bytes written from the run's first page (0: none) and unpins its gaps. */
+        void finish(long len) {
+            cache.lock.lock();
+            try {
+                if (len > 0) {
+                    file.backingSize = Math.max(file.backingSize, (first << PageCache.PAGE_SHIFT) + len);
+                    cache.counters.writebackBytes += len;
+                }
+                for (int g = 0; g < gaps; g++) {
+                    for (int j = gapAt[g]; j < gapAt[g] + gapLen[g]; j++) cache.unpin(frames[j]);
+                }
+                gaps = 0;
+            } finally {
+                cache.lock.unlock();
             }
         }
-        return true;
     }
 
     private static boolean allZero(ByteBuffer frame) {

@@ -283,6 +283,31 @@ class PageCacheTest {
     }
 
     @Test
+    void aRunIsCutBeforeAGapOfZerosAndKeepsTheGapsBeforeIt() throws IOException {
+        PageCache cache = new PageCache(1024 * P, CacheMode.WRITEBACK);   // runs of up to 64 pages
+        MemStore store = new MemStore(40 * P);
+        for (int i = 0; i < 40 * P; i++) store.data[i] = (byte) (i / P + 1);
+        Arrays.fill(store.data, 23 * P, 24 * P, (byte) 0);
+        Arrays.fill(store.data, 31 * P, 32 * P, (byte) 0);
+        CachedFile f = cache.open(new FileKey(1, 51), store, false);
+        readPages(f, IoPath.NBD, 0, 40);
+        cache.quiesce();
+        int[] dirty = {2, 4, 6, 20, 22, 24, 26, 30, 32, 34};
+        for (int page : dirty) f.write(IoPath.NBD, (long) page * P + 7, ByteBuffer.wrap(new byte[] {-3}), false);
+        byte[] expected = store.data.clone();
+        for (int page : dirty) expected[page * P + 7] = -3;
+        f.flush();
+        // one plan joins 2..34 across every gap; the zeros of page 23, then of 31, each cut it, the gaps
+        // before them (3, 5, 7..19, 21; 25, 27..29; 33) written, and the next run begins after the cut
+        assertEquals(List.of("2+21", "24+7", "32+3"), runs(store));
+        assertArrayEquals(expected, Arrays.copyOf(store.data, 40 * P));
+        assertEquals(0, cache.snapshot().dirtyBytes());
+        assertEquals(0, cache.snapshot().pinnedPages(), "the gaps cut off and the gaps written were unpinned");
+        assertEquals(List.of(), cache.verify());
+        f.close();
+    }
+
+    @Test
     void theDirtyLimitIsASettingAndWritersAboveItWriteBack() throws IOException {
         for (int limit : new int[] {20, 75}) {
             PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK, DedupMode.SHADOW, Math.min(10, limit), limit);
