@@ -89,6 +89,7 @@ class CliIT {
         onDisk = java.util.Arrays.copyOfRange(Files.readAllBytes(dir.resolve("d.img")), 4096, 4096 + data.length);
         assertArrayEquals(data, onDisk, "dirty pages flushed at shutdown");
         assertTrue(s.log().isEmpty() || !s.log().contains("Exception"), s.log());
+        assertFalse(s.log().contains("could not tune the C allocator"), "glibc's mallopt took the server's thresholds: " + s.log());
     }
 
     @Test

@@ -181,6 +181,9 @@ public final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ServerConfig cfg = toConfig();
+        if (!io.bridgefs.server.posix.Posix.keepFreedMemory()) {
+            System.err.println("bridgefs: could not tune the C allocator (mallopt): large writes may run slower");
+        }
         BridgefsServer server = BridgefsServer.start(cfg);
         if (user != null || !io.bridgefs.server.posix.Credentials.SERVER_IS_ROOT) System.out.println("bridgefs: " + UserDrop.describe());
         System.out.println(server.connectHelp());
