@@ -263,7 +263,7 @@ final class WriteBack {
         }
 
         /**
-         * Under one hold of the cache lock: the run starting at the dirty frame {@code frames[order[i]]},
+         * Under one hold of the cache lock: the run starting at the dirty frame {@code dirty[order[i]]},
          * joining the next ones across gaps whose pages are all resident and VALID (pinned here).
          * Returns the index of the first dirty frame not in the run.
          */

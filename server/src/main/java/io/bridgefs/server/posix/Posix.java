@@ -527,15 +527,16 @@ public final class Posix {
     /**
      * Tells the C allocator to keep freed memory at the top of each of its heaps for reuse until more
      * than {@link #TRIM_THRESHOLD} lies free there, and to serve requests below {@link #MMAP_THRESHOLD}
-     * from its heaps, instead of giving memory back to the kernel once 128 KiB lie free (glibc's starting values; it raises
-     * them itself, up to 64 and 32 MiB, only after freeing a large mapped block). Netty's receive buffers
-     * are malloc'd: while requests hold them on the I/O threads (writes that cannot take the network
-     * thread's fast path: FUA, pages not resident, 9P appends) its pools run dry and it allocates and frees them
-     * one by one, and every such buffer was handed back and faulted in again page by page. Measured with
-     * 1 MiB NBD writes to resident pages sent through the I/O threads (a build forcing that path): 1.4-1.5
-     * GB/s with the network thread busy 7.4 s of 11, 2.3-2.4 GB/s and 5 s with free memory kept (4 MiB
-     * kept was not enough, 16 MiB was). The cost is resident memory the process no longer uses: at most
-     * the threshold per heap, after a burst. False where the C library has no mallopt (not glibc) or refuses.
+     * from its heaps, instead of giving memory back to the kernel once 128 KiB lie free (glibc's starting
+     * values; it raises them itself, up to 64 and 32 MiB, only after freeing a large mapped block).
+     * Netty's receive buffers are malloc'd: while requests hold them on the I/O threads (writes that
+     * cannot take the network thread's fast path: FUA, pages not resident, 9P appends) its pools run dry
+     * and it allocates and frees them one by one, and every such buffer was handed back and faulted in
+     * again page by page. Measured with 1 MiB NBD writes to resident pages sent through the I/O threads
+     * (a build forcing that path): 1.4-1.5 GB/s with the network thread busy 7.4 s of 11; 2.2-2.5 GB/s
+     * and 5 s with this (4 MiB kept was not enough, 16 MiB was). The cost is resident memory the process
+     * no longer uses: at most the threshold per heap, after a burst. False where the C library has no
+     * mallopt (not glibc) or refuses.
      */
     public static boolean keepFreedMemory() {
         try {
