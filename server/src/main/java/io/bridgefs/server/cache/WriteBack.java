@@ -314,9 +314,7 @@ final class WriteBack {
                     if (!allZero(cache.data(frames[k]))) continue;
                     cache.lock.lock();
                     try {
-                        for (int h = g; h < gaps; h++) {
-                            for (int j = gapAt[h]; j < gapAt[h] + gapLen[h]; j++) cache.unpin(frames[j]);
-                        }
+                        unpinGaps(g);
                     } finally {
                         cache.lock.unlock();
                     }
@@ -337,12 +335,17 @@ final class WriteBack {
                     file.backingSize = Math.max(file.backingSize, (first << PageCache.PAGE_SHIFT) + len);
                     cache.counters.writebackBytes += len;
                 }
-                for (int g = 0; g < gaps; g++) {
-                    for (int j = gapAt[g]; j < gapAt[g] + gapLen[g]; j++) cache.unpin(frames[j]);
-                }
+                unpinGaps(0);
                 gaps = 0;
             } finally {
                 cache.lock.unlock();
+            }
+        }
+
+        /** With the cache lock held: unpins the pages of gaps {@code from}.. of the run. */
+        private void unpinGaps(int from) {
+            for (int g = from; g < gaps; g++) {
+                for (int j = gapAt[g]; j < gapAt[g] + gapLen[g]; j++) cache.unpin(frames[j]);
             }
         }
     }

@@ -522,11 +522,11 @@ public final class Posix {
     // glibc's malloc.h
     private static final int M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3;
     /** What {@link #keepFreedMemory} sets: the largest malloc served from a heap, and how much may lie free at a heap's top. */
-    public static final int MMAP_THRESHOLD = 8 << 20, TRIM_THRESHOLD = 16 << 20;
+    private static final int MMAP_THRESHOLD = 8 << 20, TRIM_THRESHOLD = 16 << 20;
 
     /**
      * Tells the C allocator to keep freed memory at the top of each of its heaps for reuse until more
-     * than {@link #TRIM_THRESHOLD} lies free there, and to serve requests below {@link #MMAP_THRESHOLD}
+     * than 16 MiB lies free there, and to serve requests below 8 MiB
      * from its heaps, instead of giving memory back to the kernel once 128 KiB lie free (glibc's starting
      * values; it raises them itself, up to 64 and 32 MiB, only after freeing a large mapped block).
      * Netty's receive buffers are malloc'd: while requests hold them on the I/O threads (writes that

@@ -240,10 +240,7 @@ class ConcurrentWritebackTest {
         return n;
     }
 
-    /** The nice value in {@code task}/stat: the 19th field, the 17th after the parenthesised name. */
     private static int niceOf(String task) throws java.io.IOException {
-        String stat = java.nio.file.Files.readString(java.nio.file.Path.of(task, "stat"));
-        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-        return Integer.parseInt(f[16]);
+        return io.bridgefs.server.ProcStat.nice(java.nio.file.Path.of(task));
     }
 }

@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import com.sun.jna.Native;
 import com.sun.jna.Pointer;
-import java.nio.file.Files;
+import io.bridgefs.server.ProcStat;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
@@ -40,10 +40,7 @@ class KeepFreedMemoryTest {
         for (long b : blocks) Native.free(b);
     }
 
-    /** The process's minor page faults (field 10 of /proc/self/stat). */
     private static long minorFaults() throws Exception {
-        String stat = Files.readString(Path.of("/proc/self/stat"));
-        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-        return Long.parseLong(f[7]);
+        return ProcStat.minorFaults(Path.of("/proc/self"));
     }
 }
