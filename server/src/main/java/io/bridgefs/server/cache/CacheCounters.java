@@ -23,6 +23,7 @@ final class CacheCounters {
                 (long) c.mem.residentFrames * page, (long) c.dirtyPages * page, writebackBytes, c.pinnedPages,
                 c.sharedPages, c.capacityBytes(), direct, dupFills.clone(), dupFillBytes.clone(), zeroPages,
                 c.dedupMode, c.mem.merge ? c.mem.pagesShared : 0, c.mem.merge ? c.mem.pagesSharing : dupPages, cowBreaks,
-                c.validPages, readaheadPages * page, readaheadUnusedPages * page);
+                c.validPages, readaheadPages * page, readaheadUnusedPages * page,
+                c.flusher.rewrittenPages * page, (long) c.flusher.background * page);
     }
 }

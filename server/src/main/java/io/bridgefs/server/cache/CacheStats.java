@@ -10,7 +10,9 @@ package io.bridgefs.server.cache;
  * resident pages whose bytes were already resident under another key when they were filled (what
  * merging would make sharing). {@code dedupCowBreaks}: writes that had to copy a merged page first.
  * {@code readaheadBytes}: pages read ahead of sequential requests; {@code readaheadUnusedBytes}: those
- * evicted without ever being read.
+ * evicted without ever being read. {@code writebackRewrittenBytes}: pages the background flusher wrote
+ * back that were written again while still cached; {@code dirtyBackgroundBytes}: the dirty share above
+ * which the flusher writes back now (it moves with {@code --dirty-background auto}).
  */
 public record CacheStats(
         long[] hits, long[] misses, long[] fills, long[] fillBytes, long[] refaults, long[][] crossPathHits,
@@ -18,7 +20,7 @@ public record CacheStats(
         long sharedPages, long capacityBytes, boolean directIo,
         long[] duplicateFills, long[] duplicateFillBytes, long zeroPages,
         DedupMode dedupMode, long dedupPagesShared, long dedupPagesSharing, long dedupCowBreaks, long residentPages,
-        long readaheadBytes, long readaheadUnusedBytes) {
+        long readaheadBytes, long readaheadUnusedBytes, long writebackRewrittenBytes, long dirtyBackgroundBytes) {
 
     public long duplicateFills(IoPath p) { return duplicateFills[p.ordinal()]; }
     public long duplicateFillBytes(IoPath p) { return duplicateFillBytes[p.ordinal()]; }

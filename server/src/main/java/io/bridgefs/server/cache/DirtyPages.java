@@ -23,6 +23,7 @@ final class DirtyPages {
         c.sharing.forget(f);
         c.mem.content.remove(c.meta.mem(f));
         if (!c.meta.dirty(f)) {
+            if (c.meta.cleanedInBackground(f)) c.flusher.rewritten();
             c.meta.setDirty(f, true);
             c.dirtyPages++;
             file.dirtyPages++;
@@ -30,7 +31,7 @@ final class DirtyPages {
             next[f] = file.dirtyHead;
             if (file.dirtyHead >= 0) prev[file.dirtyHead] = f;
             file.dirtyHead = f;
-            if (c.dirtyPages > c.backgroundDirty) c.flusher.dirtied();
+            if (c.dirtyPages > c.flusher.background) c.flusher.dirtied();
         }
         c.meta.bumpGen(f);
     }

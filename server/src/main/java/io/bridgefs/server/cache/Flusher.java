@@ -8,21 +8,57 @@ import java.util.concurrent.locks.ReentrantLock;
 /**
  * Write-back in the background and the pacing of writers: the flusher thread writes back the file
  * with the most dirty pages, a chunk at a time in page order, while more than the background share of
- * the cache is dirty ({@code --dirty-background}, a quarter by default); a writer above the dirty limit
+ * the cache is dirty ({@code --dirty-background}); a writer above the dirty limit
  * ({@code --dirty-limit}, three quarters) waits for it (at most 2 s), or, without a flusher or when it makes no progress (failing
  * storage), writes back its own file.
+ * <p>
+ * The background share is a fixed percent, or, by default ({@code auto}), follows what the write-back
+ * is worth, as read-ahead does: it starts at a quarter of the cache; each page the flusher wrote that
+ * is written again while still cached (its write-back done for nothing: the page must be written once
+ * more) raises it by {@link #REWRITE_STEP} pages, up to a tenth of the cache below the dirty limit; each
+ * page the flusher wrote that the eviction policy then frees (what it is for: a clean page to evict)
+ * lowers it by one, down to the quarter; and a writer that finds the dirty limit reached puts it back
+ * to the quarter at once (the flusher started too late). So it settles where about one in five pages
+ * the flusher writes is written again before it leaves the cache. A writer rewriting a region that fits
+ * the cache (a database, a guest's disk) stops paying for write-back that its next writes undo; a
+ * writer streaming through more than the cache keeps it at the quarter.
  */
 final class Flusher {
     /** What the background flusher writes back between two looks at the threshold: 8 MiB (four of the largest runs). */
     static final int CHUNK_PAGES = 2048;
+    /** How many pages one page written again after the flusher wrote it raises the background share (one freed lowers it by 1). */
+    static final int REWRITE_STEP = 4;
     private final PageCache cache;
     private final Condition flushNeeded;
+    /** The background share now, in pages (guarded by the cache lock), and its bounds (equal: a fixed share). */
+    int background;
+    private int floor, ceiling;
+    /** Pages the flusher wrote that were written again before they left the cache (guarded by the cache lock). */
+    long rewrittenPages;
     private Thread thread;                 // guarded by the cache lock
     private volatile boolean stopping;
 
     Flusher(PageCache cache) {
         this.cache = cache;
         this.flushNeeded = cache.lock.newCondition();
+    }
+
+    /** The background share's bounds, in pages: equal for a fixed share. */
+    void bounds(int floor, int ceiling) {
+        this.floor = floor;
+        this.ceiling = Math.max(floor, ceiling);
+        this.background = floor;
+    }
+
+    /** With the cache lock held: a page the flusher wrote back is dirty again (see the class notes). */
+    void rewritten() {
+        rewrittenPages++;
+        background = Math.min(ceiling, background + REWRITE_STEP);
+    }
+
+    /** With the cache lock held: the eviction policy freed a page the flusher wrote back. */
+    void evictedClean() {
+        if (background > floor) background--;
     }
 
     /**
@@ -35,6 +71,7 @@ final class Flusher {
         lock.lock();
         try {
             if (cache.dirtyPages <= cache.dirtyLimit) return;
+            background = floor;                    // the flusher started too late
             selfWriteback = thread == null;
             if (!selfWriteback) {
                 flushNeeded.signal();
@@ -107,7 +144,7 @@ final class Flusher {
             CachedFile victim = null;
             cache.lock.lock();
             try {
-                while (!stopping && cache.dirtyPages <= cache.backgroundDirty) flushNeeded.awaitUninterruptibly();
+                while (!stopping && cache.dirtyPages <= background) flushNeeded.awaitUninterruptibly();
                 for (CachedFile f : cache.registry.all()) {
                     if (f.closed) continue;
                     if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
@@ -144,6 +181,7 @@ final class Flusher {
                 if (f.dirtyPages > 0) { victim = f; break; }
             }
             if (victim != null) {
+                background = floor;                // eviction had to wait for write-back
                 c.lock.unlock();
                 try {
                     victim.writeback(false);

@@ -9,7 +9,8 @@ package io.bridgefs.server.cache;
  *   word 0  page index
  *   word 1  file id (high 32 bits) | memory frame (low 32; stable while the entry is pinned, read without the lock)
  *   word 2  pins (high 32) | write generation (low 32)
- *   word 3  bytes 0-5: state, dirty, frequency (-1 = read ahead, unused), queue, filled by (path), touched by (path bits)
+ *   word 3  bytes 0-5: state, dirty (0 clean, 1 dirty, 2 clean since the background flusher wrote it),
+ *           frequency (-1 = read ahead, unused), queue, filled by (path), touched by (path bits)
  * </pre>
  */
 final class FrameMeta {
@@ -68,9 +69,14 @@ final class FrameMeta {
 
     void setState(int f, byte s) { set(f, STATE, s); }
 
-    boolean dirty(int f) { return get(f, DIRTY) != 0; }
+    boolean dirty(int f) { return get(f, DIRTY) == 1; }
 
     void setDirty(int f, boolean d) { set(f, DIRTY, d ? 1 : 0); }
+
+    /** Clean, and written back last by the background flusher (not dirtied since, nor evicted). */
+    boolean cleanedInBackground(int f) { return get(f, DIRTY) == 2; }
+
+    void setCleanedInBackground(int f) { set(f, DIRTY, 2); }
 
     byte freq(int f) { return get(f, FREQ); }
 

@@ -28,7 +28,6 @@ public final class PageCache implements AutoCloseable {
     final CacheMode mode;
     final int maxRun;
     final int dirtyLimit;          // writers wait (or write back themselves) above this
-    final int backgroundDirty;     // the background flusher starts above this
     /** Background write-back and the pacing of writers (see {@link Flusher}). */
     final Flusher flusher = new Flusher(this);
     /** Background read-ahead fills (a small bounded pool; past its queue the reader fills inline). */
@@ -71,7 +70,8 @@ public final class PageCache implements AutoCloseable {
     }
 
     /**
-     * @param backgroundPercent the background flusher starts once this share of the cache is dirty
+     * @param backgroundPercent the background flusher starts once this share of the cache is dirty;
+     *        {@link #AUTO}: a share that follows what write-back is worth (see {@link Flusher})
      * @param limitPercent writers wait for write-back once this share is dirty
      */
     public PageCache(long capacityBytes, CacheMode mode, DedupMode dedupMode, int backgroundPercent, int limitPercent) {
@@ -85,7 +85,8 @@ public final class PageCache implements AutoCloseable {
         this.memory = new FrameMemory(memFrames);
         this.maxRun = Math.max(1, Math.min(512, memFrames / 16));
         this.dirtyLimit = (int) ((long) memFrames * limitPercent / 100);
-        this.backgroundDirty = (int) ((long) memFrames * backgroundPercent / 100);
+        int floor = (int) ((long) memFrames * (backgroundPercent == AUTO ? Math.min(AUTO_FLOOR, limitPercent) : backgroundPercent) / 100);
+        flusher.bounds(floor, backgroundPercent == AUTO ? dirtyLimit - memFrames / 10 : floor);
         meta = new FrameMeta(frames);
         this.dedupMode = dedupMode;
         this.dedup = dedupMode != DedupMode.OFF;
@@ -402,6 +403,9 @@ public final class PageCache implements AutoCloseable {
 
     /** How many nice levels below the server the background flusher runs unless told otherwise ({@code --writeback-nice}). */
     public static final int FLUSHER_NICE = 10;
+    /** {@code --dirty-background auto}: a background share that follows what write-back is worth, from {@link #AUTO_FLOOR} percent up. */
+    public static final int AUTO = 0;
+    static final int AUTO_FLOOR = 25;
 
     /** Starts the background flusher: it writes back dirty pages whenever more than the background share is dirty. */
     public void startBackgroundWriteback() {

@@ -71,6 +71,7 @@ final class S3Fifo {
                 }
                 continue;
             }
+            if (c.meta.cleanedInBackground(f)) c.flusher.evictedClean();
             evict(f);
             c.meta.setQueue(f, PageCache.Q_NONE);
             return f;

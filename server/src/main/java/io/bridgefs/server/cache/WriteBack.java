@@ -58,7 +58,7 @@ final class WriteBack {
             } finally {
                 cache.lock.unlock();
             }
-            writeAndClean(dirty, gens);
+            writeAndClean(dirty, gens, false);
             if (sync) file.store.sync();
         } finally {
             mutex.unlock();
@@ -68,9 +68,10 @@ final class WriteBack {
 
     /**
      * Writes the pinned {@code frames}, then marks clean those not written again since ({@code gens},
-     * their generations when pinned) and unpins them all. Called with the mutex and the punch lock held.
+     * their generations when pinned) and unpins them all; {@code background}: the flusher's write-back, whose
+     * pages are marked as cleaned by it (see {@link Flusher#rewritten}). Called with the mutex and the punch lock held.
      */
-    private void writeAndClean(int[] frames, int[] gens) throws IOException {
+    private void writeAndClean(int[] frames, int[] gens, boolean background) throws IOException {
         boolean ok = false;
         try {
             writeRuns(frames);
@@ -82,7 +83,10 @@ final class WriteBack {
             try {
                 for (int i = 0; i < frames.length; i++) {
                     int f = frames[i];
-                    if (ok && cache.meta.gen(f) == gens[i] && cache.meta.state(f) == PageCache.VALID) cache.dirty.clear(file, f);
+                    if (ok && cache.meta.gen(f) == gens[i] && cache.meta.state(f) == PageCache.VALID) {
+                        cache.dirty.clear(file, f);
+                        if (background) cache.meta.setCleanedInBackground(f);
+                    }
                     cache.unpin(f);
                 }
             } finally {
@@ -119,7 +123,7 @@ final class WriteBack {
                 }
                 n = choose(maxPages, frames, gens);
             }
-            writeAndClean(Arrays.copyOf(frames, n), Arrays.copyOf(gens, n));
+            writeAndClean(Arrays.copyOf(frames, n), Arrays.copyOf(gens, n), true);
             return n;
         } finally {
             mutex.unlock();

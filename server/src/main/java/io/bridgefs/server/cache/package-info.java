@@ -44,8 +44,9 @@
  * them (otherwise a clean page may no longer be what the file holds).
  *
  * <h2>How much may stay dirty</h2>
- * {@link io.bridgefs.server.cache.Flusher} starts writing back once {@code --dirty-background} (25%) of
- * the frames are dirty, 8 MiB at a time in page order until the share is below that again, and makes
+ * {@link io.bridgefs.server.cache.Flusher} starts writing back once {@code --dirty-background} (by
+ * default {@code auto}: 25%, raised while the pages it writes are written again before they leave the
+ * cache, see its notes) of the frames are dirty, 8 MiB at a time in page order until the share is below that again, and makes
  * writers wait above {@code --dirty-limit} (75%): the counterparts of
  * the kernel's {@code vm.dirty_background_ratio} and {@code vm.dirty_ratio}, but shares of a bounded
  * cache, where the kernel's are shares of all of the host's memory. The difference decides workloads

@@ -86,9 +86,20 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Write back and sync dirty pages this often; 0 turns the timer off (default: ${DEFAULT-VALUE}).")
     int writebackSeconds;
 
-    @Option(names = "--dirty-background", paramLabel = "PERCENT", defaultValue = "25",
-            description = "Write back in the background once this share of the cache is dirty (like vm.dirty_background_ratio; default: ${DEFAULT-VALUE}).")
-    int dirtyBackground;
+    @Option(names = "--dirty-background", paramLabel = "auto|PERCENT", defaultValue = "auto",
+            description = "Write back in the background once this share of the cache is dirty (like vm.dirty_background_ratio); auto: from 25, raised while the pages written back in the background are written again before they leave the cache, down to 25 when they are evicted or writers reach the limit (default: ${DEFAULT-VALUE}).")
+    String dirtyBackground;
+
+    private int dirtyBackgroundPercent() {
+        if (dirtyBackground.equals("auto")) return io.bridgefs.server.cache.PageCache.AUTO;
+        try {
+            int p = Integer.parseInt(dirtyBackground);
+            if (p >= 1) return p;
+        } catch (NumberFormatException e) {
+            // the message below
+        }
+        throw new IllegalArgumentException("--dirty-background must be auto or a percent of the cache (1 to --dirty-limit)");
+    }
 
     @Option(names = "--dirty-limit", paramLabel = "PERCENT", defaultValue = "75",
             description = "Writers wait for write-back once this share of the cache is dirty (like vm.dirty_ratio; at most 90; default: ${DEFAULT-VALUE}).")
@@ -174,7 +185,7 @@ public final class ServeCommand implements Callable<Integer> {
                         allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList(), maxFids, handshakeLimit),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
                         tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)),
-                new ServerConfig.DirtyRatios(dirtyBackground, dirtyLimit, writebackNice));
+                new ServerConfig.DirtyRatios(dirtyBackgroundPercent(), dirtyLimit, writebackNice));
     }
 
 

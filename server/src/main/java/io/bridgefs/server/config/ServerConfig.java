@@ -22,16 +22,18 @@ public record ServerConfig(
         DirtyRatios dirty) {
 
     /**
-     * When write-back starts in the background and when writers wait for it, in percent of the cache
+     * When write-back starts in the background ({@link io.bridgefs.server.cache.PageCache#AUTO}: a share
+     * that follows what write-back is worth) and when writers wait for it, in percent of the cache
      * (the counterparts of the kernel's vm.dirty_background_ratio and vm.dirty_ratio), and how many nice
      * levels below the server the thread that writes back in the background runs ({@code --writeback-nice}).
      */
     public record DirtyRatios(int backgroundPercent, int limitPercent, int flusherNice) {
-        public static final DirtyRatios DEFAULT = new DirtyRatios(25, 75);
+        public static final DirtyRatios DEFAULT = new DirtyRatios(io.bridgefs.server.cache.PageCache.AUTO, 75);
 
         public DirtyRatios {
-            if (backgroundPercent < 1 || limitPercent > 90 || backgroundPercent > limitPercent) {
-                throw new IllegalArgumentException("--dirty-background and --dirty-limit must satisfy 1 <= background <= limit <= 90 (percent of the cache)");
+            if ((backgroundPercent < 1 && backgroundPercent != io.bridgefs.server.cache.PageCache.AUTO) || limitPercent > 90 || limitPercent < 1
+                    || backgroundPercent > limitPercent) {
+                throw new IllegalArgumentException("--dirty-background and --dirty-limit must satisfy 1 <= background <= limit <= 90 (percent of the cache), or background auto");
             }
             if (flusherNice < 0 || flusherNice > 19) throw new IllegalArgumentException("--writeback-nice must be 0..19");
         }

@@ -94,6 +94,9 @@ public final class MetricsText {
         gauge(b, "backing_direct_io", "1 if every open backing file bypasses the host page cache (O_DIRECT)", s.directIo() ? 1 : 0);
         header(b, "writeback_bytes_total", "counter", "Bytes written back to backing storage");
         b.append("bridgefs_writeback_bytes_total ").append(s.writebackBytes()).append('\n');
+        header(b, "writeback_rewritten_bytes_total", "counter", "Bytes the background flusher wrote back that were written again while still cached");
+        b.append("bridgefs_writeback_rewritten_bytes_total ").append(s.writebackRewrittenBytes()).append('\n');
+        gauge(b, "dirty_background_bytes", "Dirty bytes above which the background flusher writes back now (moves with --dirty-background auto)", s.dirtyBackgroundBytes());
         header(b, "evictions_total", "counter", "Pages evicted");
         b.append("bridgefs_evictions_total ").append(s.evictions()).append('\n');
         header(b, "readahead_bytes_total", "counter", "Bytes read ahead of sequential requests");
@@ -200,6 +203,8 @@ public final class MetricsText {
                 .append(",\"cached_bytes\":").append(s.cachedBytes())
                 .append(",\"dirty_bytes\":").append(s.dirtyBytes())
                 .append(",\"writeback_bytes\":").append(s.writebackBytes())
+                .append(",\"writeback_rewritten_bytes\":").append(s.writebackRewrittenBytes())
+                .append(",\"dirty_background_bytes\":").append(s.dirtyBackgroundBytes())
                 .append(",\"pinned_pages\":").append(s.pinnedPages())
                 .append(",\"zero_pages\":").append(s.zeroPages())
                 .append(",\"resident_pages\":").append(s.residentPages())

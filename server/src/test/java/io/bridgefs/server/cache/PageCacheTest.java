@@ -326,6 +326,8 @@ class PageCacheTest {
         }
         assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(80, 50));
         assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 95));
+        assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(-1, 75));
+        assertEquals(PageCache.AUTO, io.bridgefs.server.config.ServerConfig.DirtyRatios.DEFAULT.backgroundPercent(), "auto by default");
         assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 75, 20));
         assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 75, -1));
         assertEquals(PageCache.FLUSHER_NICE, io.bridgefs.server.config.ServerConfig.DirtyRatios.DEFAULT.flusherNice());

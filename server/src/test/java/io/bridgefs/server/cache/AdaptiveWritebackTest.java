@@ -1,0 +1,120 @@
+package io.bridgefs.server.cache;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.nio.ByteBuffer;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@code --dirty-background auto} ({@link Flusher}'s class notes): pages the background flusher wrote
+ * that are written again raise the share it keeps dirty, so a writer rewriting a region that fits the
+ * cache stops paying for write-back its next writes undo; pages it wrote that the eviction policy
+ * frees, and writers reaching the dirty limit, take the share back down to a quarter.
+ */
+class AdaptiveWritebackTest {
+    static final int P = PageCache.PAGE_SIZE;
+    static final int FRAMES = 8192;                             // a quarter: 2048; dirty limit 6144
+    static final int FLOOR = FRAMES / 4, CEILING = FRAMES * 3 / 4 - FRAMES / 10;
+
+    @Test
+    void pagesWrittenAgainAfterTheFlusherWroteThemRaiseTheShareItKeepsDirty() throws Exception {
+        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        MemStore store = new MemStore(0);
+        CachedFile f = cache.open(new FileKey(9, 1), store, false);
+        assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes(), "auto starts at a quarter");
+        write(f, 0, 3000, 1);
+        cache.startBackgroundWriteback();
+        awaitDirtyAtMost(cache, FLOOR);
+        Thread.sleep(200);
+        assertEquals((3000L - Flusher.CHUNK_PAGES) * P, cache.snapshot().dirtyBytes(), "one chunk (the lowest pages) written back");
+        assertEquals(0, cache.snapshot().writebackRewrittenBytes());
+
+        write(f, 0, Flusher.CHUNK_PAGES, 2);                    // every page the flusher wrote, written again
+        Thread.sleep(300);                                      // time for the flusher to run, which it must not
+        CacheStats s = cache.snapshot();
+        assertEquals((long) Flusher.CHUNK_PAGES * P, s.writebackRewrittenBytes(), "pages the flusher wrote, written again");
+        assertEquals((long) CEILING * P, s.dirtyBackgroundBytes(), "raised to a tenth of the cache below the dirty limit");
+        assertEquals(3000L * P, s.dirtyBytes(), "nothing written back under the raised share");
+
+        f.flush();                                              // a FLUSH still writes everything
+        assertEquals(0, cache.snapshot().dirtyBytes());
+        ByteBuffer held = ByteBuffer.wrap(store.contents());
+        for (int i = 0; i < 3000; i++) assertEquals(i < Flusher.CHUNK_PAGES ? 2 : 1, held.getInt(i * P), "page " + i);
+        f.close();
+        cache.close();
+    }
+
+    @Test
+    void aFixedShareDoesNotMove() throws Exception {
+        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, 25, 75);
+        CachedFile f = cache.open(new FileKey(9, 2), new MemStore(0), false);
+        write(f, 0, 3000, 1);
+        cache.startBackgroundWriteback();
+        awaitDirtyAtMost(cache, FLOOR);
+        write(f, 0, Flusher.CHUNK_PAGES, 2);
+        awaitDirtyAtMost(cache, FLOOR);                         // written back again: the share stayed a quarter
+        assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes());
+        assertEquals((long) Flusher.CHUNK_PAGES * P, cache.snapshot().writebackRewrittenBytes(), "counted all the same");
+        f.close();
+        cache.close();
+    }
+
+    @Test
+    void aWriterStreamingThroughMoreThanTheCacheTakesTheShareBackToAQuarter() throws Exception {
+        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        MemStore store = new MemStore(0);
+        CachedFile f = cache.open(new FileKey(9, 3), store, false);
+        write(f, 0, 3000, 1);
+        cache.startBackgroundWriteback();
+        awaitDirtyAtMost(cache, FLOOR);
+        write(f, 0, Flusher.CHUNK_PAGES, 2);
+        assertEquals((long) CEILING * P, cache.snapshot().dirtyBackgroundBytes());
+        long evictions = cache.snapshot().evictions();
+        write(f, 3000, 3 * FRAMES, 3);                          // three cache sizes of new pages
+        CacheStats s = cache.snapshot();
+        assertTrue(s.evictions() - evictions > FRAMES, "pages were evicted: " + (s.evictions() - evictions));
+        assertEquals((long) FLOOR * P, s.dirtyBackgroundBytes(), "back to a quarter");
+        f.flush();
+        ByteBuffer held = ByteBuffer.wrap(store.contents());
+        for (int i = 0; i < 3000 + 3 * FRAMES; i++) {
+            assertEquals(i < Flusher.CHUNK_PAGES ? 2 : i < 3000 ? 1 : 3, held.getInt(i * P), "page " + i);
+        }
+        f.close();
+        cache.close();
+    }
+
+    @Test
+    void evictionsOfPagesTheFlusherWroteLowerTheShareOneEach() throws Exception {
+        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        CachedFile f = cache.open(new FileKey(9, 4), new MemStore(0), false);
+        write(f, 0, 3000, 1);
+        cache.startBackgroundWriteback();
+        awaitDirtyAtMost(cache, FLOOR);
+        write(f, 0, 1024, 2);                                   // half of what the flusher wrote, written again
+        assertEquals((long) CEILING * P, cache.snapshot().dirtyBackgroundBytes());
+        // a reader of another file (no writer waits, no write-back): the other half is evicted among its pages
+        CachedFile other = cache.open(new FileKey(9, 5), new MemStore(2L * FRAMES * P), false);
+        ByteBuffer b = ByteBuffer.allocate(P);
+        for (int i = 0; i < 2 * FRAMES; i++) other.read(IoPath.NINEP, (long) i * P, b.clear());
+        CacheStats s = cache.snapshot();
+        assertEquals((long) (CEILING - (Flusher.CHUNK_PAGES - 1024)) * P, s.dirtyBackgroundBytes(), "one page lower per page evicted clean");
+        assertEquals(3000L - Flusher.CHUNK_PAGES + 1024, s.dirtyBytes() / P, "dirty pages are not evicted");
+        other.close();
+        f.close();
+        cache.close();
+    }
+
+    private static void write(CachedFile f, int from, int pages, int value) throws Exception {
+        for (int i = from; i < from + pages; i++) {
+            ByteBuffer page = ByteBuffer.allocate(P);
+            page.putInt(0, value);
+            f.write(IoPath.NBD, (long) i * P, new ByteBuffer[] {page}, false);
+        }
+    }
+
+    private static void awaitDirtyAtMost(PageCache cache, int pages) throws InterruptedException {
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (cache.snapshot().dirtyBytes() > (long) pages * P && System.nanoTime() < deadline) Thread.sleep(5);
+        assertTrue(cache.snapshot().dirtyBytes() <= (long) pages * P, "the flusher took the cache under " + pages + " dirty pages");
+    }
+}
