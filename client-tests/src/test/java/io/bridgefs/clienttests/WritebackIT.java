@@ -54,6 +54,8 @@ class WritebackIT {
             long[] out = {s.metric("bridgefs_writeback_bytes_total") - 8 * MIB, s.metric("bridgefs_writeback_rewritten_bytes_total"),
                     s.metric("bridgefs_dirty_background_bytes")};
             assertTrue(s.http("/stats").contains("\"writeback_rewritten_bytes\":" + out[1]), "the JSON stats carry the counter");
+            String stats = CliIT.bridgefs(dir, "stats", "--url", "http://127.0.0.1:" + s.metricsPort).ok("bridgefs stats").out();
+            assertTrue(stats.contains("write-back: "), stats);
             assertEquals(0, s.stop());
             return out;
         }

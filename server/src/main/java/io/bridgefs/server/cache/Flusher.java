@@ -16,17 +16,19 @@ import java.util.concurrent.locks.ReentrantLock;
  * is worth, as read-ahead does: it starts at a quarter of the cache; each page the flusher wrote that
  * is written again while still cached (its write-back done for nothing: the page must be written once
  * more) raises it by {@link #REWRITE_STEP} pages, up to a tenth of the cache below the dirty limit; each
- * page the flusher wrote that the eviction policy then frees (what it is for: a clean page to evict)
- * lowers it by one, down to the quarter; and a writer that finds the dirty limit reached puts it back
- * to the quarter at once (the flusher started too late). So it settles where about one in five pages
- * the flusher writes is written again before it leaves the cache. A writer rewriting a region that fits
+ * page the eviction policy frees lowers it by one, down to the quarter (the cache is wanted for other
+ * pages, and dirty ones cannot be evicted: what the flusher cleans is what eviction can take); and a
+ * writer that finds the dirty limit reached, or eviction that has to wait for write-back, puts it back
+ * to the quarter at once (the flusher started too late). So it rises only while pages the flusher wrote
+ * are written again four times faster than pages are evicted. A writer rewriting a region that fits
  * the cache (a database, a guest's disk) stops paying for write-back that its next writes undo; a
- * writer streaming through more than the cache keeps it at the quarter.
+ * writer streaming through more than the cache, or readers cycling other pages through it, keep it at
+ * the quarter.
  */
 final class Flusher {
     /** What the background flusher writes back between two looks at the threshold: 8 MiB (four of the largest runs). */
     static final int CHUNK_PAGES = 2048;
-    /** How many pages one page written again after the flusher wrote it raises the background share (one freed lowers it by 1). */
+    /** How many pages one page written again after the flusher wrote it raises the background share (one evicted lowers it by 1). */
     static final int REWRITE_STEP = 4;
     private final PageCache cache;
     private final Condition flushNeeded;
@@ -56,8 +58,8 @@ final class Flusher {
         background = Math.min(ceiling, background + REWRITE_STEP);
     }
 
-    /** With the cache lock held: the eviction policy freed a page the flusher wrote back. */
-    void evictedClean() {
+    /** With the cache lock held: the eviction policy freed a page. */
+    void evicted() {
         if (background > floor) background--;
     }
 

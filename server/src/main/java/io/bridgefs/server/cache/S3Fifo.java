@@ -71,7 +71,7 @@ final class S3Fifo {
                 }
                 continue;
             }
-            if (c.meta.cleanedInBackground(f)) c.flusher.evictedClean();
+            c.flusher.evicted();
             evict(f);
             c.meta.setQueue(f, PageCache.Q_NONE);
             return f;

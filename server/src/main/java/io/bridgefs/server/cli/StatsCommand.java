@@ -108,6 +108,9 @@ public final class StatsCommand implements Callable<Integer> {
             lat.append(String.format(Locale.ROOT, " %s %.3f/%.3f", type, e.getValue() * 1000, p99 == null ? 0 : p99 * 1000));
         }
         if (lat.length() > 0) b.append("9P server time per request, p50/p99 ms:").append(lat).append('\n');
+        b.append(String.format(Locale.ROOT, "write-back: %s written, %s of what the background flusher wrote written again; it starts above %s dirty%n",
+                num(m.get("bridgefs_writeback_bytes_total"), "bytes"), num(m.get("bridgefs_writeback_rewritten_bytes_total"), "bytes"),
+                num(m.get("bridgefs_dirty_background_bytes"), "bytes")));
         b.append(String.format(Locale.ROOT, "read-ahead: %s read ahead, %s of it evicted unread%n",
                 num(m.get("bridgefs_readahead_bytes_total"), "bytes"), num(m.get("bridgefs_readahead_unused_bytes_total"), "bytes")));
         return b.toString();
