@@ -58,9 +58,12 @@ final class Flusher {
         background = Math.min(ceiling, background + REWRITE_STEP);
     }
 
-    /** With the cache lock held: the eviction policy freed a page. */
+    /** With the cache lock held: the eviction policy freed a page. Wakes the flusher if that puts the dirty pages above the share. */
     void evicted() {
-        if (background > floor) background--;
+        if (background > floor) {
+            background--;
+            if (cache.dirtyPages > background) dirtied();
+        }
     }
 
     /**

@@ -87,7 +87,7 @@ public final class ServeCommand implements Callable<Integer> {
     int writebackSeconds;
 
     @Option(names = "--dirty-background", paramLabel = "auto|PERCENT", defaultValue = "auto",
-            description = "Write back in the background once this share of the cache is dirty (like vm.dirty_background_ratio); auto: from 25, raised while the pages written back in the background are written again before they leave the cache, down to 25 when they are evicted or writers reach the limit (default: ${DEFAULT-VALUE}).")
+            description = "Write back in the background once this share of the cache is dirty (like vm.dirty_background_ratio); auto: from 25, raised while the pages written back in the background are written again before they leave the cache, lowered as pages are evicted, back to 25 when writers reach the limit (default: ${DEFAULT-VALUE}).")
     String dirtyBackground;
 
     private int dirtyBackgroundPercent() {

@@ -106,6 +106,28 @@ class AdaptiveWritebackTest {
         cache.close();
     }
 
+    /** A share lowered by evictions under what is dirty wakes the flusher, though nothing is written meanwhile. */
+    @Test
+    void readersEvictingTakeTheShareDownAndTheFlusherWritesBackWithoutAnotherWrite() throws Exception {
+        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        CachedFile f = cache.open(new FileKey(9, 6), new MemStore(0), false);
+        write(f, 0, 3000, 1);
+        cache.startBackgroundWriteback();
+        awaitDirtyAtMost(cache, FLOOR);
+        write(f, 0, Flusher.CHUNK_PAGES, 2);
+        write(f, 3000, 1200, 1);                                // 4200 dirty, under the raised share
+        Thread.sleep(200);
+        assertEquals(4200L * P, cache.snapshot().dirtyBytes(), "nothing written back under the raised share");
+        CachedFile other = cache.open(new FileKey(9, 7), new MemStore(2L * FRAMES * P), false);
+        ByteBuffer b = ByteBuffer.allocate(P);
+        for (int i = 0; i < 2 * FRAMES; i++) other.read(IoPath.NINEP, (long) i * P, b.clear());
+        assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes(), "evictions took the share back to a quarter");
+        awaitDirtyAtMost(cache, FLOOR);                         // no write since: the evictions woke the flusher
+        other.close();
+        f.close();
+        cache.close();
+    }
+
     private static void write(CachedFile f, int from, int pages, int value) throws Exception {
         for (int i = from; i < from + pages; i++) {
             ByteBuffer page = ByteBuffer.allocate(P);
