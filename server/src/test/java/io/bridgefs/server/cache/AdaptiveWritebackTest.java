@@ -47,10 +47,7 @@ class AdaptiveWritebackTest {
     @Test
     void aFixedShareDoesNotMove() throws Exception {
         PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, 25, 75);
-        CachedFile f = cache.open(new FileKey(9, 2), new MemStore(0), false);
-        write(f, 0, 3000, 1);
-        cache.startBackgroundWriteback();
-        awaitDirtyAtMost(cache, FLOOR);
+        CachedFile f = oneChunkWrittenBack(cache, 2, new MemStore(0));
         write(f, 0, Flusher.CHUNK_PAGES, 2);
         awaitDirtyAtMost(cache, FLOOR);                         // written back again: the share stayed a quarter
         assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes());
@@ -63,10 +60,7 @@ class AdaptiveWritebackTest {
     void aWriterStreamingThroughMoreThanTheCacheTakesTheShareBackToAQuarter() throws Exception {
         PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
         MemStore store = new MemStore(0);
-        CachedFile f = cache.open(new FileKey(9, 3), store, false);
-        write(f, 0, 3000, 1);
-        cache.startBackgroundWriteback();
-        awaitDirtyAtMost(cache, FLOOR);
+        CachedFile f = oneChunkWrittenBack(cache, 3, store);
         write(f, 0, Flusher.CHUNK_PAGES, 2);
         assertEquals((long) CEILING * P, cache.snapshot().dirtyBackgroundBytes());
         long evictions = cache.snapshot().evictions();
@@ -86,17 +80,12 @@ class AdaptiveWritebackTest {
     @Test
     void evictionsLowerTheShareOneEach() throws Exception {
         PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
-        CachedFile f = cache.open(new FileKey(9, 4), new MemStore(0), false);
-        write(f, 0, 3000, 1);
-        cache.startBackgroundWriteback();
-        awaitDirtyAtMost(cache, FLOOR);
+        CachedFile f = oneChunkWrittenBack(cache, 4, new MemStore(0));
         write(f, 0, 1024, 2);                                   // half of what the flusher wrote, written again
         assertEquals((long) CEILING * P, cache.snapshot().dirtyBackgroundBytes());
         // a reader of another file (no writer waits, no write-back): 1000 pages more than the free frames
         long free = FRAMES - cache.snapshot().residentPages();
-        CachedFile other = cache.open(new FileKey(9, 5), new MemStore(2L * FRAMES * P), false);
-        ByteBuffer b = ByteBuffer.allocate(P);
-        for (int i = 0; i < free + 1000; i++) other.read(IoPath.NINEP, (long) i * P, b.clear());
+        CachedFile other = readAnother(cache, 5, free + 1000);
         CacheStats s = cache.snapshot();
         assertTrue(s.evictions() >= 1000, "evictions: " + s.evictions());
         assertEquals(CEILING - s.evictions(), s.dirtyBackgroundBytes() / P, "one page lower per page evicted");
@@ -110,22 +99,34 @@ class AdaptiveWritebackTest {
     @Test
     void readersEvictingTakeTheShareDownAndTheFlusherWritesBackWithoutAnotherWrite() throws Exception {
         PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
-        CachedFile f = cache.open(new FileKey(9, 6), new MemStore(0), false);
-        write(f, 0, 3000, 1);
-        cache.startBackgroundWriteback();
-        awaitDirtyAtMost(cache, FLOOR);
+        CachedFile f = oneChunkWrittenBack(cache, 6, new MemStore(0));
         write(f, 0, Flusher.CHUNK_PAGES, 2);
         write(f, 3000, 1200, 1);                                // 4200 dirty, under the raised share
         Thread.sleep(200);
         assertEquals(4200L * P, cache.snapshot().dirtyBytes(), "nothing written back under the raised share");
-        CachedFile other = cache.open(new FileKey(9, 7), new MemStore(2L * FRAMES * P), false);
-        ByteBuffer b = ByteBuffer.allocate(P);
-        for (int i = 0; i < 2 * FRAMES; i++) other.read(IoPath.NINEP, (long) i * P, b.clear());
+        CachedFile other = readAnother(cache, 7, 2 * FRAMES);
         assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes(), "evictions took the share back to a quarter");
         awaitDirtyAtMost(cache, FLOOR);                         // no write since: the evictions woke the flusher
         other.close();
         f.close();
         cache.close();
+    }
+
+    /** A file of {@code cache} with 3000 pages written and the flusher's first chunk (its lowest 2048 pages) written back. */
+    private static CachedFile oneChunkWrittenBack(PageCache cache, int id, MemStore store) throws Exception {
+        CachedFile f = cache.open(new FileKey(9, id), store, false);
+        write(f, 0, 3000, 1);
+        cache.startBackgroundWriteback();
+        awaitDirtyAtMost(cache, FLOOR);
+        return f;
+    }
+
+    /** Another file of two cache sizes, its first {@code pages} read one by one (no writer waits, nothing written back). */
+    private static CachedFile readAnother(PageCache cache, int id, long pages) throws Exception {
+        CachedFile other = cache.open(new FileKey(9, id), new MemStore(2L * FRAMES * P), false);
+        ByteBuffer b = ByteBuffer.allocate(P);
+        for (int i = 0; i < pages; i++) other.read(IoPath.NINEP, (long) i * P, b.clear());
+        return other;
     }
 
     private static void write(CachedFile f, int from, int pages, int value) throws Exception {
