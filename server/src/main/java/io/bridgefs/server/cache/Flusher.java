@@ -20,7 +20,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * pages, and dirty ones cannot be evicted: what the flusher cleans is what eviction can take); and a
  * writer that finds the dirty limit reached, or eviction that has to wait for write-back, puts it back
  * to the quarter at once (the flusher started too late). So it rises only while pages the flusher wrote
- * are written again four times faster than pages are evicted. A writer rewriting a region that fits
+ * are written again at more than a quarter of the rate pages are evicted. A writer rewriting a region that fits
  * the cache (a database, a guest's disk) stops paying for write-back that its next writes undo; a
  * writer streaming through more than the cache, or readers cycling other pages through it, keep it at
  * the quarter.
