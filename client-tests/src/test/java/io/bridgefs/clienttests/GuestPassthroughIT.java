@@ -13,7 +13,10 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * security=passthrough from a Linux guest (part of issue 9): the guest mounts one export as is and one
  * with root=squash; guest uid 1000 cannot read a host file that is 0600 root, and what it creates is
- * owned by 1000 on the host; guest root on the squashed export is nobody.
+ * owned by 1000 on the host; guest root on the squashed export is nobody. Then uid 1000, uid 1001 and
+ * root take turns on one mount (issue 11: a network thread keeps a walk's user for that user's next
+ * walk): each gets its own permissions. The guest's kernel checks search permission itself before it
+ * asks, so {@code P9PassthroughIT} sends the refused walks on the wire.
  */
 class GuestPassthroughIT {
     static String script(int port) {
@@ -28,6 +31,17 @@ class GuestPassthroughIT {
                 su u -s /bin/sh -c "echo from-1000 > /mnt/p/created-by-1000"
                 check '[ "$(stat -c %u /mnt/p/created-by-1000)" = 1000 ]'
                 check '! su u -s /bin/sh -c "echo x > /mnt/p/rootdir/nope" 2>/dev/null'
+                # users in turn on one mount (one connection: one network thread): each lookup as its own user
+                echo 'v:x:1001:1001::/:/bin/sh' >> /etc/passwd
+                su u -s /bin/sh -c "mkdir /mnt/p/private && echo mine > /mnt/p/private/f && chmod 700 /mnt/p/private"
+                i=0
+                while [ $i -lt 20 ]; do
+                  check '[ "$(su u -s /bin/sh -c "cat /mnt/p/private/f")" = mine ]'
+                  check '! su v -s /bin/sh -c "cat /mnt/p/private/f" 2>/dev/null'
+                  check '[ "$(cat /mnt/p/private/f)" = mine ]'
+                  check '! su u -s /bin/sh -c "cat /mnt/p/secret" 2>/dev/null'
+                  i=$((i+1))
+                done
                 echo from-root > /mnt/s/created-by-root
                 check '! cat /mnt/s/secret 2>/dev/null'
                 umount /mnt/p; umount /mnt/s

@@ -3,6 +3,7 @@ package io.bridgefs.clienttests;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.protocol.p9.P9Message;
 import io.bridgefs.protocol.p9.P9Message.*;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -96,5 +97,102 @@ class P9PassthroughIT {
             assertEquals(65534, owner(share.resolve("fromroot")), "root=squash: created as nobody");
             assertEquals(0, s.stop());
         }
+    }
+
+    /**
+     * Users taking turns on the server's network threads, as an attacker would arrange them (issue 11: a
+     * walk answered there leaves its user's credentials on the thread for that user's next walk): one
+     * connection attached as uid 1000, uid 1001 and root, and three connections of one user each (of
+     * the two network threads, two of the three share one). Each walk gets its own user's permissions
+     * whoever walked just before it on that thread: 1000's 0700 directory is searched by 1000 only,
+     * root's by root only; and most of the walks that succeed were answered on the network thread, so
+     * that is the path tried.
+     */
+    @Test
+    void usersTakingTurnsEachWalkWithTheirOwnPermissions() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Path share = shareWithRootSecret(dir);
+        Path mine = Files.createDirectories(share.resolve("mine"));
+        Files.writeString(mine.resolve("f"), "1000's");
+        Files.setAttribute(mine, "unix:uid", 1000);
+        Files.setPosixFilePermissions(mine, PosixFilePermissions.fromString("rwx------"));
+        Path rootOnly = Files.createDirectories(share.resolve("rootonly"));
+        Files.writeString(rootOnly.resolve("g"), "root's");
+        Files.setPosixFilePermissions(rootOnly, PosixFilePermissions.fromString("rwx------"));
+        int port = BridgefsProcess.freePort();
+        int rounds = 100;
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share + ",security=passthrough")) {
+            try (RawP9Client one = new RawP9Client(port); RawP9Client a = attach(port, 1000); RawP9Client b = attach(port, 1001);
+                    RawP9Client r = attach(port, 0)) {
+                one.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+                int[] uids = {1000, 1001, 0};
+                for (int i = 0; i < 3; i++) one.ok(new Tattach(one.tag(), 1 + i, P9.NOFID, "u" + uids[i], "share", uids[i]), Rattach.class);
+                for (int round = 0; round < rounds; round++) {
+                    // one connection, users in turn: 1000, 1001, root, 1000
+                    searches(one, 1, "mine", "f");
+                    refused(one, 2, "mine", "f");
+                    searches(one, 3, "rootonly", "g");
+                    refused(one, 1, "rootonly", "g");
+                    // a connection per user, in the same turns
+                    searches(a, 1, "mine", "f");
+                    refused(b, 1, "mine", "f");
+                    searches(r, 1, "rootonly", "g");
+                    refused(a, 1, "rootonly", "g");
+                }
+                // a lookup the user may make, then another user's open of what it found: still the host's checks
+                one.walk(1, 20, "mine", "f");
+                one.ok(new Tlopen(one.tag(), 20, P9.O_RDONLY), Rlopen.class);
+                assertEquals("1000's", new String(one.readAll(20, 4096)));
+                one.walk(2, 21, "secret");
+                assertEquals(13, one.error(new Tlopen(one.tag(), 21, P9.O_RDONLY)), "1001 right after 1000: EACCES on a 0600 root file");
+            }
+            long fast = s.metric("bridgefs_9p_requests_fast_total{type=\"walk\"}");
+            assertTrue(fast >= rounds * 4 / 2, "most of the " + rounds * 4 + " walks that succeed answered on the network thread: " + fast);
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
+     * Write-back is the server's work whoever's request does it: root writes into a setuid root program
+     * (the cache holds the pages dirty), then uid 1000, who may only read it, fsyncs it; the pages reach
+     * the host file and its setuid bit stays (written back as uid 1000, the kernel would clear it, as it
+     * does for an unprivileged writer).
+     */
+    @Test
+    void aUsersFsyncWritesAnothersPagesBackAsTheServer() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Path share = shareWithRootSecret(dir);
+        Path tool = share.resolve("tool");
+        Files.write(tool, new byte[8192]);
+        Files.setAttribute(tool, "unix:mode", 04755);
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share + ",security=passthrough",
+                "--writeback-interval", "0")) {
+            try (RawP9Client r = attach(port, 0); RawP9Client u = attach(port, 1000)) {
+                r.walk(1, 2, "tool");
+                r.ok(new Tlopen(r.tag(), 2, P9.O_RDWR), Rlopen.class);
+                r.write(2, 4096, "patched by root");
+                u.walk(1, 2, "tool");
+                u.ok(new Tlopen(u.tag(), 2, P9.O_RDONLY), Rlopen.class);
+                u.ok(new Tfsync(u.tag(), 2, 0), Rfsync.class);
+                assertEquals("patched by root", new String(Files.readAllBytes(tool), 4096, 15), "on the host after 1000's fsync");
+            }
+            assertEquals(04755, (Integer) Files.getAttribute(tool, "unix:mode", java.nio.file.LinkOption.NOFOLLOW_LINKS) & 07777,
+                    "setuid kept: the pages were written back as the server");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /** A walk from {@code fid} to {@code names} that succeeds, and the clunk of what it made. */
+    static void searches(RawP9Client c, int fid, String... names) throws Exception {
+        assertEquals(names.length, c.walk(fid, 99, names).qids().size());
+        c.ok(new Tclunk(c.tag(), 99), Rclunk.class);
+    }
+
+    /** A walk from {@code fid} that gets no further than the directory it may not search. */
+    static void refused(RawP9Client c, int fid, String... names) throws Exception {
+        P9Message m = c.rpc(new Twalk(c.tag(), fid, 98, List.of(names)));
+        assertTrue(m instanceof Rwalk w && w.qids().size() == names.length - 1 || m instanceof Rlerror e && e.ecode() == 13,
+                "no search permission in " + names[0] + " for fid " + fid + ": " + m);
     }
 }

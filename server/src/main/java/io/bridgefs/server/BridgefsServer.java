@@ -198,7 +198,8 @@ public final class BridgefsServer implements AutoCloseable {
             p9Guard = new ConnectionGuard(IoPath.NINEP.label(), config.limits(), registry);
             P9ServerContext p9 = p9Context;
             registry.register("bridgefs.9p.fids", (Gauge<Integer>) p9::fids);
-            p9Channel = transport.listen(config.p9Listen(), new P9Listener(p9Context, connections, p9Guard));
+            p9Channel = transport.listen(config.p9Listen(), new P9Listener(p9Context, connections, p9Guard),
+                    io.bridgefs.server.net.ServerIdentity.BUT_REQUESTS);
             listeners.add(p9Channel);
         }
         if (config.metricsListen() != null) {

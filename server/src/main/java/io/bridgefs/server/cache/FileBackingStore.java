@@ -1,5 +1,6 @@
 package io.bridgefs.server.cache;
 
+import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -113,11 +114,19 @@ public final class FileBackingStore implements BackingStore {
         return n;
     }
 
+    /**
+     * Writing cached pages back is the server's work on whatever thread does it: one acting as a 9P user
+     * (its fsync, an eviction waiting for write-back) writes as the server for the call, or the kernel
+     * would clear the file's setuid bit as it does for an unprivileged writer.
+     */
     @Override
     public void write(ByteBuffer src, long position) throws IOException {
-        if (!src.isDirect()) src = ByteBuffer.allocateDirect(src.remaining()).put(src).flip();
-        int target = aligned(src, position) ? directFd : fd;
-        writeFully(target, src, position);
+        ByteBuffer data = src.isDirect() ? src : ByteBuffer.allocateDirect(src.remaining()).put(src).flip();
+        int target = aligned(data, position) ? directFd : fd;
+        Credentials.asServer(() -> {
+            writeFully(target, data, position);
+            return null;
+        });
     }
 
     private static void writeFully(int fd, ByteBuffer src, long position) throws IOException {
@@ -153,8 +162,16 @@ public final class FileBackingStore implements BackingStore {
         return (int) total;
     }
 
+    /** As the server, as {@link #write}. */
     @Override
     public void writePages(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
+        Credentials.asServer(() -> {
+            writePagesAsIs(pages, count, position, lastLength);
+            return null;
+        });
+    }
+
+    private void writePagesAsIs(ByteBuffer[] pages, int count, long position, int lastLength) throws IOException {
         if (directFd < 0 || count == 0) {
             BackingStore.super.writePages(pages, count, position, lastLength);
             return;

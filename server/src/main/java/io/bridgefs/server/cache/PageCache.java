@@ -85,8 +85,12 @@ public final class PageCache implements AutoCloseable {
         this.memory = new FrameMemory(memFrames);
         this.maxRun = Math.max(1, Math.min(512, memFrames / 16));
         this.dirtyLimit = (int) ((long) memFrames * limitPercent / 100);
-        int floor = (int) ((long) memFrames * (backgroundPercent == AUTO ? Math.min(AUTO_FLOOR, limitPercent) : backgroundPercent) / 100);
-        flusher.bounds(floor, backgroundPercent == AUTO ? dirtyLimit - memFrames / 10 : floor);
+        if (backgroundPercent == AUTO) {
+            flusher.bounds((int) ((long) memFrames * Math.min(AUTO_FLOOR, limitPercent) / 100), dirtyLimit - memFrames / 10);
+        } else {
+            int share = (int) ((long) memFrames * backgroundPercent / 100);
+            flusher.bounds(share, share);
+        }
         meta = new FrameMeta(frames);
         this.dedupMode = dedupMode;
         this.dedup = dedupMode != DedupMode.OFF;

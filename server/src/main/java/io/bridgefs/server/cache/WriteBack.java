@@ -1,5 +1,6 @@
 package io.bridgefs.server.cache;
 
+import io.bridgefs.server.posix.Credentials;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
@@ -198,7 +199,10 @@ final class WriteBack {
             cache.lock.unlock();
         }
         if (!grow || file.store.size() >= want) return;
-        file.store.truncate(want);
+        Credentials.asServer(() -> {            // the server's work, as FileBackingStore's writes are
+            file.store.truncate(want);
+            return null;
+        });
         cache.lock.lock();
         try {
             file.backingSize = Math.max(file.backingSize, want);

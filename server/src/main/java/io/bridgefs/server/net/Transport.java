@@ -31,8 +31,20 @@ public final class Transport implements AutoCloseable {
 
     public boolean nativeEpoll() { return epoll; }
 
+    /** Listens on {@code address}; every connection's pipeline starts with {@link ServerIdentity#EVERY_EVENT}. */
     public Channel listen(ListenAddress address, ChannelInitializer<Channel> init) throws IOException {
-        ServerBootstrap b = new ServerBootstrap().group(boss, workers).handler(new AcceptErrors(address.toString())).childHandler(init);
+        return listen(address, init, ServerIdentity.EVERY_EVENT);
+    }
+
+    /** Listens on {@code address}; {@code identity} first in every connection's pipeline, then what {@code init} adds. */
+    public Channel listen(ListenAddress address, ChannelInitializer<Channel> init, ServerIdentity identity) throws IOException {
+        ChannelInitializer<Channel> guarded = new ChannelInitializer<>() {
+            @Override
+            protected void initChannel(Channel ch) {
+                ch.pipeline().addLast(ServerIdentity.NAME, identity).addLast(init);
+            }
+        };
+        ServerBootstrap b = new ServerBootstrap().group(boss, workers).handler(new AcceptErrors(address.toString())).childHandler(guarded);
         int inherited = address.isUnix() || !epoll ? -1 : io.bridgefs.server.posix.Inherited.listenFd(address.toString());
         if (address.isUnix()) {
             if (!epoll) throw new IOException("unix sockets need the native epoll transport, which is not available here");

@@ -8,6 +8,7 @@ import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.FileBackingStore;
 import io.bridgefs.server.cache.FileKey;
 import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
 import java.io.ByteArrayOutputStream;
@@ -36,6 +37,7 @@ final class P9AttrOps {
         if (f == null) return null;
         try {
             if (!server.localAttributes(f)) return null;
+            if (f.export.mapped()) Credentials.serverAgain();    // xattrs through /proc/self/fd
             Stat st = P9Ops.stat(f.export, f.fd);
             PageCache.Attributes cached = PageCache.Attributes.NOT_CACHED;
             if (st.isRegular()) {
@@ -94,7 +96,7 @@ final class P9AttrOps {
                         Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
             }
         }
-        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? RequestUser.asServer(f, () -> ops.openData(f, st)) : ops.openData(f, st);
+        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? Credentials.asServer(() -> ops.openData(f, st)) : ops.openData(f, st);
         try {
             if ((v & P9.SETATTR_SIZE) != 0) {
                 if (cf == null) throw new P9Error(st.isDir() ? P9.EISDIR : P9.EINVAL, "size of a non-file");

@@ -6,6 +6,7 @@ import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.Qid;
 import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.IoPath;
+import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
 import io.netty.buffer.ByteBuf;
@@ -64,7 +65,7 @@ final class P9DataOps {
                 // the data comes from the shared cache, opened once by the server: the host decides here,
                 // with the user's credentials, whether this user may open the file this way
                 RequestUser.mayOpen(f, acc != P9.O_WRONLY, modifies);
-                f.file = RequestUser.asServer(f, () -> ops.openData(f, st));
+                f.file = Credentials.asServer(() -> ops.openData(f, st));
             } else {
                 f.file = ops.openData(f, st);
             }
@@ -231,7 +232,7 @@ final class P9DataOps {
         boolean sync = (f.openFlags & P9.O_SYNC) == P9.O_SYNC;
         if (f.clearPrivileges) {
             // the kernel clears them whoever writes; under passthrough the writer may not chmod the file itself
-            if (f.export.passthrough()) RequestUser.asServer(f, () -> dropSetId(f));
+            if (f.export.passthrough()) Credentials.asServer(() -> dropSetId(f));
             else dropSetId(f);
         }
         f.file.write(IoPath.NINEP, at, m.data().nioBuffers(), sync);

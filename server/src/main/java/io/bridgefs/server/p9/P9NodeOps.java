@@ -196,22 +196,24 @@ final class P9NodeOps {
      * the mount (a miss, a mount point, a missing name, a name the user may not look up or a bad one all
      * decline), on the export root's local file system (so fstat reads an in-memory inode), not under
      * mapped (its attributes are xattrs), to a new fid, and without "." or "..". Under passthrough the
-     * lookups run with the user's credentials, switched on this thread and back before anything else runs
-     * on it, and only when the user's groups are already known (reading /etc/group could wait).
+     * lookups run with the user's credentials, and only when the user's groups are already known (reading
+     * /etc/group could wait); the thread keeps them afterwards ({@link Credentials#hold}), so the next walk
+     * of the same user switches nothing, and a root walk (or anything but a 9P request: see
+     * {@link io.bridgefs.server.net.ServerIdentity}) makes it the server again first.
      */
     Rwalk tryWalk(Twalk m) {
         if (m.newfid() == m.fid() || m.names().isEmpty() || m.names().size() > P9.MAXWELEM) return null;
         Fid f = ops.fidNow(m.fid());
         if (f == null) return null;
         int fd = -1;
-        boolean switched = false;
         try {
             if (f.export.mapped() || !server.localAttributes(f) || ops.bound(m.newfid())) return null;
-            if (!RequestUser.asServer(f.export, f.uid)) {
+            if (RequestUser.asServer(f.export, f.uid)) {
+                Credentials.serverAgain();
+            } else {
                 Credentials.Identity id = Credentials.identityIfKnown(f.export.hostUid(f.uid));
                 if (id == null) return null;
-                switched = true;                // restored in finally, whatever become() got to and however this ends
-                Credentials.become(id);
+                Credentials.hold(id);           // a failed switch throws, the thread the server again
             }
             List<String> path = new ArrayList<>(f.path);
             List<Qid> qids = new ArrayList<>(m.names().size());
@@ -237,7 +239,6 @@ final class P9NodeOps {
         } catch (P9Error | IOException e) {
             return null;
         } finally {
-            if (switched) Credentials.restore();
             if (fd >= 0) Posix.close(fd);
             ops.doneFast(f);
         }

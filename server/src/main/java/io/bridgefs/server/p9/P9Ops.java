@@ -8,6 +8,7 @@ import io.bridgefs.protocol.p9.Qid;
 import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.FileBackingStore;
 import io.bridgefs.server.cache.FileKey;
+import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
 import io.netty.buffer.ByteBuf;
@@ -86,7 +87,11 @@ final class P9Ops {
      * in the cache from an open file, a clunk of a fid that holds nothing but its O_PATH descriptor, a
      * getattr or write that needs no write-back, a walk the kernel's dentry cache answers — or returns
      * null: the request then goes to the executor as usual. Only a walk switches credentials (to the
-     * user's, and back before it returns); a read or write of an open file was permitted when it was opened.
+     * user's, kept on this thread after it: {@link Credentials#hold}); a read or write of an open file was
+     * permitted when it was opened. So everything else here may run as whichever user walked last on this
+     * thread, and makes only calls the kernel does not check against the caller's credentials (fstat,
+     * pread, close of a descriptor), or makes the thread the server again first (a mapped export's
+     * getattr reads xattrs through /proc; writing cached pages back always runs as the server).
      */
     Object tryFast(P9Message m, ByteBufAllocator alloc) {
         if (m instanceof Tread r) return data.tryResidentRead(r, alloc);
@@ -115,7 +120,7 @@ final class P9Ops {
 
     synchronized void doneFast(Fid f) {
         f.users--;
-        if (f.users == 0 && f.dropped) release(f);
+        if (f.users == 0 && f.dropped) release(f);     // a last close's write-back runs as the server (FileBackingStore)
     }
 
     private synchronized Rclunk clunkIdle(Tclunk m) {

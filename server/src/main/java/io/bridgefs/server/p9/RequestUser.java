@@ -23,33 +23,21 @@ final class RequestUser {
         Posix.close(Posix.open(f.procPath(), mode));
     }
 
-    interface IoCall<T> {
-        T call() throws IOException;
-    }
-
-    /** Runs shared-cache work (opening a file's one backing store) as the server, then the user again. */
-    static <T> T asServer(Fid f, IoCall<T> work) throws IOException {
-        if (!SWITCHED.get()[0]) return work.call();     // not switched (root acting as root)
-        Credentials.restore();
-        try {
-            return work.call();
-        } finally {
-            Credentials.become(Credentials.identity(f.export.hostUid(f.uid)));
-        }
-    }
-
     /**
      * security=passthrough: the rest of this request runs with the host credentials of {@code uid} (the
      * attaching user; root squashed with root=squash), so the host's permission checks apply. Once per
      * request: the first fid looked up decides.
      */
     static void actAs(P9Export e, int uid) throws P9Error {
-        if (asServer(e, uid)) return;
         boolean[] on = SWITCHED.get();
+        if (asServer(e, uid)) {
+            if (!on[0]) Credentials.serverAgain();      // a thread may hold a walk's user between requests
+            return;
+        }
         if (on[0]) return;
         int hostUid = e.hostUid(uid);
         try {
-            Credentials.become(Credentials.identity(hostUid));
+            Credentials.hold(Credentials.identity(hostUid));
         } catch (IOException x) {
             throw new P9Error(P9.EPERM, "cannot act as uid " + uid + ": " + x.getMessage());
         }

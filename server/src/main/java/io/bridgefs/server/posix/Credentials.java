@@ -55,6 +55,8 @@ public final class Credentials {
     private static final long PERMITTED = CAPS[1], INHERITABLE = CAPS[2];
     private static final long SWITCHING = Capabilities.bit(Capabilities.SETUID) | Capabilities.bit(Capabilities.SETGID);
     private static final ConcurrentHashMap<Integer, Identity> IDENTITIES = new ConcurrentHashMap<>();
+    /** The identity each thread acts as since {@link #become}, null while it is the server itself. */
+    private static final ThreadLocal<Identity> HELD = new ThreadLocal<>();
     private static volatile long loaded;
 
     /** A host user as the kernel checks it: uid, primary gid, supplementary groups. */
@@ -108,7 +110,10 @@ public final class Credentials {
         }
     }
 
-    /** The calling thread acts as {@code id} for file-system checks until {@link #restore}. */
+    /**
+     * The calling thread acts as {@code id} for file-system checks until {@link #restore}, whatever it
+     * acted as before (every id, group and capability is set, none is relative to the last).
+     */
     public static void become(Identity id) throws IOException {
         try {
             Hot.syscall(SYS_SETGROUPS, id.groups().length, id.groups().length == 0 ? null : id.groups());
@@ -129,10 +134,58 @@ public final class Credentials {
                 throw new Posix.ErrnoException("capset", e.getErrorCode());
             }
         }
+        HELD.set(id);
+    }
+
+    /**
+     * Acts as {@code id}, switching only if the thread does not act as that very identity already: a
+     * thread that answers request after request of one user keeps its credentials between them (eight
+     * system calls a request saved). Identities are compared as the objects {@link #identity} hands out,
+     * so one looked up again (every 30 s: the user's groups may have changed) switches anew.
+     */
+    public static void hold(Identity id) throws IOException {
+        if (HELD.get() != id) become(id);
+    }
+
+    /** The server's own credentials again, if the thread acts as someone else: a thread-local read otherwise. */
+    public static void serverAgain() {
+        if (HELD.get() != null) restore();
+    }
+
+    /** Work that may fail with an I/O error. */
+    public interface IoCall<T> {
+        T call() throws IOException;
+    }
+
+    /**
+     * Runs {@code work} as the server, then acts as whom the thread acted as before again: the server's
+     * own work done on a thread that serves a user (opening a file's one shared backing store, writing
+     * cached pages back). If the switch back fails, the error ends the user's request.
+     */
+    public static <T> T asServer(IoCall<T> work) throws IOException {
+        Identity id = HELD.get();
+        if (id == null) return work.call();
+        restore();
+        try {
+            return work.call();
+        } finally {
+            become(id);
+        }
+    }
+
+    /** Whom the calling thread acts as, or null for the server itself. */
+    public static Identity held() {
+        return HELD.get();
+    }
+
+    /** The calling thread's fsuid as the kernel has it (for tests: what {@link #held} says, checked). */
+    public static int fsuid() {
+        return Hot.setfsuid(-1);
     }
 
     /** Back to the server's own credentials. */
     public static void restore() {
+        HELD.set(null);
         Hot.setfsuid(SERVER_UID);
         Hot.setfsgid(SERVER_GID);
         if (PERMITTED != 0) {

@@ -16,9 +16,14 @@ class AdaptiveWritebackTest {
     static final int FRAMES = 8192;                             // a quarter: 2048; dirty limit 6144
     static final int FLOOR = FRAMES / 4, CEILING = FRAMES * 3 / 4 - FRAMES / 10;
 
+    /** A cache of {@link #FRAMES} pages with the default shares: background auto, dirty limit 75%. */
+    static PageCache autoCache() {
+        return new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+    }
+
     @Test
     void pagesWrittenAgainAfterTheFlusherWroteThemRaiseTheShareItKeepsDirty() throws Exception {
-        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        PageCache cache = autoCache();
         MemStore store = new MemStore(0);
         CachedFile f = cache.open(new FileKey(9, 1), store, false);
         assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes(), "auto starts at a quarter");
@@ -58,7 +63,7 @@ class AdaptiveWritebackTest {
 
     @Test
     void aWriterStreamingThroughMoreThanTheCacheTakesTheShareBackToAQuarter() throws Exception {
-        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        PageCache cache = autoCache();
         MemStore store = new MemStore(0);
         CachedFile f = oneChunkWrittenBack(cache, 3, store);
         write(f, 0, Flusher.CHUNK_PAGES, 2);
@@ -79,7 +84,7 @@ class AdaptiveWritebackTest {
 
     @Test
     void evictionsLowerTheShareOneEach() throws Exception {
-        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        PageCache cache = autoCache();
         CachedFile f = oneChunkWrittenBack(cache, 4, new MemStore(0));
         write(f, 0, 1024, 2);                                   // half of what the flusher wrote, written again
         assertEquals((long) CEILING * P, cache.snapshot().dirtyBackgroundBytes());
@@ -98,7 +103,7 @@ class AdaptiveWritebackTest {
     /** A share lowered by evictions under what is dirty wakes the flusher, though nothing is written meanwhile. */
     @Test
     void readersEvictingTakeTheShareDownAndTheFlusherWritesBackWithoutAnotherWrite() throws Exception {
-        PageCache cache = new PageCache((long) FRAMES * P, CacheMode.WRITEBACK, DedupMode.OFF, PageCache.AUTO, 75);
+        PageCache cache = autoCache();
         CachedFile f = oneChunkWrittenBack(cache, 6, new MemStore(0));
         write(f, 0, Flusher.CHUNK_PAGES, 2);
         write(f, 3000, 1200, 1);                                // 4200 dirty, under the raised share

@@ -12,6 +12,8 @@ import io.bridgefs.server.cache.CacheMode;
 import io.bridgefs.server.config.P9Security;
 import io.bridgefs.server.cache.PageCache;
 import io.bridgefs.server.metrics.IoMetrics;
+import io.bridgefs.server.net.ServerIdentity;
+import io.bridgefs.server.posix.Credentials;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.embedded.EmbeddedChannel;
@@ -62,7 +64,8 @@ class P9FastPathTest {
         ctx = new P9ServerContext(List.of(e), executor, cache, 1 << 20, 4);
         P9FrameDecoder decoder = new P9FrameDecoder(8192);
         ch = new EmbeddedChannel();
-        ch.pipeline().addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
+        ch.pipeline().addLast(ServerIdentity.NAME, ServerIdentity.BUT_REQUESTS)       // as Transport puts it for P9Listener
+                .addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
         assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
         assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, uid == 0 ? "root" : "u" + uid, "s", uid)));
     }
@@ -300,13 +303,13 @@ class P9FastPathTest {
     }
 
     /**
-     * Passthrough as uid 1000: a walk it may make is answered at once with its credentials, one it may
-     * not (no search permission) is the executor's to refuse, and the network thread is the server
-     * again afterwards. Needs a root server (CI runs as root).
+     * Passthrough as uid 1000: a walk it may make is answered at once with its credentials (which the
+     * network thread keeps), one it may not (no search permission) is the executor's to refuse, and the
+     * thread is the server again once the connection ends. Needs a root server (CI runs as root).
      */
     @Test
     void aWalkUnderPassthroughChecksTheUsersPermissionsOnTheNetworkThread(@TempDir Path root) throws Exception {
-        if (!io.bridgefs.server.posix.Credentials.SERVER_IS_ROOT) {
+        if (!Credentials.SERVER_IS_ROOT) {
             System.err.println("P9FastPathTest: passthrough as uid 1000 NOT checked: only a root server switches users (CI runs as root)");
             return;
         }
@@ -319,21 +322,91 @@ class P9FastPathTest {
         Files.write(secret.resolve("x"), new byte[1]);
         attach(root, P9Security.PASSTHROUGH, 1000);
 
-        send(new Twalk(tag++, 0, 1, List.of("d", "f")));
-        assertEquals(0, executor.queued.size(), "a walk uid 1000 may make is answered at once");
-        assertEquals(2, ((Rwalk) reply()).qids().size());
+        try {
+            send(new Twalk(tag++, 0, 1, List.of("d", "f")));
+            assertEquals(0, executor.queued.size(), "a walk uid 1000 may make is answered at once");
+            assertEquals(2, ((Rwalk) reply()).qids().size());
+            assertEquals(1000, Credentials.fsuid(), "the network thread (this one) keeps the walk's user");
 
-        send(new Twalk(tag++, 0, 2, List.of("secret", "x")));
-        assertNull(reply(), "no search permission in secret: the executor walks, as uid 1000");
+            send(new Twalk(tag++, 0, 2, List.of("secret", "x")));
+            assertNull(reply(), "no search permission in secret: the executor walks, as uid 1000");
+            executor.runAll();
+            ch.runPendingTasks();
+            P9Message refused = reply();
+            assertTrue(refused instanceof Rwalk w && w.qids().size() == 1, "uid 1000 gets no further than secret: " + refused);
+            assertEquals(1L, ctx.requests.fastSnapshot().get("walk"));
+
+            assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
+            detachAndCheck();
+            // the connection's end made the thread root again: it may create a file in secret
+            assertEquals(0, Credentials.fsuid());
+            Files.write(secret.resolve("made-after"), new byte[1]);
+        } finally {
+            Credentials.serverAgain();      // this thread runs the next tests
+        }
+    }
+
+    /**
+     * Users taking turns on one network thread (one connection, three attaches: uid 1000, uid 1001, root),
+     * as an attacker would arrange them: each walk runs as its own user whoever walked before. uid 1000's
+     * own 0700 directory is searched at once, and 1001 right after it is refused (the thread switched to
+     * 1001 first); root's 0700 directory is searched by root at once and refused to 1000 right after.
+     */
+    @Test
+    void usersTakingTurnsOnTheNetworkThreadEachWalkAsThemselves(@TempDir Path root) throws Exception {
+        if (!Credentials.SERVER_IS_ROOT) {
+            System.err.println("P9FastPathTest: users taking turns NOT checked: only a root server switches users (CI runs as root)");
+            return;
+        }
+        var perms = (java.util.function.Function<String, java.util.Set<java.nio.file.attribute.PosixFilePermission>>)
+                java.nio.file.attribute.PosixFilePermissions::fromString;
+        Files.setPosixFilePermissions(root, perms.apply("rwxr-xr-x"));
+        Path mine = Files.createDirectories(root.resolve("mine"));
+        Files.write(mine.resolve("f"), new byte[1]);
+        Files.setAttribute(mine, "unix:uid", 1000);
+        Files.setPosixFilePermissions(mine, perms.apply("rwx------"));
+        Path rootOnly = Files.createDirectories(root.resolve("rootonly"));
+        Files.write(rootOnly.resolve("g"), new byte[1]);
+        Files.setPosixFilePermissions(rootOnly, perms.apply("rwx------"));
+        Files.exists(mine.resolve("f"));            // the names in the kernel's dentry cache
+        Files.exists(rootOnly.resolve("g"));
+        attach(root, P9Security.PASSTHROUGH, 1000);      // fid 0
+        try {
+            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 10, P9.NOFID, "u1001", "s", 1001)));
+            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 20, P9.NOFID, "root", "s", 0)));
+            for (int round = 0; round < 3; round++) {
+                assertEquals(2, fastWalk(0, 1, "mine", "f").qids().size(), "1000 searches its own directory");
+                assertEquals(1000, Credentials.fsuid());
+                assertEquals(1, slowWalk(10, 11, "mine", "f").qids().size(), "1001 right after 1000: no search permission in mine");
+                assertEquals(2, fastWalk(0, 2, "mine", "f").qids().size(), "1000 again");
+                assertEquals(2, fastWalk(20, 21, "rootonly", "g").qids().size(), "root searches its own directory");
+                assertEquals(0, Credentials.fsuid(), "root's walk runs as the server");
+                assertEquals(1, slowWalk(0, 3, "rootonly", "g").qids().size(), "1000 right after root: no search permission");
+                for (int fid : new int[] {1, 2, 21}) assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, fid)));
+            }
+            assertEquals(9L, ctx.requests.fastSnapshot().get("walk"), "three walks a round answered on the network thread");
+            fastWalk(0, 1, "mine", "f");
+            assertEquals(1000, Credentials.fsuid());
+            detachAndCheck();
+            assertEquals(0, Credentials.fsuid(), "the connection's end makes the thread the server again");
+        } finally {
+            Credentials.serverAgain();
+        }
+    }
+
+    /** A walk answered on the network thread (fails the test if it reaches the executor). */
+    Rwalk fastWalk(int fid, int newfid, String... names) throws Exception {
+        send(new Twalk(tag++, fid, newfid, List.of(names)));
+        assertEquals(0, executor.queued.size(), List.of(names) + " from fid " + fid + " answered at once");
+        return (Rwalk) reply();
+    }
+
+    /** A walk the network thread declines: the executor answers it. */
+    Rwalk slowWalk(int fid, int newfid, String... names) throws Exception {
+        send(new Twalk(tag++, fid, newfid, List.of(names)));
+        assertNull(reply(), List.of(names) + " from fid " + fid + " is the executor's");
         executor.runAll();
         ch.runPendingTasks();
-        P9Message refused = reply();
-        assertTrue(refused instanceof Rwalk w && w.qids().size() == 1, "uid 1000 gets no further than secret: " + refused);
-        assertEquals(1L, ctx.requests.fastSnapshot().get("walk"));
-
-        // the network thread (this one) is root again: it may create a file in secret
-        Files.write(secret.resolve("made-after"), new byte[1]);
-        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
-        detachAndCheck();
+        return (Rwalk) reply();
     }
 }
