@@ -201,7 +201,7 @@ public final class CachedFile implements AutoCloseable {
         long at = offset;
         for (ByteBuffer src : srcs) {
             int n = src.remaining();
-            copyIn(path, at, src);
+            copyIn(path, at, src, true);
             at += n;
         }
         boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
@@ -252,6 +252,44 @@ public final class CachedFile implements AutoCloseable {
         return true;
     }
 
+    /**
+     * {@link #write} without FUA where pages are not resident too, done only if nothing in it may wait:
+     * every page it needs is resident (and unshared), or a new frame taken without waiting for write-back
+     * whose old content no read is needed for (a whole page, or one past the end of the host file); the
+     * dirty limit has room for all of it; the file does not grow past {@link #HOST_CHECK}. So a network
+     * thread may call it: a client writing a new file sequentially is answered without the executor.
+     * False otherwise, when it may have written some of the data (each page it wrote holds exactly what
+     * the write puts there): the caller then does the whole write the usual way, which writes the same
+     * bytes again.
+     */
+    public boolean writeIfNoWait(IoPath path, long offset, ByteBuffer[] srcs) {
+        if (readOnly || cache.mode != CacheMode.WRITEBACK) return false;
+        long total = 0;
+        for (ByteBuffer src : srcs) total += src.remaining();
+        long end = offset + total;
+        if (total == 0 || offset < 0 || end < offset || end > HOST_CHECK) return false;
+        long pages = ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1;
+        cache.lock.lock();
+        try {
+            if (cache.dirtyPages + pages > cache.dirtyLimit) return false;
+        } finally {
+            cache.lock.unlock();
+        }
+        changes++;
+        long at = offset;
+        for (ByteBuffer src : srcs) {
+            ByteBuffer view = src.duplicate();      // the caller's buffers untouched: it may write them again
+            int n = view.remaining();
+            try {
+                if (!copyIn(path, at, view, false)) return false;
+            } catch (IOException e) {
+                return false;           // (no fill is ever started here)
+            }
+            at += n;
+        }
+        return true;
+    }
+
     /** Past 1 TiB a write that grows the file asks the host first (below it every common file system has room). */
     static final long HOST_CHECK = 1L << 40;
 
@@ -276,7 +314,11 @@ public final class CachedFile implements AutoCloseable {
         }
     }
 
-    private void copyIn(IoPath path, long offset, ByteBuffer src) throws IOException {
+    /**
+     * Copies {@code src} into the file's pages at {@code offset}. With {@code mayWait} false it returns
+     * false where it would wait for a frame or read a page's old content first, the pages before it written.
+     */
+    private boolean copyIn(IoPath path, long offset, ByteBuffer src, boolean mayWait) throws IOException {
         long pos = offset;
         long end = offset + src.remaining();
         while (pos < end) {
@@ -288,18 +330,22 @@ public final class CachedFile implements AutoCloseable {
             boolean fresh = false, needFill = false;
             cache.lock.lock();
             try {
-                fr = cache.lookup(this, page, path);
+                fr = mayWait ? cache.lookup(this, page, path) : cache.lookupNow(this, page, path);
+                if (fr == PageCache.BUSY) return false;        // being read in: only a waiting write may wait for it
                 if (fr >= 0) {
                     fr = cache.sharing.prepareWrite(this, fr, path);
                     if (fr < 0) {
+                        if (!mayWait) return false;
                         cache.flusher.awaitFrame();
                         continue;
                     }
                 } else {
                     boolean beyond = (page << PageCache.PAGE_SHIFT) >= backingSize;
                     needFill = !whole && !beyond;
+                    if (needFill && !mayWait) return false;
                     fr = cache.allocate(this, page, path, needFill);
                     if (fr < 0) {
+                        if (!mayWait) return false;
                         cache.flusher.awaitFrame();
                         continue;
                     }
@@ -336,6 +382,7 @@ public final class CachedFile implements AutoCloseable {
             }
             pos += n;
         }
+        return true;
     }
 
     /** Writes back every dirty page and makes the file durable (NBD_CMD_FLUSH, FUA, Tfsync). */

@@ -189,15 +189,22 @@ public final class PageCache implements AutoCloseable {
     /** Looks a page up and pins it; waits while it is being filled. Returns -1 if absent. */
     int lookup(CachedFile file, long page, IoPath path) {
         while (true) {
-            int f = table.get(file.id, page);
-            if (f < 0) return -1;
-            if (meta.state(f) == LOADING) {
-                changed.awaitUninterruptibly();
-                continue;
-            }
-            hit(f, path);
-            return f;
+            int f = lookupNow(file, page, path);
+            if (f != BUSY) return f;
+            changed.awaitUninterruptibly();
         }
+    }
+
+    /** {@link #lookupNow}: the page is being read in. */
+    static final int BUSY = -2;
+
+    /** {@link #lookup} that never waits (for a network thread): {@link #BUSY} while the page is being read in. */
+    int lookupNow(CachedFile file, long page, IoPath path) {
+        int f = table.get(file.id, page);
+        if (f < 0) return -1;
+        if (meta.state(f) == LOADING) return BUSY;
+        hit(f, path);
+        return f;
     }
 
     /** Pins a resident page found by a lookup and counts the hit (and a cross-path hit). */

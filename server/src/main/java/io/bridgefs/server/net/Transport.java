@@ -41,6 +41,7 @@ public final class Transport implements AutoCloseable {
         ChannelInitializer<Channel> guarded = new ChannelInitializer<>() {
             @Override
             protected void initChannel(Channel ch) {
+                io.bridgefs.server.posix.Credentials.serverAgain();    // the worker may hold a walk's user: set-up runs as the server
                 ch.pipeline().addLast(ServerIdentity.NAME, identity).addLast(init);
             }
         };

@@ -184,7 +184,10 @@ final class P9DataOps {
     /**
      * Twrite on the network thread when it cannot wait: a plain write (not append, sync, xattr or one
      * that must first clear setuid bits) into pages that are all resident, within the file, with room
-     * under the dirty limit ({@link CachedFile#writeIfResident}). Null, having written nothing, otherwise.
+     * under the dirty limit ({@link CachedFile#writeIfResident}), or one that takes new frames without
+     * waiting and reads nothing first, growing the file as it may ({@link CachedFile#writeIfNoWait}: a
+     * file written from start to end). Null otherwise, having written nothing or some of the same bytes
+     * the executor then writes again.
      */
     Rwrite tryResidentWrite(Twrite m) {
         Fid f = ops.openFidNow(m.fid());
@@ -198,7 +201,10 @@ final class P9DataOps {
             }
             long t0 = System.nanoTime();
             int n = m.data().readableBytes();
-            if (!file.writeIfResident(IoPath.NINEP, m.offset(), m.data().nioBuffers())) return null;
+            if (!file.writeIfResident(IoPath.NINEP, m.offset(), m.data().nioBuffers())
+                    && !file.writeIfNoWait(IoPath.NINEP, m.offset(), m.data().nioBuffers())) {
+                return null;
+            }
             f.export.metrics().writeBytes.inc(n);
             f.export.metrics().write.update(System.nanoTime() - t0, java.util.concurrent.TimeUnit.NANOSECONDS);
             return new Rwrite(m.tag(), n);

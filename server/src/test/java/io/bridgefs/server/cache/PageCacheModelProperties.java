@@ -114,6 +114,7 @@ class PageCacheModelProperties {
     private static net.jqwik.api.state.ActionChainArbitrary<World> actions(net.jqwik.api.state.ActionChainArbitrary<World> start) {
         return start
                 .withAction(5, new WriteAction())
+                .withAction(3, new WriteNoWaitAction())
                 .withAction(5, new ReadAction())
                 .withAction(1, new FlushAction())
                 .withAction(1, new EvictAction())
@@ -153,6 +154,25 @@ class PageCacheModelProperties {
                         byte[] data = new byte[len];
                         new java.util.Random(seed).nextBytes(data);
                         w.files[f].write(IoPath.NBD, off, ByteBuffer.wrap(data), false);
+                        if (off + len > w.model[f].length) w.model[f] = Arrays.copyOf(w.model[f], (int) (off + len));
+                        System.arraycopy(data, 0, w.model[f], (int) (long) off, len);
+                    }));
+        }
+    }
+
+    /**
+     * A write as a network thread makes it: first without waiting (resident pages, or new frames needing
+     * no read), and if that declines, having perhaps written part of it, the whole write the usual way.
+     */
+    static class WriteNoWaitAction implements Action.Independent<World> {
+        @Override
+        public Arbitrary<Transformer<World>> transformer() {
+            return Combinators.combine(file(), offset(), length(), Arbitraries.integers()).as((f, off, len, seed) ->
+                    step("write without waiting f" + f + " @" + off + " +" + len, w -> {
+                        byte[] data = new byte[len];
+                        new java.util.Random(seed).nextBytes(data);
+                        ByteBuffer[] two = {ByteBuffer.wrap(data, 0, len / 2), ByteBuffer.wrap(data, len / 2, len - len / 2)};
+                        if (!w.files[f].writeIfNoWait(IoPath.NINEP, off, two)) w.files[f].write(IoPath.NINEP, off, two, false);
                         if (off + len > w.model[f].length) w.model[f] = Arrays.copyOf(w.model[f], (int) (off + len));
                         System.arraycopy(data, 0, w.model[f], (int) (long) off, len);
                     }));

@@ -200,7 +200,7 @@ class P9FastPathTest {
     }
 
     @Test
-    void writesIntoResidentPagesAreAnsweredAtOnceAndGrowingOrAppendingOnesAreNot(@TempDir Path root) throws Exception {
+    void writesThatNeedNoReadAreAnsweredAtOnceAndOnesIntoAPageNotInTheCacheAreNot(@TempDir Path root) throws Exception {
         Files.write(root.resolve("f"), new byte[8192]);
         attach(root);
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 1, List.of("f"))));
@@ -220,19 +220,31 @@ class P9FastPathTest {
         assertEquals(0, executor.queued.size(), "a write into resident pages never reaches the executor");
         assertEquals(200, ((Rwrite) reply()).count());
 
-        // past the end of the file: the executor grows it
+        // past the end of the file: a resident page and a new one past the host file's end, no read needed
         send(new Twrite(tag++, 1, 8190, Unpooled.wrappedBuffer(new byte[] {9, 9, 9, 9})));
-        assertNull(reply(), "a write that grows the file waits for the executor");
-        executor.runAll();
-        ch.runPendingTasks();
+        assertEquals(0, executor.queued.size(), "a write that grows the file into new frames never reaches the executor");
         assertEquals(4, ((Rwrite) reply()).count());
+        // a new file written from start to end in unaligned pieces: all at once
+        assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 2, List.of())));
+        assertInstanceOf(Rlcreate.class, call(new Tlcreate(tag++, 2, "g", P9.O_RDWR, 0644, 0)));
+        byte[] g = new byte[5 * 4096 + 77];
+        new java.util.Random(5).nextBytes(g);
+        for (int at = 0; at < g.length; at += 3001) {
+            int n = Math.min(3001, g.length - at);
+            send(new Twrite(tag++, 2, at, Unpooled.wrappedBuffer(g, at, n)));
+            assertEquals(0, executor.queued.size(), "writing a new file needs no read");
+            assertEquals(n, ((Rwrite) reply()).count());
+        }
+        assertEquals(9L, ctx.requests.fastSnapshot().get("write"));
 
         assertInstanceOf(Rfsync.class, call(new Tfsync(tag++, 1, 0)));
+        assertInstanceOf(Rfsync.class, call(new Tfsync(tag++, 2, 0)));
         byte[] host = Files.readAllBytes(root.resolve("f"));
         assertEquals(8194, host.length);
         assertArrayEquals(new byte[] {1, 2, 3}, Arrays.copyOfRange(host, 100, 103));
         assertEquals(9, host[8193]);
-        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
+        assertArrayEquals(g, Files.readAllBytes(root.resolve("g")));
+        for (int fid : new int[] {1, 2}) assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, fid)));
         detachAndCheck();
     }
 

@@ -1,0 +1,96 @@
+package io.bridgefs.server.cache;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import java.nio.ByteBuffer;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link CachedFile#writeIfNoWait}, what a network thread does with a 9P write: it takes new frames for
+ * whole pages and pages past the host file's end, grows the file, never reads; it declines a page
+ * whose old content must be read first and a write the dirty limit has no room for, having read nothing.
+ */
+class WriteIfNoWaitTest {
+    static final int P = PageCache.PAGE_SIZE;
+
+    static ByteBuffer[] bytes(int n, int value) {
+        byte[] b = new byte[n];
+        java.util.Arrays.fill(b, (byte) value);
+        return new ByteBuffer[] {ByteBuffer.wrap(b)};
+    }
+
+    @Test
+    void aNewFileIsWrittenFromStartToEndWithoutReadingAndAPartialPageOfTheHostFileIsDeclined() throws Exception {
+        try (PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK)) {
+            MemStore store = new MemStore(2 * P);            // two pages on the host
+            CachedFile f = cache.open(new FileKey(1, 1), store, false);
+            assertFalse(f.writeIfNoWait(IoPath.NINEP, 100, bytes(10, 1)), "part of a host page not in the cache: its old content needs a read");
+            assertEquals(0, store.reads);
+            assertEquals(0, cache.snapshot().dirtyBytes(), "declined before it wrote anything");
+
+            assertTrue(f.writeIfNoWait(IoPath.NINEP, P, bytes(P, 2)), "a whole page: nothing to read");
+            assertTrue(f.writeIfNoWait(IoPath.NINEP, 2 * P, bytes(P + 300, 3)), "past the host file's end: zeros, nothing to read");
+            assertTrue(f.writeIfNoWait(IoPath.NINEP, 3 * P + 300, bytes(1000, 4)), "the partial page just written is resident");
+            assertEquals(0, store.reads);
+            assertEquals(3 * P + 1300, f.size(), "grown");
+            f.flush();
+            byte[] host = store.contents();
+            assertEquals(3 * P + 1300, host.length);
+            assertEquals(2, host[P]);
+            assertEquals(3, host[3 * P + 299]);
+            assertEquals(4, host[3 * P + 1299]);
+            f.close();
+        }
+    }
+
+    @Test
+    void aWriteTheDirtyLimitHasNoRoomForIsDeclinedAndTheUsualWriteDoesIt() throws Exception {
+        try (PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK, DedupMode.OFF, 75, 75)) {    // dirty limit: 48 pages
+            MemStore store = new MemStore(0);
+            CachedFile f = cache.open(new FileKey(1, 2), store, false);
+            assertTrue(f.writeIfNoWait(IoPath.NINEP, 0, bytes(40 * P, 5)));
+            assertFalse(f.writeIfNoWait(IoPath.NINEP, 40 * P, bytes(10 * P, 6)), "40 + 10 dirty pages are over the limit of 48");
+            assertEquals(40L * P, cache.snapshot().dirtyBytes(), "declined before it wrote anything");
+            f.write(IoPath.NINEP, 40 * P, bytes(10 * P, 6), false);      // the executor's write: waits for write-back as it must
+            f.flush();
+            byte[] host = store.contents();
+            assertEquals(50 * P, host.length);
+            assertEquals(5, host[40 * P - 1]);
+            assertEquals(6, host[50 * P - 1]);
+            f.close();
+        }
+    }
+
+    @Test
+    void aPageBeingReadInIsDeclinedWithoutWaitingForTheRead() throws Exception {
+        try (PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK)) {
+            MemStore store = new MemStore(4 * P);
+            CachedFile f = cache.open(new FileKey(1, 3), store, false);
+            f.readahead(Readahead.OFF);
+            store.readGate = new java.util.concurrent.CountDownLatch(1);
+            Thread reader = new Thread(() -> {
+                try {
+                    f.read(IoPath.NBD, 0, ByteBuffer.allocate(P));        // page 0: LOADING at the gate
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            reader.start();
+            try {
+                assertTrue(store.readsAtGate.tryAcquire(5, java.util.concurrent.TimeUnit.SECONDS), "the read is in flight");
+                boolean[] wrote = new boolean[1];
+                assertTimeoutPreemptively(java.time.Duration.ofSeconds(5), () -> { wrote[0] = f.writeIfNoWait(IoPath.NINEP, 0, bytes(P, 7)); },
+                        "a network thread must not wait for a disk read");
+                assertFalse(wrote[0], "declined: the page is being read in");
+            } finally {
+                store.readGate.countDown();
+                reader.join(5000);
+                store.readGate = null;
+            }
+            f.write(IoPath.NINEP, 0, bytes(P, 7), false);
+            f.flush();
+            assertEquals(7, store.contents()[0]);
+            f.close();
+        }
+    }
+}
