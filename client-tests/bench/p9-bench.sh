@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Side-by-side 9P2000.L benchmark: bridgefs and diod serve the same directory on this machine, in one
 # run. Rows: diodload (16 threads copying ctl:zero to ctl:null; -g: getattr storm), one loopback client
-# sending one request at a time (p9-rtt.py: walk, getattr, clunk round trips), and a Linux guest under
+# sending one request at a time (p9-rtt.py: walk, getattr, clunk round trips; and a FILE_MIB file written
+# from start to end in 64 KiB Twrites, msize 64 KiB, diod's largest), and a Linux guest under
 # QEMU (TCG) that mounts the directory with trans=tcp,cache=none, writes then reads a file with dd, and
 # walks a 20,000-file tree (find, ls -lR). Prints both results and the bridgefs/diod ratio (> 1 means
 # bridgefs is faster), then where the guest rows' time goes (the guest's time per request against
 # bridgefs's own, from its latency timers).
 #   client-tests/bench/p9-bench.sh [FILE_MIB] [DIODLOAD_SECONDS] [ROUNDS]
-# The diodload and round-trip rows are the best of ROUNDS runs (default 3, alternating servers), after
-# one unmeasured diodload run of each kind per server (JIT warm-up); the guest rows, which take minutes
+# The diodload, round-trip and write rows are the best of ROUNDS runs (default 3, alternating servers),
+# after one unmeasured run of each kind per server (JIT warm-up); the guest rows, which take minutes
 # under TCG, run once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -109,6 +110,9 @@ load() {  # load PORT [-g] -> ops/s and MB/s
 rtt() {  # rtt PORT ANAME [UID] -> "walk getattr clunk" median round trips (us) of one loopback client, one request at a time
   python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" 5000 "${3:-0}"
 }
+wr() {  # wr PORT ANAME -> "MB/s p50_us" of one client writing a MIB MiB file in 64 KiB Twrites, one at a time
+  python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" write "$MIB"
+}
 least() {  # least KEY RESULT: keeps, field by field, the lowest round trips of the rounds
   local old=${R[$1]:-}
   if [ -z "$old" ]; then R[$1]=$2; return; fi
@@ -137,12 +141,14 @@ sleep 3
 # bridgefs the first 8 s run reached 9-12k ops/s and the third 16-18k in session 16; diod gets the same)
 echo "bench: diodload warm-up (not measured)"
 for port in 5660 5661; do load $port >/dev/null; load $port -g >/dev/null; done
+wr 5660 share >/dev/null; wr 5661 "$work/share" >/dev/null
 for round in $(seq "$ROUNDS"); do
   echo "bench: diodload round $round/$ROUNDS"
   best bridgefs,load "$(load 5660)"; best diod,load "$(load 5661)"
   best diod,getattr "$(load 5661 -g)"; best bridgefs,getattr "$(load 5660 -g)"
   least bridgefs,rtt "$(rtt 5660 share)"; least diod,rtt "$(rtt 5661 "$work/share")"
   least diod,rtt1000 "$(rtt 5661 "$work/share" 1000)"; least bridgefs,rtt1000 "$(rtt 5660 share 1000)"
+  best bridgefs,write "$(wr 5660 share)"; best diod,write "$(wr 5661 "$work/share")"
 done
 echo "bench: guests on bridgefs (restarted: its timers then hold the guest rows' requests only)"
 start_bridgefs
@@ -168,13 +174,14 @@ row "guest dd write MB/s" "$(num "${R[bridgefs,dd]}" 1)" "$(num "${R[diod,dd]}" 
 row "guest dd read MB/s" "$(num "${R[bridgefs,dd]}" 2)" "$(num "${R[diod,dd]}" 2)"
 row "guest find 20k files/s" "$(num "${R[bridgefs,meta]}" 1)" "$(num "${R[diod,meta]}" 1)"
 row "guest ls -lR 20k files/s" "$(num "${R[bridgefs,meta]}" 2)" "$(num "${R[diod,meta]}" 2)"
+row "one client: 64K writes MB/s" "$(num "${R[bridgefs,write]}" 1)" "$(num "${R[diod,write]}" 1)"
 # round trips: lower is better, so the ratio is diod's over bridgefs's (above 1.00 bridgefs is faster)
 lrow() { printf '%-28s %12s %12s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"; }
 lrow "one client: walk us" "$(num "${R[bridgefs,rtt]}" 1)" "$(num "${R[diod,rtt]}" 1)"
 lrow "one client: getattr us" "$(num "${R[bridgefs,rtt]}" 2)" "$(num "${R[diod,rtt]}" 2)"
 lrow "one client: clunk us" "$(num "${R[bridgefs,rtt]}" 3)" "$(num "${R[diod,rtt]}" 3)"
 lrow "one client, uid 1000: walk us" "$(num "${R[bridgefs,rtt1000]}" 1)" "$(num "${R[diod,rtt1000]}" 1)"
-echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
+echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS, and a ${MIB} MiB file written in 64 KiB Twrites, best of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
 
 # where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own
 # time per request (admission to reply written, p50/p99 by message type, from its latency timers)

@@ -5,6 +5,10 @@ of it, clunk of it. Prints the median round trip of each in microseconds: "WALK 
 
   p9-rtt.py HOST PORT ANAME N [UID]  (the tree p9-bench.sh makes: tree/d000..d099/f000..f199;
                                       UID: attach as that user, default 0)
+
+  p9-rtt.py HOST PORT ANAME write MIB  (as root, msize 64 KiB: creates a file in the export's root,
+                                        writes MIB MiB into it from start to end, one Twrite of
+                                        msize - 24 bytes at a time, removes it; prints "MB/s P50_US")
 """
 import socket
 import statistics
@@ -12,8 +16,10 @@ import struct
 import sys
 import time
 
-host, port, aname, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-uid = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+host, port, aname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+writing = sys.argv[4] == 'write'
+n = 0 if writing else int(sys.argv[4])
+uid = int(sys.argv[5]) if len(sys.argv) > 5 and not writing else 0
 sock = socket.create_connection((host, port))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -44,9 +50,24 @@ def rpc(mtype, body, tag=1):
     return rest
 
 
-TVERSION, TATTACH, TWALK, TGETATTR, TCLUNK = 100, 104, 110, 24, 120
-rpc(TVERSION, struct.pack('<I', 262144) + s('9P2000.L'), 0xFFFF)
+TVERSION, TATTACH, TWALK, TGETATTR, TCLUNK, TLCREATE, TWRITE, TREMOVE = 100, 104, 110, 24, 120, 14, 118, 122
+msize = struct.unpack('<I', rpc(TVERSION, struct.pack('<I', 65536 if writing else 262144) + s('9P2000.L'), 0xFFFF)[:4])[0]
 rpc(TATTACH, struct.pack('<II', 0, 0xFFFFFFFF) + s('root' if uid == 0 else 'u%d' % uid) + s(aname) + struct.pack('<I', uid))
+if writing:
+    name, size, piece = 'p9-rtt-write-%d' % time.time_ns(), int(sys.argv[5]) << 20, msize - 24
+    rpc(TWALK, struct.pack('<IIH', 0, 1, 0))
+    rpc(TLCREATE, struct.pack('<I', 1) + s(name) + struct.pack('<III', 0o1102, 0o644, 0))    # O_RDWR|O_CREAT|O_TRUNC
+    data, took, at = b'w' * piece, [], 0
+    t0 = time.perf_counter()
+    while at < size:
+        body = struct.pack('<IQI', 1, at, min(piece, size - at)) + data[:min(piece, size - at)]
+        t1 = time.perf_counter_ns()
+        at += struct.unpack('<I', rpc(TWRITE, body)[:4])[0]
+        took.append(time.perf_counter_ns() - t1)
+    secs = time.perf_counter() - t0
+    rpc(TREMOVE, struct.pack('<I', 1))      # (and clunks the fid)
+    print('%.0f %.1f' % (size / secs / 1e6, statistics.median(took) / 1000))
+    sys.exit(0)
 walk, getattr, clunk = [], [], []
 for i in range(n):
     t0 = time.perf_counter_ns()
