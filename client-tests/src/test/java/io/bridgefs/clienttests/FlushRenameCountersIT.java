@@ -185,4 +185,58 @@ class FlushRenameCountersIT {
         for (String l : metrics.split("\n")) if (l.startsWith(name + " ")) return Double.parseDouble(l.substring(name.length() + 1));
         throw new AssertionError(name + " not in /metrics");
     }
+
+    /**
+     * A file removed (Tunlinkat, Tremove) or replaced by a rename is dropped from the cache at its last
+     * close, dirty pages included, instead of written back: nothing can read them again. The bytes
+     * written back are counted against a known workload: only the file that keeps its name is written.
+     * A removed file still open through a fid reads what was written until that fid is clunked; after
+     * that an old fid cannot open it (ENOENT, as a path would say).
+     */
+    @Test
+    void removedFilesAreDroppedNotWrittenBack() throws Exception {
+        final long HALF = 512 << 10;           // each file
+        Path share = Files.createDirectories(dir.resolve("share"));
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
+                "--writeback-interval", "0");
+             RawP9Client c = new RawP9Client(port)) {
+            c.attach(1 << 20, "share", 1);
+            for (String name : new String[] {"unlinked", "removed", "replaced", "replacement", "open"}) {
+                c.walk(1, 2);
+                c.ok(new Tlcreate(c.tag(), 2, name, P9.O_RDWR, 0644, 0), Rlcreate.class);
+                byte[] half = new byte[(int) HALF];
+                java.util.Arrays.fill(half, (byte) name.charAt(0));
+                c.ok(new Twrite(c.tag(), 2, 0, io.netty.buffer.Unpooled.wrappedBuffer(half)), Rwrite.class);
+                if (!name.equals("open")) c.ok(new Tclunk(c.tag(), 2), Rclunk.class);
+            }
+            long dirty = s.metric("bridgefs_dirty_bytes");
+            assertEquals(5 * HALF, dirty, "five files of 512 KiB, dirty in the cache");
+            c.ok(new Tunlinkat(c.tag(), 1, "unlinked", 0), Runlinkat.class);
+            c.walk(1, 3, "removed");
+            c.ok(new Tremove(c.tag(), 3), Rremove.class);
+            c.ok(new Trenameat(c.tag(), 1, "replacement", 1, "replaced"), Rrenameat.class);
+            c.walk(1, 5, "open");                    // a fid to it, not opened
+            c.ok(new Tunlinkat(c.tag(), 1, "open", 0), Runlinkat.class);
+            assertEquals(2 * HALF, s.metric("bridgefs_dirty_bytes"), "the renamed file and the open one are left");
+            assertEquals(0, s.metric("bridgefs_writeback_bytes_total"), "nothing written back to the removed files");
+            byte[] stillThere = c.readAll(2, (int) HALF);
+            assertEquals(HALF, stillThere.length);
+            assertEquals('o', stillThere[(int) HALF - 1], "removed but open: its bytes are still read");
+            c.ok(new Tclunk(c.tag(), 2), Rclunk.class);
+            assertEquals(HALF, s.metric("bridgefs_dirty_bytes"), "clunked: the removed file's pages are gone");
+            assertEquals(P9.ENOENT, c.error(new Tlopen(c.tag(), 5, P9.O_RDONLY)), "open nowhere and no name: an old fid cannot open it");
+            c.ok(new Tclunk(c.tag(), 5), Rclunk.class);
+            c.ok(new Tfsync(c.tag(), 1, 0), Rfsync.class);
+            c.walk(1, 4, "replaced");
+            c.ok(new Tlopen(c.tag(), 4, P9.O_RDONLY), Rlopen.class);
+            c.ok(new Tfsync(c.tag(), 4, 0), Rfsync.class);
+            assertEquals(HALF, s.metric("bridgefs_writeback_bytes_total"), "only the file that kept a name was written back");
+            byte[] host = Files.readAllBytes(share.resolve("replaced"));
+            assertEquals(HALF, host.length);
+            assertEquals('r', host[0]);
+            assertEquals(List.of("replaced"), Files.list(share).map(p -> p.getFileName().toString()).toList());
+            c.ok(new Tclunk(c.tag(), 4), Rclunk.class);
+        }
+    }
 }

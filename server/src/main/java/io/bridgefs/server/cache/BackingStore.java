@@ -70,6 +70,14 @@ public interface BackingStore extends AutoCloseable {
         return 0;
     }
 
+    /**
+     * Whether no name leads to the file any more (link count 0: removed, or replaced by a rename), so
+     * that once nobody holds it open its bytes can never be read again; false where the store cannot tell.
+     */
+    default boolean unlinked() throws IOException {
+        return false;
+    }
+
     /** Whether reads and writes bypass the host kernel's page cache (O_DIRECT). */
     boolean directIo();
 

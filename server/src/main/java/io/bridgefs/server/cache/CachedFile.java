@@ -494,6 +494,10 @@ public final class CachedFile implements AutoCloseable {
      * clean pages stay cached, as the kernel's do after a close, keyed by (device, inode), and are
      * checked against the file's size, mtime and ctime when it is opened again ({@link #revalidate}).
      * If the write-back fails the file stays open (pages dirty, retried later) and the error is thrown.
+     * A file no name leads to any more ({@link BackingStore#unlinked}: removed, or replaced by a rename)
+     * can never be read again once its last reference goes: its pages, dirty or not, are dropped instead
+     * of written back, as the kernel drops an unlinked file's pages at its last close. (A host process
+     * that still has it open does not see what was never written back, as with any page not yet written.)
      */
     @Override
     public void close() throws IOException {
@@ -505,6 +509,10 @@ public final class CachedFile implements AutoCloseable {
             }
         } finally {
             cache.lock.unlock();
+        }
+        if (noNameLeft()) {
+            dropAndClose();
+            return;
         }
         IOException failed = null;
         try {
@@ -523,6 +531,43 @@ public final class CachedFile implements AutoCloseable {
             cache.registry.closed(this);
         } finally {
             cache.lock.unlock();
+        }
+        writes.closeAfterWriteBack(old);
+    }
+
+    /** {@link BackingStore#unlinked}, false where the store cannot say (its pages are then written back). */
+    private boolean noNameLeft() {
+        try {
+            return store.unlinked();
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /**
+     * The last close of a file no name leads to: forgets every page, dirty or not, writing nothing back,
+     * and closes it, in one hold of the cache lock, so that nobody opens it in between and finds its
+     * pages gone (one who opened it before keeps it open, pages and all).
+     */
+    private void dropAndClose() throws IOException {
+        BackingStore old;
+        punchLock.writeLock().lock();
+        try {
+            cache.lock.lock();
+            try {
+                if (refs > 1) {
+                    refs--;             // opened again meanwhile: the next last close decides
+                    return;
+                }
+                for (int f : cache.framesOf(this, 0, Long.MAX_VALUE)) cache.detach(this, f);
+                refs--;
+                old = store;
+                cache.registry.closed(this);        // nothing resident: forgotten
+            } finally {
+                cache.lock.unlock();
+            }
+        } finally {
+            punchLock.writeLock().unlock();
         }
         writes.closeAfterWriteBack(old);
     }

@@ -261,6 +261,11 @@ public final class FileBackingStore implements BackingStore {
     }
 
     @Override
+    public boolean unlinked() throws IOException {
+        return Posix.fstat(fd).nlink() == 0;
+    }
+
+    @Override
     public long stamp() throws IOException {
         return stampOf(Posix.fstat(fd));
     }

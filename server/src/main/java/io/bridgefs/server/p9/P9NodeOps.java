@@ -4,6 +4,7 @@ import static io.bridgefs.protocol.p9.P9Message.*;
 
 import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.Qid;
+import io.bridgefs.server.cache.FileKey;
 import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
@@ -128,11 +129,13 @@ final class P9NodeOps {
         List<String> path = f.path;
         if (path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot rename the export root");
         int parent = ops.resolve(f.export, path.subList(0, path.size() - 1));
+        FileKey replaced = regularAt(d.fd, m.name());
         try {
             Posix.renameat(parent, path.get(path.size() - 1), d.fd, m.name());
         } finally {
             Posix.close(parent);
         }
+        server.unlinked(replaced);
         List<String> np = new ArrayList<>(d.path);
         np.add(m.name());
         server.renamed(f.export, path, np);
@@ -145,7 +148,9 @@ final class P9NodeOps {
         P9Ops.writable(od);
         P9Ops.checkName(m.oldname());
         P9Ops.checkName(m.newname());
+        FileKey replaced = regularAt(nd.fd, m.newname());
         Posix.renameat(od.fd, m.oldname(), nd.fd, m.newname());
+        server.unlinked(replaced);
         List<String> from = new ArrayList<>(od.path);
         from.add(m.oldname());
         List<String> to = new ArrayList<>(nd.path);
@@ -156,8 +161,23 @@ final class P9NodeOps {
 
     Runlinkat unlinkat(Tunlinkat m) throws P9Error, IOException {
         Fid d = ops.newEntryIn(m.dirfid(), m.name());
+        FileKey gone = regularAt(d.fd, m.name());
         Posix.unlinkat(d.fd, m.name(), m.flags() & P9.AT_REMOVEDIR);
+        server.unlinked(gone);
         return new Runlinkat(m.tag());
+    }
+
+    /**
+     * The cache key of the regular file {@code name} in the directory {@code dirfd}, or null (none, or
+     * not a regular file): what a remove or a replacing rename takes a name from ({@link P9ServerContext#unlinked}).
+     */
+    static FileKey regularAt(int dirfd, String name) {
+        try {
+            Stat st = Posix.fstatat(dirfd, name, Posix.AT_SYMLINK_NOFOLLOW);
+            return st.isRegular() ? new FileKey(st.dev(), st.ino()) : null;
+        } catch (IOException e) {
+            return null;
+        }
     }
 
     Rlink link(Tlink m) throws P9Error, IOException {
@@ -291,11 +311,13 @@ final class P9NodeOps {
 
     Rremove remove(Tremove m) throws P9Error, IOException {
         Fid f = ops.unbind(m.fid());
+        FileKey gone = null;
         try {
             P9Ops.writable(f);
             if (f.path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot remove the export root");
             int parent = ops.resolve(f.export, f.path.subList(0, f.path.size() - 1));
             try {
+                gone = regularAt(parent, f.path.get(f.path.size() - 1));
                 Posix.unlinkat(parent, f.path.get(f.path.size() - 1), f.isDir() ? Posix.AT_REMOVEDIR : 0);
             } finally {
                 Posix.close(parent);
@@ -303,6 +325,7 @@ final class P9NodeOps {
         } finally {
             ops.release(f);
         }
+        server.unlinked(gone);
         return new Rremove(m.tag());
     }
 }

@@ -387,13 +387,18 @@ final class P9Ops {
     CachedFile openData(Fid f, Stat st) throws IOException {
         FileKey key = new FileKey(st.dev(), st.ino());
         CachedFile cf = server.cache.openIfPresent(key);
+        if (cf == null && st.nlink() == 0) {
+            // removed, and open nowhere: its last close dropped what was never written back; a path would
+            // not lead to it either (diod answers ENOENT), nor may an old fid open it now
+            throw new Posix.ErrnoException("opening a file no name leads to any more", P9.ENOENT);
+        }
         if (cf == null) {
             cf = server.cache.open(key, FileBackingStore.open(Path.of(f.procPath()), f.export.readOnly()), f.export.readOnly());
             cf.readaheadIfUnset(f.export.readahead());     // an NBD export of the same file keeps its own
         } else {
             cf.revalidate();     // changed by another host process since we cached it?
         }
-        server.retain(cf);
+        if (st.nlink() > 0) server.retain(cf);     // a removed file's last close is its last fid's
         return cf;
     }
 

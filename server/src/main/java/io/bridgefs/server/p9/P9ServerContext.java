@@ -252,6 +252,20 @@ public final class P9ServerContext {
         if (ref != null) retained.put(f.key(), ref);
     }
 
+    /**
+     * A name of the file {@code key} was unlinked (removed, or replaced by a rename): the retained
+     * reference goes, so that when nobody has the file open any more its last close finds whether a name
+     * still leads to it, and if none does drops its pages instead of writing them back. Null: nothing.
+     */
+    void unlinked(FileKey key) {
+        if (key == null) return;
+        CachedFile ref;
+        synchronized (this) {
+            ref = retained.remove(key);
+        }
+        if (ref != null) closeQuietly(ref);
+    }
+
     /** Drops the retained references (shutdown). */
     public synchronized void releaseAll() {
         retained.values().forEach(P9ServerContext::closeQuietly);
