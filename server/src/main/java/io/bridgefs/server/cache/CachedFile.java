@@ -1,7 +1,5 @@
 package io.bridgefs.server.cache;
 
-import io.bridgefs.server.posix.Posix;
-
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -31,13 +29,15 @@ public final class CachedFile implements AutoCloseable {
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
     volatile long size;
-    private volatile long changes;
+    volatile long changes;     // written by PageWrites too
     volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us
     long backingSize;          // guarded by cache.lock: pages at or beyond it are known to read as zeros
     /** Filling pages and reading ahead (see {@link PageFills}). */
     final PageFills reads;
     /** Writing dirty pages back (see {@link WriteBack}). */
     final WriteBack writes;
+    /** Writing into pages (see {@link PageWrites}). */
+    final PageWrites puts;
 
     CachedFile(PageCache cache, int id, FileKey key, BackingStore store, long size, boolean readOnly) {
         this.cache = cache;
@@ -51,6 +51,7 @@ public final class CachedFile implements AutoCloseable {
         this.seenStamp = stampOrZero();
         this.reads = new PageFills(this);
         this.writes = new WriteBack(this);
+        this.puts = new PageWrites(this);
     }
 
     /** The read-ahead of the export that opened this file (set when it is first opened). */
@@ -191,198 +192,17 @@ public final class CachedFile implements AutoCloseable {
 
     /** Writes the buffers one after another from {@code offset} (a gathered payload), as one write. */
     public void write(IoPath path, long offset, ByteBuffer[] srcs, boolean fua) throws IOException {
-        if (readOnly) throw new java.nio.file.AccessDeniedException(key.toString(), null, "read-only");
-        long total = 0;
-        for (ByteBuffer src : srcs) total += src.remaining();
-        long end = offset + total;
-        if (offset < 0 || end < offset) throw new Posix.ErrnoException("write beyond 2^63", Posix.EFBIG);
-        if (end > HOST_CHECK && end > size) growHostFirst(end);
-        changes++;
-        long at = offset;
-        for (ByteBuffer src : srcs) {
-            int n = src.remaining();
-            copyIn(path, at, src, true);
-            at += n;
-        }
-        boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
-        if (sync || cache.mode == CacheMode.WRITETHROUGH) {
-            writeback(sync);
-        } else {
-            cache.flusher.throttle(this);
-        }
+        puts.write(path, offset, srcs, fua);
     }
 
-    /**
-     * {@link #write} without FUA, done only if it needs nothing that may wait: the cache writes back
-     * later, every page of the range is resident, VALID and unshared, the file does not grow, and the
-     * dirty limit has room (no pacing). Returns false, having changed nothing, otherwise. Never waits and
-     * never does I/O, so it may run on a network thread.
-     */
+    /** {@link #write} only if every page is resident and nothing may wait ({@link PageWrites#ifResident}). */
     public boolean writeIfResident(IoPath path, long offset, ByteBuffer[] srcs) {
-        if (readOnly || cache.mode != CacheMode.WRITEBACK) return false;
-        long total = 0;
-        for (ByteBuffer src : srcs) total += src.remaining();
-        if (total == 0 || offset < 0 || offset + total > size) return false;
-        int[] frames = reads.pinResident(offset, total, path, true);
-        if (frames == null) return false;
-        changes++;
-        // a run of adjacent memory frames at a time (pages filled together usually are): a 1 MiB write
-        // is then a few bulk copies, not 256 of a page each
-        ByteBuffer[] dst = PinnedRange.views(cache, frames, offset, total);
-        int d = 0;
-        for (ByteBuffer src : srcs) {
-            while (src.hasRemaining()) {
-                ByteBuffer to = dst[d];
-                int n = Math.min(to.remaining(), src.remaining());
-                to.put(to.position(), src, src.position(), n);
-                to.position(to.position() + n);
-                src.position(src.position() + n);
-                if (!to.hasRemaining()) d++;
-            }
-        }
-        cache.lock.lock();
-        try {
-            for (int f : frames) {
-                cache.dirty.mark(this, f);
-                cache.unpin(f);
-            }
-        } finally {
-            cache.lock.unlock();
-        }
-        return true;
+        return puts.ifResident(path, offset, srcs);
     }
 
-    /**
-     * {@link #write} without FUA where pages are not resident too, done only if nothing in it may wait:
-     * every page it needs is resident (and unshared), or a new frame taken without waiting for write-back
-     * whose old content no read is needed for (a whole page, or one past the end of the host file); the
-     * dirty limit has room for all of it; the file does not grow past {@link #HOST_CHECK}. So a network
-     * thread may call it: a client writing a new file sequentially is answered without the executor.
-     * False otherwise, when it may have written some of the data (each page it wrote holds exactly what
-     * the write puts there): the caller then does the whole write the usual way, which writes the same
-     * bytes again.
-     */
+    /** {@link #write} only if nothing in it may wait, new frames allowed ({@link PageWrites#ifNoWait}). */
     public boolean writeIfNoWait(IoPath path, long offset, ByteBuffer[] srcs) {
-        if (readOnly || cache.mode != CacheMode.WRITEBACK) return false;
-        long total = 0;
-        for (ByteBuffer src : srcs) total += src.remaining();
-        long end = offset + total;
-        if (total == 0 || offset < 0 || end < offset || end > HOST_CHECK) return false;
-        long pages = ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1;
-        cache.lock.lock();
-        try {
-            if (cache.dirtyPages + pages > cache.dirtyLimit) return false;
-        } finally {
-            cache.lock.unlock();
-        }
-        changes++;
-        long at = offset;
-        for (ByteBuffer src : srcs) {
-            ByteBuffer view = src.duplicate();      // the caller's buffers untouched: it may write them again
-            int n = view.remaining();
-            try {
-                if (!copyIn(path, at, view, false)) return false;
-            } catch (IOException e) {
-                return false;           // (no fill is ever started here)
-            }
-            at += n;
-        }
-        return true;
-    }
-
-    /** Past 1 TiB a write that grows the file asks the host first (below it every common file system has room). */
-    static final long HOST_CHECK = 1L << 40;
-
-    /**
-     * A size the host refuses (EFBIG past the file system's largest file) must be refused when written,
-     * as the kernel does, not found at write-back, where the pages could never be written and would stay
-     * dirty for good: the host file is grown to {@code end} before the cache takes the write.
-     */
-    private void growHostFirst(long end) throws IOException {
-        punchLock.writeLock().lock();
-        try {
-            if (store.size() >= end) return;
-            store.truncate(end);
-            cache.lock.lock();
-            try {
-                backingSize = Math.max(backingSize, end);
-            } finally {
-                cache.lock.unlock();
-            }
-        } finally {
-            punchLock.writeLock().unlock();
-        }
-    }
-
-    /**
-     * Copies {@code src} into the file's pages at {@code offset}. With {@code mayWait} false it returns
-     * false where it would wait for a frame or read a page's old content first, the pages before it written.
-     */
-    private boolean copyIn(IoPath path, long offset, ByteBuffer src, boolean mayWait) throws IOException {
-        long pos = offset;
-        long end = offset + src.remaining();
-        while (pos < end) {
-            long page = pos >>> PageCache.PAGE_SHIFT;
-            int in = (int) (pos & (PAGE - 1));
-            int n = (int) Math.min(PAGE - in, end - pos);
-            boolean whole = n == PAGE;
-            int fr;
-            boolean fresh = false, needFill = false;
-            cache.lock.lock();
-            try {
-                fr = mayWait ? cache.lookup(this, page, path) : cache.lookupNow(this, page, path);
-                if (fr == PageCache.BUSY) return false;        // being read in: only a waiting write may wait for it
-                if (fr >= 0) {
-                    fr = cache.sharing.prepareWrite(this, fr, path);
-                    if (fr < 0) {
-                        if (!mayWait) return false;
-                        cache.flusher.awaitFrame();
-                        continue;
-                    }
-                } else {
-                    boolean beyond = (page << PageCache.PAGE_SHIFT) >= backingSize;
-                    needFill = !whole && !beyond;
-                    if (needFill && !mayWait) return false;
-                    fr = cache.allocate(this, page, path, needFill);
-                    if (fr < 0) {
-                        if (!mayWait) return false;
-                        cache.flusher.awaitFrame();
-                        continue;
-                    }
-                    fresh = true;
-                }
-            } finally {
-                cache.lock.unlock();
-            }
-            if (needFill) {
-                reads.fill(path, new int[] {fr}, 1, page, false);
-            }
-            boolean done = false;
-            try {
-                ByteBuffer frame = cache.data(fr);
-                if (fresh && !needFill && !whole) zero(frame, 0, PAGE);
-                frame.position(in).put(src.slice(src.position(), n));
-                src.position(src.position() + n);
-                done = true;
-            } finally {
-                cache.lock.lock();
-                try {
-                    if (fresh && !needFill) {
-                        if (done) cache.completeFill(fr, path, false);
-                        else cache.failFill(this, fr);
-                    }
-                    if (done) {
-                        cache.dirty.mark(this, fr);
-                        if (pos + n > size) size = pos + n;
-                    }
-                    if (!fresh || needFill || done) cache.unpin(fr);
-                } finally {
-                    cache.lock.unlock();
-                }
-            }
-            pos += n;
-        }
-        return true;
+        return puts.ifNoWait(path, offset, srcs);
     }
 
     /** Writes back every dirty page and makes the file durable (NBD_CMD_FLUSH, FUA, Tfsync). */

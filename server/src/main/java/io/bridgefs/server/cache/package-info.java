@@ -24,7 +24,8 @@
  * allocates a frame for it in state LOADING, pinned), drops the lock, then copies or does I/O. A frame
  * that is pinned is never evicted nor reassigned, so its contents and key are stable for the pinner.
  * Threads that find a LOADING frame wait on {@code changed} until the filler finishes, so each page
- * is read from backing storage once. A thread never waits while it holds pins, which rules out
+ * is read from backing storage once (a network thread's write declines instead, and the executor
+ * writes it: {@link io.bridgefs.server.cache.PageWrites}). A thread never waits while it holds pins, which rules out
  * deadlock: reads and writes process one page (or one run of missing pages) at a time and unpin it
  * before moving on. Copies into the same page by concurrent requests are not atomic with respect to
  * each other, as on a disk.
@@ -35,7 +36,9 @@
  * generations, copies and writes them without the lock, and clears the dirty flag only where the
  * generation is unchanged: a write that raced with the write-back keeps its page dirty. Dirty frames
  * are never evicted; when every unpinned frame is dirty the allocating thread writes some back first.
- * A failed write-back leaves pages dirty, so data that was acknowledged is never dropped.
+ * A failed write-back leaves pages dirty, so data that was acknowledged is never dropped while a name
+ * leads to the file; at the last close of a file with none left (removed, link count 0) nothing can
+ * read it again, and its pages are dropped instead of written back ({@code CachedFile.close}).
  * {@link io.bridgefs.server.cache.WriteBack} writes a file's dirty pages in page order as runs of up to
  * {@code maxRun} pages, joining dirty pages at most 16 pages apart through the resident clean pages
  * between them: scattered small writes then cost a few large writes instead of one system call and

@@ -1,0 +1,218 @@
+package io.bridgefs.server.cache;
+
+import io.bridgefs.server.posix.Posix;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * Writing into a file's pages, on behalf of {@link CachedFile}: the usual write (which may wait for a
+ * frame, read a page's old content first, or pace the writer at the dirty limit), and the two that
+ * never wait, for a network thread: into resident pages only, or into new frames too where no read
+ * is needed. Write-back is {@link WriteBack}'s; filling pages is {@link PageFills}'s.
+ */
+final class PageWrites {
+    private static final int PAGE = PageCache.PAGE_SIZE;
+    private final CachedFile file;
+    private final PageCache cache;
+
+    PageWrites(CachedFile file) {
+        this.file = file;
+        this.cache = file.cache;
+    }
+
+    /** {@link CachedFile#write}: the buffers one after another from {@code offset}, as one write. */
+    void write(IoPath path, long offset, ByteBuffer[] srcs, boolean fua) throws IOException {
+        if (file.readOnly) throw new java.nio.file.AccessDeniedException(file.key.toString(), null, "read-only");
+        long total = 0;
+        for (ByteBuffer src : srcs) total += src.remaining();
+        long end = offset + total;
+        if (offset < 0 || end < offset) throw new Posix.ErrnoException("write beyond 2^63", Posix.EFBIG);
+        if (end > HOST_CHECK && end > file.size) growHostFirst(end);
+        file.changes++;
+        long at = offset;
+        for (ByteBuffer src : srcs) {
+            int n = src.remaining();
+            copyIn(path, at, src, true);
+            at += n;
+        }
+        boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
+        if (sync || cache.mode == CacheMode.WRITETHROUGH) {
+            file.writeback(sync);
+        } else {
+            cache.flusher.throttle(file);
+        }
+    }
+
+    /**
+     * {@link CachedFile#write} without FUA, done only if it needs nothing that may wait: the cache
+     * writes back later, every page of the range is resident, VALID and unshared, the file does not
+     * grow, and the dirty limit has room (no pacing). Returns false, having changed nothing, otherwise. Never waits and
+     * never does I/O, so it may run on a network thread.
+     */
+    boolean ifResident(IoPath path, long offset, ByteBuffer[] srcs) {
+        if (file.readOnly || cache.mode != CacheMode.WRITEBACK) return false;
+        long total = 0;
+        for (ByteBuffer src : srcs) total += src.remaining();
+        if (total == 0 || offset < 0 || offset + total > file.size) return false;
+        int[] frames = file.reads.pinResident(offset, total, path, true);
+        if (frames == null) return false;
+        file.changes++;
+        // a run of adjacent memory frames at a time (pages filled together usually are): a 1 MiB write
+        // is then a few bulk copies, not 256 of a page each
+        ByteBuffer[] dst = PinnedRange.views(cache, frames, offset, total);
+        int d = 0;
+        for (ByteBuffer src : srcs) {
+            while (src.hasRemaining()) {
+                ByteBuffer to = dst[d];
+                int n = Math.min(to.remaining(), src.remaining());
+                to.put(to.position(), src, src.position(), n);
+                to.position(to.position() + n);
+                src.position(src.position() + n);
+                if (!to.hasRemaining()) d++;
+            }
+        }
+        cache.lock.lock();
+        try {
+            for (int f : frames) {
+                cache.dirty.mark(file, f);
+                cache.unpin(f);
+            }
+        } finally {
+            cache.lock.unlock();
+        }
+        return true;
+    }
+
+    /**
+     * {@link CachedFile#write} without FUA where pages are not resident too, done only if nothing in it may wait:
+     * every page it needs is resident (and unshared), or a new frame taken without waiting for write-back
+     * whose old content no read is needed for (a whole page, or one past the end of the host file); the
+     * dirty limit has room for all of it; the file does not grow past {@link #HOST_CHECK}. So a network
+     * thread may call it: a client writing a new file sequentially is answered without the executor.
+     * False otherwise, when it may have written some of the data (each page it wrote holds exactly what
+     * the write puts there): the caller then does the whole write the usual way, which writes the same
+     * bytes again.
+     */
+    boolean ifNoWait(IoPath path, long offset, ByteBuffer[] srcs) {
+        if (file.readOnly || cache.mode != CacheMode.WRITEBACK) return false;
+        long total = 0;
+        for (ByteBuffer src : srcs) total += src.remaining();
+        long end = offset + total;
+        if (total == 0 || offset < 0 || end < offset || end > HOST_CHECK) return false;
+        long pages = ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1;
+        cache.lock.lock();
+        try {
+            if (cache.dirtyPages + pages > cache.dirtyLimit) return false;
+        } finally {
+            cache.lock.unlock();
+        }
+        file.changes++;
+        long at = offset;
+        for (ByteBuffer src : srcs) {
+            ByteBuffer view = src.duplicate();      // the caller's buffers untouched: it may write them again
+            int n = view.remaining();
+            try {
+                if (!copyIn(path, at, view, false)) return false;
+            } catch (IOException e) {
+                return false;           // (no fill is ever started here)
+            }
+            at += n;
+        }
+        return true;
+    }
+
+    /** Past 1 TiB a write that grows the file asks the host first (below it every common file system has room). */
+    static final long HOST_CHECK = 1L << 40;
+
+    /**
+     * A size the host refuses (EFBIG past the file system's largest file) must be refused when written,
+     * as the kernel does, not found at write-back, where the pages could never be written and would stay
+     * dirty for good: the host file is grown to {@code end} before the cache takes the write.
+     */
+    private void growHostFirst(long end) throws IOException {
+        file.punchLock.writeLock().lock();
+        try {
+            if (file.store.size() >= end) return;
+            file.store.truncate(end);
+            cache.lock.lock();
+            try {
+                file.backingSize = Math.max(file.backingSize, end);
+            } finally {
+                cache.lock.unlock();
+            }
+        } finally {
+            file.punchLock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Copies {@code src} into the file's pages at {@code offset}. With {@code mayWait} false it returns
+     * false where it would wait for a frame or read a page's old content first, the pages before it written.
+     */
+    private boolean copyIn(IoPath path, long offset, ByteBuffer src, boolean mayWait) throws IOException {
+        long pos = offset;
+        long end = offset + src.remaining();
+        while (pos < end) {
+            long page = pos >>> PageCache.PAGE_SHIFT;
+            int in = (int) (pos & (PAGE - 1));
+            int n = (int) Math.min(PAGE - in, end - pos);
+            boolean whole = n == PAGE;
+            int fr;
+            boolean fresh = false, needFill = false;
+            cache.lock.lock();
+            try {
+                fr = mayWait ? cache.lookup(file, page, path) : cache.lookupNow(file, page, path);
+                if (fr == PageCache.BUSY) return false;        // being read in: only a waiting write may wait for it
+                if (fr >= 0) {
+                    fr = cache.sharing.prepareWrite(file, fr, path);
+                    if (fr < 0) {
+                        if (!mayWait) return false;
+                        cache.flusher.awaitFrame();
+                        continue;
+                    }
+                } else {
+                    boolean beyond = (page << PageCache.PAGE_SHIFT) >= file.backingSize;
+                    needFill = !whole && !beyond;
+                    if (needFill && !mayWait) return false;
+                    fr = cache.allocate(file, page, path, needFill);
+                    if (fr < 0) {
+                        if (!mayWait) return false;
+                        cache.flusher.awaitFrame();
+                        continue;
+                    }
+                    fresh = true;
+                }
+            } finally {
+                cache.lock.unlock();
+            }
+            if (needFill) {
+                file.reads.fill(path, new int[] {fr}, 1, page, false);
+            }
+            boolean done = false;
+            try {
+                ByteBuffer frame = cache.data(fr);
+                if (fresh && !needFill && !whole) CachedFile.zero(frame, 0, PAGE);
+                frame.position(in).put(src.slice(src.position(), n));
+                src.position(src.position() + n);
+                done = true;
+            } finally {
+                cache.lock.lock();
+                try {
+                    if (fresh && !needFill) {
+                        if (done) cache.completeFill(fr, path, false);
+                        else cache.failFill(file, fr);
+                    }
+                    if (done) {
+                        cache.dirty.mark(file, fr);
+                        if (pos + n > file.size) file.size = pos + n;
+                    }
+                    if (!fresh || needFill || done) cache.unpin(fr);
+                } finally {
+                    cache.lock.unlock();
+                }
+            }
+            pos += n;
+        }
+        return true;
+    }
+}
