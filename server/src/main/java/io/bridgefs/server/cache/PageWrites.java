@@ -23,18 +23,11 @@ final class PageWrites {
     /** {@link CachedFile#write}: the buffers one after another from {@code offset}, as one write. */
     void write(IoPath path, long offset, ByteBuffer[] srcs, boolean fua) throws IOException {
         if (file.readOnly) throw new java.nio.file.AccessDeniedException(file.key.toString(), null, "read-only");
-        long total = 0;
-        for (ByteBuffer src : srcs) total += src.remaining();
-        long end = offset + total;
+        long end = offset + bytes(srcs);
         if (offset < 0 || end < offset) throw new Posix.ErrnoException("write beyond 2^63", Posix.EFBIG);
         if (end > HOST_CHECK && end > file.size) growHostFirst(end);
         file.changes++;
-        long at = offset;
-        for (ByteBuffer src : srcs) {
-            int n = src.remaining();
-            copyIn(path, at, src, true);
-            at += n;
-        }
+        copyAll(path, offset, srcs, true);
         boolean sync = fua || cache.mode == CacheMode.DIRECTSYNC;
         if (sync || cache.mode == CacheMode.WRITETHROUGH) {
             file.writeback(sync);
@@ -51,8 +44,7 @@ final class PageWrites {
      */
     boolean ifResident(IoPath path, long offset, ByteBuffer[] srcs) {
         if (file.readOnly || cache.mode != CacheMode.WRITEBACK) return false;
-        long total = 0;
-        for (ByteBuffer src : srcs) total += src.remaining();
+        long total = bytes(srcs);
         if (total == 0 || offset < 0 || offset + total > file.size) return false;
         int[] frames = file.reads.pinResident(offset, total, path, true);
         if (frames == null) return false;
@@ -95,8 +87,7 @@ final class PageWrites {
      */
     boolean ifNoWait(IoPath path, long offset, ByteBuffer[] srcs) {
         if (file.readOnly || cache.mode != CacheMode.WRITEBACK) return false;
-        long total = 0;
-        for (ByteBuffer src : srcs) total += src.remaining();
+        long total = bytes(srcs);
         long end = offset + total;
         if (total == 0 || offset < 0 || end < offset || end > HOST_CHECK) return false;
         long pages = ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1;
@@ -107,15 +98,30 @@ final class PageWrites {
             cache.lock.unlock();
         }
         file.changes++;
+        try {
+            return copyAll(path, offset, srcs, false);
+        } catch (IOException e) {
+            return false;           // (no fill is ever started here)
+        }
+    }
+
+    /** The bytes a gathered write carries. */
+    private static long bytes(ByteBuffer[] srcs) {
+        long total = 0;
+        for (ByteBuffer src : srcs) total += src.remaining();
+        return total;
+    }
+
+    /**
+     * Copies the buffers one after another from {@code offset} ({@link #copyIn} each). Not waiting, it
+     * copies from views, so a declined write leaves the caller's buffers to be written again.
+     */
+    private boolean copyAll(IoPath path, long offset, ByteBuffer[] srcs, boolean mayWait) throws IOException {
         long at = offset;
         for (ByteBuffer src : srcs) {
-            ByteBuffer view = src.duplicate();      // the caller's buffers untouched: it may write them again
-            int n = view.remaining();
-            try {
-                if (!copyIn(path, at, view, false)) return false;
-            } catch (IOException e) {
-                return false;           // (no fill is ever started here)
-            }
+            ByteBuffer from = mayWait ? src : src.duplicate();
+            int n = from.remaining();
+            if (!copyIn(path, at, from, mayWait)) return false;
             at += n;
         }
         return true;
