@@ -113,18 +113,52 @@ final class PageWrites {
     }
 
     /**
-     * Copies the buffers one after another from {@code offset} ({@link #copyIn} each). Not waiting, it
-     * copies from views, so a declined write leaves the caller's buffers to be written again.
+     * Copies the buffers one after another from {@code offset}, as one write ({@link #copyIn}). Not
+     * waiting, it copies from views, so a declined write leaves the caller's buffers to be written again.
      */
     private boolean copyAll(IoPath path, long offset, ByteBuffer[] srcs, boolean mayWait) throws IOException {
-        long at = offset;
-        for (ByteBuffer src : srcs) {
-            ByteBuffer from = mayWait ? src : src.duplicate();
-            int n = from.remaining();
-            if (!copyIn(path, at, from, mayWait)) return false;
-            at += n;
+        ByteBuffer[] from = srcs;
+        if (!mayWait) {
+            from = new ByteBuffer[srcs.length];
+            for (int i = 0; i < srcs.length; i++) from[i] = srcs[i].duplicate();
         }
-        return true;
+        return copyIn(path, offset, new Gather(from), mayWait);
+    }
+
+    /**
+     * A gathered write's buffers read one after another. A page is whole or partial by the write as a
+     * whole, not by the buffers it arrived in: a 4 KiB write split across two TCP segments is two
+     * buffers, and taken one buffer at a time each half would have read the page's old content first.
+     */
+    private static final class Gather {
+        private final ByteBuffer[] srcs;
+        private int i;
+
+        Gather(ByteBuffer[] srcs) {
+            this.srcs = srcs;
+        }
+
+        long remaining() {
+            long n = 0;
+            for (int k = i; k < srcs.length; k++) n += srcs[k].remaining();
+            return n;
+        }
+
+        /** The next {@code n} bytes into {@code dst} from its position, which advances. */
+        void copyTo(ByteBuffer dst, int n) {
+            while (n > 0) {
+                ByteBuffer src = srcs[i];
+                if (!src.hasRemaining()) {
+                    i++;
+                    continue;
+                }
+                int k = Math.min(n, src.remaining());
+                dst.put(dst.position(), src, src.position(), k);
+                dst.position(dst.position() + k);
+                src.position(src.position() + k);
+                n -= k;
+            }
+        }
     }
 
     /** Past 1 TiB a write that grows the file asks the host first (below it every common file system has room). */
@@ -152,10 +186,10 @@ final class PageWrites {
     }
 
     /**
-     * Copies {@code src} into the file's pages at {@code offset}. With {@code mayWait} false it returns
-     * false where it would wait for a frame or read a page's old content first, the pages before it written.
+     * Copies what {@code src} holds into the file's pages at {@code offset}. With {@code mayWait} false it
+     * returns false where it would wait for a frame or read a page's old content first, the pages before it written.
      */
-    private boolean copyIn(IoPath path, long offset, ByteBuffer src, boolean mayWait) throws IOException {
+    private boolean copyIn(IoPath path, long offset, Gather src, boolean mayWait) throws IOException {
         long pos = offset;
         long end = offset + src.remaining();
         while (pos < end) {
@@ -198,8 +232,7 @@ final class PageWrites {
             try {
                 ByteBuffer frame = cache.data(fr);
                 if (fresh && !needFill && !whole) CachedFile.zero(frame, 0, PAGE);
-                frame.position(in).put(src.slice(src.position(), n));
-                src.position(src.position() + n);
+                src.copyTo(frame.position(in), n);
                 done = true;
             } finally {
                 cache.lock.lock();

@@ -93,4 +93,45 @@ class WriteIfNoWaitTest {
             f.close();
         }
     }
+
+    /** A write's buffers as they may arrive: split at arbitrary points (TCP segments). */
+    static ByteBuffer[] split(int n, int value, int... cuts) {
+        ByteBuffer whole = bytes(n, value)[0];
+        ByteBuffer[] parts = new ByteBuffer[cuts.length + 1];
+        int from = 0;
+        for (int i = 0; i <= cuts.length; i++) {
+            int to = i < cuts.length ? cuts[i] : n;
+            parts[i] = whole.slice(from, to - from);
+            from = to;
+        }
+        return parts;
+    }
+
+    @Test
+    void wholePagesSplitAcrossBuffersAreWholeNotReadFirst() throws Exception {
+        try (PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK)) {
+            MemStore store = new MemStore(8 * P);
+            java.util.Arrays.fill(store.data, (byte) 1);
+            CachedFile f = cache.open(new FileKey(1, 4), store, false);
+            assertTrue(f.writeIfNoWait(IoPath.NBD, P, split(P, 7, 1448)), "one page in two buffers: whole, nothing to read");
+            f.write(IoPath.NBD, 2 * P, split(3 * P, 8, 1, 1448, P + 2896, 2 * P + 4000), false);
+            assertEquals(0, store.reads, "no page of either write was read from the host");
+            assertEquals(0, cache.snapshot().fills(IoPath.NBD));
+            // and a partial page in pieces is still read first, its untouched bytes kept
+            f.write(IoPath.NBD, 6 * P + 100, split(1000, 9, 10, 500), false);
+            assertEquals(1, cache.snapshot().fills(IoPath.NBD));
+            f.flush();
+            byte[] host = store.contents();
+            assertEquals(7, host[P]);
+            assertEquals(7, host[2 * P - 1]);
+            assertEquals(8, host[2 * P]);
+            assertEquals(8, host[5 * P - 1]);
+            assertEquals(1, host[P - 1]);
+            assertEquals(1, host[6 * P + 99]);
+            assertEquals(9, host[6 * P + 100]);
+            assertEquals(9, host[6 * P + 1099]);
+            assertEquals(1, host[6 * P + 1100]);
+            f.close();
+        }
+    }
 }

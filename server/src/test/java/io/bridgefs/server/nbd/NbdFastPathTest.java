@@ -53,10 +53,50 @@ class NbdFastPathTest {
             assertEquals(0, w.send(NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 0, 10, new byte[10]).error());
             assertEquals(2, ex.ran, "a FUA write must reach stable storage: the executor");
             assertEquals(0, w.send(NBD_CMD_WRITE, 0, 128 * 1024, 10, new byte[10]).error());
-            assertEquals(3, ex.ran, "a write into a page not in the cache: the executor");
+            assertEquals(3, ex.ran, "a write into part of a page not in the cache (its old content must be read first): the executor");
             assertEquals(0, w.send(NBD_CMD_FLUSH, 0, 0, 0, null).error());
             assertEquals(4, ex.ran);
             w.ch.finishAndReleaseAll();
         }
+    }
+
+    static byte[] filled(int n, int value) {
+        byte[] b = new byte[n];
+        Arrays.fill(b, (byte) value);
+        return b;
+    }
+
+    @Test
+    void wholePageWritesToPagesNotCachedSkipTheExecutorAndPartialOrFuaOnesDoNot() {
+        CountingExecutor ex = new CountingExecutor();
+        var store = new NbdSessionModelProperties.Mem();
+        Arrays.fill(store.data, (byte) 9);
+        var w = new NbdSessionModelProperties.World(false, ex, store, 64);
+
+        byte[] d = filled(3 * 4096, 5);
+        assertEquals(0, w.send(NBD_CMD_WRITE, 0, 8192, d.length, d).error());
+        assertEquals(0, ex.ran, "three whole pages not in the cache: answered on the network thread");
+        assertArrayEquals(d, data(w.send(NBD_CMD_READ, 0, 8192, d.length, null), false));
+        assertEquals(0, ex.ran, "and they are resident now");
+
+        // from 100 bytes into page 16 to 100 bytes into page 18: the first and last pages' old content
+        // must be read, so the executor writes it (after the network thread may have written page 17)
+        int at = 64 * 1024 + 100;
+        assertEquals(0, w.send(NBD_CMD_WRITE, 0, at, 8192, filled(8192, 6)).error());
+        assertEquals(1, ex.ran, "a write needing a page's old content: the executor");
+        byte[] expect = filled(3 * 4096, 9);
+        Arrays.fill(expect, 100, 100 + 8192, (byte) 6);
+        assertArrayEquals(expect, data(w.send(NBD_CMD_READ, 0, 64 * 1024, expect.length, null), false));
+
+        assertEquals(0, w.send(NBD_CMD_WRITE, NBD_CMD_FLAG_FUA, 128 * 1024, 4096, filled(4096, 4)).error());
+        assertEquals(2, ex.ran, "a FUA write of a whole page not cached: the executor");
+        assertArrayEquals(filled(4096, 4), Arrays.copyOfRange(store.data, 128 * 1024, 132 * 1024), "FUA: in the image at once");
+
+        assertEquals(0, w.send(NBD_CMD_FLUSH, 0, 0, 0, null).error());
+        assertArrayEquals(d, Arrays.copyOfRange(store.data, 8192, 8192 + d.length), "the network thread's write, flushed");
+        assertArrayEquals(expect, Arrays.copyOfRange(store.data, 64 * 1024, 64 * 1024 + expect.length));
+        assertEquals(9, store.data[8191]);
+        assertEquals(9, store.data[8192 + d.length]);
+        w.ch.finishAndReleaseAll();
     }
 }
