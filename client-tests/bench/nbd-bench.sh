@@ -4,6 +4,7 @@
 # bridgefs is faster). Run by hand (as root, so the host page cache can be dropped for the cold rows):
 #   client-tests/bench/nbd-bench.sh [IMAGE_SIZE_MIB] [SECONDS_PER_FIO_ROW] [ROUNDS]
 # Cold: server restarted and host caches dropped. Warm: the same again right after a full read (best of three).
+# The *_cold write rows: after a restart with caches dropped, every page of half the image written once.
 # Every row is the best of ROUNDS rounds (default 2); each round runs the servers in a rotated order.
 # bridgefs (a JVM) is JIT-warmed on a separate image after each start, as a long-running server is;
 # the CPU its JIT compilers still used during the measured rows is printed at the end.
@@ -22,6 +23,7 @@ echo "bench: creating a ${SIZE_MIB} MiB image of random data in $work"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$img"
 head -c $((256 << 20)) /dev/urandom > "$work/warmup.img"
 head -c $((256 << 20)) /dev/urandom > "$work/warmcold.img"
+truncate -s 256m "$work/warmwrite.img"
 sync
 
 PORT=10900
@@ -29,7 +31,7 @@ pid=
 start() {  # start NAME
   case $1 in
     bridgefs) java -XX:MaxDirectMemorySize=3g -jar "$work/bridgefs.jar" serve --nbd-listen 127.0.0.1:$PORT \
-                --nbd-export "bench=$img" --nbd-export "warmup=$work/warmup.img" --nbd-export "warmcold=$work/warmcold.img" --cache-size $((SIZE_MIB + 512))m \
+                --nbd-export "bench=$img" --nbd-export "warmup=$work/warmup.img" --nbd-export "warmcold=$work/warmcold.img" --nbd-export "warmwrite=$work/warmwrite.img" --cache-size $((SIZE_MIB + 768))m \
                 --writeback-interval 0 >"$work/srv.log" 2>&1 &
               pid=$! ;;
     qemu-nbd) qemu-nbd -f raw -x bench -p $PORT -b 127.0.0.1 -t --shared=16 --cache=writeback --aio=threads "$img" >"$work/srv.log" 2>&1 &
@@ -51,6 +53,8 @@ start() {  # start NAME
         # random reads and writes of cached ones, 1 MiB writes
         warm_fio randread 4k 32 warmcold
         warm_fio randrw 4k 32 warmup
+        # and writes to pages not cached (a sparse image: about half of them new pages)
+        warm_fio randwrite 4k 32 warmwrite
         # 1 MiB writes to both images at once: past a quarter of the cache dirty, so the background
         # flusher's chunked write-back runs (and is compiled) too, as it does in the write rows
         warm_fio write 1m 8 warmup warmcold
@@ -97,16 +101,24 @@ copy_mibs() {  # MiB/s of nbdcopy to null:
   awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)}'
 }
 fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
-  local rw=$1 bs=$2 qd=$3 out
-  out=$(fio --name=b --ioengine=nbd --uri="$(uri)" --rw=$rw --bs=$bs --iodepth=$qd --size=${SIZE_MIB}m \
-        --time_based --runtime=$SECS --ramp_time=1 --norandommap --randrepeat=0 --minimal --end_fsync=1 2>/dev/null)
-  # terse v3: field 8 read KiB/s, 9 read IOPS, 49 write KiB/s, 50 write IOPS
+  fio_run "$1" "$2" "$3" --size=${SIZE_MIB}m --time_based --runtime=$SECS --ramp_time=1 --norandommap --randrepeat=0
+}
+# fio_once RW BS IODEPTH HALF -> IOPS (4k) or MiB/s (large): every block of one half of the image (0 or 1)
+# written once (fio's random map: no block twice), none of it cached; the time includes the closing FLUSH
+fio_once() {
+  local half=$(( SIZE_MIB / 2 ))
+  fio_run "$1" "$2" "$3" --offset=$(( $4 * half ))m --size=${half}m
+}
+fio_run() {  # fio_run RW BS IODEPTH FIO_OPTION...: one job ending with a FLUSH (in its time); IOPS (4k) or MiB/s
+  local rw=$1 bs=$2 qd=$3 out; shift 3
+  out=$(fio --name=b --ioengine=nbd --uri="$(uri)" --rw=$rw --bs=$bs --iodepth=$qd "$@" --minimal --end_fsync=1 2>/dev/null)
+  # terse v3 (1-based awk fields): 7 read KiB/s, 8 read IOPS, 48 write KiB/s, 49 write IOPS
   echo "$out" | grep ";" | tail -n1 | awk -F';' -v rw=$rw -v bs=$bs '{
     r = (rw ~ /read/); kib = r ? $7 : $48; iops = r ? $8 : $49;
     if (bs == "4k") printf "%.0f", iops; else printf "%.0f", kib/1024 }'
 }
 
-# Once per run, after bridgefs's write rows (its cache full of dirty pages, no write-back timer): 16 MiB
+# Once per run, after bridgefs's write rows (its cache full of their pages, no write-back timer): 16 MiB
 # written and FLUSHed, then the server killed with SIGKILL: what the FLUSH acknowledged must be in the
 # image file. A server that acknowledged a FLUSH before its data was written fails the bench.
 durable=
@@ -145,6 +157,7 @@ for i in 0 1 2 3; do
     keep $s randread_warm "$(fio_row randread 4k 32)"
     keep $s seqwrite "$(fio_row write 1m 8)"
     keep $s randwrite "$(fio_row randwrite 4k 32)"
+    keep $s seqwrite_cold -; keep $s randwrite_cold -
     stop; PORT=$((PORT + 1)); continue
   fi
   cold; start $s
@@ -156,14 +169,20 @@ for i in 0 1 2 3; do
   keep $s randread_warm "$(fio_row randread 4k 32)"
   keep $s seqwrite "$(fio_row write 1m 8)"
   keep $s randwrite "$(fio_row randwrite 4k 32)"
+  # a guest writing where nothing is cached: every page once, 1M sequential over the first half, 4k
+  # random over the second (whole pages: neither needs a read of the old content)
+  stop; cold; start $s
+  keep $s seqwrite_cold "$(fio_once write 1m 8 0)"
+  keep $s randwrite_cold "$(fio_once randwrite 4k 32 1)"
   if [ $s = bridgefs ] && [ -z "$durable" ]; then durable_check; else stop; fi
   PORT=$((PORT + 1))
 done
 done
 
-rows="seqread_cold seqread_warm randread_cold randread_warm seqwrite randwrite"
+rows="seqread_cold seqread_warm randread_cold randread_warm seqwrite randwrite seqwrite_cold randwrite_cold"
 declare -A UNIT=([seqread_cold]="MiB/s nbdcopy" [seqread_warm]="MiB/s nbdcopy" [randread_cold]="IOPS fio 4k qd32"
-                 [randread_warm]="IOPS fio 4k qd32" [seqwrite]="MiB/s fio 1M qd8" [randwrite]="IOPS fio 4k qd32")
+                 [randread_warm]="IOPS fio 4k qd32" [seqwrite]="MiB/s fio 1M qd8" [randwrite]="IOPS fio 4k qd32"
+                 [seqwrite_cold]="MiB/s fio 1M qd8" [randwrite_cold]="IOPS fio 4k qd32")
 ratio() { awk -v a="$1" -v c="$2" 'BEGIN{ if (c ~ /^[0-9.]+$/ && c > 0) printf "%.2f", a/c; else printf "-" }'; }
 printf '\n%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' row unit bridgefs qemu-nbd nbdkit nbdkit-mem "vs qemu-nbd" "vs nbdkit" "vs nbdkit-mem"
 for r in $rows; do
@@ -173,5 +192,5 @@ done
 echo "durability (bridgefs): $durable"
 jit_by_row=""; jit_all=0
 for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; jit_all=$((jit_all + ${JIT[$r]:-0})); done
-echo "bridgefs's JIT compilers during its measured rows: $(awk -v c=$jit_all 'BEGIN{printf "%.2f", c / 100}') s of CPU in all ($ROUNDS rounds, two server starts each; by row, s:$jit_by_row; fill: the unmeasured full read before randread_warm)"
+echo "bridgefs's JIT compilers during its measured rows: $(awk -v c=$jit_all 'BEGIN{printf "%.2f", c / 100}') s of CPU in all ($ROUNDS rounds, three server starts each; by row, s:$jit_by_row; fill: the unmeasured full read before randread_warm)"
 echo "(ratios are bridgefs/peer: above 1.00 bridgefs is faster; best of $ROUNDS rounds; ${SIZE_MIB} MiB image, ${SECS}s per fio row, $(nproc) cores)"

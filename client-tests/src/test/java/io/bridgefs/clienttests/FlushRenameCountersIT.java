@@ -239,4 +239,55 @@ class FlushRenameCountersIT {
             c.ok(new Tclunk(c.tag(), 4), Rclunk.class);
         }
     }
+
+    /** The server's descriptors that lead to a removed file under {@code dir}. */
+    static long removedOpen(BridgefsProcess s, Path dir) throws Exception {
+        long n = 0;
+        try (var fds = Files.list(Path.of("/proc", Long.toString(s.process.pid()), "fd"))) {
+            for (Path fd : fds.toList()) {
+                try {
+                    String to = Files.readSymbolicLink(fd).toString();
+                    if (to.startsWith(dir.toString()) && to.endsWith(" (deleted)")) n++;
+                } catch (java.io.IOException closedMeanwhile) {
+                    // a descriptor closed while listed
+                }
+            }
+        }
+        return n;
+    }
+
+    @Test
+    void filesRemovedOnTheHostAreReleasedWithoutWriteBack() throws Exception {
+        final long HALF = 512 << 10;
+        Path share = Files.createDirectories(dir.resolve("share")).toRealPath();
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share,
+                "--writeback-interval", "0");
+             RawP9Client c = new RawP9Client(port)) {
+            c.attach(1 << 20, "share", 1);
+            for (String name : new String[] {"gone", "kept"}) {
+                c.walk(1, 2);
+                c.ok(new Tlcreate(c.tag(), 2, name, P9.O_RDWR, 0644, 0), Rlcreate.class);
+                byte[] half = new byte[(int) HALF];
+                java.util.Arrays.fill(half, (byte) name.charAt(0));
+                c.ok(new Twrite(c.tag(), 2, 0, io.netty.buffer.Unpooled.wrappedBuffer(half)), Rwrite.class);
+                c.ok(new Tclunk(c.tag(), 2), Rclunk.class);     // no fid left: the server keeps the file open for its pages
+            }
+            assertEquals(2 * HALF, s.metric("bridgefs_dirty_bytes"));
+            Files.delete(share.resolve("gone"));                  // a host process, not a Tremove
+            assertTrue(removedOpen(s, share) > 0, "right after the host's rm the server still holds the file");
+            long deadline = System.nanoTime() + 20_000_000_000L;  // the sweep runs every 5 s
+            while (removedOpen(s, share) > 0 && System.nanoTime() < deadline) Thread.sleep(200);
+            assertEquals(0, removedOpen(s, share), "released within a sweep or two: the host has the blocks back");
+            assertEquals(HALF, s.metric("bridgefs_dirty_bytes"), "the removed file's pages dropped");
+            assertEquals(0, s.metric("bridgefs_writeback_bytes_total"), "nothing written back to it");
+            c.ok(new Tfsync(c.tag(), 1, 0), Rfsync.class);
+            c.walk(1, 3, "kept");
+            c.ok(new Tlopen(c.tag(), 3, P9.O_RDONLY), Rlopen.class);
+            c.ok(new Tfsync(c.tag(), 3, 0), Rfsync.class);
+            assertEquals(HALF, s.metric("bridgefs_writeback_bytes_total"), "the file still named kept its data");
+            assertEquals('k', Files.readAllBytes(share.resolve("kept"))[(int) HALF - 1]);
+            c.ok(new Tclunk(c.tag(), 3), Rclunk.class);
+        }
+    }
 }

@@ -221,6 +221,18 @@ public final class BridgefsServer implements AutoCloseable {
             });
             listeners.add(metricsChannel);
         }
+        if (p9Context != null) {
+            P9ServerContext p9 = p9Context;
+            timer.scheduleWithFixedDelay(() -> {
+                try {
+                    int n = p9.releaseRemoved();
+                    if (n > 0) log.debug("released {} kept file(s) removed on the host", n);
+                } catch (RuntimeException e) {       // (a task that throws is never run again)
+                    io.bridgefs.server.net.InternalErrors.record();
+                    log.error("releasing kept files removed on the host failed", e);
+                }
+            }, P9ServerContext.SWEEP_SECONDS, P9ServerContext.SWEEP_SECONDS, TimeUnit.SECONDS);
+        }
         int every = config.writebackSeconds();
         if (every > 0) {
             timer.scheduleWithFixedDelay(() -> {

@@ -355,8 +355,11 @@ public final class CachedFile implements AutoCloseable {
         writes.closeAfterWriteBack(old);
     }
 
-    /** {@link BackingStore#unlinked}, false where the store cannot say (its pages are then written back). */
-    private boolean noNameLeft() {
+    /**
+     * Whether no name leads to the file any more ({@link BackingStore#unlinked}: removed, here or on the
+     * host); false where the store cannot say (its pages are then written back).
+     */
+    public boolean noNameLeft() {
         try {
             return store.unlinked();
         } catch (IOException e) {

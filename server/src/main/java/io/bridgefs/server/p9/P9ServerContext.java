@@ -266,6 +266,33 @@ public final class P9ServerContext {
         if (ref != null) closeQuietly(ref);
     }
 
+    /**
+     * Releases the retained references of files no name leads to any more: removed on the host, where
+     * no Tremove told {@link #unlinked}. Without it a host's {@code rm} of a large file would not give its
+     * blocks back (the server holding it open) until the file left the retention list, which with a
+     * thousand files may be never. The server's timer calls it every few seconds ({@link #SWEEP_SECONDS}).
+     * Returns how many it released.
+     */
+    public int releaseRemoved() {
+        List<CachedFile> gone = new java.util.ArrayList<>();
+        synchronized (this) {
+            // under the lock: a reference still in the list is open (one leaving it leaves before it is
+            // closed), so its descriptor is its own; a thousand fstat calls hold the lock a millisecond or two
+            for (var it = retained.values().iterator(); it.hasNext(); ) {
+                CachedFile f = it.next();
+                if (f.noNameLeft()) {
+                    it.remove();
+                    gone.add(f);
+                }
+            }
+        }
+        gone.forEach(P9ServerContext::closeQuietly);
+        return gone.size();
+    }
+
+    /** How often the server looks for retained files removed on the host ({@link #releaseRemoved}). */
+    public static final int SWEEP_SECONDS = 5;
+
     /** Drops the retained references (shutdown). */
     public synchronized void releaseAll() {
         retained.values().forEach(P9ServerContext::closeQuietly);
