@@ -51,18 +51,8 @@ final class PageWrites {
         file.changes++;
         // a run of adjacent memory frames at a time (pages filled together usually are): a 1 MiB write
         // is then a few bulk copies, not 256 of a page each
-        ByteBuffer[] dst = PinnedRange.views(cache, frames, offset, total);
-        int d = 0;
-        for (ByteBuffer src : srcs) {
-            while (src.hasRemaining()) {
-                ByteBuffer to = dst[d];
-                int n = Math.min(to.remaining(), src.remaining());
-                to.put(to.position(), src, src.position(), n);
-                to.position(to.position() + n);
-                src.position(src.position() + n);
-                if (!to.hasRemaining()) d++;
-            }
-        }
+        Gather from = new Gather(srcs);
+        for (ByteBuffer to : PinnedRange.views(cache, frames, offset, total)) from.copyTo(to, to.remaining());
         cache.lock.lock();
         try {
             for (int f : frames) {
