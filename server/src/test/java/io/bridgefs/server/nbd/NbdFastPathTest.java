@@ -92,7 +92,16 @@ class NbdFastPathTest {
         assertEquals(2, ex.ran, "a FUA write of a whole page not cached: the executor");
         assertArrayEquals(filled(4096, 4), Arrays.copyOfRange(store.data, 128 * 1024, 132 * 1024), "FUA: in the image at once");
 
+        // two whole pages arriving in three pieces, cut inside each page (the request's header is 28 bytes):
+        // still whole pages, taken on the network thread, nothing read from the image
+        byte[] split = filled(2 * 4096, 3);
+        assertEquals(0, w.send(NBD_CMD_WRITE, 0, 160 * 1024, split.length, split, 28 + 1448, 28 + 4096 + 100).error());
+        assertEquals(2, ex.ran, "a write in pieces, into pages not cached: the network thread");
+        assertEquals(2, w.cache.snapshot().fills(io.bridgefs.server.cache.IoPath.NBD),
+                "the only pages read: the first and last of the unaligned write above");
+
         assertEquals(0, w.send(NBD_CMD_FLUSH, 0, 0, 0, null).error());
+        assertArrayEquals(split, Arrays.copyOfRange(store.data, 160 * 1024, 160 * 1024 + split.length));
         assertArrayEquals(d, Arrays.copyOfRange(store.data, 8192, 8192 + d.length), "the network thread's write, flushed");
         assertArrayEquals(expect, Arrays.copyOfRange(store.data, 64 * 1024, 64 * 1024 + expect.length));
         assertEquals(9, store.data[8191]);

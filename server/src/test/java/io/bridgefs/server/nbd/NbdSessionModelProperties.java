@@ -131,11 +131,18 @@ class NbdSessionModelProperties {
         }
 
         /** Sends one request and returns its reply: error code and, for reads, the data. */
-        NbdReplyDecoder.Reply send(int type, int flags, long offset, long length, byte[] payload) {
+        /** Sends a request, in pieces cut at the given byte positions (as TCP segments may), and returns its reply. */
+        NbdReplyDecoder.Reply send(int type, int flags, long offset, long length, byte[] payload, int... cuts) {
             long c = cookie++;
             ByteBuf b = Unpooled.buffer();
             NbdRequest.encode(b, type, flags, c, offset, length, payload == null ? null : Unpooled.wrappedBuffer(payload));
-            ch.writeInbound(b);
+            int from = 0;
+            for (int cut : cuts) {
+                ch.writeInbound(b.retainedSlice(from, cut - from));
+                from = cut;
+            }
+            ch.writeInbound(b.retainedSlice(from, b.writerIndex() - from));
+            b.release();
             ByteBuf out = drain();
             NbdReplyDecoder.Reply r = NbdReplyDecoder.decode(out, x -> type == NBD_CMD_READ ? (int) length : 0);
             assertNotNull(r, "a reply for every request");
@@ -182,12 +189,16 @@ class NbdSessionModelProperties {
 
     static class Write implements Action.Independent<World> {
         public Arbitrary<Transformer<World>> transformer() {
-            return Combinators.combine(offsets(), lengths(), Arbitraries.integers(), Arbitraries.of(0, NBD_CMD_FLAG_FUA)).as((off, len, seed, fl) -> {
+            // cut: where the request arrives in two pieces (0: whole), as TCP segments split it
+            return Combinators.combine(offsets(), lengths(), Arbitraries.integers(), Arbitraries.of(0, NBD_CMD_FLAG_FUA),
+                    Arbitraries.integers().between(0, 9000)).as((off, len, seed, fl, cut) -> {
                 int n = (int) Math.min(len, SIZE - off);
-                return Transformer.mutate("write @" + off + " +" + n, w -> {
+                int at = 28 + Math.min(cut, n);          // after the 28-byte header, inside the payload
+                return Transformer.mutate("write @" + off + " +" + n + (cut > 0 && at < 28 + n ? " cut at " + at : ""), w -> {
                     byte[] d = new byte[n];
                     new java.util.Random(seed).nextBytes(d);
-                    assertEquals(0, w.send(NBD_CMD_WRITE, fl, off, n, d).error());
+                    var r = cut > 0 && at < 28 + n ? w.send(NBD_CMD_WRITE, fl, off, n, d, at) : w.send(NBD_CMD_WRITE, fl, off, n, d);
+                    assertEquals(0, r.error());
                     System.arraycopy(d, 0, w.model, (int) (long) off, n);
                 });
             });
