@@ -74,9 +74,13 @@
  * Requests that need nothing that may wait are answered on the connection's event loop instead of
  * crossing to the I/O executor and back: a read whose pages are all resident
  * ({@code CachedFile.pinIfResident}, {@code readIfResident}), a write into pages that are all resident,
- * unshared and within the file while the dirty limit has room ({@code writeIfResident}), and a 9P
- * {@code getattr} of a clean, current file. Each takes the lock once to check and pin, copies without
- * it, and declines — having pinned, counted and changed nothing — whenever any condition fails.
+ * unshared and within the file while the dirty limit has room ({@code writeIfResident}), a write (NBD
+ * or 9P) that takes new frames where no old content must be read ({@code writeIfNoWait}: whole pages,
+ * or pages past the host file's end; whole by the write, not by the buffers a gathered write arrived
+ * in), and a 9P {@code getattr} of a clean, current file. The reads and {@code writeIfResident} take the
+ * lock once to check and pin, copy without it, and decline — having pinned, counted and changed
+ * nothing — whenever any condition fails; {@code writeIfNoWait} may decline after writing some pages,
+ * which the executor's write then writes again with the same bytes before the request is answered.
  *
  * <h2>Placement and eviction</h2>
  * While frames no page has had remain, a page takes the first at or after its file's start plus its
