@@ -274,20 +274,32 @@ public final class P9ServerContext {
      * Returns how many it released.
      */
     public int releaseRemoved() {
-        List<CachedFile> gone = new java.util.ArrayList<>();
+        List<Map.Entry<FileKey, CachedFile>> kept;
         synchronized (this) {
-            // under the lock: a reference still in the list is open (one leaving it leaves before it is
-            // closed), so its descriptor is its own; a thousand fstat calls hold the lock a millisecond or two
-            for (var it = retained.values().iterator(); it.hasNext(); ) {
-                CachedFile f = it.next();
-                if (f.noNameLeft()) {
-                    it.remove();
-                    gone.add(f);
+            kept = List.copyOf(retained.entrySet());
+        }
+        int released = 0;
+        for (var e : kept) {
+            // a reference of our own while we look, without the list's lock (an fstat on a hung network
+            // file system must not stall every clunk): the kept one may be released meanwhile, and its
+            // descriptor closed and reused, but not this one's
+            CachedFile own = cache.openIfPresent(e.getKey());
+            if (own == null) continue;
+            try {
+                if (!own.noNameLeft()) continue;
+                boolean removed;
+                synchronized (this) {
+                    removed = retained.remove(e.getKey(), e.getValue());
                 }
+                if (removed) {
+                    closeQuietly(e.getValue());
+                    released++;
+                }
+            } finally {
+                closeQuietly(own);          // the last reference if no fid has it: its pages are dropped
             }
         }
-        gone.forEach(P9ServerContext::closeQuietly);
-        return gone.size();
+        return released;
     }
 
     /** How often the server looks for retained files removed on the host ({@link #releaseRemoved}). */
