@@ -69,7 +69,7 @@ final class PageWrites {
      * {@link CachedFile#write} without FUA where pages are not resident too, done only if nothing in it may wait:
      * every page it needs is resident (and unshared), or a new frame taken without waiting for write-back
      * whose old content no read is needed for (a whole page, or one past the end of the host file); the
-     * dirty limit has room for all of it; the file does not grow past {@link #HOST_CHECK}. So a network
+     * dirty limit has room for all of it; it is at most {@link #NO_WAIT_PAGES}; the file does not grow past {@link #HOST_CHECK}. So a network
      * thread may call it: a client writing a new file sequentially is answered without the executor.
      * False otherwise, when it may have written some of the data (each page it wrote holds exactly what
      * the write puts there): the caller then does the whole write the usual way, which writes the same
@@ -81,6 +81,7 @@ final class PageWrites {
         long end = offset + total;
         if (total == 0 || offset < 0 || end < offset || end > HOST_CHECK) return false;
         long pages = ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1;
+        if (pages > NO_WAIT_PAGES) return false;
         cache.lock.lock();
         try {
             if (cache.dirtyPages + pages > cache.dirtyLimit) return false;
@@ -94,6 +95,13 @@ final class PageWrites {
             return false;           // (no fill is ever started here)
         }
     }
+
+    /**
+     * The largest write {@link #ifNoWait} takes, in pages (2 MiB): a network thread serves every
+     * connection on it, so one request's copy and frames stay a fraction of a millisecond; an NBD write
+     * of up to 32 MiB goes to the executor.
+     */
+    static final int NO_WAIT_PAGES = 512;
 
     /** The bytes a gathered write carries. */
     private static long bytes(ByteBuffer[] srcs) {

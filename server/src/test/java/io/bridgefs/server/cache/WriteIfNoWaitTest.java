@@ -134,4 +134,18 @@ class WriteIfNoWaitTest {
             f.close();
         }
     }
+
+    @Test
+    void aWriteOfMoreThan2MiBIsLeftToTheExecutor() throws Exception {
+        try (PageCache cache = new PageCache(4096 * P, CacheMode.WRITEBACK)) {
+            MemStore store = new MemStore(0);
+            CachedFile f = cache.open(new FileKey(1, 5), store, false);
+            assertTrue(f.writeIfNoWait(IoPath.NBD, 0, bytes(PageWrites.NO_WAIT_PAGES * P, 1)), "2 MiB: on the network thread");
+            assertFalse(f.writeIfNoWait(IoPath.NBD, 0, bytes(PageWrites.NO_WAIT_PAGES * P + 1, 2)), "more: one request must not hold the thread");
+            ByteBuffer back = ByteBuffer.allocate(1);
+            f.read(IoPath.NBD, PageWrites.NO_WAIT_PAGES * P - 1, back);
+            assertEquals(1, back.get(0), "declined before it wrote anything");
+            f.close();
+        }
+    }
 }
