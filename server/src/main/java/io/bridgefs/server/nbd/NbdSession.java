@@ -223,8 +223,8 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
         }
         if (req instanceof NbdRequest.Write w && !req.hasFlag(NBD_CMD_FLAG_FUA)) {
             var file = export.file();
-            if (!file.writeIfResident(IoPath.NBD, w.offset(), w.payload().nioBuffers())
-                    && !file.writeIfNoWait(IoPath.NBD, w.offset(), w.payload().nioBuffers())) {
+            java.nio.ByteBuffer[] data = w.payload().nioBuffers();    // a declined write leaves them as they were
+            if (!file.writeIfResident(IoPath.NBD, w.offset(), data) && !file.writeIfNoWait(IoPath.NBD, w.offset(), data)) {
                 return null;
             }
             m.writeBytes.inc(w.length());

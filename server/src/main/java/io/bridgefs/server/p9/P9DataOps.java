@@ -201,8 +201,8 @@ final class P9DataOps {
             }
             long t0 = System.nanoTime();
             int n = m.data().readableBytes();
-            if (!file.writeIfResident(IoPath.NINEP, m.offset(), m.data().nioBuffers())
-                    && !file.writeIfNoWait(IoPath.NINEP, m.offset(), m.data().nioBuffers())) {
+            java.nio.ByteBuffer[] data = m.data().nioBuffers();    // a declined write leaves them as they were
+            if (!file.writeIfResident(IoPath.NINEP, m.offset(), data) && !file.writeIfNoWait(IoPath.NINEP, m.offset(), data)) {
                 return null;
             }
             f.export.metrics().writeBytes.inc(n);
