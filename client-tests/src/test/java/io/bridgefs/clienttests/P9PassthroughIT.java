@@ -153,6 +153,48 @@ class P9PassthroughIT {
     }
 
     /**
+     * The I/O threads start as the server, whoever's request started them. A pool's worker is started by
+     * the thread that submits to it, and Linux gives a new thread its creator's credentials: here the
+     * network thread has just answered uid 1000's walk (keeping 1000's credentials) when it hands root's
+     * create to the executor, which starts a new I/O thread for it (64 of them, so each round starts one).
+     * Root's creates in its 0700 directory must all succeed, each file root's: an I/O thread that inherited
+     * uid 1000 fails them with EACCES (the jar before this test: the first round).
+     */
+    @Test
+    void rootsRequestsRightAfterAUsersWalkRunAsRootOnNewIoThreads() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Path share = shareWithRootSecret(dir);
+        Path mine = Files.createDirectories(share.resolve("mine"));
+        Files.setAttribute(mine, "unix:uid", 1000);
+        Path rootOnly = Files.createDirectories(share.resolve("rootonly"));
+        Files.setPosixFilePermissions(rootOnly, PosixFilePermissions.fromString("rwx------"));
+        int port = BridgefsProcess.freePort();
+        int rounds = 40;
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share + ",security=passthrough",
+                "--io-threads", "64")) {
+            try (RawP9Client c = new RawP9Client(port)) {
+                c.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+                c.ok(new Tattach(c.tag(), 1, P9.NOFID, "root", "share", 0), Rattach.class);
+                c.ok(new Tattach(c.tag(), 2, P9.NOFID, "u1000", "share", 1000), Rattach.class);
+                searches(c, 2, "mine");              // from now on in the kernel's dentry cache: answered on the network thread
+                c.walk(1, 10, "rootonly");
+                for (int round = 0; round < rounds; round++) {
+                    c.walk(10, 11);                  // root's fid for the create (a clone)
+                    searches(c, 2, "mine");          // 1000's walk: the network thread now holds uid 1000
+                    c.ok(new Tlcreate(c.tag(), 11, "made-" + round, P9.O_RDWR, 0644, 0), Rlcreate.class);
+                    c.ok(new Tclunk(c.tag(), 11), Rclunk.class);
+                }
+            }
+            for (int round = 0; round < rounds; round++) {
+                assertEquals(0, Files.getAttribute(rootOnly.resolve("made-" + round), "unix:uid"), "made by root's request: root's file");
+            }
+            long fast = s.metric("bridgefs_9p_requests_fast_total{type=\"walk\"}");
+            assertTrue(fast >= rounds, "1000's walks answered on the network thread (so it held 1000): " + fast);
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
      * Write-back is the server's work whoever's request does it: root writes into a setuid root program
      * (the cache holds the pages dirty), then uid 1000, who may only read it, fsyncs it; the pages reach
      * the host file and its setuid bit stays (written back as uid 1000, the kernel would clear it, as it

@@ -29,6 +29,7 @@ import io.bridgefs.server.net.ConnectionGuard;
 import io.bridgefs.server.net.MemoryBudget;
 import io.bridgefs.server.net.Transport;
 import io.bridgefs.server.posix.Posix;
+import io.bridgefs.server.posix.ServerThreads;
 import io.bridgefs.server.tls.NbdTls;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelInitializer;
@@ -51,7 +52,6 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -91,18 +91,11 @@ public final class BridgefsServer implements AutoCloseable {
                 config.dirty().backgroundPercent(), config.dirty().limitPercent());
         this.cache.startBackgroundWriteback(config.dirty().flusherNice());
         this.budget = new MemoryBudget(config.limits().requestMemory());
-        AtomicInteger n = new AtomicInteger();
+        // workers are started by whichever thread submits while the pool is short of them (a network
+        // thread may be acting as a 9P user then): each starts as the server (ServerThreads)
         this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,
-                new LinkedBlockingQueue<>(), r -> {
-                    Thread t = new Thread(r, "bridgefs-io-" + n.incrementAndGet());
-                    t.setDaemon(true);
-                    return t;
-                });
-        this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
-            Thread t = new Thread(r, "bridgefs-writeback");
-            t.setDaemon(true);
-            return t;
-        });
+                new LinkedBlockingQueue<>(), ServerThreads.factory("bridgefs-io", true));
+        this.timer = Executors.newSingleThreadScheduledExecutor(ServerThreads.factory("bridgefs-writeback", false));
         this.transport = new Transport(Math.max(2, Runtime.getRuntime().availableProcessors()));
     }
 

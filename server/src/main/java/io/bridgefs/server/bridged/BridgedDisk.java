@@ -111,14 +111,13 @@ public final class BridgedDisk implements AutoCloseable {
             if (--clients > 0 || !rescanWanted) return;
             rescanWanted = false;
         }
-        Thread t = new Thread(() -> {
+        Thread t = io.bridgefs.server.posix.ServerThreads.daemon("bridgefs-rescan-" + name, () -> {
             try {
                 rescanIfIdle();
             } catch (IOException | RuntimeException e) {
                 log.warn("bridged image '{}': rescan of {} failed, the previous snapshot stays: {}", name, dir, e.toString());
             }
-        }, "bridgefs-rescan-" + name);
-        t.setDaemon(true);
+        });
         t.start();
     }
 

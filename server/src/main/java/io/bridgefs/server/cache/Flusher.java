@@ -111,14 +111,13 @@ final class Flusher {
         cache.lock.lock();
         try {
             if (thread != null) return;
-            thread = new Thread(() -> {
+            thread = io.bridgefs.server.posix.ServerThreads.daemon("bridgefs-flusher", () -> {
                 if (nice > 0 && !io.bridgefs.server.posix.Posix.niceThisThread(nice)) {
                     org.slf4j.LoggerFactory.getLogger(PageCache.class)
                             .warn("could not lower the background flusher's priority: it runs at the server's");
                 }
                 flushLoop();
-            }, "bridgefs-flusher");
-            thread.setDaemon(true);
+            });
             thread.start();
         } finally {
             cache.lock.unlock();

@@ -13,11 +13,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 final class ReadaheadPool {
     private final AtomicInteger pending = new AtomicInteger();
-    private final ThreadPoolExecutor pool = new ThreadPoolExecutor(4, 4, 30, TimeUnit.SECONDS, new ArrayBlockingQueue<>(64), r -> {
-        Thread t = new Thread(r, "bridgefs-readahead");
-        t.setDaemon(true);
-        return t;
-    });
+    private final ThreadPoolExecutor pool = new ThreadPoolExecutor(4, 4, 30, TimeUnit.SECONDS, new ArrayBlockingQueue<>(64),
+            io.bridgefs.server.posix.ServerThreads.factory("bridgefs-readahead", false));   // started by a user's request too
 
     /** Runs {@code task} in the background; false, without running it, if the queue is full or the pool closed. */
     boolean offer(Runnable task) {

@@ -9,7 +9,7 @@ final class Signals {
     static void onTermination(Runnable stop) {
         java.util.concurrent.atomic.AtomicBoolean once = new java.util.concurrent.atomic.AtomicBoolean();
         sun.misc.SignalHandler h = sig -> {
-            if (once.compareAndSet(false, true)) new Thread(stop, "bridgefs-stop").start();
+            if (once.compareAndSet(false, true)) new Thread(io.bridgefs.server.posix.ServerThreads.startingAsServer(stop), "bridgefs-stop").start();
         };
         Signal.handle(new Signal("TERM"), h);
         Signal.handle(new Signal("INT"), h);

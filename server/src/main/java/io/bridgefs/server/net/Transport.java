@@ -25,8 +25,17 @@ public final class Transport implements AutoCloseable {
     public Transport(int workerThreads) {
         this.epoll = Epoll.isAvailable();
         var factory = epoll ? EpollIoHandler.newFactory() : NioIoHandler.newFactory();
-        this.boss = new MultiThreadIoEventLoopGroup(1, factory);
-        this.workers = new MultiThreadIoEventLoopGroup(workerThreads, factory);
+        this.boss = new MultiThreadIoEventLoopGroup(1, serverThreads(), factory);
+        this.workers = new MultiThreadIoEventLoopGroup(workerThreads, serverThreads(), factory);
+    }
+
+    /**
+     * Netty's own threads (named as Netty names them), each starting as the server: a new thread takes
+     * its creator's credentials ({@link io.bridgefs.server.posix.ServerThreads}).
+     */
+    private static java.util.concurrent.ThreadFactory serverThreads() {
+        var netty = new io.netty.util.concurrent.DefaultThreadFactory(MultiThreadIoEventLoopGroup.class);
+        return r -> netty.newThread(io.bridgefs.server.posix.ServerThreads.startingAsServer(r));
     }
 
     public boolean nativeEpoll() { return epoll; }
