@@ -100,6 +100,69 @@ class P9PassthroughIT {
     }
 
     /**
+     * The two requests that act on a fid while taking it out of the table, Tremove and the Tclunk that
+     * sets an xattr made by Txattrcreate, are the fid's user's too, as every other request is: uid 1000
+     * may not remove a root file from a root 0755 directory, nor set a user.* xattr on a root 0644 file
+     * or a trusted.* one (CAP_SYS_ADMIN) on its own; a squashed root neither. Done as the server, all
+     * of them succeeded (the jar before this test: the file removed).
+     */
+    @Test
+    void removeAndTheClunkThatSetsAnXattrAreTheUsers() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Path share = shareWithRootSecret(dir);
+        Path rootFile = Files.writeString(share.resolve("rootdir").resolve("keep"), "root's");
+        Path readable = Files.writeString(share.resolve("readable"), "root's, 0644");
+        Files.setPosixFilePermissions(readable, PosixFilePermissions.fromString("rw-r--r--"));
+        int port = BridgefsProcess.freePort();
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port,
+                "--9p-export", "share=" + share + ",security=passthrough", "--9p-export", "squashed=" + share + ",security=passthrough,root=squash")) {
+            try (RawP9Client u = attach(port, 1000); RawP9Client q = new RawP9Client(port)) {
+                q.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+                q.ok(new Tattach(q.tag(), 1, P9.NOFID, "root", "squashed", 0), Rattach.class);
+                for (RawP9Client c : List.of(u, q)) {
+                    c.walk(1, 2, "rootdir", "keep");
+                    assertEquals(13, c.error(new Tremove(c.tag(), 2)), "EACCES removing a root file from a root 0755 directory");
+                    assertTrue(Files.exists(rootFile), "still there");
+                    assertEquals(13, setXattr(c, "readable", "user.mark"), "EACCES: a user.* xattr on a file it may not write");
+                    assertEquals(1, setXattr(c, "readable", "trusted.mark"), "EPERM: trusted.* needs CAP_SYS_ADMIN");
+                }
+                u.walk(1, 5);
+                u.ok(new Tlcreate(u.tag(), 5, "own", P9.O_RDWR, 0644, 1000), Rlcreate.class);
+                u.ok(new Tclunk(u.tag(), 5), Rclunk.class);
+                assertEquals(0, setXattr(u, "own", "user.mark"), "on its own file: set");
+                assertEquals(1, setXattr(u, "own", "trusted.mark"), "EPERM even on its own file");
+                u.walk(1, 6, "own");
+                u.ok(new Tremove(u.tag(), 6), Rremove.class);
+                assertFalse(Files.exists(share.resolve("own")), "its own file in the 0777 share: removed");
+            }
+            assertTrue(Files.exists(rootFile));
+            assertEquals(List.of(), xattrs(readable), "no xattr set on the root file");
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /** Txattrcreate on a fresh fid for {@code name}, one byte written, Tclunk: 0, or the errno of the step that failed. */
+    static int setXattr(RawP9Client c, String name, String attr) throws Exception {
+        c.walk(1, 7, name);
+        P9Message m = c.rpc(new Txattrcreate(c.tag(), 7, attr, 1, 0));
+        if (m instanceof Rlerror e) {
+            c.ok(new Tclunk(c.tag(), 7), Rclunk.class);
+            return e.ecode();
+        }
+        c.write(7, 0, "x");
+        return c.rpc(new Tclunk(c.tag(), 7)) instanceof Rlerror e ? e.ecode() : 0;
+    }
+
+    /** The names of a host file's xattrs in the user and trusted namespaces (listxattr as root: python3, which test.sh installs). */
+    static List<String> xattrs(Path p) throws Exception {
+        Process pr = new ProcessBuilder("python3", "-c", "import os, sys; print(*os.listxattr(sys.argv[1]), sep='\\n')", p.toString())
+                .redirectErrorStream(true).start();
+        String out = new String(pr.getInputStream().readAllBytes());
+        assertEquals(0, pr.waitFor(), out);
+        return out.lines().filter(l -> l.startsWith("user.") || l.startsWith("trusted.")).toList();
+    }
+
+    /**
      * Users taking turns on the server's network threads, as an attacker would arrange them (issue 11: a
      * walk answered there leaves its user's credentials on the thread for that user's next walk): one
      * connection attached as uid 1000, uid 1001 and root, and three connections of one user each (of

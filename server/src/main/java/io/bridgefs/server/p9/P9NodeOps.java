@@ -313,6 +313,7 @@ final class P9NodeOps {
         Fid f = ops.unbind(m.fid());
         FileKey gone = null;
         try {
+            RequestUser.actAs(f.export, f.uid);     // out of the table (clunked whatever happens), still its user's request
             P9Ops.writable(f);
             if (f.path.isEmpty()) throw new P9Error(P9.EBUSY, "cannot remove the export root");
             int parent = ops.resolve(f.export, f.path.subList(0, f.path.size() - 1));

@@ -423,7 +423,10 @@ final class P9Ops {
     Rclunk clunk(Tclunk m) throws P9Error, IOException {
         Fid f = unbind(m.fid());
         try {
-            if (f.xattrWrite != null) attrs.commitXattr(f);
+            if (f.xattrWrite != null) {
+                RequestUser.actAs(f.export, f.uid);     // the xattr is set now, by the fid's user (a clunk itself needs no one)
+                attrs.commitXattr(f);
+            }
         } finally {
             release(f);
         }

@@ -17,7 +17,8 @@ import java.util.concurrent.ConcurrentHashMap;
  * {@code security=passthrough} runs as the attaching user: the host's own permission checks apply.
  */
 public final class Credentials {
-    private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119;   // x86_64
+    private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119, SYS_CAPSET = 126;   // x86_64
+    private static final int CAPABILITY_VERSION_3 = 0x20080522;
 
     private interface LibC extends Library {
         int getgroups(int size, int[] list) throws LastErrorException;
@@ -37,6 +38,7 @@ public final class Credentials {
         static native int setfsuid(int uid);
         static native int setfsgid(int gid);
         static native long syscall(long number, long size, int[] list) throws LastErrorException;
+        static native long syscall(long number, int[] header, int[] data) throws LastErrorException;
 
         static {
             Native.register(Hot.class, com.sun.jna.NativeLibrary.getInstance("c"));
@@ -47,11 +49,14 @@ public final class Credentials {
     public static final boolean SERVER_IS_ROOT = LIBC.geteuid() == 0;
     private static final int SERVER_UID = LIBC.geteuid(), SERVER_GID = LIBC.getegid();
     /**
-     * A server that is not root but holds capabilities (started by systemd with AmbientCapabilities, or
-     * dropped to --user): the kernel narrows a thread's effective set only when its fsuid leaves 0, so
-     * while a request acts as a guest user only CAP_SETUID/CAP_SETGID (to switch back) stay effective.
+     * The server's capabilities: while a request acts as a guest user only CAP_SETUID/CAP_SETGID (to switch
+     * back) stay effective. Leaving fsuid 0 makes the kernel drop only the file-system capabilities
+     * (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, ...): a root server's thread acting as uid 1000 kept
+     * CAP_SYS_ADMIN and CAP_SETFCAP, with which a user (or a squashed root) could set trusted.* xattrs, or
+     * security.capability on any host file. So root narrows too, as a server with capabilities
+     * (systemd's AmbientCapabilities, or --user) always did.
      */
-    private static final long[] CAPS = SERVER_IS_ROOT ? new long[3] : Capabilities.getOrNone();
+    private static final long[] CAPS = Capabilities.getOrNone();
     private static final long PERMITTED = CAPS[1], INHERITABLE = CAPS[2];
     private static final long SWITCHING = Capabilities.bit(Capabilities.SETUID) | Capabilities.bit(Capabilities.SETGID);
     private static final ConcurrentHashMap<Integer, Identity> IDENTITIES = new ConcurrentHashMap<>();
@@ -128,7 +133,7 @@ public final class Credentials {
         }
         if (PERMITTED != 0) {
             try {
-                Capabilities.set(id.uid() == 0 ? PERMITTED : SWITCHING & PERMITTED, PERMITTED, INHERITABLE);   // no capget per request
+                capset(id.uid() == 0 ? PERMITTED : SWITCHING & PERMITTED);   // no capget per request
             } catch (LastErrorException e) {
                 restore();
                 throw new Posix.ErrnoException("capset", e.getErrorCode());
@@ -150,6 +155,13 @@ public final class Credentials {
     /** The server's own credentials again, if the thread acts as someone else: a thread-local read otherwise. */
     public static void serverAgain() {
         if (HELD.get() != null) restore();
+    }
+
+    /** This thread's effective capabilities (within the server's permitted set, which stays as it is). */
+    private static void capset(long effective) throws LastErrorException {
+        int[] data = {(int) effective, (int) PERMITTED, (int) INHERITABLE,
+                (int) (effective >>> 32), (int) (PERMITTED >>> 32), (int) (INHERITABLE >>> 32)};
+        Hot.syscall(SYS_CAPSET, new int[] {CAPABILITY_VERSION_3, 0}, data);
     }
 
     /** Work that may fail with an I/O error. */
@@ -190,7 +202,7 @@ public final class Credentials {
         Hot.setfsgid(SERVER_GID);
         if (PERMITTED != 0) {
             try {
-                Capabilities.set(PERMITTED, PERMITTED, INHERITABLE);
+                capset(PERMITTED);
             } catch (LastErrorException e) {
                 // cannot happen (raising within the permitted set); the next become() narrows again anyway
             }
