@@ -110,13 +110,16 @@ load() {  # load PORT [-g] -> ops/s and MB/s
 rtt() {  # rtt PORT ANAME [UID] -> "walk getattr clunk" median round trips (us) of one loopback client, one request at a time
   python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" 5000 "${3:-0}"
 }
+dirs() {  # dirs PORT ANAME [UID] -> "lopen readdir" median round trips (us) of one client opening and reading directories
+  python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" opendir 2000 "${3:-0}"
+}
 wr() {  # wr PORT ANAME -> "MB/s p50_us" of one client writing a MIB MiB file in 64 KiB Twrites, one at a time
   python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" write "$MIB"
 }
 least() {  # least KEY RESULT: keeps, field by field, the lowest round trips of the rounds
   local old=${R[$1]:-}
   if [ -z "$old" ]; then R[$1]=$2; return; fi
-  R[$1]=$(echo "$old $2" | awk '{ for (i = 1; i <= 3; i++) printf "%s%s", (i > 1 ? " " : ""), ($i < $(i+3) ? $i : $(i+3)) }')
+  R[$1]=$(echo "$old $2" | awk '{ n = NF / 2; for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), ($i < $(i+n) ? $i : $(i+n)) }')
 }
 best() {  # best KEY RESULT: keeps the run with the most ops/s
   local old=${R[$1]:-}
@@ -141,13 +144,14 @@ sleep 3
 # bridgefs the first 8 s run reached 9-12k ops/s and the third 16-18k in session 16; diod gets the same)
 echo "bench: diodload warm-up (not measured)"
 for port in 5660 5661; do load $port >/dev/null; load $port -g >/dev/null; done
-wr 5660 share >/dev/null; wr 5661 "$work/share" >/dev/null
+wr 5660 share >/dev/null; wr 5661 "$work/share" >/dev/null; dirs 5660 share 1000 >/dev/null; dirs 5661 "$work/share" 1000 >/dev/null
 for round in $(seq "$ROUNDS"); do
   echo "bench: diodload round $round/$ROUNDS"
   best bridgefs,load "$(load 5660)"; best diod,load "$(load 5661)"
   best diod,getattr "$(load 5661 -g)"; best bridgefs,getattr "$(load 5660 -g)"
   least bridgefs,rtt "$(rtt 5660 share)"; least diod,rtt "$(rtt 5661 "$work/share")"
   least diod,rtt1000 "$(rtt 5661 "$work/share" 1000)"; least bridgefs,rtt1000 "$(rtt 5660 share 1000)"
+  least bridgefs,dirs1000 "$(dirs 5660 share 1000)"; least diod,dirs1000 "$(dirs 5661 "$work/share" 1000)"
   best bridgefs,write "$(wr 5660 share)"; best diod,write "$(wr 5661 "$work/share")"
 done
 echo "bench: guests on bridgefs (restarted: its timers then hold the guest rows' requests only)"
@@ -181,6 +185,8 @@ lrow "one client: walk us" "$(num "${R[bridgefs,rtt]}" 1)" "$(num "${R[diod,rtt]
 lrow "one client: getattr us" "$(num "${R[bridgefs,rtt]}" 2)" "$(num "${R[diod,rtt]}" 2)"
 lrow "one client: clunk us" "$(num "${R[bridgefs,rtt]}" 3)" "$(num "${R[diod,rtt]}" 3)"
 lrow "one client, uid 1000: walk us" "$(num "${R[bridgefs,rtt1000]}" 1)" "$(num "${R[diod,rtt1000]}" 1)"
+lrow "uid 1000: lopen dir us" "$(num "${R[bridgefs,dirs1000]}" 1)" "$(num "${R[diod,dirs1000]}" 1)"
+lrow "uid 1000: readdir 8K us" "$(num "${R[bridgefs,dirs1000]}" 2)" "$(num "${R[diod,dirs1000]}" 2)"
 echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS, and a ${MIB} MiB file written in 64 KiB Twrites, best of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
 
 # where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own

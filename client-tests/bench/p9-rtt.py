@@ -6,6 +6,10 @@ of it, clunk of it. Prints the median round trip of each in microseconds: "WALK 
   p9-rtt.py HOST PORT ANAME N [UID]  (the tree p9-bench.sh makes: tree/d000..d099/f000..f199;
                                       UID: attach as that user, default 0)
 
+  p9-rtt.py HOST PORT ANAME opendir N [UID]  (N times: walk to tree/dNNN, Tlopen it, one Treaddir of
+                                             8 KiB, clunk; prints the median "LOPEN READDIR" round trips:
+                                             requests a server runs off its network thread)
+
   p9-rtt.py HOST PORT ANAME write MIB  (as root, msize 64 KiB: creates a file in the export's root,
                                         writes MIB MiB into it from start to end, one Twrite of
                                         msize - 24 bytes at a time, removes it; prints "MB/s P50_US")
@@ -18,8 +22,10 @@ import time
 
 host, port, aname = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 writing = sys.argv[4] == 'write'
-n = 0 if writing else int(sys.argv[4])
-uid = int(sys.argv[5]) if len(sys.argv) > 5 and not writing else 0
+opendir = sys.argv[4] == 'opendir'
+args = sys.argv[5:] if opendir else sys.argv[4:]
+n = 0 if writing else int(args[0])
+uid = int(args[1]) if len(args) > 1 and not writing else 0
 sock = socket.create_connection((host, port))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -51,6 +57,7 @@ def rpc(mtype, body, tag=1):
 
 
 TVERSION, TATTACH, TWALK, TGETATTR, TCLUNK, TLCREATE, TWRITE, TREMOVE = 100, 104, 110, 24, 120, 14, 118, 122
+TLOPEN, TREADDIR, O_DIRECTORY = 12, 40, 0o200000
 msize = struct.unpack('<I', rpc(TVERSION, struct.pack('<I', 65536 if writing else 262144) + s('9P2000.L'), 0xFFFF)[:4])[0]
 rpc(TATTACH, struct.pack('<II', 0, 0xFFFFFFFF) + s('root' if uid == 0 else 'u%d' % uid) + s(aname) + struct.pack('<I', uid))
 if writing:
@@ -67,6 +74,20 @@ if writing:
     secs = time.perf_counter() - t0
     rpc(TREMOVE, struct.pack('<I', 1))      # (and clunks the fid)
     print('%.0f %.1f' % (size / secs / 1e6, statistics.median(took) / 1000))
+    sys.exit(0)
+if opendir:
+    lopen, readdir = [], []
+    for i in range(n):
+        rpc(TWALK, struct.pack('<IIH', 0, 1, 2) + s('tree') + s('d%03d' % (i % 100)))
+        t0 = time.perf_counter_ns()
+        rpc(TLOPEN, struct.pack('<II', 1, O_DIRECTORY))
+        t1 = time.perf_counter_ns()
+        rpc(TREADDIR, struct.pack('<IQI', 1, 0, 8192))
+        t2 = time.perf_counter_ns()
+        rpc(TCLUNK, struct.pack('<I', 1))
+        lopen.append(t1 - t0)
+        readdir.append(t2 - t1)
+    print(' '.join('%.1f' % (statistics.median(v) / 1000) for v in (lopen, readdir)))
     sys.exit(0)
 walk, getattr, clunk = [], [], []
 for i in range(n):

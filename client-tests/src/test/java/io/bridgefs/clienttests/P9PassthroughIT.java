@@ -100,6 +100,60 @@ class P9PassthroughIT {
     }
 
     /**
+     * Users taking turns on one I/O thread, which keeps the last 9P request's user for the next (a
+     * switch there and back is eight system calls and two capsets): with {@code --io-threads 1} every
+     * request the network thread does not answer runs on the same thread. 1001 right after 1000 may not
+     * open 1000's 0600 file; root right after 1001 creates in its 0700 directory, the file root's; 1000
+     * right after root may not; and an NBD TRIM right after 1000's request runs as the server: the
+     * setuid image keeps its bit (a hole punched by an unprivileged writer clears it, as a write does).
+     */
+    @Test
+    void usersTakingTurnsOnOneIoThreadEachAsThemselvesAndNbdAsTheServer() throws Exception {
+        org.junit.jupiter.api.Assumptions.assumeTrue(BackingErrorsIT.root(), "passthrough needs root (CI runs as root)");
+        Tools.require("qemu-io");
+        Path share = shareWithRootSecret(dir);
+        Path privateFile = Files.writeString(share.resolve("private1000"), "1000's");
+        Files.setAttribute(privateFile, "unix:uid", 1000);
+        Files.setPosixFilePermissions(privateFile, PosixFilePermissions.fromString("rw-------"));
+        Path rootOnly = Files.createDirectories(share.resolve("rootonly"));
+        Files.setPosixFilePermissions(rootOnly, PosixFilePermissions.fromString("rwx------"));
+        Path disk = dir.resolve("setuid.img");
+        Files.write(disk, new byte[1 << 20]);
+        Files.setAttribute(disk, "unix:mode", 04755);
+        int port = BridgefsProcess.freePort();
+        int rounds = 20;
+        try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port, "--9p-export", "share=" + share + ",security=passthrough",
+                "--nbd-export", "disk=" + disk, "--io-threads", "1")) {
+            try (RawP9Client c = new RawP9Client(port)) {
+                c.ok(new Tversion(P9.NOTAG, 8192, P9.VERSION), Rversion.class);
+                int[] uids = {1000, 1001, 0};
+                for (int i = 0; i < 3; i++) c.ok(new Tattach(c.tag(), 1 + i, P9.NOFID, "u" + uids[i], "share", uids[i]), Rattach.class);
+                for (int round = 0; round < rounds; round++) {
+                    c.walk(1, 10, "private1000");
+                    c.ok(new Tlopen(c.tag(), 10, P9.O_RDONLY), Rlopen.class);             // 1000: its own file
+                    c.walk(2, 11, "private1000");
+                    assertEquals(13, c.error(new Tlopen(c.tag(), 11, P9.O_RDONLY)), "1001 right after 1000: EACCES");
+                    c.walk(3, 12, "rootonly");
+                    c.ok(new Tlcreate(c.tag(), 12, "r" + round, P9.O_RDWR, 0644, 0), Rlcreate.class);   // root right after 1001
+                    c.walk(1, 13, "rootonly");
+                    assertEquals(13, c.error(new Tlcreate(c.tag(), 13, "u" + round, P9.O_RDWR, 0644, 1000)), "1000 right after root: EACCES");
+                    for (int fid = 10; fid <= 13; fid++) c.ok(new Tclunk(c.tag(), fid), Rclunk.class);
+                }
+                c.walk(1, 10, "private1000");
+                c.ok(new Tlopen(c.tag(), 10, P9.O_RDONLY), Rlopen.class);                 // the I/O thread left as 1000
+                QemuToolsIT.qemuIo(s.uri("disk"), "discard 0 64k", "flush").ok("qemu-io");
+            }
+            for (int round = 0; round < rounds; round++) {
+                assertEquals(0, Files.getAttribute(rootOnly.resolve("r" + round), "unix:uid"), "root's file");
+                assertFalse(Files.exists(rootOnly.resolve("u" + round)));
+            }
+            assertEquals(04755, (Integer) Files.getAttribute(disk, "unix:mode") & 07777, "the TRIM punched its hole as the server");
+            assertTrue(s.metric("bridgefs_trim_ops_total{path=\"nbd\",export=\"disk\"}") >= 1);
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /**
      * The two requests that act on a fid while taking it out of the table, Tremove and the Tclunk that
      * sets an xattr made by Txattrcreate, are the fid's user's too, as every other request is: uid 1000
      * may not remove a root file from a root 0755 directory, nor set a user.* xattr on a root 0644 file

@@ -48,9 +48,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -92,9 +90,9 @@ public final class BridgefsServer implements AutoCloseable {
         this.cache.startBackgroundWriteback(config.dirty().flusherNice());
         this.budget = new MemoryBudget(config.limits().requestMemory());
         // workers are started by whichever thread submits while the pool is short of them (a network
-        // thread may be acting as a 9P user then): each starts as the server (ServerThreads)
-        this.executor = new ThreadPoolExecutor(config.ioThreads(), config.ioThreads(), 60, TimeUnit.SECONDS,
-                new LinkedBlockingQueue<>(), ServerThreads.factory("bridgefs-io", true));
+        // thread may be acting as a 9P user then): each starts as the server, and is the server again
+        // before every task but a 9P request, which sets its own user (ServerThreads)
+        this.executor = ServerThreads.pool(config.ioThreads(), "bridgefs-io");
         this.timer = Executors.newSingleThreadScheduledExecutor(ServerThreads.factory("bridgefs-writeback", false));
         this.transport = new Transport(Math.max(2, Runtime.getRuntime().availableProcessors()));
     }

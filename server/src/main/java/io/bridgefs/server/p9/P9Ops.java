@@ -436,6 +436,7 @@ final class P9Ops {
     /** Dispatches one request (not Tversion/Tflush, which the session handles). Returns a message or an encoded ByteBuf. */
     Object handle(P9Message m, ByteBufAllocator alloc) throws P9Error, IOException {
         List<Fid> acquired = ACQUIRED.get();
+        RequestUser.requestBegins(m);
         try {
             return dispatch(m, alloc);
         } finally {

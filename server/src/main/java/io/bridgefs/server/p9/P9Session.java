@@ -4,6 +4,7 @@ import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.P9Codec;
 import io.bridgefs.protocol.p9.P9FrameDecoder;
 import io.bridgefs.protocol.p9.P9Message;
+import io.bridgefs.server.posix.ServerThreads;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
@@ -144,7 +145,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
             return;
         }
         try {
-            server.executor.execute(() -> run(ctx, p));
+            server.executor.execute((ServerThreads.UserRequest) () -> run(ctx, p));     // it sets its own user
         } catch (RejectedExecutionException e) {
             if (p.claimed.compareAndSet(false, true)) {
                 release(m);

@@ -1,6 +1,9 @@
 package io.bridgefs.server.posix;
 
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -28,6 +31,28 @@ public final class ServerThreads {
         Thread t = new Thread(startingAsServer(task), name);
         t.setDaemon(true);
         return t;
+    }
+
+    /**
+     * A task that sets the credentials it runs with itself, first thing: a 9P request (its fid's user, or
+     * the server). A {@link #pool} leaves the thread as the last task left it for such a task, so a thread
+     * that answers one user's requests one after another switches once, not twice a request (eight system
+     * calls and a capset each way).
+     */
+    public interface UserRequest extends Runnable {}
+
+    /**
+     * A fixed pool of {@code threads} server threads that runs every task but a {@link UserRequest} as the
+     * server, whatever user the thread's last task acted as: NBD requests, cold reads and anything else
+     * submitted never run with a 9P user's credentials.
+     */
+    public static ThreadPoolExecutor pool(int threads, String prefix) {
+        return new ThreadPoolExecutor(threads, threads, 60, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), factory(prefix, true)) {
+            @Override
+            protected void beforeExecute(Thread t, Runnable r) {
+                if (!(r instanceof UserRequest)) Credentials.serverAgain();
+            }
+        };
     }
 
     /** Daemon threads named {@code prefix}, or {@code prefix-N} if {@code numbered}, each starting as the server. */

@@ -73,4 +73,34 @@ class ServerThreadsTest {
         }
         return f.get(10, TimeUnit.SECONDS);
     }
+
+    /**
+     * The I/O pool: a 9P request ({@link ServerThreads.UserRequest}) leaves its user on the thread for the
+     * next one, and every other task (an NBD request, a cold read) runs as the server all the same.
+     */
+    @Test
+    void thePoolRunsEveryTaskButAUserRequestAsTheServer() throws Exception {
+        if (!switchesUsers()) return;
+        var pool = ServerThreads.pool(1, "t");
+        try {
+            java.util.function.Supplier<Integer> fsuid = Credentials::fsuid;
+            BlockingQueue<String> seen = new ArrayBlockingQueue<>(8);
+            pool.execute((ServerThreads.UserRequest) () -> {
+                try {
+                    Credentials.hold(Credentials.identity(1000));
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+                seen.add("request " + fsuid.get());
+            });
+            pool.execute((ServerThreads.UserRequest) () -> seen.add("next request " + fsuid.get()));
+            pool.execute(() -> seen.add("task " + fsuid.get() + " held " + Credentials.held()));
+            pool.execute((ServerThreads.UserRequest) () -> seen.add("request after it " + fsuid.get()));
+            pool.submit(() -> seen.add("submitted")).get(10, TimeUnit.SECONDS);
+            assertEquals(java.util.List.of("request 1000", "next request 1000", "task 0 held null", "request after it 0", "submitted"),
+                    new java.util.ArrayList<>(seen));
+        } finally {
+            pool.shutdownNow();
+        }
+    }
 }
