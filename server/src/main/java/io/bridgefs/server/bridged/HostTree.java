@@ -1,5 +1,6 @@
 package io.bridgefs.server.bridged;
 
+import io.bridgefs.server.posix.Dirents;
 import io.bridgefs.server.posix.Posix;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -144,7 +145,6 @@ public final class HostTree {
         Map<List<Long>, Node> linked = new HashMap<>();      // (dev, ino) of regular files etc. with more than one link
         ArrayDeque<Node> todo = new ArrayDeque<>();
         todo.push(root);
-        com.sun.jna.Memory buf = new com.sun.jna.Memory(64 * 1024);
         while (!todo.isEmpty()) {
             Node d = todo.pop();
             int fd;
@@ -162,7 +162,7 @@ public final class HostTree {
                 continue;
             }
             try {
-                List<byte[]> listed = names(fd, buf, maxEntries - names);
+                List<byte[]> listed = names(fd, maxEntries - names);
                 names += listed.size();
                 if (names > maxEntries) {
                     throw new IOException("bridged image of " + dir + ": more than " + maxEntries + " entries (each takes up to "
@@ -257,15 +257,13 @@ public final class HostTree {
 
     /** The names in a directory other than "." and "..", as the host spells them. */
     /** A directory's names but . and ..; stops once it has more than {@code limit} (the caller refuses). */
-    private static List<byte[]> names(int fd, com.sun.jna.Memory buf, int limit) throws Posix.ErrnoException {
+    private static List<byte[]> names(int fd, int limit) throws Posix.ErrnoException {
         List<byte[]> out = new ArrayList<>();
+        Dirents d = Dirents.mine();
         int n;
-        while (out.size() <= limit && (n = Posix.getdents64(fd, buf)) > 0) {
-            for (int pos = 0; pos < n; ) {
-                byte[] name = Posix.direntName(buf, pos);
-                int len = name.length;
-                if (!(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.')) out.add(name);
-                pos += buf.getShort(pos + 16) & 0xFFFF;
+        while (out.size() <= limit && (n = d.read(fd, Integer.MAX_VALUE)) > 0) {
+            for (int pos = 0; pos < n; pos += d.reclen(pos)) {
+                if (!d.dots(pos)) out.add(d.name(pos));
             }
         }
         return out;

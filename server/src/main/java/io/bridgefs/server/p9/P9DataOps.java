@@ -7,6 +7,7 @@ import io.bridgefs.protocol.p9.Qid;
 import io.bridgefs.server.cache.CachedFile;
 import io.bridgefs.server.cache.IoPath;
 import io.bridgefs.server.posix.Credentials;
+import io.bridgefs.server.posix.Dirents;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
 import io.netty.buffer.ByteBuf;
@@ -21,7 +22,6 @@ import java.util.List;
  * boundary rules.
  */
 final class P9DataOps {
-    private static final ThreadLocal<com.sun.jna.Memory> DENTS = ThreadLocal.withInitial(() -> new com.sun.jna.Memory(64 * 1024));
     private final P9Ops ops;
     private final P9ServerContext server;
 
@@ -271,24 +271,21 @@ final class P9DataOps {
         try {
             synchronized (f) {
                 if (Posix.lseek(f.dirFd, m.offset(), 0) < 0) throw new P9Error(P9.EINVAL, "bad readdir offset");
-                com.sun.jna.Memory buf = DENTS.get();
+                Dirents d = Dirents.mine();
                 outer:
                 while (true) {
-                    int n = Posix.getdents64(f.dirFd, buf);
+                    // a host entry takes about the room its 9P entry does: ask for no more than is left
+                    int n = d.read(f.dirFd, count - (b.writerIndex() - countAt - 4));
                     if (n <= 0) break;
-                    for (int pos = 0; pos < n; ) {
-                        long ino = buf.getLong(pos);
-                        long off = buf.getLong(pos + 8);
-                        int reclen = buf.getShort(pos + 16) & 0xFFFF;
-                        int dtype = buf.getByte(pos + 18) & 0xFF;
+                    for (int pos = 0; pos < n; pos += d.reclen(pos)) {
+                        int dtype = d.type(pos);
                         if (f.export.mapped() && dtype != 4) dtype = 0;    // DT_UNKNOWN: the guest's type is in the xattrs, as QEMU says
-                        byte[] name = Posix.direntName(buf, pos);
+                        byte[] name = d.name(pos);
                         int need = Qid.SIZE + 8 + 1 + 2 + name.length;
                         if (b.writerIndex() - countAt - 4 + need > count) break outer;
                         int qt = dtype == 4 ? Qid.QTDIR : dtype == 10 ? Qid.QTSYMLINK : Qid.QTFILE;
-                        b.writeByte(qt).writeIntLE(0).writeLongLE(ino);
-                        b.writeLongLE(off).writeByte(dtype).writeShortLE(name.length).writeBytes(name);
-                        pos += reclen;
+                        b.writeByte(qt).writeIntLE(0).writeLongLE(d.ino(pos));
+                        b.writeLongLE(d.off(pos)).writeByte(dtype).writeShortLE(name.length).writeBytes(name);
                     }
                 }
             }
