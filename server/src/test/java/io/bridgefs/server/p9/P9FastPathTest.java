@@ -24,6 +24,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.AbstractExecutorService;
 import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -68,6 +69,15 @@ class P9FastPathTest {
                 .addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
         assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
         assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, uid == 0 ? "root" : "u" + uid, "s", uid)));
+    }
+
+    /**
+     * This test's executor runs requests on the test thread, which a passthrough request leaves acting as
+     * its user (as it leaves an I/O thread): the server again for whatever runs next, also after a failure.
+     */
+    @AfterEach
+    void serverAgain() {
+        io.bridgefs.server.posix.Credentials.serverAgain();
     }
 
     /** Clunks fid 0, ends the connection, and checks it left no fid and no pinned page behind. */
