@@ -167,6 +167,7 @@ class P9PassthroughIT {
         Path rootFile = Files.writeString(share.resolve("rootdir").resolve("keep"), "root's");
         Path readable = Files.writeString(share.resolve("readable"), "root's, 0644");
         Files.setPosixFilePermissions(readable, PosixFilePermissions.fromString("rw-r--r--"));
+        python("import os, sys; os.setxattr(sys.argv[1], 'trusted.secret', b'root only')", readable);
         int port = BridgefsProcess.freePort();
         try (BridgefsProcess s = BridgefsProcess.start(dir, "--9p-listen", "127.0.0.1:" + port,
                 "--9p-export", "share=" + share + ",security=passthrough", "--9p-export", "squashed=" + share + ",security=passthrough,root=squash")) {
@@ -179,6 +180,9 @@ class P9PassthroughIT {
                     assertTrue(Files.exists(rootFile), "still there");
                     assertEquals(13, setXattr(c, "readable", "user.mark"), "EACCES: a user.* xattr on a file it may not write");
                     assertEquals(1, setXattr(c, "readable", "trusted.mark"), "EPERM: trusted.* needs CAP_SYS_ADMIN");
+                    c.walk(1, 8, "readable");
+                    assertEquals(61, c.error(new Txattrwalk(c.tag(), 8, 9, "trusted.secret")), "ENODATA: trusted.* is not the user's to read");
+                    c.ok(new Tclunk(c.tag(), 8), Rclunk.class);
                 }
                 u.walk(1, 5);
                 u.ok(new Tlcreate(u.tag(), 5, "own", P9.O_RDWR, 0644, 1000), Rlcreate.class);
@@ -189,8 +193,12 @@ class P9PassthroughIT {
                 u.ok(new Tremove(u.tag(), 6), Rremove.class);
                 assertFalse(Files.exists(share.resolve("own")), "its own file in the 0777 share: removed");
             }
+            try (RawP9Client r = attach(port, 0)) {       // root (not squashed) reads it: the refusal above was the user's
+                r.walk(1, 8, "readable");
+                assertEquals(9, r.ok(new Txattrwalk(r.tag(), 8, 9, "trusted.secret"), Rxattrwalk.class).size());
+            }
             assertTrue(Files.exists(rootFile));
-            assertEquals(List.of(), xattrs(readable), "no xattr set on the root file");
+            assertEquals(List.of("trusted.secret"), xattrs(readable), "none set on the root file but the one the test put there");
             assertEquals(0, s.stop());
         }
     }
@@ -207,13 +215,18 @@ class P9PassthroughIT {
         return c.rpc(new Tclunk(c.tag(), 7)) instanceof Rlerror e ? e.ecode() : 0;
     }
 
-    /** The names of a host file's xattrs in the user and trusted namespaces (listxattr as root: python3, which test.sh installs). */
+    /** The names of a host file's xattrs in the user and trusted namespaces (listxattr as root). */
     static List<String> xattrs(Path p) throws Exception {
-        Process pr = new ProcessBuilder("python3", "-c", "import os, sys; print(*os.listxattr(sys.argv[1]), sep='\\n')", p.toString())
-                .redirectErrorStream(true).start();
+        String out = python("import os, sys; print(*os.listxattr(sys.argv[1]), sep='\\n')", p);
+        return out.lines().filter(l -> l.startsWith("user.") || l.startsWith("trusted.")).toList();
+    }
+
+    /** Runs a python3 program (test.sh installs python3) on {@code p} as root: its output. */
+    static String python(String program, Path p) throws Exception {
+        Process pr = new ProcessBuilder("python3", "-c", program, p.toString()).redirectErrorStream(true).start();
         String out = new String(pr.getInputStream().readAllBytes());
         assertEquals(0, pr.waitFor(), out);
-        return out.lines().filter(l -> l.startsWith("user.") || l.startsWith("trusted.")).toList();
+        return out;
     }
 
     /**
