@@ -63,10 +63,8 @@ class ServerIdentityTest {
         }
     }
 
-    /** Whether this process may act as other users; says so on stderr if not. */
     static boolean switchesUsers() {
-        if (!Credentials.SERVER_IS_ROOT) System.err.println("ServerIdentityTest: NOT checked: only a root server switches users (CI runs as root)");
-        return Credentials.SERVER_IS_ROOT;
+        return io.bridgefs.server.posix.SwitchesUsers.orSay("ServerIdentityTest:");
     }
 
     @Test

@@ -28,8 +28,7 @@ class ServerThreadsTest {
     }
 
     static boolean switchesUsers() {
-        if (!Credentials.SERVER_IS_ROOT) System.err.println("ServerThreadsTest: NOT checked: only a root server switches users (CI runs as root)");
-        return Credentials.SERVER_IS_ROOT;
+        return SwitchesUsers.orSay("ServerThreadsTest:");
     }
 
     /** Why the server's threads need it: a plain thread is the user as far as the kernel goes, and nothing in it knows. */
