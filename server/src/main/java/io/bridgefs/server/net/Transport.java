@@ -30,11 +30,11 @@ public final class Transport implements AutoCloseable {
     }
 
     /**
-     * Netty's own threads (named as Netty names them), each starting as the server: a new thread takes
-     * its creator's credentials ({@link io.bridgefs.server.posix.ServerThreads}).
+     * Netty's own threads (named, and with the priority, Netty gives them by default), each starting as
+     * the server: a new thread takes its creator's credentials ({@link io.bridgefs.server.posix.ServerThreads}).
      */
     private static java.util.concurrent.ThreadFactory serverThreads() {
-        var netty = new io.netty.util.concurrent.DefaultThreadFactory(MultiThreadIoEventLoopGroup.class);
+        var netty = new io.netty.util.concurrent.DefaultThreadFactory(MultiThreadIoEventLoopGroup.class, Thread.MAX_PRIORITY);
         return r -> netty.newThread(io.bridgefs.server.posix.ServerThreads.startingAsServer(r));
     }
 
