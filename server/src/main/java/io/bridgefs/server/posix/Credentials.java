@@ -17,8 +17,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * {@code security=passthrough} runs as the attaching user: the host's own permission checks apply.
  */
 public final class Credentials {
-    private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119, SYS_CAPSET = 126;   // x86_64
-    private static final int CAPABILITY_VERSION_3 = 0x20080522;
+    private static final int SYS_SETGROUPS = 116, SYS_SETRESUID = 117, SYS_SETRESGID = 119;   // x86_64
 
     private interface LibC extends Library {
         int getgroups(int size, int[] list) throws LastErrorException;
@@ -38,7 +37,6 @@ public final class Credentials {
         static native int setfsuid(int uid);
         static native int setfsgid(int gid);
         static native long syscall(long number, long size, int[] list) throws LastErrorException;
-        static native long syscall(long number, int[] header, int[] data) throws LastErrorException;
 
         static {
             Native.register(Hot.class, com.sun.jna.NativeLibrary.getInstance("c"));
@@ -133,7 +131,7 @@ public final class Credentials {
         }
         if (PERMITTED != 0) {
             try {
-                capset(id.uid() == 0 ? PERMITTED : SWITCHING & PERMITTED);   // no capget per request
+                Capabilities.set(id.uid() == 0 ? PERMITTED : SWITCHING & PERMITTED, PERMITTED, INHERITABLE);   // no capget per request
             } catch (LastErrorException e) {
                 restore();
                 throw new Posix.ErrnoException("capset", e.getErrorCode());
@@ -155,13 +153,6 @@ public final class Credentials {
     /** The server's own credentials again, if the thread acts as someone else: a thread-local read otherwise. */
     public static void serverAgain() {
         if (HELD.get() != null) restore();
-    }
-
-    /** This thread's effective capabilities (within the server's permitted set, which stays as it is). */
-    private static void capset(long effective) throws LastErrorException {
-        int[] data = {(int) effective, (int) PERMITTED, (int) INHERITABLE,
-                (int) (effective >>> 32), (int) (PERMITTED >>> 32), (int) (INHERITABLE >>> 32)};
-        Hot.syscall(SYS_CAPSET, new int[] {CAPABILITY_VERSION_3, 0}, data);
     }
 
     /** Work that may fail with an I/O error. */
@@ -202,7 +193,7 @@ public final class Credentials {
         Hot.setfsgid(SERVER_GID);
         if (PERMITTED != 0) {
             try {
-                capset(PERMITTED);
+                Capabilities.set(PERMITTED, PERMITTED, INHERITABLE);
             } catch (LastErrorException e) {
                 // cannot happen (raising within the permitted set); the next become() narrows again anyway
             }
