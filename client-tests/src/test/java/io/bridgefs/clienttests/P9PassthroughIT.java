@@ -215,10 +215,11 @@ class P9PassthroughIT {
         return c.rpc(new Tclunk(c.tag(), 7)) instanceof Rlerror e ? e.ecode() : 0;
     }
 
-    /** The names of a host file's xattrs in the user and trusted namespaces (listxattr as root). */
-    static List<String> xattrs(Path p) throws Exception {
+    /** The names of a host file's xattrs that start with one of {@code prefixes} (user. and trusted. if none; listxattr as root). */
+    static List<String> xattrs(Path p, String... prefixes) throws Exception {
+        List<String> wanted = prefixes.length == 0 ? List.of("user.", "trusted.") : List.of(prefixes);
         String out = python("import os, sys; print(*os.listxattr(sys.argv[1]), sep='\\n')", p);
-        return out.lines().filter(l -> l.startsWith("user.") || l.startsWith("trusted.")).toList();
+        return out.lines().filter(l -> wanted.stream().anyMatch(l::startsWith)).toList();
     }
 
     /** Runs a python3 program (test.sh installs python3) on {@code p} as root: its output. */
