@@ -39,6 +39,30 @@ final class P9DataOps {
 
     int iounit() { return ops.msize - P9.IOHDRSZ; }
 
+    /**
+     * Tlopen of a directory for reading on the network thread (see {@link P9Ops#tryFast}): as the fid's
+     * user, with "." looked up in the dentry cache only ({@link Posix#openDirCached}), on a local file
+     * system; null where any of that does not hold, and the executor opens it as {@link #lopen} does.
+     */
+    Rlopen tryOpenDir(Tlopen m) {
+        if ((m.flags() & P9.O_ACCMODE) != P9.O_RDONLY || (m.flags() & P9.O_TRUNC) != 0) return null;
+        Fid f = ops.fidNow(m.fid());
+        if (f == null) return null;
+        int fd = -1;
+        try {
+            if (f.opened || !f.isDir() || f.export.mapped() || !server.localAttributes(f) || !RequestUser.actAsIfKnown(f)) return null;
+            fd = Posix.openDirCached(f.fd);
+            if (fd < 0 || !ops.openedDir(f, fd, m.flags())) return null;
+            fd = -1;                            // the fid's now
+            return new Rlopen(m.tag(), f.qid, iounit());
+        } catch (P9Error | IOException e) {
+            return null;
+        } finally {
+            if (fd >= 0) Posix.close(fd);
+            ops.doneFast(f);
+        }
+    }
+
     void open(Fid f, int flags) throws P9Error, IOException {
         Stat st = P9Ops.stat(f.export, f.fd);
         ops.holdOpen(f, st.isDir() ? 1 : st.isRegular() ? 2 : 0);

@@ -228,13 +228,7 @@ final class P9NodeOps {
         int fd = -1;
         try {
             if (f.export.mapped() || !server.localAttributes(f) || ops.bound(m.newfid())) return null;
-            if (RequestUser.asServer(f.export, f.uid)) {
-                Credentials.serverAgain();
-            } else {
-                Credentials.Identity id = Credentials.identityIfKnown(f.export.hostUid(f.uid));
-                if (id == null) return null;
-                Credentials.hold(id);           // a failed switch throws, the thread the server again
-            }
+            if (!RequestUser.actAsIfKnown(f)) return null;
             List<String> path = new ArrayList<>(f.path);
             List<Qid> qids = new ArrayList<>(m.names().size());
             Qid q = f.qid;

@@ -84,10 +84,12 @@ final class P9Ops {
 
     /**
      * Answers on the calling (network) thread a request that cannot block — a read of pages all resident
-     * in the cache from an open file, a clunk of a fid that holds nothing but its O_PATH descriptor, a
-     * getattr or write that needs no write-back, a walk the kernel's dentry cache answers — or returns
-     * null: the request then goes to the executor as usual. Only a walk switches credentials (to the
-     * user's, kept on this thread after it: {@link Credentials#hold}); a read or write of an open file was
+     * in the cache from an open file, a clunk of a fid that holds no open file (its O_PATH descriptor, a
+     * directory's), a
+     * getattr or write that needs no write-back, a walk the kernel's dentry cache answers, a directory's
+     * open for reading — or returns null: the request then goes to the executor as usual. Only a walk and
+     * a directory's open switch credentials (to the user's, kept on this thread after it:
+     * {@link Credentials#hold}); a read or write of an open file was
      * permitted when it was opened. So everything else here may run as whichever user walked last on this
      * thread, and makes only calls the kernel does not check against the caller's credentials (fstat,
      * pread, close of a descriptor), or makes the thread the server again first (a mapped export's
@@ -99,6 +101,7 @@ final class P9Ops {
         if (m instanceof Tgetattr g) return attrs.tryGetattr(g);
         if (m instanceof Twrite w) return data.tryResidentWrite(w);
         if (m instanceof Twalk w) return nodes.tryWalk(w);
+        if (m instanceof Tlopen o) return data.tryOpenDir(o);
         return null;
     }
 
@@ -125,7 +128,7 @@ final class P9Ops {
 
     private synchronized Rclunk clunkIdle(Tclunk m) {
         Fid f = fids.get(m.fid());
-        if (f == null || f.users > 0 || f.opened || f.file != null || f.dirFd >= 0 || f.xattrWrite != null) return null;
+        if (f == null || f.users > 0 || f.file != null || f.xattrWrite != null) return null;     // an open directory's close: at once too
         fids.remove(m.fid());
         server.fidsBound(-1);
         release(f);
@@ -170,6 +173,23 @@ final class P9Ops {
 
     private synchronized void holdOpenLocked(Fid f, int n) throws P9Error {
         descriptors.holdOpen(f, n);
+    }
+
+    /**
+     * A directory opened on the network thread becomes {@code f}'s open, holding one descriptor of the
+     * budget of opens; false if the fid was opened meanwhile (a client's two Tlopens racing), and EMFILE
+     * as {@link #holdOpen}. The caller closes {@code dirFd} unless it was taken.
+     */
+    boolean openedDir(Fid f, int dirFd, int flags) throws P9Error {
+        makeRoom();
+        synchronized (this) {
+            if (f.opened || f.dirFd >= 0) return false;
+            descriptors.holdOpen(f, 1);
+            f.dirFd = dirFd;
+            f.openFlags = flags;
+            f.opened = true;
+            return true;
+        }
     }
 
     /** An open failed: what it held goes (the fid stays, unopened). */

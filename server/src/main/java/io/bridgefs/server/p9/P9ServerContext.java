@@ -213,6 +213,11 @@ public final class P9ServerContext {
         opensInUse.addAndGet(-n);
     }
 
+    /** Descriptors open files and directories hold now, all connections together. */
+    int opensInUse() {
+        return opensInUse.get();
+    }
+
     /** For tests: a small budget of opens. */
     P9ServerContext withOpenBudget(int n) {
         maxOpens = n;

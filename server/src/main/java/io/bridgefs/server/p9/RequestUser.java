@@ -47,6 +47,23 @@ final class RequestUser {
         on[0] = true;
     }
 
+    /**
+     * For a request answered on a network thread ({@link P9Ops#tryFast}): acts as the fid's user, and the
+     * thread keeps acting as it for that user's next such request; false if the user's groups are not
+     * known yet (reading /etc/group could wait: the executor runs the request). A failed switch throws,
+     * the thread the server again.
+     */
+    static boolean actAsIfKnown(Fid f) throws IOException {
+        if (asServer(f.export, f.uid)) {
+            Credentials.serverAgain();
+            return true;
+        }
+        Credentials.Identity id = Credentials.identityIfKnown(f.export.hostUid(f.uid));
+        if (id == null) return false;
+        Credentials.hold(id);
+        return true;
+    }
+
     /** Whether requests of {@code uid} run as the server itself: no passthrough, or root acting as root. */
     static boolean asServer(P9Export e, int uid) {
         return !e.passthrough() || e.hostUid(uid) == 0 && Credentials.SERVER_IS_ROOT;

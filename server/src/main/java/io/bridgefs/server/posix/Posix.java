@@ -119,9 +119,23 @@ public final class Posix {
      * (the caller does the lookup the ordinary way and reports the error), or the kernel lacks it.
      */
     public static int openPathCached(int dirfd, String name) {
+        return openCached(dirfd, name, O_PATH | O_NOFOLLOW);
+    }
+
+    /**
+     * A directory descriptor for reading ({@code dirfd} itself, which may be O_PATH, opened again through
+     * "."), only where the lookup is answered from the dentry cache as in {@link #openPathCached}; the open
+     * itself reads nothing (io_uring opens this way without blocking). -1 where it cannot, whatever the
+     * reason: the caller opens it the ordinary way and reports the error.
+     */
+    public static int openDirCached(int dirfd) {
+        return openCached(dirfd, ".", O_RDONLY | O_DIRECTORY);
+    }
+
+    private static int openCached(int dirfd, String name, int flags) {
         if (!cachedLookups) return -1;
         Memory how = OPEN_HOW.get();
-        how.setLong(0, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        how.setLong(0, flags | O_CLOEXEC);
         how.setLong(8, 0);
         how.setLong(16, RESOLVE_CACHED | RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS);
         try {

@@ -410,6 +410,111 @@ class P9FastPathTest {
         }
     }
 
+    /**
+     * Tlopen of a directory for reading is answered on the network thread ("." is in the dentry cache);
+     * the directory is then read as usual. A second open of the same fid, a file's open, and a directory
+     * opened for writing or with O_TRUNC are the executor's, with the executor's answers.
+     */
+    @Test
+    void directoriesOpenedForReadingAreAnsweredAtOnceAndOtherOpensByTheExecutor(@TempDir Path root) throws Exception {
+        Files.createDirectories(root.resolve("d"));
+        Files.write(root.resolve("d/f"), new byte[10]);
+        attach(root);
+        Files.exists(root.resolve("d/f"));
+        fastWalk(0, 1, "d");
+        send(new Tlopen(tag++, 1, P9.O_RDONLY | P9.O_DIRECTORY));
+        assertEquals(0, executor.queued.size(), "a directory's open for reading never reaches the executor");
+        assertInstanceOf(Rlopen.class, reply());
+        assertEquals(1L, ctx.requests.fastSnapshot().get("lopen"), "counted as answered on the network thread");
+        Rreaddir listing = (Rreaddir) call(new Treaddir(tag++, 1, 0, 8192));
+        try {
+            assertTrue(listing.data().toString(java.nio.charset.StandardCharsets.ISO_8859_1).contains("f"), "the opened directory reads");
+            assertTrue(listing.data().readableBytes() > 0);
+        } finally {
+            listing.release();
+        }
+        assertEquals(P9.EBADF, slowOpen(1, P9.O_RDONLY), "already open: the executor refuses it");
+        fastWalk(0, 2, "d", "f");
+        assertEquals(0, slowOpen(2, P9.O_RDONLY), "a file's open goes through the shared cache: the executor's");
+        fastWalk(0, 3, "d");
+        assertEquals(P9.EISDIR, slowOpen(3, P9.O_RDWR), "a directory for writing");
+        assertEquals(P9.EISDIR, slowOpen(3, P9.O_WRONLY));
+        assertEquals(0, slowOpen(3, P9.O_RDONLY | P9.O_TRUNC), "O_TRUNC: the executor decides (on a directory it is ignored)");
+        assertEquals(1L, ctx.requests.fastSnapshot().get("lopen"));
+        for (int fid : new int[] {1, 3}) {
+            send(new Tclunk(tag++, fid));
+            assertEquals(0, executor.queued.size(), "an open directory's clunk closes its descriptor at once");
+            assertInstanceOf(Rclunk.class, reply());
+        }
+        send(new Tclunk(tag++, 2));
+        assertNull(reply(), "an open file's clunk is the executor's (its last close may write back)");
+        executor.runAll();
+        ch.runPendingTasks();
+        assertInstanceOf(Rclunk.class, reply());
+        assertEquals(0, ctx.opensInUse(), "every open's descriptor went back to the budget");
+        detachAndCheck();
+    }
+
+    /**
+     * Passthrough: a directory's open runs as the fid's user on the network thread, whoever opened one
+     * just before. uid 1000 opens its own 0700 directory at once; root's 0700 directory, which uid 1000
+     * may walk to but not read, is opened by root at once and refused to uid 1000 right after (the
+     * executor answers EACCES), and 1001 is refused 1000's. Needs a root server (CI runs as root).
+     */
+    @Test
+    void usersTakingTurnsOpeningDirectoriesOnTheNetworkThreadEachOpenAsThemselves(@TempDir Path root) throws Exception {
+        if (!io.bridgefs.server.posix.SwitchesUsers.orSay("P9FastPathTest: users taking turns opening directories")) return;
+        var perms = (java.util.function.Function<String, java.util.Set<java.nio.file.attribute.PosixFilePermission>>)
+                java.nio.file.attribute.PosixFilePermissions::fromString;
+        Files.setPosixFilePermissions(root, perms.apply("rwxr-xr-x"));
+        Path mine = Files.createDirectories(root.resolve("mine"));
+        Files.setAttribute(mine, "unix:uid", 1000);
+        Files.setPosixFilePermissions(mine, perms.apply("rwx------"));
+        Files.setPosixFilePermissions(Files.createDirectories(root.resolve("rootonly")), perms.apply("rwx------"));
+        Files.exists(mine);
+        attach(root, P9Security.PASSTHROUGH, 1000);      // fid 0
+        try {
+            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 10, P9.NOFID, "u1001", "s", 1001)));
+            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 20, P9.NOFID, "root", "s", 0)));
+            for (int round = 0; round < 3; round++) {
+                fastWalk(0, 1, "mine");
+                fastWalk(10, 11, "mine");
+                fastWalk(20, 21, "rootonly");
+                fastWalk(0, 2, "rootonly");
+                fastOpen(1);
+                assertEquals(1000, Credentials.fsuid());
+                assertEquals(13, slowOpen(11, P9.O_RDONLY), "1001 right after 1000: EACCES");
+                fastOpen(21);
+                assertEquals(0, Credentials.fsuid(), "root's open runs as the server");
+                assertEquals(13, slowOpen(2, P9.O_RDONLY), "1000 right after root: EACCES");
+                for (int fid : new int[] {1, 2, 11, 21}) assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, fid)));
+            }
+            assertEquals(6L, ctx.requests.fastSnapshot().get("lopen"), "two opens a round answered on the network thread");
+            detachAndCheck();
+        } finally {
+            Credentials.serverAgain();
+        }
+    }
+
+    /** A directory's Tlopen for reading answered on the network thread. */
+    void fastOpen(int fid) throws Exception {
+        send(new Tlopen(tag++, fid, P9.O_RDONLY));
+        assertEquals(0, executor.queued.size(), "the open of fid " + fid + " answered at once");
+        assertInstanceOf(Rlopen.class, reply());
+    }
+
+    /** A Tlopen the network thread declines: 0 if the executor opened it, else its errno. */
+    int slowOpen(int fid, int flags) throws Exception {
+        send(new Tlopen(tag++, fid, flags));
+        assertNull(reply(), "the open of fid " + fid + " is the executor's");
+        executor.runAll();
+        ch.runPendingTasks();
+        P9Message r = reply();
+        if (r instanceof Rlerror e) return e.ecode();
+        assertInstanceOf(Rlopen.class, r);
+        return 0;
+    }
+
     /** A walk answered on the network thread (fails the test if it reaches the executor). */
     Rwalk fastWalk(int fid, int newfid, String... names) throws Exception {
         send(new Twalk(tag++, fid, newfid, List.of(names)));
