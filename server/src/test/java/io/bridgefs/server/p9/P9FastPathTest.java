@@ -151,11 +151,7 @@ class P9FastPathTest {
         send(new Tclunk(tag++, 2));
         assertEquals(0, executor.queued.size());
         assertInstanceOf(Rclunk.class, reply());
-        send(new Tclunk(tag++, 1));
-        assertNull(reply(), "clunking an open file waits for the executor");
-        executor.runAll();
-        ch.runPendingTasks();
-        assertInstanceOf(Rclunk.class, reply());
+        assertInstanceOf(Rclunk.class, viaExecutor(new Tclunk(tag++, 1), "clunking an open file waits for the executor"));
         detachAndCheck();
     }
 
@@ -446,11 +442,7 @@ class P9FastPathTest {
             assertEquals(0, executor.queued.size(), "an open directory's clunk closes its descriptor at once");
             assertInstanceOf(Rclunk.class, reply());
         }
-        send(new Tclunk(tag++, 2));
-        assertNull(reply(), "an open file's clunk is the executor's (its last close may write back)");
-        executor.runAll();
-        ch.runPendingTasks();
-        assertInstanceOf(Rclunk.class, reply());
+        assertInstanceOf(Rclunk.class, viaExecutor(new Tclunk(tag++, 2), "an open file's clunk is the executor's (its last close may write back)"));
         assertEquals(0, ctx.opensInUse(), "every open's descriptor went back to the budget");
         detachAndCheck();
     }
@@ -505,11 +497,7 @@ class P9FastPathTest {
 
     /** A Tlopen the network thread declines: 0 if the executor opened it, else its errno. */
     int slowOpen(int fid, int flags) throws Exception {
-        send(new Tlopen(tag++, fid, flags));
-        assertNull(reply(), "the open of fid " + fid + " is the executor's");
-        executor.runAll();
-        ch.runPendingTasks();
-        P9Message r = reply();
+        P9Message r = viaExecutor(new Tlopen(tag++, fid, flags), "the open of fid " + fid + " is the executor's");
         if (r instanceof Rlerror e) return e.ecode();
         assertInstanceOf(Rlopen.class, r);
         return 0;
@@ -524,10 +512,15 @@ class P9FastPathTest {
 
     /** A walk the network thread declines: the executor answers it. */
     Rwalk slowWalk(int fid, int newfid, String... names) throws Exception {
-        send(new Twalk(tag++, fid, newfid, List.of(names)));
-        assertNull(reply(), List.of(names) + " from fid " + fid + " is the executor's");
+        return (Rwalk) viaExecutor(new Twalk(tag++, fid, newfid, List.of(names)), List.of(names) + " from fid " + fid + " is the executor's");
+    }
+
+    /** Sends a request the network thread must not answer ({@code why} if it does), runs the executor: the reply. */
+    P9Message viaExecutor(P9Message m, String why) throws Exception {
+        send(m);
+        assertNull(reply(), why);
         executor.runAll();
         ch.runPendingTasks();
-        return (Rwalk) reply();
+        return reply();
     }
 }
