@@ -318,7 +318,7 @@ final class P9NodeOps {
                 Posix.close(parent);
             }
         } finally {
-            ops.release(f);
+            ops.retire(f);
         }
         server.unlinked(gone);
         return new Rremove(m.tag());

@@ -266,7 +266,7 @@ final class P9Ops {
         }
         Fid old = fids.put(n, f);
         if (old == null) server.fidsBound(1);
-        if (old != null && old != f) release(old);
+        if (old != null && old != f) retire(old);
         if (!descriptors.hold(f)) {
             server.reserveFidAnyway();       // over budget: a walk onto its own fid still succeeds
             f.counted = true;
@@ -297,14 +297,23 @@ final class P9Ops {
     }
 
     /**
+     * A fid taken out of the table (Tclunk, Tremove, a walk or create onto it, Tversion, the connection's
+     * end) is released now, or by the last request still using it: a running Treaddir or Tread keeps its
+     * descriptors until it ends. Released at once, they would be closed under it, and the number reused
+     * by the next open anywhere in the server: its getdents64 or pread would read another fid's file,
+     * another connection's or export's, and send it to this client.
+     */
+    synchronized void retire(Fid f) {
+        if (f.users > 0) f.dropped = true;
+        else release(f);
+    }
+
+    /**
      * Tversion and connection end: every fid is clunked. A fid a running request still uses keeps its
      * descriptor until that request ends (then it is released), so nothing is closed under a worker.
      */
     synchronized void clunkAll() {
-        for (Fid f : fids.values()) {
-            if (f.users > 0) f.dropped = true;
-            else release(f);
-        }
+        for (Fid f : fids.values()) retire(f);
         server.fidsBound(-fids.size());
         fids.clear();
         server.locks.releaseSession(session);
@@ -448,7 +457,7 @@ final class P9Ops {
                 attrs.commitXattr(f);
             }
         } finally {
-            release(f);
+            retire(f);
         }
         return new Rclunk(m.tag());
     }

@@ -67,6 +67,11 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
         this.ops = new P9Ops(server, this);
     }
 
+    /** This connection's fids and operations (tests look at its fids). */
+    P9Ops ops() {
+        return ops;
+    }
+
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
         ops.peer = ctx.channel().remoteAddress();

@@ -51,6 +51,7 @@ class P9FastPathTest {
     int tag = 1;
     PageCache cache;
     P9ServerContext ctx;
+    P9Session session;
 
     /** A session over {@code root} (export "s", 1 MiB cache, this test's executor), versioned, root attached as fid 0. */
     void attach(Path root) throws Exception {
@@ -66,7 +67,7 @@ class P9FastPathTest {
         P9FrameDecoder decoder = new P9FrameDecoder(8192);
         ch = new EmbeddedChannel();
         ch.pipeline().addLast(ServerIdentity.NAME, ServerIdentity.BUT_REQUESTS)       // as Transport puts it for P9Listener
-                .addLast("9p-decoder", decoder).addLast("9p-session", new P9Session(ctx, decoder));
+                .addLast("9p-decoder", decoder).addLast("9p-session", session = new P9Session(ctx, decoder));
         assertInstanceOf(Rversion.class, call(new Tversion(P9.NOTAG, 65536, P9.VERSION)));
         assertInstanceOf(Rattach.class, call(new Tattach(tag++, 0, P9.NOFID, uid == 0 ? "root" : "u" + uid, "s", uid)));
     }
@@ -486,6 +487,44 @@ class P9FastPathTest {
         } finally {
             Credentials.serverAgain();
         }
+    }
+
+    /**
+     * A fid taken out of the table while a request still uses it (a Treaddir running on an I/O thread,
+     * here held as the fast path holds it) keeps its descriptors until that request ends: Tclunk, a walk
+     * onto the fid, Tremove. Closed at once, the descriptor's number would be reused by the next open in
+     * the server, and the running getdents64 would read that file's directory instead.
+     */
+    @Test
+    void aFidLetGoWhileARequestUsesItKeepsItsDescriptorsUntilThatRequestEnds(@TempDir Path root) throws Exception {
+        Files.createDirectories(root.resolve("d/e"));
+        Files.createDirectories(root.resolve("gone"));
+        attach(root);
+        P9Ops ops = session.ops();
+        Files.exists(root.resolve("d/e"));
+        Files.exists(root.resolve("gone"));
+        fastWalk(0, 1, "d");
+        fastWalk(0, 2, "d");
+        fastWalk(0, 3, "gone");
+        for (int fid : new int[] {1, 2, 3}) fastOpen(fid);
+        List<P9Message> letGo = List.of(new Tclunk(tag++, 1), new Twalk(tag++, 2, 2, List.of("e")), new Tremove(tag++, 3));
+        for (P9Message m : letGo) {
+            int fid = m instanceof Tclunk c ? c.fid() : m instanceof Twalk w ? w.fid() : ((Tremove) m).fid();
+            Fid f = ops.openFidNow(fid);              // a request that uses it is running
+            int dirFd = f.dirFd;
+            int opens = ctx.opensInUse();
+            P9Message r = viaExecutor(m, m + " is the executor's while the fid is in use");
+            assertFalse(r instanceof Rlerror, m + ": " + r);
+            assertEquals(dirFd, f.dirFd, m + ": the running request's descriptor stays");
+            assertTrue(Files.isDirectory(Path.of("/proc/self/fd/" + dirFd)), m + ": and stays open");
+            assertEquals(opens, ctx.opensInUse());
+            ops.doneFast(f);                          // the request ends: now it goes
+            assertEquals(-1, f.dirFd, m.toString());
+            assertEquals(opens - 1, ctx.opensInUse(), m.toString());
+        }
+        assertFalse(Files.exists(root.resolve("gone")), "removed");
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 2)));
+        detachAndCheck();
     }
 
     /** A directory's Tlopen for reading answered on the network thread. */
