@@ -32,6 +32,7 @@ final class Fid {
     CachedFile file;          // regular files: data through the shared cache
     int dirFd = -1;           // directories: a readable descriptor for getdents64
     int openHeld;             // descriptors of the budget its open holds (its data file's, or dirFd)
+    volatile DirAhead ahead;  // directories opened on the network thread: their first entries (guarded by P9Ops)
 
     // xattr fids (Txattrwalk / Txattrcreate)
     byte[] xattrValue;

@@ -54,6 +54,7 @@ final class P9DataOps {
             fd = Posix.openDirCached(f.fd);
             if (fd < 0 || !ops.openedDir(f, fd, m.flags())) return null;
             fd = -1;                            // the fid's now
+            readAheadSoon(f);
             return new Rlopen(m.tag(), f.qid, iounit());
         } catch (P9Error | IOException e) {
             return null;
@@ -101,6 +102,35 @@ final class P9DataOps {
         }
         f.opened = true;
         f.openFlags = flags;
+    }
+
+    /** The I/O pool reads the first entries of {@code f}, opened now, while its Rlopen goes out ({@link DirAhead}). */
+    private void readAheadSoon(Fid f) {
+        if (!server.holdAhead()) return;
+        if (!ops.holdAgain(f)) {
+            server.releaseAhead();
+            return;
+        }
+        try {
+            server.executor.execute(() -> readAhead(f));      // not a 9P request: it runs as the server
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            server.releaseAhead();
+            ops.doneFast(f);
+        }
+    }
+
+    private void readAhead(Fid f) {
+        DirAhead a = null;
+        try {
+            synchronized (f) {
+                if (f.dirFd >= 0) a = DirAhead.read(f.dirFd, f.export.mapped());
+            }
+        } catch (IOException | RuntimeException e) {
+            a = null;                           // the Treaddir reads it again and reports what fails
+        } finally {
+            if (a == null || !ops.keepAhead(f, a)) server.releaseAhead();
+            ops.doneFast(f);
+        }
     }
 
     Rlcreate lcreate(Tlcreate m) throws P9Error, IOException {
@@ -290,37 +320,48 @@ final class P9DataOps {
         if (!f.opened || f.dirFd < 0) throw new P9Error(P9.ENOTDIR, "readdir of a fid not open as a directory");
         int count = Math.max(0, Math.min(m.count(), iounit()));
         ByteBuf b = header(alloc, 41, m.tag(), 4 + count);
-        int countAt = b.writerIndex();
         b.writeIntLE(0);
         try {
-            synchronized (f) {
-                if (Posix.lseek(f.dirFd, m.offset(), 0) < 0) throw new P9Error(P9.EINVAL, "bad readdir offset");
-                Dirents d = Dirents.mine();
-                outer:
-                while (true) {
-                    // a host entry takes about the room its 9P entry does: ask for no more than is left
-                    int n = d.read(f.dirFd, count - (b.writerIndex() - countAt - 4));
-                    if (n <= 0) break;
-                    for (int pos = 0; pos < n; pos += d.reclen(pos)) {
-                        int dtype = d.type(pos);
-                        if (f.export.mapped() && dtype != 4) dtype = 0;    // DT_UNKNOWN: the guest's type is in the xattrs, as QEMU says
-                        byte[] name = d.name(pos);
-                        int need = Qid.SIZE + 8 + 1 + 2 + name.length;
-                        if (b.writerIndex() - countAt - 4 + need > count) break outer;
-                        int qt = dtype == 4 ? Qid.QTDIR : dtype == 10 ? Qid.QTSYMLINK : Qid.QTFILE;
-                        b.writeByte(qt).writeIntLE(0).writeLongLE(d.ino(pos));
-                        b.writeLongLE(d.off(pos)).writeByte(dtype).writeShortLE(name.length).writeBytes(name);
-                    }
+            synchronized (f) {      // after the read-ahead, if one is running
+                if (!ops.readAhead(f, m.offset(), count, b)) {
+                    if (Posix.lseek(f.dirFd, m.offset(), 0) < 0) throw new P9Error(P9.EINVAL, "bad readdir offset");
+                    DirAhead.encode(f.dirFd, f.export.mapped(), b, count);
                 }
             }
-            int len = b.writerIndex() - countAt - 4;
-            b.setIntLE(countAt, len);
-            b.setIntLE(0, b.writerIndex());
-            return b;
+            return entriesDone(b);
         } catch (P9Error | IOException | RuntimeException e) {
             b.release();
             throw e;
         }
+    }
+
+    /**
+     * Treaddir on the network thread: from the entries read ahead right after the directory's open on
+     * the network thread ({@link #tryOpenDir}), if it asks where they begin; else null.
+     */
+    ByteBuf tryReaddirAhead(Treaddir m, ByteBufAllocator alloc) {
+        Fid f = ops.openFidNow(m.fid());
+        if (f == null) return null;
+        try {
+            if (f.ahead == null) return null;
+            int count = Math.max(0, Math.min(m.count(), iounit()));
+            ByteBuf b = header(alloc, 41, m.tag(), 4 + count);
+            b.writeIntLE(0);
+            if (!ops.readAhead(f, m.offset(), count, b)) {
+                b.release();
+                return null;
+            }
+            return entriesDone(b);
+        } finally {
+            ops.doneFast(f);
+        }
+    }
+
+    /** Rreaddir's sizes, once its entries are written after the count field. */
+    private static ByteBuf entriesDone(ByteBuf b) {
+        b.setIntLE(P9.HEADER, b.writerIndex() - P9.HEADER - 4);
+        b.setIntLE(0, b.writerIndex());
+        return b;
     }
 
     Rfsync fsync(Tfsync m) throws P9Error, IOException {

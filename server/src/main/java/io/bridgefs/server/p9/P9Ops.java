@@ -102,6 +102,7 @@ final class P9Ops {
         if (m instanceof Twrite w) return data.tryResidentWrite(w);
         if (m instanceof Twalk w) return nodes.tryWalk(w);
         if (m instanceof Tlopen o) return data.tryOpenDir(o);
+        if (m instanceof Treaddir r) return data.tryReaddirAhead(r, alloc);
         return null;
     }
 
@@ -190,6 +191,43 @@ final class P9Ops {
             f.opened = true;
             return true;
         }
+    }
+
+    /** One more use of a fid this thread already uses ({@link #doneFast} ends it); false if it was let go meanwhile. */
+    synchronized boolean holdAgain(Fid f) {
+        if (f.dropped) return false;
+        f.users++;
+        return true;
+    }
+
+    /** Entries read ahead become {@code f}'s; false if it is no longer open (the caller gives back their budget). */
+    synchronized boolean keepAhead(Fid f, DirAhead a) {
+        if (f.dropped || f.dirFd < 0 || f.ahead != null) return false;
+        f.ahead = a;
+        return true;
+    }
+
+    /**
+     * Treaddir from {@code f}'s entries read ahead, into {@code out}: false where the executor reads the
+     * directory instead (none read ahead, another offset, all given with more to come, or no room for
+     * one). Those that no longer match the client's offset are let go.
+     */
+    synchronized boolean readAhead(Fid f, long offset, int count, ByteBuf out) {
+        DirAhead a = f.ahead;
+        if (a == null) return false;
+        if (a.start != offset || a.exhausted() && !a.eof) {
+            dropAhead(f);
+            return false;
+        }
+        if (a.take(out, count) == 0 && !a.exhausted()) return false;
+        if (a.exhausted() && !a.eof) dropAhead(f);
+        return true;
+    }
+
+    private void dropAhead(Fid f) {
+        if (f.ahead == null) return;
+        f.ahead = null;
+        server.releaseAhead();
     }
 
     /** An open failed: what it held goes (the fid stays, unopened). */
@@ -289,6 +327,7 @@ final class P9Ops {
         f.file = null;
         if (f.dirFd >= 0) Posix.close(f.dirFd);
         f.dirFd = -1;
+        dropAhead(f);
         f.xattrValue = null;
         f.xattrWrite = null;
         server.releaseXattr(f);

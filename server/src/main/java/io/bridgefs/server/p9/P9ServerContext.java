@@ -213,6 +213,26 @@ public final class P9ServerContext {
         opensInUse.addAndGet(-n);
     }
 
+    /** Directory entries read ahead ({@link DirAhead}), all connections together: at most 512 directories' worth. */
+    static final long AHEAD_BUDGET = 512L * DirAhead.SIZE;
+    private final java.util.concurrent.atomic.AtomicLong aheadBytes = new java.util.concurrent.atomic.AtomicLong();
+
+    /** Room for one directory's entries read ahead; false when the budget is spent (the directory is read as it is asked for). */
+    boolean holdAhead() {
+        if (aheadBytes.addAndGet(DirAhead.SIZE) <= AHEAD_BUDGET) return true;
+        aheadBytes.addAndGet(-DirAhead.SIZE);
+        return false;
+    }
+
+    void releaseAhead() {
+        aheadBytes.addAndGet(-DirAhead.SIZE);
+    }
+
+    /** Bytes held by directory entries read ahead (tests: back to 0 when every connection is gone). */
+    long aheadBytesHeld() {
+        return aheadBytes.get();
+    }
+
     /** Descriptors open files and directories hold now, all connections together. */
     int opensInUse() {
         return opensInUse.get();

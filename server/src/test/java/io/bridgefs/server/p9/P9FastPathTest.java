@@ -39,6 +39,8 @@ class P9FastPathTest {
         final ArrayDeque<Runnable> queued = new ArrayDeque<>();
         public void execute(Runnable r) { queued.add(r); }
         void runAll() { while (!queued.isEmpty()) queued.poll().run(); }
+        /** 9P requests queued (a directory's read-ahead is queued too, and is no request). */
+        long requests() { return queued.stream().filter(r -> r instanceof io.bridgefs.server.posix.ServerThreads.UserRequest).count(); }
         public void shutdown() {}
         public List<Runnable> shutdownNow() { return List.of(); }
         public boolean isShutdown() { return false; }
@@ -132,7 +134,7 @@ class P9FastPathTest {
         // a miss: nothing is answered until the executor runs it
         send(new Tread(tag++, 1, 0, 8192));
         assertNull(reply(), "a read that misses waits for the executor");
-        assertEquals(1, executor.queued.size());
+        assertEquals(1, executor.requests());
         executor.runAll();
         ch.runPendingTasks();
         assertEquals(8192, ((Rread) reply()).data().readableBytes());
@@ -140,7 +142,7 @@ class P9FastPathTest {
 
         // resident now: answered at once, the executor untouched
         send(new Tread(tag++, 1, 4096, 4096));
-        assertEquals(0, executor.queued.size(), "a read of resident pages never reaches the executor");
+        assertEquals(0, executor.requests(), "a read of resident pages never reaches the executor");
         Rread r = (Rread) reply();
         assertNotNull(r, "answered on the network thread");
         byte[] got = new byte[r.data().readableBytes()];
@@ -150,7 +152,7 @@ class P9FastPathTest {
         // an idle walked fid is clunked at once; the open one goes through the executor (it closes a file)
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 2, List.of("f"))));
         send(new Tclunk(tag++, 2));
-        assertEquals(0, executor.queued.size());
+        assertEquals(0, executor.requests());
         assertInstanceOf(Rclunk.class, reply());
         assertInstanceOf(Rclunk.class, viaExecutor(new Tclunk(tag++, 1), "clunking an open file waits for the executor"));
         detachAndCheck();
@@ -164,7 +166,7 @@ class P9FastPathTest {
 
         // this test's temporary directory is on a local file system: fstat of an open inode cannot wait
         send(new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
-        assertEquals(0, executor.queued.size(), "a getattr of an uncached file never reaches the executor");
+        assertEquals(0, executor.requests(), "a getattr of an uncached file never reaches the executor");
         Rgetattr a = (Rgetattr) reply();
         assertEquals(5000, a.size());
 
@@ -180,7 +182,7 @@ class P9FastPathTest {
 
         // written back and unchanged on the host since: at once again, with the same qid version
         send(new Tgetattr(tag++, 1, P9.GETATTR_BASIC));
-        assertEquals(0, executor.queued.size());
+        assertEquals(0, executor.requests());
         Rgetattr fast = (Rgetattr) reply();
         assertEquals(6100, fast.size());
         assertEquals(slow.qid(), fast.qid(), "fast and slow paths report the same version");
@@ -224,12 +226,12 @@ class P9FastPathTest {
         // resident now (read-ahead may have brought the second page too: read it to be sure)
         assertInstanceOf(Rread.class, call(new Tread(tag++, 1, 4096, 4096)));
         send(new Twrite(tag++, 1, 4000, Unpooled.wrappedBuffer(new byte[200])));
-        assertEquals(0, executor.queued.size(), "a write into resident pages never reaches the executor");
+        assertEquals(0, executor.requests(), "a write into resident pages never reaches the executor");
         assertEquals(200, ((Rwrite) reply()).count());
 
         // past the end of the file: a resident page and a new one past the host file's end, no read needed
         send(new Twrite(tag++, 1, 8190, Unpooled.wrappedBuffer(new byte[] {9, 9, 9, 9})));
-        assertEquals(0, executor.queued.size(), "a write that grows the file into new frames never reaches the executor");
+        assertEquals(0, executor.requests(), "a write that grows the file into new frames never reaches the executor");
         assertEquals(4, ((Rwrite) reply()).count());
         // a new file written from start to end in unaligned pieces: all at once
         assertInstanceOf(Rwalk.class, call(new Twalk(tag++, 0, 2, List.of())));
@@ -239,7 +241,7 @@ class P9FastPathTest {
         for (int at = 0; at < g.length; at += 3001) {
             int n = Math.min(3001, g.length - at);
             send(new Twrite(tag++, 2, at, Unpooled.wrappedBuffer(g, at, n)));
-            assertEquals(0, executor.queued.size(), "writing a new file needs no read");
+            assertEquals(0, executor.requests(), "writing a new file needs no read");
             assertEquals(n, ((Rwrite) reply()).count());
         }
         assertEquals(9L, ctx.requests.fastSnapshot().get("write"));
@@ -264,7 +266,7 @@ class P9FastPathTest {
         Files.readAllBytes(root.resolve("d/e/f"));          // every name on the way is in the kernel's dentry cache
 
         send(new Twalk(tag++, 0, 1, List.of("d", "e", "f")));
-        assertEquals(0, executor.queued.size(), "a walk of cached names never reaches the executor");
+        assertEquals(0, executor.requests(), "a walk of cached names never reaches the executor");
         Rwalk fast = (Rwalk) reply();
         assertEquals(3, fast.qids().size());
         assertEquals(1L, ctx.requests.fastSnapshot().get("walk"), "counted as answered on the network thread");
@@ -340,7 +342,7 @@ class P9FastPathTest {
 
         try {
             send(new Twalk(tag++, 0, 1, List.of("d", "f")));
-            assertEquals(0, executor.queued.size(), "a walk uid 1000 may make is answered at once");
+            assertEquals(0, executor.requests(), "a walk uid 1000 may make is answered at once");
             assertEquals(2, ((Rwalk) reply()).qids().size());
             assertEquals(1000, Credentials.fsuid(), "the network thread (this one) keeps the walk's user");
 
@@ -420,7 +422,7 @@ class P9FastPathTest {
         Files.exists(root.resolve("d/f"));
         fastWalk(0, 1, "d");
         send(new Tlopen(tag++, 1, P9.O_RDONLY | P9.O_DIRECTORY));
-        assertEquals(0, executor.queued.size(), "a directory's open for reading never reaches the executor");
+        assertEquals(0, executor.requests(), "a directory's open for reading never reaches the executor");
         assertInstanceOf(Rlopen.class, reply());
         assertEquals(1L, ctx.requests.fastSnapshot().get("lopen"), "counted as answered on the network thread");
         Rreaddir listing = (Rreaddir) call(new Treaddir(tag++, 1, 0, 8192));
@@ -440,7 +442,7 @@ class P9FastPathTest {
         assertEquals(1L, ctx.requests.fastSnapshot().get("lopen"));
         for (int fid : new int[] {1, 3}) {
             send(new Tclunk(tag++, fid));
-            assertEquals(0, executor.queued.size(), "an open directory's clunk closes its descriptor at once");
+            assertEquals(0, executor.requests(), "an open directory's clunk closes its descriptor at once");
             assertInstanceOf(Rclunk.class, reply());
         }
         assertInstanceOf(Rclunk.class, viaExecutor(new Tclunk(tag++, 2), "an open file's clunk is the executor's (its last close may write back)"));
@@ -527,10 +529,95 @@ class P9FastPathTest {
         detachAndCheck();
     }
 
+    /**
+     * A directory opened on the network thread is read ahead by the I/O pool: its listing, and the empty
+     * Treaddir that ends it, are answered on the network thread, with the entries the executor reads. A
+     * directory larger than the read-ahead gives its first entries at once and the rest by the executor,
+     * none twice. A Treaddir before the read-ahead ran, a rewind, and a clunk before it ran are the
+     * executor's; the read-ahead's budget is back to 0 in the end.
+     */
+    @Test
+    void aDirectoryOpenedAtOnceIsReadAheadAndListedAtOnce(@TempDir Path root) throws Exception {
+        Path small = Files.createDirectories(root.resolve("small"));
+        for (int i = 0; i < 50; i++) Files.createFile(small.resolve("f" + i));
+        Path big = Files.createDirectories(root.resolve("big"));
+        for (int i = 0; i < 1000; i++) Files.createFile(big.resolve("file-number-" + i));
+        attach(root);
+        Files.exists(small);
+        Files.exists(big);
+
+        fastWalk(0, 1, "small");
+        fastOpen(1);
+        assertEquals(1, executor.queued.size(), "the read-ahead is queued");
+        executor.runAll();
+        assertEquals(DirAhead.SIZE, ctx.aheadBytesHeld());
+        List<String> names = new java.util.ArrayList<>();
+        long end = fastReaddir(1, 0, 8192, names);
+        assertEquals(52, names.size(), "every entry, . and .. too, in one reply: " + names);
+        assertEquals(0, fastReaddir(1, end, 8192, names), "the end of the listing, at once");
+        assertEquals(52, names.size());
+        List<String> again = new java.util.ArrayList<>();
+        entries((Rreaddir) viaExecutor(new Treaddir(tag++, 1, 0, 8192), "a rewind reads the directory again"), again);
+        assertEquals(names.stream().sorted().toList(), again.stream().sorted().toList(), "the executor's entries are the same");
+        assertEquals(0, ctx.aheadBytesHeld(), "a rewind lets the read-ahead go");
+
+        fastWalk(0, 2, "big");
+        fastOpen(2);
+        executor.runAll();
+        List<String> all = new java.util.ArrayList<>();
+        long at = fastReaddir(2, 0, 65536, all);
+        assertTrue(all.size() > 100 && all.size() < 1002, "the first " + DirAhead.SIZE + " bytes of entries: " + all.size());
+        while (true) {
+            int before = all.size();
+            at = entries((Rreaddir) viaExecutor(new Treaddir(tag++, 2, at, 65536), "past the read-ahead: the executor"), all);
+            if (all.size() == before) break;
+        }
+        assertEquals(1002, all.size());
+        assertEquals(1002, new java.util.HashSet<>(all).size(), "none twice");
+
+        fastWalk(0, 3, "small");
+        fastOpen(3);
+        List<String> early = new java.util.ArrayList<>();
+        entries((Rreaddir) viaExecutor(new Treaddir(tag++, 3, 0, 8192), "the read-ahead has not run: the executor reads"), early);
+        assertEquals(52, early.size());
+
+        fastWalk(0, 4, "small");
+        fastOpen(4);
+        assertInstanceOf(Rclunk.class, viaExecutor(new Tclunk(tag++, 4), "the read-ahead still uses it: the executor clunks"));
+        for (int fid : new int[] {1, 2, 3}) assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, fid)));
+        assertEquals(0, ctx.aheadBytesHeld(), "every read-ahead let go");
+        assertEquals(0, ctx.opensInUse());
+        detachAndCheck();
+    }
+
+    /** A Treaddir answered on the network thread: its names are added to {@code names}; the last entry's offset. */
+    long fastReaddir(int fid, long offset, int count, List<String> names) throws Exception {
+        send(new Treaddir(tag++, fid, offset, count));
+        assertEquals(0, executor.requests(), "readdir of fid " + fid + " at " + offset + " answered at once");
+        return entries((Rreaddir) reply(), names);
+    }
+
+    /** Adds the names in a Rreaddir to {@code names} and releases it: the last entry's offset (0 if none). */
+    static long entries(Rreaddir r, List<String> names) {
+        ByteBuf d = r.data();
+        long last = 0;
+        try {
+            while (d.isReadable()) {
+                d.skipBytes(13);
+                last = d.readLongLE();
+                d.skipBytes(1);
+                names.add(d.readCharSequence(d.readUnsignedShortLE(), java.nio.charset.StandardCharsets.UTF_8).toString());
+            }
+        } finally {
+            r.release();
+        }
+        return last;
+    }
+
     /** A directory's Tlopen for reading answered on the network thread. */
     void fastOpen(int fid) throws Exception {
         send(new Tlopen(tag++, fid, P9.O_RDONLY));
-        assertEquals(0, executor.queued.size(), "the open of fid " + fid + " answered at once");
+        assertEquals(0, executor.requests(), "the open of fid " + fid + " answered at once");
         assertInstanceOf(Rlopen.class, reply());
     }
 
@@ -545,7 +632,7 @@ class P9FastPathTest {
     /** A walk answered on the network thread (fails the test if it reaches the executor). */
     Rwalk fastWalk(int fid, int newfid, String... names) throws Exception {
         send(new Twalk(tag++, fid, newfid, List.of(names)));
-        assertEquals(0, executor.queued.size(), List.of(names) + " from fid " + fid + " answered at once");
+        assertEquals(0, executor.requests(), List.of(names) + " from fid " + fid + " answered at once");
         return (Rwalk) reply();
     }
 
