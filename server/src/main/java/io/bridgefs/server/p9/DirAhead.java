@@ -33,6 +33,74 @@ final class DirAhead {
         this.eof = eof;
     }
 
+    /**
+     * The I/O pool reads the first entries of {@code f}, opened now on the network thread, while its Rlopen
+     * goes out. The task uses the fid ({@link P9Ops#holdAgain}), so a clunk meanwhile leaves its descriptor
+     * open until the task ends, and the entries are then let go.
+     */
+    static void soon(P9Ops ops, P9ServerContext server, Fid f) {
+        if (!server.holdAhead()) return;
+        if (!ops.holdAgain(f)) {
+            server.releaseAhead();
+            return;
+        }
+        try {
+            server.executor.execute(() -> readFor(ops, server, f));      // not a 9P request: it runs as the server
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            server.releaseAhead();
+            ops.doneFast(f);
+        }
+    }
+
+    private static void readFor(P9Ops ops, P9ServerContext server, Fid f) {
+        DirAhead a = null;
+        try {
+            synchronized (f) {                  // as Treaddir: one reader of the descriptor at a time
+                if (f.dirFd >= 0) a = read(f.dirFd, f.export.mapped());
+            }
+        } catch (IOException | RuntimeException e) {
+            a = null;                           // the Treaddir reads it again and reports what fails
+        } finally {
+            if (a == null || !keep(ops, f, a)) server.releaseAhead();
+            ops.doneFast(f);
+        }
+    }
+
+    /** Entries read ahead become {@code f}'s; false if it is no longer open (the caller gives back their budget). */
+    private static boolean keep(P9Ops ops, Fid f, DirAhead a) {
+        synchronized (ops) {
+            if (f.dropped || f.dirFd < 0 || f.ahead != null) return false;
+            f.ahead = a;
+            return true;
+        }
+    }
+
+    /**
+     * Treaddir from {@code f}'s entries read ahead, into {@code out}: false where the directory must be
+     * read instead (none read ahead, another offset, all given with more to come, or no room for one).
+     * Those that no longer match the client's offset are let go.
+     */
+    static boolean serve(P9Ops ops, P9ServerContext server, Fid f, long offset, int count, ByteBuf out) {
+        synchronized (ops) {
+            DirAhead a = f.ahead;
+            if (a == null) return false;
+            if (a.start != offset || a.exhausted() && !a.eof) {
+                drop(server, f);
+                return false;
+            }
+            if (a.take(out, count) == 0 && !a.exhausted()) return false;
+            if (a.exhausted() && !a.eof) drop(server, f);
+            return true;
+        }
+    }
+
+    /** {@code f}'s entries read ahead, if any, are let go (with the connection's lock held). */
+    static void drop(P9ServerContext server, Fid f) {
+        if (f.ahead == null) return;
+        f.ahead = null;
+        server.releaseAhead();
+    }
+
     /** Reads entries of {@code dirFd} from its start, up to {@link #SIZE} bytes of them. */
     static DirAhead read(int dirFd, boolean mapped) throws IOException {
         if (Posix.lseek(dirFd, 0, 0) < 0) throw new IOException("lseek of a directory failed");

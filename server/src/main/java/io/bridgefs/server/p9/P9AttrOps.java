@@ -96,7 +96,7 @@ final class P9AttrOps {
                         Posix.AT_EMPTY_PATH | Posix.AT_SYMLINK_NOFOLLOW);
             }
         }
-        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? Credentials.asServer(() -> ops.openData(f, st)) : ops.openData(f, st);
+        CachedFile cf = !st.isRegular() ? null : f.export.passthrough() ? Credentials.asServer(() -> server.openData(f, st)) : server.openData(f, st);
         try {
             if ((v & P9.SETATTR_SIZE) != 0) {
                 if (cf == null) throw new P9Error(st.isDir() ? P9.EISDIR : P9.EINVAL, "size of a non-file");

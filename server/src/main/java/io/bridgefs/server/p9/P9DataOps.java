@@ -54,7 +54,7 @@ final class P9DataOps {
             fd = Posix.openDirCached(f.fd);
             if (fd < 0 || !ops.openedDir(f, fd, m.flags())) return null;
             fd = -1;                            // the fid's now
-            readAheadSoon(f);
+            DirAhead.soon(ops, server, f);
             return new Rlopen(m.tag(), f.qid, iounit());
         } catch (P9Error | IOException e) {
             return null;
@@ -90,9 +90,9 @@ final class P9DataOps {
                 // the data comes from the shared cache, opened once by the server: the host decides here,
                 // with the user's credentials, whether this user may open the file this way
                 RequestUser.mayOpen(f, acc != P9.O_WRONLY, modifies);
-                f.file = Credentials.asServer(() -> ops.openData(f, st));
+                f.file = Credentials.asServer(() -> server.openData(f, st));
             } else {
-                f.file = ops.openData(f, st);
+                f.file = server.openData(f, st);
             }
             if ((flags & P9.O_TRUNC) != 0 && f.file.size() != 0) f.file.truncate(0);
             int writer = f.export.passthrough() ? f.export.hostUid(f.uid) : ops.uidFor(f);
@@ -102,35 +102,6 @@ final class P9DataOps {
         }
         f.opened = true;
         f.openFlags = flags;
-    }
-
-    /** The I/O pool reads the first entries of {@code f}, opened now, while its Rlopen goes out ({@link DirAhead}). */
-    private void readAheadSoon(Fid f) {
-        if (!server.holdAhead()) return;
-        if (!ops.holdAgain(f)) {
-            server.releaseAhead();
-            return;
-        }
-        try {
-            server.executor.execute(() -> readAhead(f));      // not a 9P request: it runs as the server
-        } catch (java.util.concurrent.RejectedExecutionException e) {
-            server.releaseAhead();
-            ops.doneFast(f);
-        }
-    }
-
-    private void readAhead(Fid f) {
-        DirAhead a = null;
-        try {
-            synchronized (f) {
-                if (f.dirFd >= 0) a = DirAhead.read(f.dirFd, f.export.mapped());
-            }
-        } catch (IOException | RuntimeException e) {
-            a = null;                           // the Treaddir reads it again and reports what fails
-        } finally {
-            if (a == null || !ops.keepAhead(f, a)) server.releaseAhead();
-            ops.doneFast(f);
-        }
     }
 
     Rlcreate lcreate(Tlcreate m) throws P9Error, IOException {
@@ -323,7 +294,7 @@ final class P9DataOps {
         b.writeIntLE(0);
         try {
             synchronized (f) {      // after the read-ahead, if one is running
-                if (!ops.readAhead(f, m.offset(), count, b)) {
+                if (!DirAhead.serve(ops, server, f, m.offset(), count, b)) {
                     if (Posix.lseek(f.dirFd, m.offset(), 0) < 0) throw new P9Error(P9.EINVAL, "bad readdir offset");
                     DirAhead.encode(f.dirFd, f.export.mapped(), b, count);
                 }
@@ -347,7 +318,7 @@ final class P9DataOps {
             int count = Math.max(0, Math.min(m.count(), iounit()));
             ByteBuf b = header(alloc, 41, m.tag(), 4 + count);
             b.writeIntLE(0);
-            if (!ops.readAhead(f, m.offset(), count, b)) {
+            if (!DirAhead.serve(ops, server, f, m.offset(), count, b)) {
                 b.release();
                 return null;
             }

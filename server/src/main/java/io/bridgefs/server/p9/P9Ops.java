@@ -5,17 +5,12 @@ import static io.bridgefs.protocol.p9.P9Message.*;
 import io.bridgefs.protocol.p9.P9;
 import io.bridgefs.protocol.p9.P9Message;
 import io.bridgefs.protocol.p9.Qid;
-import io.bridgefs.server.cache.CachedFile;
-import io.bridgefs.server.cache.FileBackingStore;
-import io.bridgefs.server.cache.FileKey;
 import io.bridgefs.server.posix.Credentials;
 import io.bridgefs.server.posix.Posix;
 import io.bridgefs.server.posix.Posix.Stat;
-import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -200,36 +195,6 @@ final class P9Ops {
         return true;
     }
 
-    /** Entries read ahead become {@code f}'s; false if it is no longer open (the caller gives back their budget). */
-    synchronized boolean keepAhead(Fid f, DirAhead a) {
-        if (f.dropped || f.dirFd < 0 || f.ahead != null) return false;
-        f.ahead = a;
-        return true;
-    }
-
-    /**
-     * Treaddir from {@code f}'s entries read ahead, into {@code out}: false where the executor reads the
-     * directory instead (none read ahead, another offset, all given with more to come, or no room for
-     * one). Those that no longer match the client's offset are let go.
-     */
-    synchronized boolean readAhead(Fid f, long offset, int count, ByteBuf out) {
-        DirAhead a = f.ahead;
-        if (a == null) return false;
-        if (a.start != offset || a.exhausted() && !a.eof) {
-            dropAhead(f);
-            return false;
-        }
-        if (a.take(out, count) == 0 && !a.exhausted()) return false;
-        if (a.exhausted() && !a.eof) dropAhead(f);
-        return true;
-    }
-
-    private void dropAhead(Fid f) {
-        if (f.ahead == null) return;
-        f.ahead = null;
-        server.releaseAhead();
-    }
-
     /** An open failed: what it held goes (the fid stays, unopened). */
     synchronized void openFailed(Fid f) {
         if (f.file != null) P9ServerContext.closeQuietly(f.file);
@@ -327,7 +292,7 @@ final class P9Ops {
         f.file = null;
         if (f.dirFd >= 0) Posix.close(f.dirFd);
         f.dirFd = -1;
-        dropAhead(f);
+        DirAhead.drop(server, f);
         f.xattrValue = null;
         f.xattrWrite = null;
         server.releaseXattr(f);
@@ -449,25 +414,6 @@ final class P9Ops {
     static Stat stat(P9Export e, int fd) throws IOException {
         Stat st = Posix.fstat(fd);
         return e.mapped() ? Mapped.overlay("/proc/self/fd/" + fd, st) : st;
-    }
-
-    /** The shared cached file of a regular file (one reference for the caller). */
-    CachedFile openData(Fid f, Stat st) throws IOException {
-        FileKey key = new FileKey(st.dev(), st.ino());
-        CachedFile cf = server.cache.openIfPresent(key);
-        if (cf == null && st.nlink() == 0) {
-            // removed, and open nowhere: its last close dropped what was never written back; a path would
-            // not lead to it either (diod answers ENOENT), nor may an old fid open it now
-            throw new Posix.ErrnoException("opening a file no name leads to any more", P9.ENOENT);
-        }
-        if (cf == null) {
-            cf = server.cache.open(key, FileBackingStore.open(Path.of(f.procPath()), f.export.readOnly()), f.export.readOnly());
-            cf.readaheadIfUnset(f.export.readahead());     // an NBD export of the same file keeps its own
-        } else {
-            cf.revalidate();     // changed by another host process since we cached it?
-        }
-        if (st.nlink() > 0) server.retain(cf);     // a removed file's last close is its last fid's
-        return cf;
     }
 
     // ---- operations ----

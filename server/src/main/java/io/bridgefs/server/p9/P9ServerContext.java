@@ -1,9 +1,14 @@
 package io.bridgefs.server.p9;
 
 import io.bridgefs.server.cache.CachedFile;
+import io.bridgefs.server.cache.FileBackingStore;
 import io.bridgefs.server.cache.FileKey;
 import io.bridgefs.server.cache.PageCache;
+import io.bridgefs.protocol.p9.P9;
+import io.bridgefs.server.posix.Posix;
+import io.bridgefs.server.posix.Posix.Stat;
 import java.io.IOException;
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -211,6 +216,25 @@ public final class P9ServerContext {
 
     void releaseOpens(int n) {
         opensInUse.addAndGet(-n);
+    }
+
+    /** The shared cached file of a regular file (one reference for the caller). */
+    CachedFile openData(Fid f, Stat st) throws IOException {
+        FileKey key = new FileKey(st.dev(), st.ino());
+        CachedFile cf = cache.openIfPresent(key);
+        if (cf == null && st.nlink() == 0) {
+            // removed, and open nowhere: its last close dropped what was never written back; a path would
+            // not lead to it either (diod answers ENOENT), nor may an old fid open it now
+            throw new Posix.ErrnoException("opening a file no name leads to any more", P9.ENOENT);
+        }
+        if (cf == null) {
+            cf = cache.open(key, FileBackingStore.open(Path.of(f.procPath()), f.export.readOnly()), f.export.readOnly());
+            cf.readaheadIfUnset(f.export.readahead());     // an NBD export of the same file keeps its own
+        } else {
+            cf.revalidate();     // changed by another host process since we cached it?
+        }
+        if (st.nlink() > 0) retain(cf);     // a removed file's last close is its last fid's
+        return cf;
     }
 
     /** Directory entries read ahead ({@link DirAhead}), all connections together: at most 512 directories' worth. */
