@@ -43,6 +43,8 @@ final class P9Ops {
     volatile int msize = 8192;
     /** The client's address, for exports served only to some hosts (set when the connection starts). */
     volatile java.net.SocketAddress peer;
+    /** Runs work once the replies of the requests being read now are written: the connection's event loop. */
+    volatile java.util.concurrent.Executor afterReplies = Runnable::run;
     /** The connection has ended: no fid may be bound any more (guarded by this). */
     private boolean closed;
     /** The export this connection attached to last: where its refusals are counted. */

@@ -75,6 +75,7 @@ public final class P9Session extends ChannelInboundHandlerAdapter {
     @Override
     public void handlerAdded(ChannelHandlerContext ctx) {
         ops.peer = ctx.channel().remoteAddress();
+        ops.afterReplies = ctx.executor();     // its tasks run after the reads in hand and the flush of their replies
         admission = new Admission<>(ctx.channel(), server.budget, MAX_OUTSTANDING, MAX_BYTES, this::cost, P9FrameDecoder::prepaid,
                 m -> dispatch(ctx, m));
         decoder.gate(admission);        // large frames are counted before they are read
