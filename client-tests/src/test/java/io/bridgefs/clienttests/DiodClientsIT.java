@@ -30,6 +30,16 @@ class DiodClientsIT {
             String srv = "127.0.0.1:" + port;
             String ls = Tools.run(Duration.ofSeconds(30), "diodls", "-s", srv, "-a", "share", "/").ok("diodls").out();
             assertTrue(ls.contains("hello.txt") && ls.contains("sub"), ls);
+            // a directory far larger than the entries read ahead at its open (16 KiB): the first of them
+            // come from those on the network thread, the rest from getdents64 on the executor
+            Path many = Files.createDirectories(dir.resolve("share/many"));
+            for (int i = 0; i < 3000; i++) Files.createFile(many.resolve("entry-" + i));
+            java.util.List<String> listed = Tools.run(Duration.ofSeconds(30), "diodls", "-s", srv, "-a", "share", "/many").ok("diodls many")
+                    .out().lines().filter(l -> l.startsWith("entry-")).toList();
+            assertEquals(3000, listed.size(), "every entry");
+            assertEquals(3000, new java.util.HashSet<>(listed).size(), "none twice");
+            assertTrue(s.metric("bridgefs_9p_requests_fast_total{type=\"lopen\"}") > 0, "the directory opened on the network thread");
+            assertTrue(s.metric("bridgefs_9p_requests_fast_total{type=\"readdir\"}") > 0, "its first entries from those read ahead");
             String lsl = Tools.run(Duration.ofSeconds(30), "diodls", "-l", "-s", srv, "-a", "share", "/sub").ok("diodls -l").out();
             assertTrue(lsl.contains("700000") && lsl.contains("rand.bin"), lsl);
             assertEquals("hello over 9p\n", Tools.run(Duration.ofSeconds(30), "diodcat", "-s", srv, "-a", "share", "/hello.txt").ok("diodcat").out());

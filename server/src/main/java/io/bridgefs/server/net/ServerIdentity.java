@@ -13,7 +13,7 @@ import io.netty.channel.ChannelInboundHandlerAdapter;
  * server again first. {@link Transport} puts this handler in every connection's pipeline, ahead of the
  * protocol's handlers: NBD and metrics connections restore on every event; a 9P connection on every
  * event but its reads, whose requests on the network thread make no call the kernel checks against the
- * caller's credentials but the walk, which sets its own (see {@code P9Ops.tryFast}).
+ * caller's credentials but the walk and a directory's open, which set their own (see {@code P9Ops.tryFast}).
  */
 @ChannelHandler.Sharable
 public final class ServerIdentity extends ChannelInboundHandlerAdapter {

@@ -82,15 +82,15 @@ final class P9Ops {
     /**
      * Answers on the calling (network) thread a request that cannot block — a read of pages all resident
      * in the cache from an open file, a clunk of a fid that holds no open file (its O_PATH descriptor, a
-     * directory's), a
-     * getattr or write that needs no write-back, a walk the kernel's dentry cache answers, a directory's
-     * open for reading — or returns null: the request then goes to the executor as usual. Only a walk and
-     * a directory's open switch credentials (to the user's, kept on this thread after it:
-     * {@link Credentials#hold}); a read or write of an open file was
-     * permitted when it was opened. So everything else here may run as whichever user walked last on this
-     * thread, and makes only calls the kernel does not check against the caller's credentials (fstat,
-     * pread, close of a descriptor), or makes the thread the server again first (a mapped export's
-     * getattr reads xattrs through /proc; writing cached pages back always runs as the server).
+     * directory's), a getattr or write that needs no write-back, a walk the kernel's dentry cache answers,
+     * a directory's open for reading, a directory's read from its entries read ahead ({@link DirAhead}) —
+     * or returns null: the request then goes to the executor as usual. Only a walk and a directory's open
+     * switch credentials (to the user's, kept on this thread after it: {@link Credentials#hold}); a read
+     * or write of an open file was permitted when it was opened. So everything else here may run as
+     * whichever user walked last on this thread, and makes only calls the kernel does not check against
+     * the caller's credentials (fstat, pread, close of a descriptor), or makes the thread the server again
+     * first (a mapped export's getattr reads xattrs through /proc; writing cached pages back always runs
+     * as the server).
      */
     Object tryFast(P9Message m, ByteBufAllocator alloc) {
         if (m instanceof Tread r) return data.tryResidentRead(r, alloc);
