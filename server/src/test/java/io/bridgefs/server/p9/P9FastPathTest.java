@@ -373,22 +373,8 @@ class P9FastPathTest {
     @Test
     void usersTakingTurnsOnTheNetworkThreadEachWalkAsThemselves(@TempDir Path root) throws Exception {
         if (!io.bridgefs.server.posix.SwitchesUsers.orSay("P9FastPathTest: users taking turns")) return;
-        var perms = (java.util.function.Function<String, java.util.Set<java.nio.file.attribute.PosixFilePermission>>)
-                java.nio.file.attribute.PosixFilePermissions::fromString;
-        Files.setPosixFilePermissions(root, perms.apply("rwxr-xr-x"));
-        Path mine = Files.createDirectories(root.resolve("mine"));
-        Files.write(mine.resolve("f"), new byte[1]);
-        Files.setAttribute(mine, "unix:uid", 1000);
-        Files.setPosixFilePermissions(mine, perms.apply("rwx------"));
-        Path rootOnly = Files.createDirectories(root.resolve("rootonly"));
-        Files.write(rootOnly.resolve("g"), new byte[1]);
-        Files.setPosixFilePermissions(rootOnly, perms.apply("rwx------"));
-        Files.exists(mine.resolve("f"));            // the names in the kernel's dentry cache
-        Files.exists(rootOnly.resolve("g"));
-        attach(root, P9Security.PASSTHROUGH, 1000);      // fid 0
+        attachThreeUsers(root);
         try {
-            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 10, P9.NOFID, "u1001", "s", 1001)));
-            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 20, P9.NOFID, "root", "s", 0)));
             for (int round = 0; round < 3; round++) {
                 assertEquals(2, fastWalk(0, 1, "mine", "f").qids().size(), "1000 searches its own directory");
                 assertEquals(1000, Credentials.fsuid());
@@ -459,18 +445,8 @@ class P9FastPathTest {
     @Test
     void usersTakingTurnsOpeningDirectoriesOnTheNetworkThreadEachOpenAsThemselves(@TempDir Path root) throws Exception {
         if (!io.bridgefs.server.posix.SwitchesUsers.orSay("P9FastPathTest: users taking turns opening directories")) return;
-        var perms = (java.util.function.Function<String, java.util.Set<java.nio.file.attribute.PosixFilePermission>>)
-                java.nio.file.attribute.PosixFilePermissions::fromString;
-        Files.setPosixFilePermissions(root, perms.apply("rwxr-xr-x"));
-        Path mine = Files.createDirectories(root.resolve("mine"));
-        Files.setAttribute(mine, "unix:uid", 1000);
-        Files.setPosixFilePermissions(mine, perms.apply("rwx------"));
-        Files.setPosixFilePermissions(Files.createDirectories(root.resolve("rootonly")), perms.apply("rwx------"));
-        Files.exists(mine);
-        attach(root, P9Security.PASSTHROUGH, 1000);      // fid 0
+        attachThreeUsers(root);
         try {
-            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 10, P9.NOFID, "u1001", "s", 1001)));
-            assertInstanceOf(Rattach.class, call(new Tattach(tag++, 20, P9.NOFID, "root", "s", 0)));
             for (int round = 0; round < 3; round++) {
                 fastWalk(0, 1, "mine");
                 fastWalk(10, 11, "mine");
@@ -627,6 +603,29 @@ class P9FastPathTest {
         if (r instanceof Rlerror e) return e.ecode();
         assertInstanceOf(Rlopen.class, r);
         return 0;
+    }
+
+    /**
+     * Passthrough over {@code root} (0755) holding {@code mine} (uid 1000's, 0700, with a file f) and
+     * {@code rootonly} (root's, 0700, with a file g), their names in the kernel's dentry cache; attached
+     * as uid 1000 (fid 0), uid 1001 (fid 10) and root (fid 20) on one connection.
+     */
+    void attachThreeUsers(Path root) throws Exception {
+        var perms = (java.util.function.Function<String, java.util.Set<java.nio.file.attribute.PosixFilePermission>>)
+                java.nio.file.attribute.PosixFilePermissions::fromString;
+        Files.setPosixFilePermissions(root, perms.apply("rwxr-xr-x"));
+        Path mine = Files.createDirectories(root.resolve("mine"));
+        Files.write(mine.resolve("f"), new byte[1]);
+        Files.setAttribute(mine, "unix:uid", 1000);
+        Files.setPosixFilePermissions(mine, perms.apply("rwx------"));
+        Path rootOnly = Files.createDirectories(root.resolve("rootonly"));
+        Files.write(rootOnly.resolve("g"), new byte[1]);
+        Files.setPosixFilePermissions(rootOnly, perms.apply("rwx------"));
+        Files.exists(mine.resolve("f"));
+        Files.exists(rootOnly.resolve("g"));
+        attach(root, P9Security.PASSTHROUGH, 1000);
+        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 10, P9.NOFID, "u1001", "s", 1001)));
+        assertInstanceOf(Rattach.class, call(new Tattach(tag++, 20, P9.NOFID, "root", "s", 0)));
     }
 
     /** A walk answered on the network thread (fails the test if it reaches the executor). */
