@@ -170,7 +170,17 @@ final class P9Ops {
     }
 
     private synchronized void holdOpenLocked(Fid f, int n) throws P9Error {
+        if (openedOrOpening(f)) throw new P9Error(P9.EBADF, "fid already open");
         descriptors.holdOpen(f, n);
+    }
+
+    /**
+     * Whether {@code f} is open, or an open of it holds its descriptors already (under this lock): of two
+     * Tlopens of one fid racing on two threads, the second is refused, not left to overwrite the first's
+     * descriptor or cached file, which nothing would then close.
+     */
+    private boolean openedOrOpening(Fid f) {
+        return f.opened || f.openHeld > 0 || f.dirFd >= 0 || f.file != null;
     }
 
     /**
@@ -181,7 +191,7 @@ final class P9Ops {
     boolean openedDir(Fid f, int dirFd, int flags) throws P9Error {
         makeRoom();
         synchronized (this) {
-            if (f.opened || f.dirFd >= 0) return false;
+            if (openedOrOpening(f)) return false;
             descriptors.holdOpen(f, 1);
             f.dirFd = dirFd;
             f.openFlags = flags;

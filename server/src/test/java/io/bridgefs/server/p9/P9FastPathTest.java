@@ -590,6 +590,39 @@ class P9FastPathTest {
         return last;
     }
 
+    /**
+     * Two Tlopens of one fid racing on two threads: while the first holds its descriptors (here taken as
+     * the executor's open takes them), the second is refused EBADF, on the network thread's path and the
+     * executor's, instead of setting a second descriptor or cached file over the first's, which nothing
+     * would close. Once the first gives up, the fid opens.
+     */
+    @Test
+    void aSecondOpenWhileTheFirstHoldsItsDescriptorsIsRefused(@TempDir Path root) throws Exception {
+        Files.createDirectories(root.resolve("d"));
+        Files.write(root.resolve("d/f"), new byte[10]);
+        attach(root);
+        Files.exists(root.resolve("d/f"));
+        fastWalk(0, 1, "d");
+        fastWalk(0, 2, "d", "f");
+        P9Ops ops = session.ops();
+        for (int fid : new int[] {1, 2}) {
+            Fid f = ops.fidNow(fid);
+            ops.holdOpen(f, 1);                     // the first open, running on another I/O thread
+            assertEquals(P9.EBADF, slowOpen(fid, P9.O_RDONLY), "fid " + fid + ": the second open is refused");
+            assertEquals(-1, f.dirFd);
+            assertNull(f.file);
+            ops.openFailed(f);                      // the first gives up
+            ops.doneFast(f);
+        }
+        assertEquals(0, ctx.opensInUse());
+        fastOpen(1);
+        assertEquals(0, slowOpen(2, P9.O_RDONLY));
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 1)));
+        assertInstanceOf(Rclunk.class, call(new Tclunk(tag++, 2)));
+        assertEquals(0, ctx.opensInUse());
+        detachAndCheck();
+    }
+
     /** A directory's Tlopen for reading answered on the network thread. */
     void fastOpen(int fid) throws Exception {
         send(new Tlopen(tag++, fid, P9.O_RDONLY));
