@@ -8,6 +8,9 @@
 # Every row is the best of ROUNDS rounds (default 2); each round runs the servers in a rotated order.
 # bridgefs (a JVM) is JIT-warmed on a separate image after each start, as a long-running server is;
 # the CPU its JIT compilers still used during the measured rows is printed at the end.
+# A second table gives what each kept row cost in CPU per 4 KiB request or MiB: the server process's,
+# the whole machine's (the client and the kernel's write-back included), and the client's share of a
+# core: a row whose client is at ~100% of a core measures the client more than the server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${1:-1024}
@@ -96,24 +99,50 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 uri() { echo "nbd://127.0.0.1:$PORT/bench"; }
 
+# What a measured row cost in CPU, beside its speed: the server process's CPU and the whole machine's
+# (every process and kernel thread: the client, and the host's own write-back of a buffered server's
+# pages, which no server process is charged for), per unit of work (a 4 KiB request, or a MiB), and the
+# client's CPU as a share of one core. A row whose client is at ~100% of a core measures the client:
+# there the machine's CPU per request tells the servers apart. Written to a file for keep (the
+# measurements run in subshells).
+cpu_mark() {  # -> "SERVER_TICKS MACHINE_TICKS"
+  local st f; read -r st < /proc/$pid/stat; f=(${st##*) })   # utime and stime: the 12th and 13th after the name
+  echo "$((f[11] + f[12])) $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)"   # busy: user nice system irq softirq
+}
+cpu_note() {  # cpu_note MARK UNITS CLIENT_PERCENT
+  local now; now=$(cpu_mark)
+  awk -v a="$1" -v b="$now" -v u="$2" -v c="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{ split(a, x, " "); split(b, y, " ");
+    if (u > 0) printf "%s %s %.0f\n", num((y[1] - x[1]) * 1e6 / hz / u), num((y[2] - x[2]) * 1e6 / hz / u), c }
+    function num(v) { return sprintf(v < 100 ? "%.1f" : "%.0f", v) }' > "$work/cpu.last"
+}
+
 copy_mibs() {  # MiB/s of nbdcopy to null:
-  local t0 t1; t0=$(date +%s.%N); nbdcopy "$(uri)" null:; t1=$(date +%s.%N)
+  local t0 t1 m TIMEFORMAT='%U %S %R'; m=$(cpu_mark); t0=$(date +%s.%N)
+  { time nbdcopy "$(uri)" null: ; } 2> "$work/time.last"; t1=$(date +%s.%N)
+  cpu_note "$m" "$SIZE_MIB" "$(awk '{ if ($3 > 0) printf "%.0f", ($1 + $2) * 100 / $3 }' "$work/time.last")"
   awk -v s="$SIZE_MIB" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", s/(b-a)}'
 }
 fio_row() {  # fio_row RW BS IODEPTH -> IOPS (4k) or MiB/s (large)
-  fio_run "$1" "$2" "$3" --size=${SIZE_MIB}m --time_based --runtime=$SECS --ramp_time=1 --norandommap --randrepeat=0
+  # RAMP: the second of requests before fio's measured ones, which the CPU counted includes
+  RAMP=1 fio_run "$1" "$2" "$3" --size=${SIZE_MIB}m --time_based --runtime=$SECS --ramp_time=1 --norandommap --randrepeat=0
 }
 # fio_once RW BS IODEPTH HALF -> IOPS (4k) or MiB/s (large): every block of one half of the image (0 or 1)
 # written once (fio's random map: no block twice), none of it cached; the time includes the closing FLUSH
 fio_once() {
   local half=$(( SIZE_MIB / 2 ))
-  fio_run "$1" "$2" "$3" --offset=$(( $4 * half ))m --size=${half}m
+  RAMP=0 fio_run "$1" "$2" "$3" --offset=$(( $4 * half ))m --size=${half}m
 }
 fio_run() {  # fio_run RW BS IODEPTH FIO_OPTION...: one job ending with a FLUSH (in its time); IOPS (4k) or MiB/s
-  local rw=$1 bs=$2 qd=$3 out; shift 3
-  out=$(fio --name=b --ioengine=nbd --uri="$(uri)" --rw=$rw --bs=$bs --iodepth=$qd "$@" --minimal --end_fsync=1 2>/dev/null)
-  # terse v3 (1-based awk fields): 7 read KiB/s, 8 read IOPS, 48 write KiB/s, 49 write IOPS
-  echo "$out" | grep ";" | tail -n1 | awk -F';' -v rw=$rw -v bs=$bs '{
+  local rw=$1 bs=$2 qd=$3 out m; shift 3
+  m=$(cpu_mark)
+  out=$(fio --name=b --ioengine=nbd --uri="$(uri)" --rw=$rw --bs=$bs --iodepth=$qd "$@" --minimal --end_fsync=1 2>/dev/null | grep ";" | tail -n1)
+  # terse v3 (1-based awk fields): 6/7/8/9 read KiB, KiB/s, IOPS, ms; 47/48/49/50 the same for writes;
+  # 88/89 the job's user/system CPU (% of one core). Units of work: 4 KiB requests, or MiB; the ramp's
+  # requests (not in fio's counts) taken at the measured rate
+  cpu_note "$m" "$(echo "$out" | awk -F';' -v rw=$rw -v bs=$bs -v ramp=${RAMP:-0} '{ r = (rw ~ /read/);
+    kib = r ? $6 : $47; ms = r ? $9 : $50; if (ms > 0) kib *= (ms + 1000 * ramp) / ms;
+    printf "%.0f", bs == "4k" ? kib / 4 : kib / 1024 }')" "$(echo "$out" | awk -F';' '{printf "%.0f", $88 + $89}')"
+  echo "$out" | awk -F';' -v rw=$rw -v bs=$bs '{
     r = (rw ~ /read/); kib = r ? $7 : $48; iops = r ? $8 : $49;
     if (bs == "4k") printf "%.0f", iops; else printf "%.0f", kib/1024 }'
 }
@@ -140,10 +169,13 @@ durable_check() {
 warm_reads() { for _ in 1 2 3; do keep $1 seqread_warm "$(copy_mibs)"; done; }
 
 declare -A R
-keep() {  # keep SERVER ROW VALUE: the best of the rounds so far
+declare -A CPU
+keep() {  # keep SERVER ROW VALUE: the best of the rounds so far, and what it cost in CPU (cpu_note)
   [ "$1" = bridgefs ] && jit_row "$2"
-  local old=${R[$1,$2]:-}
-  if [ "$3" = - ] || [ -z "$old" ] || [ "$old" = - ] || [ "$3" -gt "$old" ]; then R[$1,$2]=$3; fi
+  local old=${R[$1,$2]:-} cost=-
+  [ "$3" != - ] && [ -s "$work/cpu.last" ] && cost=$(cat "$work/cpu.last")
+  rm -f "$work/cpu.last"
+  if [ "$3" = - ] || [ -z "$old" ] || [ "$old" = - ] || [ "$3" -gt "$old" ]; then R[$1,$2]=$3; CPU[$1,$2]=$cost; fi
 }
 servers=(bridgefs qemu-nbd nbdkit nbdkit-memory)
 for round in $(seq "$ROUNDS"); do
@@ -189,6 +221,23 @@ for r in $rows; do
   b=${R[bridgefs,$r]}; q=${R[qemu-nbd,$r]}; k=${R[nbdkit,$r]}; m=${R[nbdkit-memory,$r]}
   printf '%-14s %-17s %10s %10s %10s %10s %12s %12s %12s\n' $r "${UNIT[$r]}" $b $q $k $m "$(ratio $b $q)" "$(ratio $b $k)" "$(ratio $b $m)"
 done
+# the CPU of the rounds kept above: server process / whole machine, microseconds per unit of work
+cpu_of() { local c=${CPU[$1,$2]:--}; [ "$c" = - ] && { echo -; return; }; set -- $c; echo "$1/$2"; }
+client_of() { local c=${CPU[$1,$2]:--}; [ "$c" = - ] && { echo -; return; }; set -- $c; echo "$3"; }
+machine_ratio() {  # the peer's machine CPU per unit over bridgefs's: above 1.00 bridgefs costs the host less
+  local b=${CPU[bridgefs,$2]:--} p=${CPU[$1,$2]:--}
+  [ "$b" = - ] || [ "$p" = - ] && { echo -; return; }
+  awk -v b="$b" -v p="$p" 'BEGIN{ split(b, x, " "); split(p, y, " "); if (x[2] > 0) printf "%.2f", y[2] / x[2]; else printf "-" }'
+}
+printf '\nCPU per unit of work in microseconds (a 4 KiB request, or a MiB): server process / whole machine\n'
+printf '%-14s %-6s %12s %12s %12s %12s %9s %9s %11s\n' row unit bridgefs qemu-nbd nbdkit nbdkit-mem "qemu/brfs" "nbdkit/b" "client %cpu"
+for r in $rows; do
+  case $r in rand*) u=4k-op ;; *) u=MiB ;; esac
+  printf '%-14s %-6s %12s %12s %12s %12s %9s %9s %11s\n' $r $u "$(cpu_of bridgefs $r)" "$(cpu_of qemu-nbd $r)" "$(cpu_of nbdkit $r)" \
+    "$(cpu_of nbdkit-memory $r)" "$(machine_ratio qemu-nbd $r)" "$(machine_ratio nbdkit $r)" \
+    "$(client_of bridgefs $r)/$(client_of qemu-nbd $r)/$(client_of nbdkit $r)/$(client_of nbdkit-memory $r)"
+done
+echo "(ratios: the peer's whole-machine CPU per unit over bridgefs's, above 1.00 bridgefs costs the host less; client %cpu: fio's or nbdcopy's, % of one core, bridgefs/qemu-nbd/nbdkit/nbdkit-mem)"
 echo "durability (bridgefs): $durable"
 jit_by_row=""; jit_all=0
 for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; jit_all=$((jit_all + ${JIT[$r]:-0})); done
