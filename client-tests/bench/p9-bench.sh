@@ -104,8 +104,30 @@ PY
 metrics() { curl -s "http://127.0.0.1:5690/metrics"; }
 count_requests() { metrics | awk '/^bridgefs_9p_requests_total/ { s += $2 } END { print s + 0 }'; }
 tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
-load() {  # load PORT [-g] -> ops/s and MB/s
-  timeout $((SECS + 30)) diodload -s 127.0.0.1:$1 -r $SECS ${2:-} 2>&1 | grep -o '[0-9]* ops/s.*' | tail -n1
+# What the server spent in CPU per unit of work, beside the speed: in the guest rows the guest (TCG) takes
+# most of the time, and the server's own CPU per request compares the servers where speed cannot
+# bridgefs is restarted for the guest rows (for latency timers of their own), so its JIT compilers
+# run again during them: a one-off cost of a start, counted apart (jit_ticks), as nbd-bench does
+ticks() {  # ticks PID -> the process's CPU so far (utime + stime, all threads, clock ticks), less its JIT's
+  local st f; read -r st < /proc/$1/stat; f=(${st##*) })   # utime and stime: the 12th and 13th after the name
+  echo $((f[11] + f[12] - $(jit_ticks "$1")))
+}
+jit_ticks() {  # jit_ticks PID -> CPU so far of a JVM's JIT compiler threads (0 for diod)
+  local s=0 t c st f
+  for t in /proc/$1/task/*; do
+    { read -r c < "$t/comm" && read -r st < "$t/stat"; } 2>/dev/null || continue   # a thread may have ended
+    case $c in "C1 Compi"*|"C2 Compi"*) f=(${st##*) }); s=$((s + f[11] + f[12])) ;; esac
+  done
+  echo $s
+}
+per() {  # per TICKS UNITS -> microseconds of CPU per unit
+  awk -v t="$1" -v u="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (u > 0) printf "%.1f", t * 1e6 / hz / u; else printf "-" }'
+}
+server_pid() { if [ "$1" = 5660 ]; then echo "$bridgefs_pid"; else echo "$diod_pid"; fi; }
+load() {  # load PORT [-g] -> "N ops/s, R rMB/s, W wMB/s CPU": CPU the server's microseconds per op
+  local p c0 out; p=$(server_pid "$1"); c0=$(ticks "$p")
+  out=$(timeout $((SECS + 30)) diodload -s 127.0.0.1:$1 -r $SECS ${2:-} 2>&1 | grep -o '[0-9]* ops/s.*' | tail -n1)
+  echo "$out $(per $(( $(ticks "$p") - c0 )) "$(echo "$out" | awk -v s=$SECS '{print $1 * s}')")"
 }
 rtt() {  # rtt PORT ANAME [UID] -> "walk getattr clunk" median round trips (us) of one loopback client, one request at a time
   python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" 5000 "${3:-0}"
@@ -138,7 +160,7 @@ start_bridgefs() {  # (re)starts bridgefs: a fresh start gives the guest rows la
   echo "bench: bridgefs did not start"; tail "$work/bridgefs.log"; exit 1
 }
 start_bridgefs
-/usr/sbin/diod -f -n -l 127.0.0.1:5661 -e "$work/share" -e ctl -L stderr >"$work/diod.log" 2>&1 & pids+=($!)
+/usr/sbin/diod -f -n -l 127.0.0.1:5661 -e "$work/share" -e ctl -L stderr >"$work/diod.log" 2>&1 & diod_pid=$!; pids+=($diod_pid)
 sleep 3
 # a long-running server is JIT-compiled: one unmeasured run of each diodload kind per server first (for
 # bridgefs the first 8 s run reached 9-12k ops/s and the third 16-18k in session 16; diod gets the same)
@@ -157,15 +179,21 @@ done
 echo "bench: guests on bridgefs (restarted: its timers then hold the guest rows' requests only)"
 start_bridgefs
 metrics > "$work/metrics-before-dd.txt"
-R[bridgefs,dd]=$(guest_dd 5660 share)
-metrics > "$work/metrics-after-dd.txt"
-before=$(count_requests)
-R[bridgefs,meta]=$(guest_meta 5660 share)
+entries=$((100 * 200 + 100 + 1))   # what find lists, and ls -lR stats: the tree's files, directories and itself
+guest_rows() {  # guest_rows SERVER PORT ANAME: the dd and metadata rows, and the server's CPU in each
+  local p c; p=$(server_pid "$2")
+  c=$(ticks "$p"); R[$1,dd]=$(guest_dd "$2" "$3"); R[$1,ddcpu]=$(per $(( $(ticks "$p") - c )) $((2 * MIB)))
+  [ "$1" = bridgefs ] && { metrics > "$work/metrics-after-dd.txt"; before=$(count_requests); }
+  c=$(ticks "$p"); R[$1,meta]=$(guest_meta "$2" "$3"); R[$1,metacpu]=$(per $(( $(ticks "$p") - c )) $((2 * entries)))
+  return 0
+}
+jit0=$(jit_ticks "$bridgefs_pid")
+guest_rows bridgefs 5660 share
+R[bridgefs,guestjit]=$(awk -v t=$(( $(jit_ticks "$bridgefs_pid") - jit0 )) -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t / hz}')
 R[bridgefs,metareqs]=$(( $(count_requests) - before ))
 metrics > "$work/metrics-after-meta.txt"
 echo "bench: guests on diod"
-R[diod,dd]=$(guest_dd 5661 "$work/share")
-R[diod,meta]=$(guest_meta 5661 "$work/share")
+guest_rows diod 5661 "$work/share"
 
 num() { echo "$1" | awk -v f="$2" '{print $f}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-" }'; }
@@ -187,6 +215,17 @@ lrow "one client: clunk us" "$(num "${R[bridgefs,rtt]}" 3)" "$(num "${R[diod,rtt
 lrow "one client, uid 1000: walk us" "$(num "${R[bridgefs,rtt1000]}" 1)" "$(num "${R[diod,rtt1000]}" 1)"
 lrow "uid 1000: lopen dir us" "$(num "${R[bridgefs,dirs1000]}" 1)" "$(num "${R[diod,dirs1000]}" 1)"
 lrow "uid 1000: readdir 8K us" "$(num "${R[bridgefs,dirs1000]}" 2)" "$(num "${R[diod,dirs1000]}" 2)"
+
+# the server's CPU per unit of work: lower is better, so the ratio is diod's over bridgefs's
+printf '\n%-44s %12s %12s %8s\n' "server CPU per unit of work, us" bridgefs diod ratio
+lrow2() { printf '%-44s %12s %12s %8s\n' "$1" "$2" "$3" "$(ratio "$3" "$2")"; }
+lrow2 "diodload, per op" "$(echo "${R[bridgefs,load]}" | awk '{print $NF}')" "$(echo "${R[diod,load]}" | awk '{print $NF}')"
+lrow2 "diodload -g, per getattr" "$(echo "${R[bridgefs,getattr]}" | awk '{print $NF}')" "$(echo "${R[diod,getattr]}" | awk '{print $NF}')"
+lrow2 "guest dd, per MiB written and read" "${R[bridgefs,ddcpu]}" "${R[diod,ddcpu]}"
+lrow2 "guest find + ls -lR, per entry and pass" "${R[bridgefs,metacpu]}" "${R[diod,metacpu]}"
+echo "(the server process's user and system CPU, all threads, in the run kept above; above 1.00 bridgefs spends less;"
+echo " bridgefs's JIT compilers, not counted above, used ${R[bridgefs,guestjit]} s of CPU during the guest rows: it is restarted before them;"
+echo " bridgefs writes dd's data back to disk on its own threads, diod's is written back by the kernel's, charged to no server)"
 echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS, and a ${MIB} MiB file written in 64 KiB Twrites, best of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
 
 # where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own
