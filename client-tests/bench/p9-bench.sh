@@ -107,7 +107,9 @@ tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=10
 # What the server spent in CPU per unit of work, beside the speed: in the guest rows the guest (TCG) takes
 # most of the time, and the server's own CPU per request compares the servers where speed cannot
 # bridgefs is restarted for the guest rows (for latency timers of their own), so its JIT compilers
-# run again during them: a one-off cost of a start, counted apart (jit_ticks), as nbd-bench does
+# run again during them: a one-off cost of a start, counted apart (jit_ticks), as nbd-bench does. A
+# compiler thread that ends between two marks takes its CPU out of jit_ticks but not out of the
+# process's: that errs towards charging bridgefs more, never less
 ticks() {  # ticks PID -> the process's CPU so far (utime + stime, all threads, clock ticks), less its JIT's
   local st f; read -r st < /proc/$1/stat; f=(${st##*) })   # utime and stime: the 12th and 13th after the name
   echo $((f[11] + f[12] - $(jit_ticks "$1")))
