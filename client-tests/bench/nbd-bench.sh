@@ -237,7 +237,7 @@ for r in $rows; do
     "$(cpu_of nbdkit-memory $r)" "$(machine_ratio qemu-nbd $r)" "$(machine_ratio nbdkit $r)" \
     "$(client_of bridgefs $r)/$(client_of qemu-nbd $r)/$(client_of nbdkit $r)/$(client_of nbdkit-memory $r)"
 done
-echo "(ratios: the peer's whole-machine CPU per unit over bridgefs's, above 1.00 bridgefs costs the host less; client %cpu: fio's or nbdcopy's, % of one core, bridgefs/qemu-nbd/nbdkit/nbdkit-mem)"
+echo "(ratios: the peer's whole-machine CPU per unit over bridgefs's, above 1.00 bridgefs costs the host less; client %cpu: fio's or nbdcopy's, % of one core, bridgefs/qemu-nbd/nbdkit/nbdkit-mem; bridgefs's figures include its JIT compilers', given by row below)"
 echo "durability (bridgefs): $durable"
 jit_by_row=""; jit_all=0
 for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; jit_all=$((jit_all + ${JIT[$r]:-0})); done
