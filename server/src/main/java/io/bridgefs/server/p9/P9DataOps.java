@@ -32,8 +32,7 @@ final class P9DataOps {
 
     Rlopen lopen(Tlopen m) throws P9Error, IOException {
         Fid f = ops.fid(m.fid());
-        if (f.opened) throw new P9Error(P9.EBADF, "fid already open");
-        open(f, m.flags());
+        open(f, m.flags());             // an open fid, or one being opened, is refused EBADF where its descriptors are held
         return new Rlopen(m.tag(), f.qid, iounit());
     }
 

@@ -60,7 +60,19 @@ class P9FastPathTest {
         attach(root, P9Security.NONE, 0);
     }
 
-    /** The same, attaching as {@code uid} to an export under {@code security}. */
+    /**
+     * {@link #attach(Path)} over a directory "d" holding a 10-byte file "f" (both in the dentry cache, so
+     * walks to them are answered on the network thread), with "d" walked to fid 1.
+     */
+    void attachDirWithFile(Path root) throws Exception {
+        Files.createDirectories(root.resolve("d"));
+        Files.write(root.resolve("d/f"), new byte[10]);
+        attach(root);
+        Files.exists(root.resolve("d/f"));
+        fastWalk(0, 1, "d");
+    }
+
+    /** {@link #attach(Path)}, attaching as {@code uid} to an export under {@code security}. */
     void attach(Path root, P9Security security, int uid) throws Exception {
         P9Export e = new P9Export("s", root.toRealPath(), false, -1, -1, false, new IoMetrics(new MetricRegistry(), "9p", "s" + System.nanoTime()),
                 security, false, List.of());
@@ -402,11 +414,7 @@ class P9FastPathTest {
      */
     @Test
     void directoriesOpenedForReadingAreAnsweredAtOnceAndOtherOpensByTheExecutor(@TempDir Path root) throws Exception {
-        Files.createDirectories(root.resolve("d"));
-        Files.write(root.resolve("d/f"), new byte[10]);
-        attach(root);
-        Files.exists(root.resolve("d/f"));
-        fastWalk(0, 1, "d");
+        attachDirWithFile(root);
         send(new Tlopen(tag++, 1, P9.O_RDONLY | P9.O_DIRECTORY));
         assertEquals(0, executor.requests(), "a directory's open for reading never reaches the executor");
         assertInstanceOf(Rlopen.class, reply());
@@ -598,11 +606,7 @@ class P9FastPathTest {
      */
     @Test
     void aSecondOpenWhileTheFirstHoldsItsDescriptorsIsRefused(@TempDir Path root) throws Exception {
-        Files.createDirectories(root.resolve("d"));
-        Files.write(root.resolve("d/f"), new byte[10]);
-        attach(root);
-        Files.exists(root.resolve("d/f"));
-        fastWalk(0, 1, "d");
+        attachDirWithFile(root);
         fastWalk(0, 2, "d", "f");
         P9Ops ops = session.ops();
         for (int fid : new int[] {1, 2}) {
