@@ -6,8 +6,9 @@
 # Cold: server restarted and host caches dropped. Warm: the same again right after a full read (best of three).
 # The *_cold write rows: after a restart with caches dropped, every page of half the image written once.
 # Every row is the best of ROUNDS rounds (default 2); each round runs the servers in a rotated order.
-# bridgefs (a JVM) is JIT-warmed on a separate image after each start, as a long-running server is;
-# the CPU its JIT compilers still used during the measured rows is printed at the end.
+# bridgefs (a JVM) is JIT-warmed on separate images after each start, as a long-running server is (warm
+# and cold reads, writes; its cache emptied before the rows); the CPU its JIT compilers still used
+# during the measured rows is printed at the end.
 # A second table gives what each kept row cost in CPU per 4 KiB request or MiB: the server process's,
 # the whole machine's (the client and the kernel's write-back included), and the client's share of a
 # core: a row whose client is at ~100% of a core measures the client more than the server.
@@ -20,7 +21,7 @@ ROUNDS=${3:-2}
 work=$(mktemp -d /var/tmp/bridgefs-bench.XXXXXX)
 cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-for t in qemu-nbd qemu-io nbdkit nbdcopy fio python3; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
+for t in qemu-nbd qemu-io nbdkit nbdcopy fio python3 curl; do command -v $t >/dev/null || { echo "missing $t (./test.sh installs it)"; exit 1; }; done
 img="$work/bench.img"
 echo "bench: creating a ${SIZE_MIB} MiB image of random data in $work"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$img"
@@ -30,12 +31,13 @@ truncate -s 256m "$work/warmwrite.img"
 sync
 
 PORT=10900
+ADMIN_PORT=10990   # bridgefs's metrics and operator actions (the NBD port moves on with each server started)
 pid=
 start() {  # start NAME
   case $1 in
     bridgefs) java -XX:MaxDirectMemorySize=3g -jar "$work/bridgefs.jar" serve --nbd-listen 127.0.0.1:$PORT \
                 --nbd-export "bench=$img" --nbd-export "warmup=$work/warmup.img" --nbd-export "warmcold=$work/warmcold.img" --nbd-export "warmwrite=$work/warmwrite.img" --cache-size $((SIZE_MIB + 768))m \
-                --writeback-interval 0 >"$work/srv.log" 2>&1 &
+                --writeback-interval 0 --metrics-listen 127.0.0.1:$ADMIN_PORT >"$work/srv.log" 2>&1 &
               pid=$! ;;
     qemu-nbd) qemu-nbd -f raw -x bench -p $PORT -b 127.0.0.1 -t --shared=16 --cache=writeback --aio=threads "$img" >"$work/srv.log" 2>&1 &
               pid=$! ;;
@@ -61,7 +63,14 @@ start() {  # start NAME
         # 1 MiB writes to both images at once: past a quarter of the cache dirty, so the background
         # flusher's chunked write-back runs (and is compiled) too, as it does in the write rows
         warm_fio write 1m 8 warmup warmcold
-        cold
+        # and cold reads, which a long-running server meets all day but a fresh one only in the rows: its
+        # cache emptied (POST /drop-caches) before each pass, sequential passes of one image and random
+        # reads of it. Without them C2 was still compiling the fill and eviction paths during the cold
+        # rows (0.37-0.52 s of CPU in seqread_cold, 0.47-0.71 s in randread_cold, per two rounds, in
+        # session 28's runs; by hand, 430 us of a 1 GiB cold read's 1,200 us of server CPU per MiB)
+        for _ in $(seq 16); do drop_caches; nbdcopy "nbd://127.0.0.1:$PORT/warmcold" null:; done
+        for _ in 1 2 3; do drop_caches; warm_fio randread 4k 32 warmcold; done
+        drop_caches; cold
         jit_mark=$(jit_cs)
       fi
       return 0
@@ -96,6 +105,8 @@ warm_fio() {  # warm_fio RW BS IODEPTH EXPORT...: 2 s of one row's kind of reque
       "${jobs[@]}" >/dev/null 2>&1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+# bridgefs evicts every clean page (its operator action; the warm-up's writes ended with a FLUSH)
+drop_caches() { curl -fsS -X POST "http://127.0.0.1:$ADMIN_PORT/drop-caches" >/dev/null; }
 cold() { sync; if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi; }
 uri() { echo "nbd://127.0.0.1:$PORT/bench"; }
 
