@@ -73,7 +73,7 @@ chmod +x "$ird/init"
 guest() {  # guest PORT ANAME MODE -> the guest's console output
   printf 'PORT=%s\nANAME=%s\nMIB=%s\nMODE=%s\n' "$1" "$2" "$MIB" "$3" > "$ird/params"
   (cd "$ird" && find . | cpio -o -H newc 2>/dev/null | gzip > "$work/initrd.gz")
-  # the guest's CPU (QEMU's user and system time, all its threads) goes to $work/guest.cpu, for host_note
+  # the guest's CPU (QEMU's user and system time, all its threads) goes to $work/guest.cpu, for host_per
   local TIMEFORMAT='%U %S'
   { time timeout 900 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -monitor none -no-reboot \
         -kernel "$G/vmlinuz" -initrd "$work/initrd.gz" -append "console=ttyS0 panic=-1 loglevel=3" \
