@@ -1,5 +1,6 @@
 package io.bridgefs.protocol;
 
+import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.ByteToMessageDecoder;
@@ -15,6 +16,7 @@ public abstract class GatedDecoder extends ByteToMessageDecoder {
     private FrameGate gate;
     private long reserved;
     private boolean waitingForGate;
+    private long awaited, wholeFrames;
     private ChannelHandlerContext ctx;
 
     @Override
@@ -49,6 +51,31 @@ public abstract class GatedDecoder extends ByteToMessageDecoder {
         if (waitingForGate) return false;
         reserved = size;
         return true;
+    }
+
+    /**
+     * Whether {@code in} holds the whole frame of {@code size} bytes (from its reader index); if not, the
+     * bytes still to come are noted for {@link #bytesAwaited}.
+     */
+    protected final boolean whole(ByteBuf in, long size) {
+        long missing = size - in.readableBytes();
+        awaited = Math.max(0, missing);
+        if (missing <= 0) wholeFrames++;
+        return missing <= 0;
+    }
+
+    /** How many frames {@link #whole} has found whole so far (each is decoded next). */
+    public final long wholeFrames() {
+        return wholeFrames;
+    }
+
+    /**
+     * The bytes the frame being read still lacks, as the last decoding saw it (0 when what is buffered
+     * ends at a frame's end, or a frame's header is not yet whole): the stream's next bytes, which the
+     * client sends without waiting for anything.
+     */
+    public final long bytesAwaited() {
+        return awaited;
     }
 
     /** The frame is decoded: of what was reserved for it, all but {@code kept} (the message holds that) goes back. */

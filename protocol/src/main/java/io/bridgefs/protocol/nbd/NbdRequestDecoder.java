@@ -64,7 +64,7 @@ public final class NbdRequestDecoder extends GatedDecoder {
                         continue;
                     }
                     if (!admitFrame(length)) return;        // the gate has us try again
-                    if (in.readableBytes() < NbdConstants.REQUEST_HEADER_SIZE + length) return;
+                    if (!whole(in, NbdConstants.REQUEST_HEADER_SIZE + length)) return;
                     in.skipBytes(NbdConstants.REQUEST_HEADER_SIZE);
                     frameDecoded(length);                    // the request holds it now (prepaid)
                     out.add(new NbdRequest.Write(flags, cookie, offset, length, in.readRetainedSlice((int) length)));

@@ -64,7 +64,7 @@ public final class P9FrameDecoder extends GatedDecoder {
             return;
         }
         if (!admitFrame(size)) return;                // the gate has us try again
-        if (in.readableBytes() < size) return;
+        if (!whole(in, size)) return;
         in.skipBytes(P9.HEADER);
         ByteBuf body = in.readSlice((int) size - P9.HEADER);
         P9Message m;

@@ -106,6 +106,38 @@ class P9CodecProperties {
         assertEquals(new P9Message.Tclunk(4, 1), out.get(1), "in step after the skipped frame");
     }
 
+    /**
+     * After any prefix of a stream of frames, the decoder says what the frame in progress lacks (0 on a
+     * frame's boundary or before its header is whole) and how many frames it found whole: the server's
+     * receive low-water mark is set from the first.
+     */
+    @Property(tries = 200)
+    void theBytesAFrameInProgressLacksAreKnownAfterAnyPrefix(@ForAll @Size(min = 1, max = 5) List<@IntRange(min = 0, max = 70000) Integer> sizes,
+                                                             @ForAll @Size(max = 6) List<@IntRange(min = 1, max = 9000) Integer> cuts) {
+        ByteBuf b = Unpooled.buffer();
+        List<Integer> ends = new ArrayList<>();
+        for (int i = 0; i < sizes.size(); i++) {
+            P9Codec.encode(new P9Message.Twrite(i, 1, 0, Unpooled.wrappedBuffer(new byte[sizes.get(i)])), b);
+            ends.add(b.writerIndex());
+        }
+        byte[] stream = bytes(b);
+        P9FrameDecoder d = new P9FrameDecoder(1 << 20);
+        io.netty.channel.embedded.EmbeddedChannel ch = new io.netty.channel.embedded.EmbeddedChannel(d);
+        int pos = 0, i = 0;
+        while (pos < stream.length) {
+            int n = Math.min(cuts.isEmpty() ? stream.length : cuts.get(i++ % cuts.size()), stream.length - pos);
+            ch.writeInbound(Unpooled.wrappedBuffer(stream, pos, n));
+            pos += n;
+            int whole = 0, start = 0;
+            while (whole < ends.size() && ends.get(whole) <= pos) start = ends.get(whole++);
+            long lacks = whole == ends.size() || pos - start < P9.HEADER ? 0 : ends.get(whole) - pos;
+            assertEquals(lacks, d.bytesAwaited(), "after " + pos + " of " + stream.length + " bytes");
+            assertEquals(whole, d.wholeFrames());
+        }
+        assertEquals(sizes.size(), ch.inboundMessages().size());
+        ch.finishAndReleaseAll();
+    }
+
     @Example
     void aDeclaredCountBeyondTheFrameIsMalformedNotAllocated() {
         ByteBuf b = Unpooled.buffer();

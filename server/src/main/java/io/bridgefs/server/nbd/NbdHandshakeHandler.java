@@ -328,6 +328,7 @@ public final class NbdHandshakeHandler extends SimpleChannelInboundHandler<NbdHa
         // large write payloads are gathered as a list of received buffers, never re-copied while growing
         decoder.setCumulator(io.netty.handler.codec.ByteToMessageDecoder.COMPOSITE_CUMULATOR);
         p.addAfter(DECODER, "nbd-request-decoder", decoder);
+        io.bridgefs.server.net.ReceiveLowWater.install(ctx.channel(), "nbd-request-decoder", decoder);
         p.replace(this, "nbd-session", session);
         session.gate(decoder);          // before the handshake decoder hands over what it has buffered
         p.remove(DECODER);

@@ -182,6 +182,9 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
             long age = flow.unfinishedFrameNanos(), left = 0;
             if (age >= elapsed) left = Math.max(0, flow.unfinishedFrameBytes() - (in - frameIn));
             else if (age >= 0) frameIn = inSeen;
+            // the receive low-water mark held the frame's bytes in the kernel: what was read is not the
+            // client's pace (no projection this look); lowered now, the next look counts them
+            if (ReceiveLowWater.release(ch)) left = 0;
             long taken = taken();
             Pace.Look look = new Pace.Look(elapsed, flow.memoryWantedWithin(2 * elapsed), age, left, in - inSeen, flow.holdsMemory(),
                     Math.max(0, outSeen - takenSeen), Math.max(0, taken - takenSeen));

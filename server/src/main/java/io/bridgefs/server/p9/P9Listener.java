@@ -30,5 +30,6 @@ public final class P9Listener extends ChannelInitializer<Channel> {
         ch.pipeline().addLast("flush", new FlushConsolidationHandler(64, true))
                 .addLast("9p-decoder", decoder)
                 .addLast("9p-session", new P9Session(context, decoder));
+        io.bridgefs.server.net.ReceiveLowWater.install(ch, "9p-decoder", decoder);
     }
 }
