@@ -153,8 +153,13 @@ final class BridgefsProcess implements AutoCloseable {
 
     /** A counter's value from /metrics, e.g. {@code bridgefs_write_ops_total{path="nbd",export="disk"}}. */
     long metric(String nameAndLabels) throws IOException, InterruptedException {
+        return (long) value(nameAndLabels);
+    }
+
+    /** A sample's value from /metrics as it is, e.g. a latency quantile in seconds. */
+    double value(String nameAndLabels) throws IOException, InterruptedException {
         for (String line : http("/metrics").split("\n")) {
-            if (line.startsWith(nameAndLabels + " ")) return (long) Double.parseDouble(line.substring(nameAndLabels.length() + 1));
+            if (line.startsWith(nameAndLabels + " ")) return Double.parseDouble(line.substring(nameAndLabels.length() + 1));
         }
         fail("metric " + nameAndLabels + " not found in /metrics");
         return -1;

@@ -138,6 +138,19 @@ class CrossPathIT {
                 assertTrue(drop.body().startsWith("dropped "), drop.body());
                 assertEquals(s.metric("bridgefs_dirty_bytes"), s.metric("bridgefs_cached_bytes"), "only dirty pages stay");
                 assertEquals(0, s.metric("bridgefs_dedup_pages_shared"));
+
+                // reset-latency: the latency quantiles describe the requests since; the counts go on
+                String walkP99 = "bridgefs_9p_request_seconds{type=\"walk\",quantile=\"0.99\"}", walks = "bridgefs_9p_requests_total{type=\"walk\"}";
+                assertTrue(s.value(walkP99) > 0, "walks were timed");
+                long walked = s.metric(walks);
+                var reset = http.send(java.net.http.HttpRequest.newBuilder(base.resolve("/reset-latency"))
+                        .POST(java.net.http.HttpRequest.BodyPublishers.noBody()).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+                assertEquals(200, reset.statusCode());
+                assertTrue(reset.body().startsWith("started "), reset.body());
+                assertEquals(0.0, s.value(walkP99), "no walk since");
+                keep.walk(1, 3, "F");
+                assertTrue(s.value(walkP99) > 0, "the walk since");
+                assertEquals(walked + 1, s.metric(walks));
             }
         }
         byte[] onDisk = Files.readAllBytes(dir.resolve("image.raw"));

@@ -73,7 +73,7 @@ class ListenerAccessIT {
 
     /**
      * A metrics listener on every address (for a Prometheus elsewhere): /metrics is served to anyone, but
-     * POST /drop-caches (which empties everyone's cache), POST /exports/NAME/rescan and GET /verify (a full
+     * POST /drop-caches (which empties everyone's cache), POST /reset-latency, POST /exports/NAME/rescan and GET /verify (a full
      * recount under the cache lock) only to a peer on this host, and never to a request with an Origin
      * header (a web page's cross-site form): 403 and nothing done.
      */
@@ -100,6 +100,7 @@ class ListenerAccessIT {
             assertEquals(403, refused.statusCode(), refused.body());
             assertEquals(403, http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/verify")).build(), text).statusCode());
             assertEquals(403, http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/exports/disk/rescan")).POST(post).build(), text).statusCode());
+            assertEquals(403, http.send(java.net.http.HttpRequest.newBuilder(far.resolve("/reset-latency")).POST(post).build(), text).statusCode());
             var page = http.send(java.net.http.HttpRequest.newBuilder(near.resolve("/drop-caches")).header("Origin", "http://example.com").POST(post).build(), text);
             assertEquals(403, page.statusCode(), "a web page's request, even from this host");
             var ok = http.send(java.net.http.HttpRequest.newBuilder(near.resolve("/drop-caches")).POST(post).build(), text);

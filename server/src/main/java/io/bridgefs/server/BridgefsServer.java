@@ -207,7 +207,9 @@ public final class BridgefsServer implements AutoCloseable {
                             new MetricsHttpHandler(() -> MetricsText.prometheus(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
                                     () -> MetricsText.json(cache.snapshot(), ioMetrics, p9Requests.snapshot(), serverState()),
                                     () -> String.join("\n", cache.verify()),
-                                    () -> "dropped " + cache.dropClean() + " clean pages\n", BridgefsServer.this::rescan));
+                                    java.util.Map.of("/drop-caches", () -> "dropped " + cache.dropClean() + " clean pages\n",
+                                            "/reset-latency", () -> "started " + IoMetrics.resetLatency(registry) + " latency timers afresh\n"),
+                                    BridgefsServer.this::rescan));
                 }
             });
             listeners.add(metricsChannel);

@@ -47,6 +47,45 @@ public final class IoMetrics {
      * and the default reservoir takes a lock per update (a getattr storm spent several percent there).
      */
     public static Timer timer(MetricRegistry registry, String name) {
-        return registry.timer(name, () -> new Timer(LockFreeExponentiallyDecayingReservoir.builder().build()));
+        return registry.timer(name, Latency::new);
+    }
+
+    /** Starts every latency timer of {@code registry} afresh (POST /reset-latency); returns how many. */
+    public static int resetLatency(MetricRegistry registry) {
+        int n = 0;
+        for (Timer t : registry.getTimers().values()) {
+            if (t instanceof Latency l) {
+                l.reservoir.restart();
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** A timer whose quantiles an operator can start afresh; its count and rates go on. */
+    private static final class Latency extends Timer {
+        final Fresh reservoir;
+
+        Latency() {
+            this(new Fresh());
+        }
+
+        private Latency(Fresh r) {
+            super(r);
+            reservoir = r;
+        }
+    }
+
+    /** A lock-free exponentially decaying reservoir, replaced whole by {@link #restart}. */
+    private static final class Fresh implements com.codahale.metrics.Reservoir {
+        private volatile com.codahale.metrics.Reservoir r = LockFreeExponentiallyDecayingReservoir.builder().build();
+
+        void restart() { r = LockFreeExponentiallyDecayingReservoir.builder().build(); }
+
+        @Override public int size() { return r.size(); }
+
+        @Override public void update(long value) { r.update(value); }
+
+        @Override public com.codahale.metrics.Snapshot getSnapshot() { return r.getSnapshot(); }
     }
 }

@@ -18,8 +18,9 @@ import java.util.function.Supplier;
 /**
  * Serves GET /metrics (Prometheus text), GET /stats (JSON), GET /dashboard (a live page charting
  * /stats), and operator actions: GET /verify (recount the counters from the cache frames), POST
- * /drop-caches (evict every clean page, like {@code echo 1 > /proc/sys/vm/drop_caches}) and POST
- * /exports/NAME/rescan (a bridged export's new snapshot of its tree). The actions change what every
+ * /drop-caches (evict every clean page, like {@code echo 1 > /proc/sys/vm/drop_caches}), POST
+ * /reset-latency (the latency timers' quantiles start afresh: they then describe the requests since;
+ * counts and sums go on) and POST /exports/NAME/rescan (a bridged export's new snapshot of its tree). The actions change what every
  * client sees or hold the cache lock for a full recount, so they are answered only to a peer on this
  * host (loopback, or a unix socket) and never to a browser's cross-site request (one with an Origin
  * header): 403 otherwise. The read-only pages are served to anyone who can reach the listener.
@@ -29,22 +30,19 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
     private final Supplier<String> prometheus;
     private final Supplier<String> json;
     private final Supplier<String> verify;
-    private final Supplier<String> dropCaches;
+    private final java.util.Map<String, Supplier<String>> posts;
     private final java.util.function.Function<String, Answer> rescan;
 
     /** What an action answers: an HTTP status and a line of text. */
     public record Answer(int status, String body) {}
 
-    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json, Supplier<String> verify, Supplier<String> dropCaches) {
-        this(prometheus, json, verify, dropCaches, name -> new Answer(404, "no bridged export named '" + name + "'\n"));
-    }
-
-    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json, Supplier<String> verify, Supplier<String> dropCaches,
+    /** {@code posts}: the actions without a name in their path, by path ({@code /drop-caches}, {@code /reset-latency}). */
+    public MetricsHttpHandler(Supplier<String> prometheus, Supplier<String> json, Supplier<String> verify, java.util.Map<String, Supplier<String>> posts,
                               java.util.function.Function<String, Answer> rescan) {
         this.prometheus = prometheus;
         this.json = json;
         this.verify = verify;
-        this.dropCaches = dropCaches;
+        this.posts = java.util.Map.copyOf(posts);
         this.rescan = rescan;
     }
 
@@ -55,8 +53,8 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
         return !(peer instanceof java.net.InetSocketAddress a) || a.getAddress() != null && a.getAddress().isLoopbackAddress();
     }
 
-    private static boolean isAction(String path) {
-        return path.equals("/drop-caches") || path.equals("/verify") || path.startsWith("/exports/") && path.endsWith("/rescan");
+    private boolean isAction(String path) {
+        return posts.containsKey(path) || path.equals("/verify") || path.startsWith("/exports/") && path.endsWith("/rescan");
     }
 
     @Override
@@ -75,9 +73,9 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
             } else {
                 resp = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "POST only\n", "text/plain");
             }
-        } else if (path.equals("/drop-caches")) {
+        } else if (posts.containsKey(path)) {
             resp = req.method().equals(HttpMethod.POST)
-                    ? text(HttpResponseStatus.OK, dropCaches.get(), "text/plain")
+                    ? text(HttpResponseStatus.OK, posts.get(path).get(), "text/plain")
                     : text(HttpResponseStatus.METHOD_NOT_ALLOWED, "POST only\n", "text/plain");
         } else if (!req.method().equals(HttpMethod.GET)) {
             resp = text(HttpResponseStatus.METHOD_NOT_ALLOWED, "GET only\n", "text/plain");
@@ -92,7 +90,7 @@ public final class MetricsHttpHandler extends SimpleChannelInboundHandler<FullHt
         } else if (path.equals("/dashboard") || path.equals("/dashboard.html")) {
             resp = text(HttpResponseStatus.OK, DASHBOARD, "text/html; charset=utf-8");
         } else if (path.equals("/")) {
-            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts), /verify, POST /drop-caches, POST /exports/NAME/rescan\n", "text/plain");
+            resp = text(HttpResponseStatus.OK, "bridgefs: /metrics (Prometheus), /stats (JSON), /dashboard (live charts), /verify, POST /drop-caches, POST /reset-latency, POST /exports/NAME/rescan\n", "text/plain");
         } else {
             resp = text(HttpResponseStatus.NOT_FOUND, "not found\n", "text/plain");
         }
