@@ -108,8 +108,9 @@ count_requests() { metrics | awk '/^bridgefs_9p_requests_total/ { s += $2 } END 
 tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
 # What the server spent in CPU per unit of work, beside the speed: in the guest rows the guest (TCG) takes
 # most of the time, and the server's own CPU per request compares the servers where speed cannot
-# bridgefs is restarted for the guest rows (for latency timers of their own), so its JIT compilers
-# run again during them: a one-off cost of a start, counted apart (jit_ticks), as nbd-bench does. A
+# bridgefs's JIT compilers are counted apart (jit_ticks), as nbd-bench does: the guest rows run on the
+# server the rows before warmed, as a long-running one is (restarted for them until session 30, for
+# latency timers of their own, the rows met a fresh JVM: twice the CPU per MiB of dd). A
 # compiler thread that ends between two marks takes its CPU out of jit_ticks but not out of the
 # process's: that errs towards charging bridgefs more, never less
 ticks() {  # ticks PID -> the process's CPU so far (utime + stime, all threads, clock ticks), less its JIT's
@@ -126,8 +127,8 @@ jit_ticks() {  # jit_ticks PID -> CPU so far of a JVM's JIT compiler threads (0 
 }
 # The host's CPU outside the guest: the whole machine's busy time (every process and kernel thread: the
 # server, the kernel's network stack, its write-back of a buffered server's page cache, which no server
-# process is charged for) less QEMU's own and, as in the server's rows, bridgefs's JIT compilers' (a
-# start's one-off cost: 4.4 s in one run's guest rows, twice diod's whole figure). Like for like where
+# process is charged for) less QEMU's own and, as in the server's rows, bridgefs's JIT compilers' (4.2-4.8
+# s in the guest rows when they met a fresh start: twice diod's whole dd figure). Like for like where
 # the server process's CPU is not: bridgefs writes back on its own threads, diod leaves it to the kernel's.
 machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }   # busy: user nice system irq softirq
 host_per() {  # host_per MACHINE_TICKS_BEFORE UNITS JIT_TICKS -> microseconds per unit of the machine's CPU since, less the last guest's and the JIT's
@@ -165,8 +166,7 @@ best() {  # best KEY RESULT: keeps the run with the most ops/s
 declare -A R
 echo "bench: bridgefs and diod, $ROUNDS diodload rounds"
 bridgefs_pid=
-start_bridgefs() {  # (re)starts bridgefs: a fresh start gives the guest rows latency timers of their own requests only
-  if [ -n "$bridgefs_pid" ]; then kill "$bridgefs_pid"; wait "$bridgefs_pid" 2>/dev/null || true; fi
+start_bridgefs() {
   java -jar "$work/bridgefs.jar" serve --9p-listen 127.0.0.1:5660 --9p-export "share=$work/share" --9p-export "ctl=$work/ctl" \
        --cache-size 1g --metrics-listen 127.0.0.1:5690 >>"$work/bridgefs.log" 2>&1 &
   bridgefs_pid=$!; pids+=($bridgefs_pid)
@@ -190,8 +190,8 @@ for round in $(seq "$ROUNDS"); do
   least bridgefs,dirs1000 "$(dirs 5660 share 1000)"; least diod,dirs1000 "$(dirs 5661 "$work/share" 1000)"
   best bridgefs,write "$(wr 5660 share)"; best diod,write "$(wr 5661 "$work/share")"
 done
-echo "bench: guests on bridgefs (restarted: its timers then hold the guest rows' requests only)"
-start_bridgefs
+echo "bench: guests on bridgefs (its latency timers started afresh: they then hold the guest rows' requests only)"
+curl -sf -X POST "http://127.0.0.1:5690/reset-latency" >/dev/null
 metrics > "$work/metrics-before-dd.txt"
 entries=$((100 * 200 + 100 + 1))   # what find lists, and ls -lR stats: the tree's files, directories and itself
 guest_rows() {  # guest_rows SERVER PORT ANAME: the dd and metadata rows, and the server's CPU in each
@@ -244,7 +244,7 @@ lrow2 "guest find + ls -lR, per entry and pass" "${R[bridgefs,metacpu]}" "${R[di
 lrow2 "host outside the guest: dd, per MiB" "${R[bridgefs,ddhost]}" "${R[diod,ddhost]}"
 lrow2 "host outside the guest: find + ls -lR, per entry" "${R[bridgefs,metahost]}" "${R[diod,metahost]}"
 echo "(the server process's user and system CPU, all threads, in the run kept above; above 1.00 bridgefs spends less;"
-echo " bridgefs's JIT compilers, not counted above, used ${R[bridgefs,guestjit]} s of CPU during the guest rows: it is restarted before them;"
+echo " bridgefs's JIT compilers, not counted above, used ${R[bridgefs,guestjit]} s of CPU during the guest rows;"
 echo " bridgefs writes dd's data back to disk on its own threads, diod's is written back by the kernel's, charged to no server;"
 echo " the host rows: the whole machine's CPU less the guest's (QEMU's) and bridgefs's JIT compilers': like for like, they count"
 echo " that write-back and the network stack; booting the guest is in them, the same for both)"
@@ -257,15 +257,16 @@ echo
 awk -v s="$secs" -v n="$reqs" 'BEGIN{ if (n > 0 && s > 0) printf "metadata row, bridgefs: %d requests in %.2f s of guest time = %.0f us per request as the guest sees it\n", n, s, s * 1e6 / n }'
 sample() { awk -v k="$2" 'index($1, k) == 1 { print $2 }' "$1"; }
 micros() { sample "$1" "$2" | awk '{ printf "%.0f us", $1 * 1e6 }'; }   # a latency sample in seconds, as "N us"
+delta() { echo $(( $(sample "$work/metrics-after-meta.txt" "$1" | awk '{v = $1} END {print v + 0}') - $(sample "$work/metrics-before-dd.txt" "$1" | awk '{v = $1} END {print v + 0}') )); }   # a count in the guest rows
 printf '%-10s %10s %12s %12s %12s\n' type requests "server p50" "server p99" "at once"
 for t in walk getattr clunk readdir lopen; do
-  n=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_total{type=\"$t\"}")
+  n=$(delta "bridgefs_9p_requests_total{type=\"$t\"}")
   p50=$(micros "$work/metrics-after-meta.txt" "bridgefs_9p_request_seconds{type=\"$t\",quantile=\"0.5\"}")
   p99=$(micros "$work/metrics-after-meta.txt" "bridgefs_9p_request_seconds{type=\"$t\",quantile=\"0.99\"}")
-  fast=$(sample "$work/metrics-after-meta.txt" "bridgefs_9p_requests_fast_total{type=\"$t\"}")
+  fast=$(delta "bridgefs_9p_requests_fast_total{type=\"$t\"}")
   printf '%-10s %10s %12s %12s %12s\n' "$t" "${n:--}" "${p50:--}" "${p99:--}" "${fast:-0}"
 done
-echo "(requests: since bridgefs was restarted for the guest rows, dd included; at once: answered on the network thread, no executor)"
+echo "(requests: in the guest rows, dd included; latencies: since the timers were started afresh before them; at once: answered on the network thread, no executor)"
 
 # the same for the dd rows: the guest's time per request against the server's own
 echo
