@@ -40,9 +40,16 @@ public final class ReceiveLowWater extends ChannelInboundHandlerAdapter {
         this.decoder = decoder;
     }
 
-    /** Adds the handler after {@code decoderName} where the socket has the option (TCP on epoll); else nothing. */
+    /**
+     * Adds the handler after {@code decoderName} where the socket has the option (TCP on epoll) and its
+     * bytes are the frames' (not under TLS: what a frame lacks in plaintext may be more than the socket
+     * will still bring, as the TLS layer may hold part of a record already read; the mark would then wait
+     * for bytes the client never sends until the guard's next look). Else nothing.
+     */
     public static void install(Channel ch, String decoderName, GatedDecoder decoder) {
-        if (ch instanceof EpollSocketChannel) ch.pipeline().addAfter(decoderName, NAME, new ReceiveLowWater(decoder));
+        if (ch instanceof EpollSocketChannel && ch.pipeline().get(io.bridgefs.server.tls.TlsHandler.NAME) == null) {
+            ch.pipeline().addAfter(decoderName, NAME, new ReceiveLowWater(decoder));
+        }
     }
 
     @Override

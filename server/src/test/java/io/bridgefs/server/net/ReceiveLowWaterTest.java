@@ -176,6 +176,23 @@ class ReceiveLowWaterTest {
         }
     }
 
+    /** Under TLS what a frame lacks in plaintext may exceed what the socket will still bring: no mark there. */
+    @Test
+    void notUnderTls() {
+        for (boolean tls : new boolean[] {false, true}) {
+            io.netty.channel.epoll.EpollSocketChannel ch = new io.netty.channel.epoll.EpollSocketChannel();
+            try {
+                if (tls) ch.pipeline().addLast(io.bridgefs.server.tls.TlsHandler.NAME, new ChannelInboundHandlerAdapter());
+                P9FrameDecoder d = new P9FrameDecoder(1 << 20);
+                ch.pipeline().addLast("decoder", d);
+                ReceiveLowWater.install(ch, "decoder", d);
+                assertEquals(!tls, ch.pipeline().get(ReceiveLowWater.NAME) != null, tls ? "installed under TLS" : "not installed on TCP");
+            } finally {
+                ch.unsafe().closeForcibly();
+            }
+        }
+    }
+
     @Test
     void aFrameLargerThanTheMarksCapAndTheSocketsBufferComesThrough() throws Exception {
         byte[] f = twrite(12 << 20);
