@@ -135,7 +135,8 @@ class P9CodecProperties {
             assertEquals(whole, d.wholeFrames());
         }
         assertEquals(sizes.size(), ch.inboundMessages().size());
-        ch.finishAndReleaseAll();
+        for (Object m; (m = ch.readInbound()) != null; ) ((P9Message.Payload) m).release();
+        ch.finish();
     }
 
     @Example

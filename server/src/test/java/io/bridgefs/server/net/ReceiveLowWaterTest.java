@@ -197,6 +197,8 @@ class ReceiveLowWaterTest {
     void aFrameLargerThanTheMarksCapAndTheSocketsBufferComesThrough() throws Exception {
         byte[] f = twrite(12 << 20);
         try (Socket s = new Socket("127.0.0.1", ((InetSocketAddress) server.localAddress()).getPort())) {
+            await("accepted", () -> conn != null);
+            onLoop(() -> conn.config().setOption(io.netty.channel.ChannelOption.SO_RCVBUF, 128 << 10));    // far below the mark's cap
             OutputStream out = s.getOutputStream();
             for (int round = 0; round < 2; round++) {
                 for (int off = 0; off < f.length; off += 1 << 20) {
