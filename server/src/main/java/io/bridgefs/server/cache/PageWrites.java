@@ -183,38 +183,127 @@ final class PageWrites {
         }
     }
 
+    /** Pages a write claims in one hold of the cache lock, at most (1 MiB). */
+    private static final int CLAIM = 256;
+
     /**
      * Copies what {@code src} holds into the file's pages at {@code offset}. With {@code mayWait} false it
      * returns false where it would wait for a frame or read a page's old content first, the pages before it written.
+     * Pages that need neither are claimed in runs, in one hold of the lock, and copied a run of adjacent
+     * frames at a time; a page that needs either is taken alone ({@link #copyPage}).
      */
     private boolean copyIn(IoPath path, long offset, Gather src, boolean mayWait) throws IOException {
         long pos = offset;
         long end = offset + src.remaining();
+        long pages = end > offset ? ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1 : 0;
+        int[] frames = new int[(int) Math.min(CLAIM, pages)];
+        boolean[] fresh = new boolean[frames.length];
         while (pos < end) {
-            long page = pos >>> PageCache.PAGE_SHIFT;
-            int in = (int) (pos & (PAGE - 1));
-            int n = (int) Math.min(PAGE - in, end - pos);
-            boolean whole = n == PAGE;
+            int k = claim(path, pos, end, frames, fresh);
+            long next = k > 0 ? copyClaimed(path, pos, end, src, frames, fresh, k) : copyPage(path, pos, end, src, mayWait);
+            if (next < 0) return false;
+            pos = next;
+        }
+        return true;
+    }
+
+    /**
+     * Under the lock, pinned, the pages from {@code pos} on that need nothing that may wait: resident
+     * (and unshared) ones, and new frames for pages no read is needed for (whole, or past the host file's
+     * end). Stops at the first other page; returns how many it claimed into {@code frames}, {@code fresh}
+     * telling the new ones (LOADING).
+     */
+    private int claim(IoPath path, long pos, long end, int[] frames, boolean[] fresh) {
+        int k = 0;
+        cache.lock.lock();
+        try {
+            for (; k < frames.length && pos < end; k++) {
+                long page = pos >>> PageCache.PAGE_SHIFT;
+                int in = (int) (pos & (PAGE - 1));
+                int n = (int) Math.min(PAGE - in, end - pos);
+                int fr = cache.lookupNow(file, page, path);
+                if (fr == PageCache.BUSY) break;
+                if (fr >= 0) {
+                    fr = cache.sharing.prepareWrite(file, fr, path);
+                    if (fr < 0) break;                  // holding nothing: the page is taken alone
+                    fresh[k] = false;
+                } else {
+                    if (n != PAGE && (page << PageCache.PAGE_SHIFT) < file.backingSize) break;     // its old content first
+                    fr = cache.allocate(file, page, path, false);
+                    if (fr < 0) break;
+                    fresh[k] = true;
+                }
+                frames[k] = fr;
+                pos += n;
+            }
+        } finally {
+            cache.lock.unlock();
+        }
+        return k;
+    }
+
+    /** Copies into the {@code k} pages {@link #claim} took from {@code pos}, then marks them dirty and unpins them; returns where they end. */
+    private long copyClaimed(IoPath path, long pos, long end, Gather src, int[] frames, boolean[] fresh, int k) {
+        long upTo = Math.min(end, ((pos >>> PageCache.PAGE_SHIFT) + k) << PageCache.PAGE_SHIFT);
+        int[] claimed = k == frames.length ? frames : java.util.Arrays.copyOf(frames, k);
+        boolean done = false;
+        try {
+            // a new page the write covers in part is zeroed first: only the first and the last can be
+            boolean firstPartial = (pos & (PAGE - 1)) != 0 || upTo - pos < PAGE;
+            if (fresh[0] && firstPartial) CachedFile.zero(cache.data(frames[0]), 0, PAGE);
+            if (k > 1 && fresh[k - 1] && (upTo & (PAGE - 1)) != 0) CachedFile.zero(cache.data(frames[k - 1]), 0, PAGE);
+            for (ByteBuffer to : PinnedRange.views(cache, claimed, pos, upTo - pos)) src.copyTo(to, to.remaining());
+            done = true;
+        } finally {
+            cache.lock.lock();
+            try {
+                for (int i = 0; i < k; i++) {
+                    int fr = frames[i];
+                    if (fresh[i]) {
+                        if (done) cache.completeFill(fr, path, false);
+                        else cache.failFill(file, fr);
+                    }
+                    if (done) cache.dirty.mark(file, fr);
+                    if (!fresh[i] || done) cache.unpin(fr);
+                }
+                if (done && upTo > file.size) file.size = upTo;
+            } finally {
+                cache.lock.unlock();
+            }
+        }
+        return upTo;
+    }
+
+    /**
+     * Copies into the one page at {@code pos}, waiting for it to be read in, for a frame or for its old
+     * content if {@code mayWait}; returns where the page's part of the write ends, or -1 if it would wait.
+     */
+    private long copyPage(IoPath path, long pos, long end, Gather src, boolean mayWait) throws IOException {
+        long page = pos >>> PageCache.PAGE_SHIFT;
+        int in = (int) (pos & (PAGE - 1));
+        int n = (int) Math.min(PAGE - in, end - pos);
+        boolean whole = n == PAGE;
+        while (true) {
             int fr;
             boolean fresh = false, needFill = false;
             cache.lock.lock();
             try {
                 fr = mayWait ? cache.lookup(file, page, path) : cache.lookupNow(file, page, path);
-                if (fr == PageCache.BUSY) return false;        // being read in: only a waiting write may wait for it
+                if (fr == PageCache.BUSY) return -1;           // being read in: only a waiting write may wait for it
                 if (fr >= 0) {
                     fr = cache.sharing.prepareWrite(file, fr, path);
                     if (fr < 0) {
-                        if (!mayWait) return false;
+                        if (!mayWait) return -1;
                         cache.flusher.awaitFrame();
                         continue;
                     }
                 } else {
                     boolean beyond = (page << PageCache.PAGE_SHIFT) >= file.backingSize;
                     needFill = !whole && !beyond;
-                    if (needFill && !mayWait) return false;
+                    if (needFill && !mayWait) return -1;
                     fr = cache.allocate(file, page, path, needFill);
                     if (fr < 0) {
-                        if (!mayWait) return false;
+                        if (!mayWait) return -1;
                         cache.flusher.awaitFrame();
                         continue;
                     }
@@ -248,8 +337,7 @@ final class PageWrites {
                     cache.lock.unlock();
                 }
             }
-            pos += n;
+            return pos + n;
         }
-        return true;
     }
 }

@@ -135,6 +135,54 @@ class WriteIfNoWaitTest {
         }
     }
 
+    /**
+     * One write over every kind of page at once: resident ones, new whole ones, a partial one whose old
+     * content must be read first (taken alone, between runs claimed together), new ones past the host
+     * file's end (the last partial: zeros around the data). Every byte lands, one page is read, each page
+     * is counted once (a hit or a miss), and the cache's counts agree with a recount from its frames.
+     */
+    @Test
+    void aWriteOverResidentNewAndPartlyWrittenPagesTakesEachTheRightWay() throws Exception {
+        try (PageCache cache = new PageCache(64 * P, CacheMode.WRITEBACK)) {
+            MemStore store = new MemStore(6 * P);                    // six pages on the host, all 1s
+            java.util.Arrays.fill(store.data, (byte) 1);
+            CachedFile f = cache.open(new FileKey(1, 5), store, false);
+            f.write(IoPath.NBD, 0, bytes(2 * P, 2), false);          // pages 0 and 1 resident
+            long hits = cache.snapshot().hits(IoPath.NBD), misses = cache.snapshot().misses(IoPath.NBD);
+            f.write(IoPath.NBD, 3 * P + 100, bytes(10, 3), false);   // page 3: read first, its other bytes kept
+            assertEquals(1, cache.snapshot().fills(IoPath.NBD));
+            // pages 0 to 9, in three buffers: 0 (partial), 1 and 3 resident, 2 and 4-5 new and whole, 6-9 past
+            // the host file's end (9 partial)
+            f.write(IoPath.NBD, 100, split(9 * P + 100, 4, 1448, 3 * P, 5 * P + 7), false);
+            var after = cache.snapshot();
+            assertEquals(1, after.fills(IoPath.NBD), "no page of the long write was read: page 3 was resident by then");
+            assertEquals(hits + 3, after.hits(IoPath.NBD), "pages 0, 1 and 3 found resident");
+            assertEquals(misses + 1 + 7, after.misses(IoPath.NBD), "page 3's first write, then pages 2 and 4-9 new");
+            assertEquals(9 * P + 200, f.size());
+            assertEquals(java.util.List.of(), cache.verify(), "the counters agree with a recount from the frames");
+            // a partial page of the host in the middle of a write: its old content is read, alone
+            f.write(IoPath.NBD, 20 * P, bytes(P, 6), false);         // grows the file to 21 pages, 10-19 holes
+            f.flush();
+            cache.dropClean();
+            f.write(IoPath.NBD, 18 * P + 5, bytes(2 * P, 7), false);   // 18 and 20 now partial pages of the host
+            assertEquals(3, cache.snapshot().fills(IoPath.NBD), "pages 18 and 20 read first, 19 not");
+            f.flush();
+            byte[] host = store.contents();
+            assertEquals(2, host[99]);
+            assertEquals(4, host[100]);
+            assertEquals(4, host[3 * P + 99]);
+            assertEquals(4, host[9 * P + 199]);
+            assertEquals(0, host[9 * P + 200], "past the end of the long write, below the next one: a hole");
+            assertEquals(0, host[18 * P + 4], "page 18 was read first: its bytes before the write kept (a hole's zeros)");
+            assertEquals(7, host[18 * P + 5]);
+            assertEquals(7, host[20 * P + 4]);
+            assertEquals(6, host[20 * P + 5], "page 20 was read first: its bytes after the write kept");
+            assertEquals(21 * P, host.length);
+            assertEquals(java.util.List.of(), cache.verify());
+            f.close();
+        }
+    }
+
     @Test
     void aWriteOfMoreThan2MiBIsLeftToTheExecutor() throws Exception {
         try (PageCache cache = new PageCache(4096 * P, CacheMode.WRITEBACK)) {
