@@ -49,19 +49,7 @@ final class PageWrites {
         int[] frames = file.reads.pinResident(offset, total, path, true);
         if (frames == null) return false;
         file.changes++;
-        // a run of adjacent memory frames at a time (pages filled together usually are): a 1 MiB write
-        // is then a few bulk copies, not 256 of a page each
-        Gather from = new Gather(srcs);
-        for (ByteBuffer to : PinnedRange.views(cache, frames, offset, total)) from.copyTo(to, to.remaining());
-        cache.lock.lock();
-        try {
-            for (int f : frames) {
-                cache.dirty.mark(file, f);
-                cache.unpin(f);
-            }
-        } finally {
-            cache.lock.unlock();
-        }
+        copyPinned(path, offset, offset + total, new Gather(srcs), frames, new boolean[frames.length], frames.length);
         return true;
     }
 
@@ -80,7 +68,7 @@ final class PageWrites {
         long total = bytes(srcs);
         long end = offset + total;
         if (total == 0 || offset < 0 || end < offset || end > HOST_CHECK) return false;
-        long pages = ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1;
+        long pages = pagesOf(offset, end);
         if (pages > NO_WAIT_PAGES) return false;
         cache.lock.lock();
         try {
@@ -102,6 +90,11 @@ final class PageWrites {
      * of up to 32 MiB goes to the executor.
      */
     static final int NO_WAIT_PAGES = 512;
+
+    /** The pages bytes [offset, end) lie in (0 if none). */
+    private static long pagesOf(long offset, long end) {
+        return end > offset ? ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1 : 0;
+    }
 
     /** The bytes a gathered write carries. */
     private static long bytes(ByteBuffer[] srcs) {
@@ -195,12 +188,11 @@ final class PageWrites {
     private boolean copyIn(IoPath path, long offset, Gather src, boolean mayWait) throws IOException {
         long pos = offset;
         long end = offset + src.remaining();
-        long pages = end > offset ? ((end - 1) >>> PageCache.PAGE_SHIFT) - (offset >>> PageCache.PAGE_SHIFT) + 1 : 0;
-        int[] frames = new int[(int) Math.min(CLAIM, pages)];
+        int[] frames = new int[(int) Math.min(CLAIM, pagesOf(offset, end))];
         boolean[] fresh = new boolean[frames.length];
         while (pos < end) {
             int k = claim(path, pos, end, frames, fresh);
-            long next = k > 0 ? copyClaimed(path, pos, end, src, frames, fresh, k) : copyPage(path, pos, end, src, mayWait);
+            long next = k > 0 ? copyPinned(path, pos, end, src, frames, fresh, k) : copyPage(path, pos, end, src, mayWait);
             if (next < 0) return false;
             pos = next;
         }
@@ -242,8 +234,13 @@ final class PageWrites {
         return k;
     }
 
-    /** Copies into the {@code k} pages {@link #claim} took from {@code pos}, then marks them dirty and unpins them; returns where they end. */
-    private long copyClaimed(IoPath path, long pos, long end, Gather src, int[] frames, boolean[] fresh, int k) {
+    /**
+     * Copies into the {@code k} pinned pages from {@code pos} ({@link #claim}'s, or resident ones; {@code
+     * fresh} telling the new, LOADING ones) a run of adjacent memory frames at a time (pages filled
+     * together usually are: a 1 MiB write is then a few bulk copies, not 256 of a page each), then marks
+     * them dirty and unpins them in one hold of the lock; returns where they end.
+     */
+    private long copyPinned(IoPath path, long pos, long end, Gather src, int[] frames, boolean[] fresh, int k) {
         long upTo = Math.min(end, ((pos >>> PageCache.PAGE_SHIFT) + k) << PageCache.PAGE_SHIFT);
         int[] claimed = k == frames.length ? frames : java.util.Arrays.copyOf(frames, k);
         boolean done = false;
