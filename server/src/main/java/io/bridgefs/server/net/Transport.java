@@ -18,6 +18,14 @@ import java.nio.file.Files;
 
 /** Event loops and listening sockets: native epoll where available (also for unix sockets), NIO otherwise. */
 public final class Transport implements AutoCloseable {
+    /**
+     * A connection's socket takes at most this many bytes not yet sent (TCP_NOTSENT_LOWAT). Without a
+     * bound a reply far ahead of the peer's receive window waits in the socket and is sent later from the
+     * peer's acknowledgements, on the peer's CPU: nbdcopy used 450-520 ms of CPU per warm GiB against
+     * bridgefs, 330-380 against nbdkit. With 64 KiB, 240-250 ms, and 1.4x the MiB/s (16 KiB to 256 KiB
+     * measured, session 32; the server's own CPU and 4 KiB random reads unchanged).
+     */
+    static final long NOTSENT_LOWAT = 64 << 10;
     private final EventLoopGroup boss;
     private final EventLoopGroup workers;
     private final boolean epoll;
@@ -67,6 +75,7 @@ public final class Transport implements AutoCloseable {
             b.option(ChannelOption.SO_REUSEADDR, true)
                     .childOption(ChannelOption.TCP_NODELAY, true)
                     .childOption(ChannelOption.SO_KEEPALIVE, true);
+            if (epoll) b.childOption(io.netty.channel.epoll.EpollChannelOption.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT);
         }
         if (inherited >= 0) {
             // bound by the root process before it became --user: adopt the listening socket as it is
