@@ -22,8 +22,9 @@ public final class Transport implements AutoCloseable {
      * A connection's socket takes at most this many bytes not yet sent (TCP_NOTSENT_LOWAT). Without a
      * bound a reply far ahead of the peer's receive window waits in the socket and is sent later from the
      * peer's acknowledgements, on the peer's CPU: nbdcopy used 450-520 ms of CPU per warm GiB against
-     * bridgefs, 330-380 against nbdkit. With 64 KiB, 240-250 ms, and 1.4x the MiB/s (16 KiB to 256 KiB
-     * measured, session 32; the server's own CPU and 4 KiB random reads unchanged).
+     * bridgefs, 330-380 against nbdkit. With 64 KiB, 245-264 ms and 1.4x the MiB/s, the server's own CPU
+     * 210-340 ms against 180-220 (16 KiB to 256 KiB tried, 64 ran best; 4 KiB random reads unchanged).
+     * A client that stops reading leaves at most this much unsent in the kernel (beyond what is in flight).
      */
     static final long NOTSENT_LOWAT = 64 << 10;
     private final EventLoopGroup boss;

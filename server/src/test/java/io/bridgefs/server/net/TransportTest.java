@@ -8,7 +8,6 @@ import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.epoll.Epoll;
 import io.netty.channel.epoll.EpollChannelOption;
-import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -30,8 +29,6 @@ class TransportTest {
                 Channel ch = accepted.get(10, TimeUnit.SECONDS);
                 assertEquals(Boolean.TRUE, ch.config().getOption(ChannelOption.TCP_NODELAY));
                 assertEquals(Transport.NOTSENT_LOWAT, ch.config().getOption(EpollChannelOption.TCP_NOTSENT_LOWAT));
-                assertTrue(Transport.NOTSENT_LOWAT > 0 && Transport.NOTSENT_LOWAT < (1 << 20));
-                assertInstanceOf(InetSocketAddress.class, listener.localAddress());
             } finally {
                 listener.close().sync();
             }
