@@ -5,7 +5,8 @@
 #   client-tests/bench/nbd-bench.sh [IMAGE_SIZE_MIB] [SECONDS_PER_FIO_ROW] [ROUNDS]
 # Cold: server restarted and host caches dropped. Warm: the same again right after a full read (best of three).
 # The *_cold write rows: after a restart with caches dropped, every page of half the image written once.
-# Every row is the best of ROUNDS rounds (default 2); each round runs the servers in a rotated order.
+# Every row is the best of ROUNDS rounds (default 3; with 2, nbdkit's cold rows moved 2x between two runs
+# in session 32); each round runs the servers in a rotated order.
 # bridgefs (a JVM) is JIT-warmed on separate images after each start, as a long-running server is (warm
 # and cold reads, writes; its cache emptied before the rows); the CPU its JIT compilers still used
 # during the measured rows is printed at the end.
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${1:-1024}
 SECS=${2:-10}
-ROUNDS=${3:-2}
+ROUNDS=${3:-3}
 [ -f server/target/bridgefs.jar ] || mvn -B -q package -DskipTests
 work=$(mktemp -d /var/tmp/bridgefs-bench.XXXXXX)
 cp server/target/bridgefs.jar "$work/bridgefs.jar"   # a rebuild during the run must not touch the running server
