@@ -9,8 +9,8 @@
 # bridgefs's own, from its latency timers).
 #   client-tests/bench/p9-bench.sh [FILE_MIB] [DIODLOAD_SECONDS] [ROUNDS]
 # The diodload, round-trip and write rows are the best of ROUNDS runs (default 3, alternating servers),
-# after one unmeasured run of each kind per server (JIT warm-up); the guest rows, which take minutes
-# under TCG, run once.
+# after one unmeasured run of each kind per server (JIT warm-up); so are the guest dd rows (a run takes
+# about half a minute under TCG, the servers alternating); the guest metadata rows, minutes each, run once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MIB=${1:-256}
@@ -104,6 +104,7 @@ for d in range(100):
         open(os.path.join(p, "f%03d" % f), "w").close()
 PY
 metrics() { curl -s "http://127.0.0.1:5690/metrics"; }
+metrics_dd() { metrics | awk '$1 == "bridgefs_9p_requests_total{type=\"write\"}" { w = $2 } $1 == "bridgefs_9p_requests_total{type=\"read\"}" { r = $2 } END { print w + 0, r + 0 }'; }
 count_requests() { metrics | awk '/^bridgefs_9p_requests_total/ { s += $2 } END { print s + 0 }'; }
 tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
 # What the server spent in CPU per unit of work, beside the speed: in the guest rows the guest (TCG) takes
@@ -190,27 +191,47 @@ for round in $(seq "$ROUNDS"); do
   least bridgefs,dirs1000 "$(dirs 5660 share 1000)"; least diod,dirs1000 "$(dirs 5661 "$work/share" 1000)"
   best bridgefs,write "$(wr 5660 share)"; best diod,write "$(wr 5661 "$work/share")"
 done
-echo "bench: guests on bridgefs (its latency timers started afresh: they then hold the guest rows' requests only)"
+echo "bench: guests (bridgefs's latency timers started afresh: they then hold the guest rows' requests only)"
 curl -sf -X POST "http://127.0.0.1:5690/reset-latency" >/dev/null
 metrics > "$work/metrics-before-dd.txt"
 entries=$((100 * 200 + 100 + 1))   # what find lists, and ls -lR stats: the tree's files, directories and itself
-guest_rows() {  # guest_rows SERVER PORT ANAME: the dd and metadata rows, and the server's CPU in each
-  local p c; p=$(server_pid "$2")
+most() {  # most KEY RESULT: keeps, field by field, the highest rates of the rounds (a failed run's "-" counts 0)
+  local old=${R[$1]:-}
+  if [ -z "$old" ]; then R[$1]=$2; return; fi
+  R[$1]=$(echo "$old $2" | awk '{ n = NF / 2; for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), ($i + 0 > $(i+n) + 0 ? $i : $(i+n)) }')
+}
+mean() { echo "$@" | awk '{ s = 0; n = 0; for (i = 1; i <= NF; i++) if ($i != "-") { s += $i; n++ } if (n) printf "%.1f", s / n; else printf "-" }'; }
+guest_dd_run() {  # guest_dd_run SERVER PORT ANAME: one guest dd run; the best rates are kept, the CPU figures of every run
+  local p c m j; p=$(server_pid "$2")
   c=$(ticks "$p"); m=$(machine_ticks); j=$(jit_ticks "$p"); rm -f "$work/guest.cpu"
-  R[$1,dd]=$(guest_dd "$2" "$3"); R[$1,ddcpu]=$(per $(( $(ticks "$p") - c )) $((2 * MIB)))
-  R[$1,ddhost]=$(host_per "$m" $((2 * MIB)) $(( $(jit_ticks "$p") - j )))
-  [ "$1" = bridgefs ] && { metrics > "$work/metrics-after-dd.txt"; before=$(count_requests); }
+  most "$1,dd" "$(guest_dd "$2" "$3")"
+  R[$1,ddcpus]="${R[$1,ddcpus]:-} $(per $(( $(ticks "$p") - c )) $((2 * MIB)))"
+  R[$1,ddhosts]="${R[$1,ddhosts]:-} $(host_per "$m" $((2 * MIB)) $(( $(jit_ticks "$p") - j )))"
+}
+guest_rows() {  # guest_rows SERVER PORT ANAME: the metadata rows and the server's CPU in them
+  local p c; p=$(server_pid "$2")
+  [ "$1" = bridgefs ] && before=$(count_requests)
   c=$(ticks "$p"); m=$(machine_ticks); j=$(jit_ticks "$p"); rm -f "$work/guest.cpu"
   R[$1,meta]=$(guest_meta "$2" "$3"); R[$1,metacpu]=$(per $(( $(ticks "$p") - c )) $((2 * entries)))
   R[$1,metahost]=$(host_per "$m" $((2 * entries)) $(( $(jit_ticks "$p") - j )))
   return 0
 }
 jit0=$(jit_ticks "$bridgefs_pid")
+# the dd rows: the best of ROUNDS guest runs per server, alternating (one run's rate moved 40-52 MB/s on one
+# server in session 33); bridgefs's metrics around its runs only, for the time per request below
+for round in $(seq "$ROUNDS"); do
+  echo "bench: guest dd round $round/$ROUNDS"
+  d0=$(metrics_dd); guest_dd_run bridgefs 5660 share; d1=$(metrics_dd)
+  R[bridgefs,ddreqs]=$(echo "${R[bridgefs,ddreqs]:-0 0} $d0 $d1" | awk '{ print $1 + $5 - $3, $2 + $6 - $4 }')
+  guest_dd_run diod 5661 "$work/share"
+done
+for srv in bridgefs diod; do R[$srv,ddcpu]=$(mean ${R[$srv,ddcpus]}); R[$srv,ddhost]=$(mean ${R[$srv,ddhosts]}); done
+metrics > "$work/metrics-after-dd.txt"
+echo "bench: guest metadata rows"
 guest_rows bridgefs 5660 share
 R[bridgefs,guestjit]=$(awk -v t=$(( $(jit_ticks "$bridgefs_pid") - jit0 )) -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t / hz}')
 R[bridgefs,metareqs]=$(( $(count_requests) - before ))
 metrics > "$work/metrics-after-meta.txt"
-echo "bench: guests on diod"
 guest_rows diod 5661 "$work/share"
 
 num() { echo "$1" | awk -v f="$2" '{print $f}'; }
@@ -243,12 +264,12 @@ lrow2 "guest dd, per MiB written and read" "${R[bridgefs,ddcpu]}" "${R[diod,ddcp
 lrow2 "guest find + ls -lR, per entry and pass" "${R[bridgefs,metacpu]}" "${R[diod,metacpu]}"
 lrow2 "host outside the guest: dd, per MiB" "${R[bridgefs,ddhost]}" "${R[diod,ddhost]}"
 lrow2 "host outside the guest: find + ls -lR, per entry" "${R[bridgefs,metahost]}" "${R[diod,metahost]}"
-echo "(the server process's user and system CPU, all threads, in the run kept above; above 1.00 bridgefs spends less;"
+echo "(the server process's user and system CPU, all threads, in the run kept above (dd: the mean of its $ROUNDS runs); above 1.00 bridgefs spends less;"
 echo " bridgefs's JIT compilers, not counted above, used ${R[bridgefs,guestjit]} s of CPU during the guest rows;"
 echo " bridgefs writes dd's data back to disk on its own threads, diod's is written back by the kernel's, charged to no server;"
 echo " the host rows: the whole machine's CPU less the guest's (QEMU's) and bridgefs's JIT compilers': like for like, they count"
 echo " that write-back and the network stack; booting the guest is in them, the same for both)"
-echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS, and a ${MIB} MiB file written in 64 KiB Twrites, best of $ROUNDS; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
+echo "(${MIB} MiB file, diodload ${SECS}s x 16 threads, best of $ROUNDS; one client: median round trip on loopback, one request at a time, lowest of $ROUNDS, and a ${MIB} MiB file written in 64 KiB Twrites, best of $ROUNDS; guest dd best of $ROUNDS, field by field, metadata once; the guest runs under QEMU TCG: compare servers, not absolute numbers)"
 
 # where the metadata row's time goes: the guest's elapsed time per 9P request against bridgefs's own
 # time per request (admission to reply written, p50/p99 by message type, from its latency timers)
@@ -271,10 +292,10 @@ echo "(requests: in the guest rows, dd included; latencies: since the timers wer
 # the same for the dd rows: the guest's time per request against the server's own
 echo
 for io in write read; do
-  n0=$(sample "$work/metrics-before-dd.txt" "bridgefs_9p_requests_total{type=\"$io\"}")
-  n1=$(sample "$work/metrics-after-dd.txt" "bridgefs_9p_requests_total{type=\"$io\"}")
+  f=$([ $io = write ] && echo 1 || echo 2)
   p50=$(sample "$work/metrics-after-dd.txt" "bridgefs_9p_request_seconds{type=\"$io\",quantile=\"0.5\"}")
-  mbs=$(num "${R[bridgefs,dd]}" $([ $io = write ] && echo 1 || echo 2))
-  awk -v io=$io -v n=$(( ${n1:-0} - ${n0:-0} )) -v mib=$MIB -v mbs="$mbs" -v p="${p50:-0}" 'BEGIN{ if (n > 0 && mbs > 0) {
+  mbs=$(num "${R[bridgefs,dd]}" $f)
+  # requests per run (each run writes and reads the same file, so the same count); the guest's time: the best run's
+  awk -v io=$io -v n=$(( $(num "${R[bridgefs,ddreqs]}" $f) / ROUNDS )) -v mib=$MIB -v mbs="$mbs" -v p="${p50:-0}" 'BEGIN{ if (n > 0 && mbs > 0) {
     g = mib / mbs * 1e6 / n; printf "guest dd %s, bridgefs: %d requests, %.0f us each as the guest sees it, server p50 %.0f us (%.1f%%)\n", io, n, g, p * 1e6, 100 * p * 1e6 / g } }'
 done
