@@ -104,7 +104,6 @@ for d in range(100):
         open(os.path.join(p, "f%03d" % f), "w").close()
 PY
 metrics() { curl -s "http://127.0.0.1:5690/metrics"; }
-metrics_dd() { metrics | awk '$1 == "bridgefs_9p_requests_total{type=\"write\"}" { w = $2 } $1 == "bridgefs_9p_requests_total{type=\"read\"}" { r = $2 } END { print w + 0, r + 0 }'; }
 count_requests() { metrics | awk '/^bridgefs_9p_requests_total/ { s += $2 } END { print s + 0 }'; }
 tombs() { awk -v v="$1" 'BEGIN{n=v+0; if (v ~ /GB/) n*=1024; if (v ~ /KB/) n/=1024; printf "%.1f", n}'; }
 # What the server spent in CPU per unit of work, beside the speed: in the guest rows the guest (TCG) takes
@@ -154,10 +153,11 @@ dirs() {  # dirs PORT ANAME [UID] -> "lopen readdir" median round trips (us) of 
 wr() {  # wr PORT ANAME -> "MB/s p50_us" of one client writing a MIB MiB file in 64 KiB Twrites, one at a time
   python3 "$here/p9-rtt.py" 127.0.0.1 "$1" "$2" write "$MIB"
 }
-least() {  # least KEY RESULT: keeps, field by field, the lowest round trips of the rounds
-  local old=${R[$1]:-}
-  if [ -z "$old" ]; then R[$1]=$2; return; fi
-  R[$1]=$(echo "$old $2" | awk '{ n = NF / 2; for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), ($i < $(i+n) ? $i : $(i+n)) }')
+fieldwise() {  # fieldwise min|max KEY RESULT: keeps, field by field, the lowest round trips or the highest rates of the rounds
+  # (a failed run's "-" compares as text, before any figure: min keeps it, max drops it)
+  local old=${R[$2]:-}
+  if [ -z "$old" ]; then R[$2]=$3; return; fi
+  R[$2]=$(echo "$old $3" | awk -v op="$1" '{ n = NF / 2; for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), ((op == "min" ? $i < $(i+n) : $i > $(i+n)) ? $i : $(i+n)) }')
 }
 best() {  # best KEY RESULT: keeps the run with the most ops/s
   local old=${R[$1]:-}
@@ -186,25 +186,20 @@ for round in $(seq "$ROUNDS"); do
   echo "bench: diodload round $round/$ROUNDS"
   best bridgefs,load "$(load 5660)"; best diod,load "$(load 5661)"
   best diod,getattr "$(load 5661 -g)"; best bridgefs,getattr "$(load 5660 -g)"
-  least bridgefs,rtt "$(rtt 5660 share)"; least diod,rtt "$(rtt 5661 "$work/share")"
-  least diod,rtt1000 "$(rtt 5661 "$work/share" 1000)"; least bridgefs,rtt1000 "$(rtt 5660 share 1000)"
-  least bridgefs,dirs1000 "$(dirs 5660 share 1000)"; least diod,dirs1000 "$(dirs 5661 "$work/share" 1000)"
+  fieldwise min bridgefs,rtt "$(rtt 5660 share)"; fieldwise min diod,rtt "$(rtt 5661 "$work/share")"
+  fieldwise min diod,rtt1000 "$(rtt 5661 "$work/share" 1000)"; fieldwise min bridgefs,rtt1000 "$(rtt 5660 share 1000)"
+  fieldwise min bridgefs,dirs1000 "$(dirs 5660 share 1000)"; fieldwise min diod,dirs1000 "$(dirs 5661 "$work/share" 1000)"
   best bridgefs,write "$(wr 5660 share)"; best diod,write "$(wr 5661 "$work/share")"
 done
 echo "bench: guests (bridgefs's latency timers started afresh: they then hold the guest rows' requests only)"
 curl -sf -X POST "http://127.0.0.1:5690/reset-latency" >/dev/null
 metrics > "$work/metrics-before-dd.txt"
 entries=$((100 * 200 + 100 + 1))   # what find lists, and ls -lR stats: the tree's files, directories and itself
-most() {  # most KEY RESULT: keeps, field by field, the highest rates of the rounds (a failed run's "-" counts 0)
-  local old=${R[$1]:-}
-  if [ -z "$old" ]; then R[$1]=$2; return; fi
-  R[$1]=$(echo "$old $2" | awk '{ n = NF / 2; for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), ($i + 0 > $(i+n) + 0 ? $i : $(i+n)) }')
-}
 mean() { echo "$@" | awk '{ s = 0; n = 0; for (i = 1; i <= NF; i++) if ($i != "-") { s += $i; n++ } if (n) printf "%.1f", s / n; else printf "-" }'; }
 guest_dd_run() {  # guest_dd_run SERVER PORT ANAME: one guest dd run; the best rates are kept, the CPU figures of every run
   local p c m j; p=$(server_pid "$2")
   c=$(ticks "$p"); m=$(machine_ticks); j=$(jit_ticks "$p"); rm -f "$work/guest.cpu"
-  most "$1,dd" "$(guest_dd "$2" "$3")"
+  fieldwise max "$1,dd" "$(guest_dd "$2" "$3")"
   R[$1,ddcpus]="${R[$1,ddcpus]:-} $(per $(( $(ticks "$p") - c )) $((2 * MIB)))"
   R[$1,ddhosts]="${R[$1,ddhosts]:-} $(host_per "$m" $((2 * MIB)) $(( $(jit_ticks "$p") - j )))"
 }
@@ -218,11 +213,10 @@ guest_rows() {  # guest_rows SERVER PORT ANAME: the metadata rows and the server
 }
 jit0=$(jit_ticks "$bridgefs_pid")
 # the dd rows: the best of ROUNDS guest runs per server, alternating (one run's rate moved 40-52 MB/s on one
-# server in session 33); bridgefs's metrics around its runs only, for the time per request below
+# server in session 33)
 for round in $(seq "$ROUNDS"); do
   echo "bench: guest dd round $round/$ROUNDS"
-  d0=$(metrics_dd); guest_dd_run bridgefs 5660 share; d1=$(metrics_dd)
-  R[bridgefs,ddreqs]=$(echo "${R[bridgefs,ddreqs]:-0 0} $d0 $d1" | awk '{ print $1 + $5 - $3, $2 + $6 - $4 }')
+  guest_dd_run bridgefs 5660 share
   guest_dd_run diod 5661 "$work/share"
 done
 for srv in bridgefs diod; do R[$srv,ddcpu]=$(mean ${R[$srv,ddcpus]}); R[$srv,ddhost]=$(mean ${R[$srv,ddhosts]}); done
@@ -292,10 +286,12 @@ echo "(requests: in the guest rows, dd included; latencies: since the timers wer
 # the same for the dd rows: the guest's time per request against the server's own
 echo
 for io in write read; do
-  f=$([ $io = write ] && echo 1 || echo 2)
+  n0=$(sample "$work/metrics-before-dd.txt" "bridgefs_9p_requests_total{type=\"$io\"}")
+  n1=$(sample "$work/metrics-after-dd.txt" "bridgefs_9p_requests_total{type=\"$io\"}")
   p50=$(sample "$work/metrics-after-dd.txt" "bridgefs_9p_request_seconds{type=\"$io\",quantile=\"0.5\"}")
-  mbs=$(num "${R[bridgefs,dd]}" $f)
-  # requests per run (each run writes and reads the same file, so the same count); the guest's time: the best run's
-  awk -v io=$io -v n=$(( $(num "${R[bridgefs,ddreqs]}" $f) / ROUNDS )) -v mib=$MIB -v mbs="$mbs" -v p="${p50:-0}" 'BEGIN{ if (n > 0 && mbs > 0) {
+  mbs=$(num "${R[bridgefs,dd]}" $([ $io = write ] && echo 1 || echo 2))
+  # requests per run (bridgefs is asked nothing between its dd runs, and each writes and reads the same
+  # file); the guest's time: the best run's
+  awk -v io=$io -v n=$(( (${n1:-0} - ${n0:-0}) / ROUNDS )) -v mib=$MIB -v mbs="$mbs" -v p="${p50:-0}" 'BEGIN{ if (n > 0 && mbs > 0) {
     g = mib / mbs * 1e6 / n; printf "guest dd %s, bridgefs: %d requests, %.0f us each as the guest sees it, server p50 %.0f us (%.1f%%)\n", io, n, g, p * 1e6, 100 * p * 1e6 / g } }'
 done
