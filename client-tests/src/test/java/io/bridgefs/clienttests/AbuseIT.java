@@ -302,8 +302,7 @@ class AbuseIT {
             } finally {
                 for (var ch : chans) ch.close();
             }
-            for (int i = 0; i < 50 && s.metric("bridgefs_request_memory_bytes") != 0; i++) Thread.sleep(100);
-            assertEquals(0, s.metric("bridgefs_request_memory_bytes"), "given back when they went");
+            assertEquals(0, s.awaitZero("bridgefs_request_memory_bytes"), "given back when they went");
             try (RawNbdClient c = new RawNbdClient(s.nbdPort)) {
                 c.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);
                 c.go("disk");
@@ -374,8 +373,7 @@ class AbuseIT {
                 for (RawNbdClient h : holders) h.close();
             }
             assertTrue(s.log().contains("sent nothing of a large request"), "each closing is logged");
-            for (int i = 0; i < 50 && s.metric("bridgefs_request_memory_bytes") != 0; i++) Thread.sleep(100);
-            assertEquals(0, s.metric("bridgefs_request_memory_bytes"), "all of it given back");
+            assertEquals(0, s.awaitZero("bridgefs_request_memory_bytes"), "all of it given back");
             assertEquals(0, s.stop());
         }
     }
@@ -610,8 +608,7 @@ class AbuseIT {
                 for (RawNbdClient h : holders) h.close();
             }
             assertTrue(s.log().contains("bytes of a large request in"), "each closing is logged");
-            for (int i = 0; i < 50 && s.metric("bridgefs_request_memory_bytes") != 0; i++) Thread.sleep(100);
-            assertEquals(0, s.metric("bridgefs_request_memory_bytes"), "all of it given back");
+            assertEquals(0, s.awaitZero("bridgefs_request_memory_bytes"), "all of it given back");
             assertEquals(0, s.stop());
         }
     }
@@ -980,8 +977,7 @@ class AbuseIT {
             for (RawNbdClient h : held) h.close();
             // the server counts a connection until it has seen its close; a new one before that from this peer
             // would be the fifth (CI once saw exactly that: EOF on the next greeting)
-            for (int i = 0; i < 100 && s.metric("bridgefs_connections{path=\"nbd\"}") > 0; i++) Thread.sleep(50);
-            assertEquals(0, s.metric("bridgefs_connections{path=\"nbd\"}"), "every closed connection released");
+            assertEquals(0, s.awaitZero("bridgefs_connections{path=\"nbd\"}"), "every closed connection released");
             // a client that takes none of its replies is closed after --stall-timeout
             RawNbdClient slow = new RawNbdClient(s.nbdPort);
             slow.clientFlags(NbdConstants.NBD_FLAG_C_FIXED_NEWSTYLE | NbdConstants.NBD_FLAG_C_NO_ZEROES);

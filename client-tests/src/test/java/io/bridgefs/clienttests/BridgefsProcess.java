@@ -156,6 +156,19 @@ final class BridgefsProcess implements AutoCloseable {
         return (long) value(nameAndLabels);
     }
 
+    /**
+     * A gauge's value once it reads zero, or after 5 s: what the server gives back once it has seen a
+     * client go (its close is handled on the connection's event loop, after the client's own close returns).
+     */
+    long awaitZero(String nameAndLabels) throws IOException, InterruptedException {
+        long v = metric(nameAndLabels);
+        for (int i = 0; i < 50 && v != 0; i++) {
+            Thread.sleep(100);
+            v = metric(nameAndLabels);
+        }
+        return v;
+    }
+
     /** A sample's value from /metrics as it is, e.g. a latency quantile in seconds. */
     double value(String nameAndLabels) throws IOException, InterruptedException {
         for (String line : http("/metrics").split("\n")) {
