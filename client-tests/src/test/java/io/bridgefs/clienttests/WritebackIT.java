@@ -36,6 +36,52 @@ class WritebackIT {
         assertTrue(r[0] >= 8 * MIB && r[0] <= 8 * MIB + 16 * 4096, "another chunk written back after the rewrite: " + r[0]);
     }
 
+    /**
+     * {@code --write-behind} (8 MiB by default): fio writing 12 MiB sequentially (1 MiB requests, eight in
+     * flight, no FLUSH) into a 64 MiB cache, below its 16 MiB background share: the file is written back
+     * behind the writer, lowest pages first, until less than 8 MiB of it is dirty, and those bytes are in
+     * the image file before any FLUSH. 12 MiB more in random 4k writes form no stream: nothing more is
+     * written. With off, the sequential 12 MiB stay dirty.
+     */
+    @Test
+    void aSequentialWriterIsWrittenBackBehindItsWritesWithoutAFlush(@TempDir Path dir) throws Exception {
+        Tools.require("fio");
+        Path img = Tools.sparseImage(dir.resolve("disk.img"), 32 * MIB, 9);
+        try (var s = BridgefsProcess.start(dir, "--cache-size", "64m", "--writeback-interval", "0", "--nbd-export", "disk=disk.img")) {
+            fio(s, "write", "1m", 8, 0);
+            long deadline = System.nanoTime() + 30_000_000_000L;
+            while (s.metric("bridgefs_dirty_bytes") >= 8 * MIB && System.nanoTime() < deadline) Thread.sleep(20);
+            long dirty = s.metric("bridgefs_dirty_bytes"), written = s.metric("bridgefs_writeback_bytes_total");
+            assertTrue(dirty < 8 * MIB, "written behind until under 8 MiB dirty: " + dirty);
+            assertEquals(12 * MIB, dirty + written, "each page written back once");
+            byte[] onDisk = new byte[(int) written];
+            try (var in = java.nio.file.Files.newInputStream(img)) {
+                assertEquals(written, in.readNBytes(onDisk, 0, onDisk.length));
+            }
+            for (int i = 0; i < onDisk.length; i++) assertEquals((byte) 0xa5, onDisk[i], "image byte " + i + " before any FLUSH");
+
+            fio(s, "randwrite", "4k", 32, 16 * MIB);
+            Thread.sleep(1000);                            // time for the flusher to run, if it will
+            assertEquals(written, s.metric("bridgefs_writeback_bytes_total"), "random writes: nothing written behind");
+            assertEquals(dirty + 12 * MIB, s.metric("bridgefs_dirty_bytes"));
+            assertEquals(0, s.stop());
+        }
+        try (var s = BridgefsProcess.start(dir, "--cache-size", "64m", "--writeback-interval", "0", "--write-behind", "off",
+                "--nbd-export", "disk=disk.img")) {
+            fio(s, "write", "1m", 8, 0);
+            Thread.sleep(1000);
+            assertEquals(0, s.metric("bridgefs_writeback_bytes_total"), "off: nothing written back below the share");
+            assertEquals(12 * MIB, s.metric("bridgefs_dirty_bytes"));
+            assertEquals(0, s.stop());
+        }
+    }
+
+    /** fio writing 12 MiB of 0xa5 from {@code offset} (each block once), without a FLUSH. */
+    private static void fio(BridgefsProcess s, String rw, String bs, int depth, long offset) throws Exception {
+        Tools.run(Duration.ofSeconds(120), "fio", "--name=" + rw, "--ioengine=nbd", "--uri=" + s.uri("disk"), "--rw=" + rw,
+                "--bs=" + bs, "--iodepth=" + depth, "--offset=" + offset, "--size=12m", "--buffer_pattern=0xa5").ok("fio " + rw);
+    }
+
     /** Runs the workload; returns the bytes written back after the rewrite, the rewritten bytes and the share at the end. */
     private static long[] rewrite(Path dir, String background) throws Exception {
         Tools.require("nbdcopy");
@@ -43,7 +89,7 @@ class WritebackIT {
         Path again = Tools.sparseImage(dir.resolve("again.img"), 8 * MIB, 8, 0, 8 * MIB);
         Tools.sparseImage(dir.resolve("disk.img"), 32 * MIB, 9, 0, 0);
         try (var s = BridgefsProcess.start(dir, "--cache-size", "64m", "--writeback-interval", "0",
-                "--dirty-background", background, "--nbd-export", "disk=disk.img")) {
+                "--dirty-background", background, "--write-behind", "off", "--nbd-export", "disk=disk.img")) {
             assertEquals(FLOOR, s.metric("bridgefs_dirty_background_bytes"), "both start at a quarter");
             Tools.run(Duration.ofSeconds(60), "nbdcopy", first.toString(), s.uri("disk")).ok("nbdcopy 24 MiB");
             awaitDirty(s, 16 * MIB);

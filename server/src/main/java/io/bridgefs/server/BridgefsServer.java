@@ -87,7 +87,7 @@ public final class BridgefsServer implements AutoCloseable {
         this.config = config;
         this.cache = new PageCache(config.cacheSize(), config.cacheMode(), config.dedup(),
                 config.dirty().backgroundPercent(), config.dirty().limitPercent());
-        this.cache.startBackgroundWriteback(config.dirty().flusherNice());
+        this.cache.startBackgroundWriteback(config.dirty().flusherNice(), config.dirty().writeBehindBytes());
         this.budget = new MemoryBudget(config.limits().requestMemory());
         // workers are started by whichever thread submits while the pool is short of them (a network
         // thread may be acting as a 9P user then): each starts as the server, and is the server again

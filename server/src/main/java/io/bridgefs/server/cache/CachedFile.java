@@ -28,6 +28,7 @@ public final class CachedFile implements AutoCloseable {
     int refs = 1;            // guarded by cache.lock
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
+    long streamEnd, streamBytes;   // guarded by cache.lock: where the last write ended, and how far the writes before it ran on (Flusher.wrote)
     volatile long size;
     volatile long changes;     // written by PageWrites too
     volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us

@@ -24,6 +24,14 @@ import java.util.concurrent.locks.ReentrantLock;
  * the cache (a database, a guest's disk) stops paying for write-back that its next writes undo; a
  * writer streaming through more than the cache, or readers cycling other pages through it, keep it at
  * the quarter.
+ * <p>
+ * Write-behind ({@code --write-behind}, 8 MiB by default): a file written sequentially is written back
+ * while it is written, a chunk at a time, once its stream has run that far and that much of it is
+ * dirty, as long as the background share is at its floor (nothing the flusher wrote has been written
+ * again: with {@code auto}, a rewrite stops write-behind until evictions bring the share back down). A
+ * guest streaming a new file or image then finds most of it on disk when it sends FLUSH, which waits for
+ * the last chunks only: the disk's time overlaps the network's instead of following it. Random writes
+ * never form a stream.
  */
 final class Flusher {
     /** What the background flusher writes back between two looks at the threshold: 8 MiB (four of the largest runs). */
@@ -38,6 +46,11 @@ final class Flusher {
     /** Pages the flusher wrote that were written again before they left the cache (guarded by the cache lock). */
     long rewrittenPages;
     private Thread thread;                 // guarded by the cache lock
+    /** Write-behind's threshold in pages (0: off), and the file it is writing behind (guarded by the cache lock). */
+    private int behindPages;
+    private CachedFile behind;
+    /** How far a write may start from where a file's last write ended and still continue its stream (requests complete out of order). */
+    static final long STREAM_SLACK = 2 << 20;
     private volatile boolean stopping;
 
     Flusher(PageCache cache) {
@@ -50,6 +63,36 @@ final class Flusher {
         this.floor = floor;
         this.ceiling = Math.max(floor, ceiling);
         this.background = floor;
+    }
+
+    /** Write-behind's threshold ({@code --write-behind}; 0: off), set before the flusher starts. */
+    void writeBehind(long bytes) {
+        behindPages = (int) Math.min(Integer.MAX_VALUE, bytes / PageCache.PAGE_SIZE);
+    }
+
+    /**
+     * With the cache lock held: a write put bytes [from, to) of {@code file} in the cache. Follows the
+     * file's stream (a write that starts within {@link #STREAM_SLACK} of where the last one ended continues
+     * it) and starts write-behind of the file (see the class notes).
+     */
+    void wrote(CachedFile file, long from, long to) {
+        if (behindPages == 0) return;
+        if (from >= file.streamEnd - STREAM_SLACK && from <= file.streamEnd + STREAM_SLACK) {
+            file.streamBytes += to - from;
+            file.streamEnd = Math.max(file.streamEnd, to);
+        } else {
+            file.streamBytes = to - from;
+            file.streamEnd = to;
+        }
+        if (behind == null && thread != null && behindDue(file) && file.streamBytes >= (long) behindPages * PageCache.PAGE_SIZE) {
+            behind = file;
+            flushNeeded.signal();
+        }
+    }
+
+    /** With the cache lock held: whether write-behind of {@code file} should go on. */
+    private boolean behindDue(CachedFile file) {
+        return !file.closed && file.dirtyPages >= behindPages && background == floor;
     }
 
     /** With the cache lock held: a page the flusher wrote back is dirty again (see the class notes). */
@@ -146,12 +189,18 @@ final class Flusher {
     private void flushLoop() {
         while (!stopping) {
             CachedFile victim = null;
+            boolean writingBehind;
             cache.lock.lock();
             try {
-                while (!stopping && cache.dirtyPages <= background) flushNeeded.awaitUninterruptibly();
-                for (CachedFile f : cache.registry.all()) {
-                    if (f.closed) continue;
-                    if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
+                while (!stopping && cache.dirtyPages <= background && behind == null) flushNeeded.awaitUninterruptibly();
+                writingBehind = cache.dirtyPages <= background;
+                if (writingBehind) {
+                    victim = behind;
+                } else {
+                    for (CachedFile f : cache.registry.all()) {
+                        if (f.closed) continue;
+                        if (victim == null || f.dirtyPages > victim.dirtyPages) victim = f;
+                    }
                 }
             } finally {
                 cache.lock.unlock();
@@ -159,8 +208,11 @@ final class Flusher {
             if (victim == null || stopping) continue;
             try {
                 // a chunk at a time, the threshold checked in between: the flusher stops once under it
-                if (victim.writes.writebackSome(CHUNK_PAGES) == 0) victim.writeback(false);
+                int written = victim.writes.writebackSome(CHUNK_PAGES);
+                if (written == 0 && !writingBehind) victim.writeback(false);
+                if (writingBehind) endBehind(victim, written);
             } catch (IOException e) {
+                endBehind(victim, 0);
                 org.slf4j.LoggerFactory.getLogger(PageCache.class)
                         .warn("background write-back of {} failed (pages stay dirty): {}", victim.store, e.toString());
                 try {
@@ -169,6 +221,16 @@ final class Flusher {
                     return;
                 }
             }
+        }
+    }
+
+    /** After a chunk of write-behind of {@code file}: it ends once the file has too little dirty, or nothing could be written. */
+    private void endBehind(CachedFile file, int written) {
+        cache.lock.lock();
+        try {
+            if (behind == file && (written == 0 || !behindDue(file))) behind = null;
+        } finally {
+            cache.lock.unlock();
         }
     }
 

@@ -418,13 +418,21 @@ public final class PageCache implements AutoCloseable {
     public static final int AUTO = 0;
     static final int AUTO_FLOOR = 25;
 
-    /** Starts the background flusher: it writes back dirty pages whenever more than the background share is dirty. */
+    /** {@code --write-behind}'s default: a file written sequentially is written back behind its writer once 8 MiB of it are dirty. */
+    public static final long WRITE_BEHIND = 8 << 20;
+
+    /** Starts the background flusher, without write-behind: it writes back dirty pages whenever more than the background share is dirty. */
     public void startBackgroundWriteback() {
-        startBackgroundWriteback(FLUSHER_NICE);
+        startBackgroundWriteback(FLUSHER_NICE, 0);
     }
 
-    /** {@link #startBackgroundWriteback()} with the flusher thread {@code nice} nice levels below the server's (0-19, as {@code nice -n}; the result is at most 19). */
-    public void startBackgroundWriteback(int nice) {
+    /**
+     * {@link #startBackgroundWriteback()} with the flusher thread {@code nice} nice levels below the
+     * server's (0-19, as {@code nice -n}; the result is at most 19), writing files written sequentially
+     * back behind their writers once {@code writeBehindBytes} of them are dirty (0: never; see {@link Flusher}).
+     */
+    public void startBackgroundWriteback(int nice, long writeBehindBytes) {
+        flusher.writeBehind(writeBehindBytes);
         flusher.start(nice);
     }
 

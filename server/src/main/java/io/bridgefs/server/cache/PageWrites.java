@@ -264,6 +264,7 @@ final class PageWrites {
                     if (!fresh[i] || done) cache.unpin(fr);
                 }
                 if (done && upTo > file.size) file.size = upTo;
+                if (done) cache.flusher.wrote(file, pos, upTo);
             } finally {
                 cache.lock.unlock();
             }
@@ -328,6 +329,7 @@ final class PageWrites {
                     if (done) {
                         cache.dirty.mark(file, fr);
                         if (pos + n > file.size) file.size = pos + n;
+                        cache.flusher.wrote(file, pos, pos + n);
                     }
                     if (!fresh || needFill || done) cache.unpin(fr);
                 } finally {

@@ -109,6 +109,10 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Runs the thread writing back in the background this many nice levels below the server (0-19, as nice -n), so that it yields the CPU to requests; 0 runs it at the server's priority (default: ${DEFAULT-VALUE}).")
     int writebackNice;
 
+    @Option(names = "--write-behind", paramLabel = "SIZE|off", defaultValue = "8m",
+            description = "Writes a file written sequentially back behind its writer, a chunk at a time, once this much of it is dirty, while nothing written back in the background is being written again; a FLUSH then waits for the last chunks only. off: only the thresholds above start write-back (default: ${DEFAULT-VALUE}).")
+    String writeBehind;
+
     @Option(names = "--request-memory", paramLabel = "SIZE", defaultValue = DEFAULT_REQUEST_MEMORY,
             description = "Memory for requests read but not yet answered and replies the clients have not taken, all connections together; past it connections stop being read (default: ${DEFAULT-VALUE}).")
     String requestMemory;
@@ -185,7 +189,8 @@ public final class ServeCommand implements Callable<Integer> {
                         allow.stream().map(io.bridgefs.server.config.Cidr::parse).toList(), maxFids, handshakeLimit),
                 new TlsSettings(TlsMode.parse(tls), tlsCertificates == null ? null : java.nio.file.Path.of(tlsCertificates), tlsVerifyPeer,
                         tlsPsk == null ? null : java.nio.file.Path.of(tlsPsk)),
-                new ServerConfig.DirtyRatios(dirtyBackgroundPercent(), dirtyLimit, writebackNice));
+                new ServerConfig.DirtyRatios(dirtyBackgroundPercent(), dirtyLimit, writebackNice,
+                        writeBehind.equals("off") ? 0 : Sizes.parse(writeBehind)));
     }
 
 

@@ -207,7 +207,7 @@ class ConcurrentWritebackTest {
         int want = Math.min(19, own + 13);      // as nice -n: never past 19
         PageCache cache = new PageCache(1024L * P, CacheMode.WRITEBACK, DedupMode.OFF, 1, 75);
         int before = flushersAtNice(want);
-        cache.startBackgroundWriteback(13);
+        cache.startBackgroundWriteback(13, 0);
         long deadline = System.nanoTime() + 10_000_000_000L;
         while (flushersAtNice(want) == before && System.nanoTime() < deadline) Thread.sleep(5);
         assertEquals(before + 1, flushersAtNice(want), "flusher threads at nice " + want);

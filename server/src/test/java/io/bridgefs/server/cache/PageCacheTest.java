@@ -359,6 +359,9 @@ class PageCacheTest {
         assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 75, 20));
         assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 75, -1));
         assertEquals(PageCache.FLUSHER_NICE, io.bridgefs.server.config.ServerConfig.DirtyRatios.DEFAULT.flusherNice());
+        assertEquals(PageCache.WRITE_BEHIND, io.bridgefs.server.config.ServerConfig.DirtyRatios.DEFAULT.writeBehindBytes(), "8 MiB by default");
+        assertThrows(IllegalArgumentException.class, () -> new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 75, 10, 100));
+        assertEquals(0, new io.bridgefs.server.config.ServerConfig.DirtyRatios(25, 75, 10, 0).writeBehindBytes(), "off");
     }
 
     @Test
