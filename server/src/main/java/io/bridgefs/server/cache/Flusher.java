@@ -25,13 +25,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * writer streaming through more than the cache, or readers cycling other pages through it, keep it at
  * the quarter.
  * <p>
- * Write-behind ({@code --write-behind}, 8 MiB by default): a file written sequentially is written back
- * while it is written, a chunk at a time, once its stream has run that far and that much of it is
- * dirty, as long as the background share is at its floor (nothing the flusher wrote has been written
- * again: with {@code auto}, a rewrite stops write-behind until evictions bring the share back down). A
- * guest streaming a new file or image then finds most of it on disk when it sends FLUSH, which waits for
- * the last chunks only: the disk's time overlaps the network's instead of following it. Random writes
- * never form a stream.
+ * Write-behind ({@code --write-behind}, 8 MiB by default): a file written sequentially into pages the
+ * cache did not hold is written back while it is written, a chunk at a time, once its stream has run
+ * that far and that much of it is dirty, however little of the cache is dirty. A guest streaming a new
+ * file or image then finds most of it on disk when it sends FLUSH, which waits for the last chunks
+ * only: the disk's time overlaps the network's instead of following it. Only new pages make a stream:
+ * a writer going over pages the cache holds (a guest rewriting a region, a log going round) is left to
+ * the background share, which {@code auto} raises for it, and random writes never form one.
  */
 final class Flusher {
     /** What the background flusher writes back between two looks at the threshold: 8 MiB (four of the largest runs). */
@@ -71,13 +71,17 @@ final class Flusher {
     }
 
     /**
-     * With the cache lock held: a write put bytes [from, to) of {@code file} in the cache. Follows the
-     * file's stream (a write that starts within {@link #STREAM_SLACK} of where the last one ended continues
-     * it) and starts write-behind of the file (see the class notes).
+     * With the cache lock held: a write put bytes [from, to) of {@code file} in the cache, into new frames
+     * only if {@code fresh}. Follows the file's stream (a write into new frames that starts within
+     * {@link #STREAM_SLACK} of where the last one ended continues it; any other write ends it) and starts
+     * write-behind of the file (see the class notes).
      */
-    void wrote(CachedFile file, long from, long to) {
+    void wrote(CachedFile file, long from, long to, boolean fresh) {
         if (behindPages == 0) return;
-        if (from >= file.streamEnd - STREAM_SLACK && from <= file.streamEnd + STREAM_SLACK) {
+        if (!fresh) {
+            file.streamBytes = 0;
+            file.streamEnd = to;
+        } else if (from >= file.streamEnd - STREAM_SLACK && from <= file.streamEnd + STREAM_SLACK) {
             file.streamBytes += to - from;
             file.streamEnd = Math.max(file.streamEnd, to);
         } else {
@@ -92,7 +96,7 @@ final class Flusher {
 
     /** With the cache lock held: whether write-behind of {@code file} should go on. */
     private boolean behindDue(CachedFile file) {
-        return !file.closed && file.dirtyPages >= behindPages && background == floor;
+        return !file.closed && file.dirtyPages >= behindPages;
     }
 
     /** With the cache lock held: a page the flusher wrote back is dirty again (see the class notes). */

@@ -264,12 +264,17 @@ final class PageWrites {
                     if (!fresh[i] || done) cache.unpin(fr);
                 }
                 if (done && upTo > file.size) file.size = upTo;
-                if (done) cache.flusher.wrote(file, pos, upTo);
+                if (done) cache.flusher.wrote(file, pos, upTo, allFresh(fresh, k));
             } finally {
                 cache.lock.unlock();
             }
         }
         return upTo;
+    }
+
+    private static boolean allFresh(boolean[] fresh, int k) {
+        for (int i = 0; i < k; i++) if (!fresh[i]) return false;
+        return true;
     }
 
     /**
@@ -329,7 +334,7 @@ final class PageWrites {
                     if (done) {
                         cache.dirty.mark(file, fr);
                         if (pos + n > file.size) file.size = pos + n;
-                        cache.flusher.wrote(file, pos, pos + n);
+                        cache.flusher.wrote(file, pos, pos + n, fresh && !needFill);
                     }
                     if (!fresh || needFill || done) cache.unpin(fr);
                 } finally {
