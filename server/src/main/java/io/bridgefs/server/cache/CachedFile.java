@@ -28,7 +28,8 @@ public final class CachedFile implements AutoCloseable {
     int refs = 1;            // guarded by cache.lock
     int dirtyPages;          // guarded by cache.lock
     int dirtyHead = -1;      // guarded by cache.lock: first frame of this file's dirty list
-    long streamEnd, streamBytes;   // guarded by cache.lock: where the last write ended, and how far the writes before it ran on (Flusher.wrote)
+    long[] streamEnds;       // guarded by cache.lock: the ends of the file's write streams, then their lengths (Flusher.wrote); null until written
+    int streamNext;          // guarded by cache.lock: the stream a write far from all of them replaces
     volatile long size;
     volatile long changes;     // written by PageWrites too
     volatile long seenStamp;   // the backing file's (size, mtime, ctime) as last seen by us

@@ -49,8 +49,13 @@ final class Flusher {
     /** Write-behind's threshold in pages (0: off), and the file it is writing behind (guarded by the cache lock). */
     private int behindPages;
     private CachedFile behind;
-    /** How far a write may start from where a file's last write ended and still continue its stream (requests complete out of order). */
-    static final long STREAM_SLACK = 2 << 20;
+    /**
+     * How far before and after the end of one of a file's streams a write may start and still belong to
+     * it (requests complete out of order: qemu-img convert keeps eight of up to 2 MiB in flight), and
+     * how many streams a file's writers may run at once (nbdcopy's connections each write their own region).
+     */
+    static final long STREAM_BEHIND = 16 << 20, STREAM_AHEAD = 2 << 20;
+    static final int STREAMS = 4;
     private volatile boolean stopping;
 
     Flusher(PageCache cache) {
@@ -72,23 +77,34 @@ final class Flusher {
 
     /**
      * With the cache lock held: a write put bytes [from, to) of {@code file} in the cache, into new frames
-     * only if {@code fresh}. Follows the file's stream (a write into new frames that starts within
-     * {@link #STREAM_SLACK} of where the last one ended continues it; any other write ends it) and starts
-     * write-behind of the file (see the class notes).
+     * only if {@code fresh}. Follows the file's streams ({@link #STREAMS} at most: clients with several
+     * connections write several regions at once) and starts write-behind of the file (see the class
+     * notes). A write belongs to a stream if it starts at most {@link #STREAM_BEHIND} before the
+     * stream's end or {@link #STREAM_AHEAD} after it. Into new frames, it lengthens the stream by what
+     * it adds past the end (a write that arrives after a later one adds nothing, so random writes in a
+     * region never make a long stream); into cached pages, it ends the stream; a write into new frames
+     * that belongs to none starts a stream in place of the oldest.
      */
     void wrote(CachedFile file, long from, long to, boolean fresh) {
         if (behindPages == 0) return;
-        if (!fresh) {
-            file.streamBytes = 0;
-            file.streamEnd = to;
-        } else if (from >= file.streamEnd - STREAM_SLACK && from <= file.streamEnd + STREAM_SLACK) {
-            file.streamBytes += to - from;
-            file.streamEnd = Math.max(file.streamEnd, to);
+        if (file.streamEnds == null) file.streamEnds = new long[2 * STREAMS];   // ends, then lengths
+        long[] s = file.streamEnds;
+        int k = 0;
+        while (k < STREAMS && !(s[STREAMS + k] > 0 && from >= s[k] - STREAM_BEHIND && from <= s[k] + STREAM_AHEAD)) k++;
+        if (k == STREAMS) {
+            if (!fresh) return;
+            k = file.streamNext;
+            file.streamNext = (k + 1) % STREAMS;
+            s[k] = to;
+            s[STREAMS + k] = to - from;
+        } else if (fresh) {
+            s[STREAMS + k] += Math.max(0, to - Math.max(from, s[k]));
+            s[k] = Math.max(s[k], to);
         } else {
-            file.streamBytes = to - from;
-            file.streamEnd = to;
+            s[STREAMS + k] = 0;
+            return;
         }
-        if (behind == null && thread != null && behindDue(file) && file.streamBytes >= (long) behindPages * PageCache.PAGE_SIZE) {
+        if (behind == null && thread != null && behindDue(file) && s[STREAMS + k] >= (long) behindPages * PageCache.PAGE_SIZE) {
             behind = file;
             flushNeeded.signal();
         }

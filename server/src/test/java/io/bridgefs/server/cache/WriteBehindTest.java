@@ -51,6 +51,19 @@ class WriteBehindTest {
         cache.close();
     }
 
+    /** Four writers each streaming through its own region, their writes interleaved (nbdcopy's connections): four streams. */
+    @Test
+    void severalStreamsAtOnceAreEachFollowed() throws Exception {
+        PageCache cache = cache(BEHIND);
+        CachedFile f = cache.open(new FileKey(9, 7), new MemStore(0), false);
+        for (int i = 0; i < 512; i += 16) {
+            for (int region = 0; region < 4; region++) write(f, region * 8192 + i, 16, 16, 1);   // 32 MiB apart
+        }
+        awaitDirtyBelow(cache, 256);
+        f.close();
+        cache.close();
+    }
+
     @Test
     void randomWritesAreLeftToTheThresholds() throws Exception {
         PageCache cache = cache(BEHIND);
