@@ -104,15 +104,23 @@ final class Flusher {
             s[STREAMS + k] = 0;
             return;
         }
-        if (behind == null && thread != null && behindDue(file) && s[STREAMS + k] >= (long) behindPages * PageCache.PAGE_SIZE) {
+        if (behind == null && thread != null && behindDue(file)) {
             behind = file;
             flushNeeded.signal();
         }
     }
 
-    /** With the cache lock held: whether write-behind of {@code file} should go on. */
+    /**
+     * With the cache lock held: whether write-behind of {@code file} should start or go on: it is open,
+     * one of its streams has run the threshold (a write into cached pages ends a stream, and with it
+     * the write-behind it started), and that much of it is dirty.
+     */
     private boolean behindDue(CachedFile file) {
-        return !file.closed && file.dirtyPages >= behindPages;
+        if (file.closed || file.dirtyPages < behindPages || file.streamEnds == null) return false;
+        for (int k = 0; k < STREAMS; k++) {
+            if (file.streamEnds[STREAMS + k] >= (long) behindPages * PageCache.PAGE_SIZE) return true;
+        }
+        return false;
     }
 
     /** With the cache lock held: a page the flusher wrote back is dirty again (see the class notes). */
@@ -215,6 +223,10 @@ final class Flusher {
                 while (!stopping && cache.dirtyPages <= background && behind == null) flushNeeded.awaitUninterruptibly();
                 writingBehind = cache.dirtyPages <= background;
                 if (writingBehind) {
+                    if (behind == null || !behindDue(behind)) {     // stopping; or its stream ended, or it is clean enough now
+                        behind = null;
+                        continue;
+                    }
                     victim = behind;
                 } else {
                     for (CachedFile f : cache.registry.all()) {

@@ -185,15 +185,20 @@ class ConcurrentWritebackTest {
         assertEquals(List.of(), failures);
         f.flush();
         assertEquals(List.of(), cache.verify());
+        assertLastWrites(store, last);
+        assertTrue(cache.snapshot().writebackBytes() > 0);
+        f.close();
+        cache.close();
+    }
+
+    /** The store holds each page's last write (its first int) and its own number (its last), for every page written ({@code last[page]} not 0). */
+    static void assertLastWrites(MemStore store, int[] last) {
         byte[] held = store.contents();
-        for (int page = 0; page < pages; page++) {
+        for (int page = 0; page < last.length; page++) {
             if (last[page] == 0) continue;
             assertEquals(last[page], ByteBuffer.wrap(held, page * P, 4).getInt(), "page " + page);
             assertEquals(page, ByteBuffer.wrap(held, page * P + P - 4, 4).getInt(), "page " + page);
         }
-        assertTrue(cache.snapshot().writebackBytes() > 0);
-        f.close();
-        cache.close();
     }
 
     /**
