@@ -127,6 +127,7 @@ final class FileRegistry {
     void closed(CachedFile f) {
         f.closed = true;
         f.reads.forgetStreams();
+        f.streamEnds = null;                 // and its write streams: a closed file kept for its pages is written no more
         if (f.resident == 0) {
             forget(f);
             return;

@@ -34,7 +34,9 @@ class WriteBehindTest {
         f.flush();
         ByteBuffer held = ByteBuffer.wrap(store.contents());
         for (int i = 0; i < 2048; i++) assertEquals(1, held.getInt(i * P), "page " + i);
+        assertNotNull(f.streamEnds);
         f.close();
+        assertNull(f.streamEnds, "a closed file kept for its pages keeps no write streams");
         cache.close();
     }
 
