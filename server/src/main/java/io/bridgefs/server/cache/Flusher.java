@@ -104,16 +104,18 @@ final class Flusher {
             s[STREAMS + k] = 0;
             return;
         }
-        if (behind == null && thread != null && behindDue(file)) {
+        // only the stream this write lengthened starts write-behind: an old long stream left in its slot
+        // must not let writes elsewhere (random ones) start it
+        if (behind == null && thread != null && s[STREAMS + k] >= (long) behindPages * PageCache.PAGE_SIZE && behindDue(file)) {
             behind = file;
             flushNeeded.signal();
         }
     }
 
     /**
-     * With the cache lock held: whether write-behind of {@code file} should start or go on: it is open,
-     * one of its streams has run the threshold (a write into cached pages ends a stream, and with it
-     * the write-behind it started), and that much of it is dirty.
+     * With the cache lock held: whether write-behind of {@code file} may go on: it is open, one of its
+     * streams has run the threshold (a write into cached pages ends a stream, and with it the
+     * write-behind it started), and that much of it is dirty.
      */
     private boolean behindDue(CachedFile file) {
         if (file.closed || file.dirtyPages < behindPages || file.streamEnds == null) return false;

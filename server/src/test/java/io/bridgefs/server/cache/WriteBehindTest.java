@@ -81,6 +81,26 @@ class WriteBehindTest {
         cache.close();
     }
 
+    /** A stream written behind and ended stays in its slot: random writes elsewhere in the file must not start write-behind through it. */
+    @Test
+    void randomWritesAfterAStreamAreLeftToTheThresholds() throws Exception {
+        PageCache cache = cache(BEHIND);
+        CachedFile f = cache.open(new FileKey(9, 8), new MemStore(0), false);
+        write(f, 0, 2048, 64, 1);
+        awaitDirtyBelow(cache, 256);
+        Thread.sleep(100);                                      // the flusher sees that and ends the write-behind
+        long before = cache.snapshot().writebackBytes(), dirty = cache.snapshot().dirtyBytes();
+        java.util.List<Integer> order = new java.util.ArrayList<>();
+        for (int i = 0; i < 1024; i++) order.add(4096 + i);     // 8 MiB past the stream's end, 4 MiB wide
+        java.util.Collections.shuffle(order, new java.util.Random(12));
+        for (int page : order) write(f, page, 1, 1, 2);
+        Thread.sleep(300);                                      // time for the flusher to run, which it must not
+        assertEquals(before, cache.snapshot().writebackBytes(), "nothing written behind random writes");
+        assertEquals(dirty + 1024L * P, cache.snapshot().dirtyBytes());
+        f.close();
+        cache.close();
+    }
+
     @Test
     void offWritesNothingBehind() throws Exception {
         PageCache cache = cache(0);
