@@ -46,8 +46,9 @@ final class Flusher {
     /** Pages the flusher wrote that were written again before they left the cache (guarded by the cache lock). */
     long rewrittenPages;
     private Thread thread;                 // guarded by the cache lock
-    /** Write-behind's threshold in pages (0: off), and the file it is writing behind (guarded by the cache lock). */
+    /** Write-behind's threshold in pages (0: off) and in bytes, and the file it is writing behind (guarded by the cache lock). */
     private int behindPages;
+    private long behindBytes;
     private CachedFile behind;
     /**
      * How far before and after the end of one of a file's streams a write may start and still belong to
@@ -73,6 +74,7 @@ final class Flusher {
     /** Write-behind's threshold ({@code --write-behind}; 0: off), set before the flusher starts. */
     void writeBehind(long bytes) {
         behindPages = (int) Math.min(Integer.MAX_VALUE, bytes / PageCache.PAGE_SIZE);
+        behindBytes = (long) behindPages * PageCache.PAGE_SIZE;
     }
 
     /**
@@ -106,7 +108,7 @@ final class Flusher {
         }
         // only the stream this write lengthened starts write-behind: an old long stream left in its slot
         // must not let writes elsewhere (random ones) start it
-        if (behind == null && thread != null && s[STREAMS + k] >= (long) behindPages * PageCache.PAGE_SIZE && behindDue(file)) {
+        if (behind == null && thread != null && s[STREAMS + k] >= behindBytes && behindDue(file)) {
             behind = file;
             flushNeeded.signal();
         }
@@ -120,7 +122,7 @@ final class Flusher {
     private boolean behindDue(CachedFile file) {
         if (file.closed || file.dirtyPages < behindPages || file.streamEnds == null) return false;
         for (int k = 0; k < STREAMS; k++) {
-            if (file.streamEnds[STREAMS + k] >= (long) behindPages * PageCache.PAGE_SIZE) return true;
+            if (file.streamEnds[STREAMS + k] >= behindBytes) return true;
         }
         return false;
     }
@@ -244,9 +246,9 @@ final class Flusher {
                 // a chunk at a time, the threshold checked in between: the flusher stops once under it
                 int written = victim.writes.writebackSome(CHUNK_PAGES);
                 if (written == 0 && !writingBehind) victim.writeback(false);
-                if (writingBehind) endBehind(victim, written);
+                if (writingBehind && written == 0) endBehind(victim);
             } catch (IOException e) {
-                endBehind(victim, 0);
+                endBehind(victim);
                 org.slf4j.LoggerFactory.getLogger(PageCache.class)
                         .warn("background write-back of {} failed (pages stay dirty): {}", victim.store, e.toString());
                 try {
@@ -258,11 +260,14 @@ final class Flusher {
         }
     }
 
-    /** After a chunk of write-behind of {@code file}: it ends once the file has too little dirty, or nothing could be written. */
-    private void endBehind(CachedFile file, int written) {
+    /**
+     * Ends write-behind of {@code file} when a chunk of it wrote nothing or failed (whether it is still due
+     * is checked before each chunk, at the loop's top).
+     */
+    private void endBehind(CachedFile file) {
         cache.lock.lock();
         try {
-            if (behind == file && (written == 0 || !behindDue(file))) behind = null;
+            if (behind == file) behind = null;
         } finally {
             cache.lock.unlock();
         }

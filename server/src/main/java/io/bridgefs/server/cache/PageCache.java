@@ -421,15 +421,11 @@ public final class PageCache implements AutoCloseable {
     /** {@code --write-behind}'s default: a file written sequentially is written back behind its writer once 8 MiB of it are dirty. */
     public static final long WRITE_BEHIND = 8 << 20;
 
-    /** Starts the background flusher, without write-behind: it writes back dirty pages whenever more than the background share is dirty. */
-    public void startBackgroundWriteback() {
-        startBackgroundWriteback(FLUSHER_NICE, 0);
-    }
-
     /**
-     * {@link #startBackgroundWriteback()} with the flusher thread {@code nice} nice levels below the
-     * server's (0-19, as {@code nice -n}; the result is at most 19), writing files written sequentially
-     * back behind their writers once {@code writeBehindBytes} of them are dirty (0: never; see {@link Flusher}).
+     * Starts the background flusher, which writes back dirty pages whenever more than the background share
+     * is dirty, {@code nice} nice levels below the server's (0-19, as {@code nice -n}; the result is at
+     * most 19), and writes files written sequentially back behind their writers once
+     * {@code writeBehindBytes} of them are dirty (0: never; see {@link Flusher}).
      */
     public void startBackgroundWriteback(int nice, long writeBehindBytes) {
         flusher.writeBehind(writeBehindBytes);

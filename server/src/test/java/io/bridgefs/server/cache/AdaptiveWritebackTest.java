@@ -28,7 +28,7 @@ class AdaptiveWritebackTest {
         CachedFile f = cache.open(new FileKey(9, 1), store, false);
         assertEquals((long) FLOOR * P, cache.snapshot().dirtyBackgroundBytes(), "auto starts at a quarter");
         write(f, 0, 3000, 1);
-        cache.startBackgroundWriteback();
+        cache.startBackgroundWriteback(PageCache.FLUSHER_NICE, 0);
         awaitDirtyAtMost(cache, FLOOR);
         Thread.sleep(200);
         assertEquals((3000L - Flusher.CHUNK_PAGES) * P, cache.snapshot().dirtyBytes(), "one chunk (the lowest pages) written back");
@@ -121,7 +121,7 @@ class AdaptiveWritebackTest {
     private static CachedFile oneChunkWrittenBack(PageCache cache, int id, MemStore store) throws Exception {
         CachedFile f = cache.open(new FileKey(9, id), store, false);
         write(f, 0, 3000, 1);
-        cache.startBackgroundWriteback();
+        cache.startBackgroundWriteback(PageCache.FLUSHER_NICE, 0);
         awaitDirtyAtMost(cache, FLOOR);
         return f;
     }

@@ -127,7 +127,7 @@ class ConcurrentWritebackTest {
             f.write(IoPath.NBD, (long) i * P, new ByteBuffer[] {page}, false);
         }
         assertEquals((long) written * P, cache.snapshot().dirtyBytes());
-        cache.startBackgroundWriteback();
+        cache.startBackgroundWriteback(PageCache.FLUSHER_NICE, 0);
         long deadline = System.nanoTime() + 20_000_000_000L;
         while (cache.snapshot().dirtyBytes() > 2048L * P && System.nanoTime() < deadline) Thread.sleep(5);
         Thread.sleep(300);                   // time to go on, which it must not
@@ -156,7 +156,7 @@ class ConcurrentWritebackTest {
     void chunkedBackgroundWritebackLosesNoWrite() throws Exception {
         int frames = 1024, pages = 2048;
         PageCache cache = new PageCache((long) frames * P, CacheMode.WRITEBACK, DedupMode.OFF, 25, 75);
-        cache.startBackgroundWriteback();
+        cache.startBackgroundWriteback(PageCache.FLUSHER_NICE, 0);
         MemStore store = new MemStore(0);
         CachedFile f = cache.open(new FileKey(6, 6), store, false);
         int[] last = new int[pages];

@@ -26,7 +26,7 @@ class MergeConcurrencyTest {
         byte[][] pool = new byte[3][P];
         for (int i = 0; i < pool.length; i++) new Random(50 + i).nextBytes(pool[i]);
         PageCache cache = new PageCache(64L * P, CacheMode.WRITEBACK, DedupMode.MERGE);
-        cache.startBackgroundWriteback();
+        cache.startBackgroundWriteback(PageCache.FLUSHER_NICE, 0);
         int pages = THREADS * PAGES_PER_THREAD;
         MemStore[] stores = new MemStore[FILES];
         CachedFile[] files = new CachedFile[FILES];

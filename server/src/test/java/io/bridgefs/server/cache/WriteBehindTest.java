@@ -70,10 +70,7 @@ class WriteBehindTest {
     void randomWritesAreLeftToTheThresholds() throws Exception {
         PageCache cache = cache(BEHIND);
         CachedFile f = cache.open(new FileKey(9, 3), new MemStore(0), false);
-        java.util.List<Integer> order = new java.util.ArrayList<>();
-        for (int i = 0; i < 2048; i++) order.add(i);
-        java.util.Collections.shuffle(order, new java.util.Random(11));
-        for (int page : order) write(f, page, 1, 1, 1);
+        writeShuffled(f, 0, 2048, 1, 11);
         Thread.sleep(300);                                      // time for the flusher to run, which it must not
         assertEquals(0, cache.snapshot().writebackBytes(), "no stream: nothing written back below the background share");
         assertEquals(2048L * P, cache.snapshot().dirtyBytes());
@@ -86,14 +83,9 @@ class WriteBehindTest {
     void randomWritesAfterAStreamAreLeftToTheThresholds() throws Exception {
         PageCache cache = cache(BEHIND);
         CachedFile f = cache.open(new FileKey(9, 8), new MemStore(0), false);
-        write(f, 0, 2048, 64, 1);
-        awaitDirtyBelow(cache, 256);
-        Thread.sleep(100);                                      // the flusher sees that and ends the write-behind
+        streamWrittenBehind(cache, f);
         long before = cache.snapshot().writebackBytes(), dirty = cache.snapshot().dirtyBytes();
-        java.util.List<Integer> order = new java.util.ArrayList<>();
-        for (int i = 0; i < 1024; i++) order.add(4096 + i);     // 8 MiB past the stream's end, 4 MiB wide
-        java.util.Collections.shuffle(order, new java.util.Random(12));
-        for (int page : order) write(f, page, 1, 1, 2);
+        writeShuffled(f, 4096, 1024, 2, 12);                    // 8 MiB past the stream's end, 4 MiB wide
         Thread.sleep(300);                                      // time for the flusher to run, which it must not
         assertEquals(before, cache.snapshot().writebackBytes(), "nothing written behind random writes");
         assertEquals(dirty + 1024L * P, cache.snapshot().dirtyBytes());
@@ -118,9 +110,7 @@ class WriteBehindTest {
     void rewritingCachedPagesInOrderIsLeftToTheThresholds() throws Exception {
         PageCache cache = cache(BEHIND);
         CachedFile f = cache.open(new FileKey(9, 5), new MemStore(0), false);
-        write(f, 0, 2048, 64, 1);
-        awaitDirtyBelow(cache, 256);
-        Thread.sleep(100);                                      // the flusher sees that and ends the write-behind
+        streamWrittenBehind(cache, f);
         f.flush();                                              // every page cached and clean
         long before = cache.snapshot().writebackBytes();
         write(f, 0, 2048, 64, 2);
@@ -190,6 +180,21 @@ class WriteBehindTest {
         assertTrue(cache.snapshot().writebackBytes() > 0);
         f.close();
         cache.close();
+    }
+
+    /** Writes 8 MiB from page 0 in 256 KiB writes, waits until it is written behind and the flusher has ended the write-behind. */
+    private static void streamWrittenBehind(PageCache cache, CachedFile f) throws Exception {
+        write(f, 0, 2048, 64, 1);
+        awaitDirtyBelow(cache, 256);
+        Thread.sleep(100);                                      // the flusher sees that and ends the write-behind
+    }
+
+    /** One-page writes of {@code value} to pages [from, from + pages) in an order shuffled by {@code seed}. */
+    private static void writeShuffled(CachedFile f, int from, int pages, int value, long seed) throws Exception {
+        java.util.List<Integer> order = new java.util.ArrayList<>();
+        for (int i = 0; i < pages; i++) order.add(from + i);
+        java.util.Collections.shuffle(order, new java.util.Random(seed));
+        for (int page : order) write(f, page, 1, 1, value);
     }
 
     private static void write(CachedFile f, int from, int pages, int per, int value) throws Exception {
