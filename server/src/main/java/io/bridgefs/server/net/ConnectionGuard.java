@@ -28,8 +28,9 @@ import org.slf4j.LoggerFactory;
  * The door of one listener: counts its connections (gauge {@code bridgefs_connections{path}}), closes
  * those beyond {@code --max-connections} or {@code --max-connections-per-peer} as they arrive (each
  * logged with the peer, counted in {@code bridgefs_connections_refused_total{path}}), and closes a
- * connection whose client has taken none of its queued replies for {@code --stall-timeout} seconds, or
- * that has been idle (nothing in flight, no traffic) for {@code --idle-timeout} seconds.
+ * connection whose client has taken none of its queued replies for {@code --stall-timeout} seconds (seen
+ * at its looks, below: at most one look later), or that has been idle (nothing in flight, no traffic)
+ * for {@code --idle-timeout} seconds.
  *
  * <p>Request memory is shared, so a client that holds some and makes no progress holds back everyone
  * else: every few seconds ({@link #WATCH_SECONDS}, at most the stall timeout) the guard looks at each
@@ -94,11 +95,15 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
     public long refused() { return refused.getCount(); }
     public long timedOut() { return timedOut.getCount(); }
 
-    /** The handlers to put first in a new connection's pipeline: timers, then this guard. */
+    /**
+     * The handlers to put first in a new connection's pipeline: the idle timer if there is an idle timeout,
+     * then this guard. The stall timeout is the guard's own ({@link Watch}): a timer following every write
+     * costs each reply a listener and two clock reads, which a 4 KiB request's path can feel.
+     */
     public void install(Channel ch) {
         int idle = limits.idleTimeoutSeconds();
         ch.pipeline().addFirst("guard", this);
-        ch.pipeline().addFirst("timeouts", new IdleStateHandler(true, 0, limits.stallTimeoutSeconds(), idle, TimeUnit.SECONDS));
+        if (idle > 0) ch.pipeline().addFirst("timeouts", new IdleStateHandler(true, 0, 0, idle, TimeUnit.SECONDS));
     }
 
     private static Object peerKey(Channel ch) {
@@ -142,13 +147,16 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
     @Override
     public void write(ChannelHandlerContext ctx, Object msg, ChannelPromise promise) {
         Watch w = ctx.channel().attr(WATCH).get();
-        if (w != null) {
-            long n = size(msg);
-            w.out += n;
-            if (promise.isVoid()) w.sent += n;                      // cannot be followed: counted as taken
-            else promise.addListener(f -> w.sent += n);             // taken by the socket (or dropped with the connection)
-        }
+        if (w != null) w.out += size(msg);
         ctx.write(msg, promise);
+    }
+
+    /** What was written before a flush is flushed: it is in the socket, or in the outbound buffer's flushed part. */
+    @Override
+    public void flush(ChannelHandlerContext ctx) {
+        Watch w = ctx.channel().attr(WATCH).get();
+        if (w != null) w.flushed = w.out;
+        ctx.flush();
     }
 
     /** A message's bytes as the outbound buffer counts them. */
@@ -165,8 +173,11 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
         long in, inSeen;                // bytes read from the client: in all; at the last look
         long frameIn;                   // bytes read at the look before the frame being read began (its bytes are counted from there: lenient)
         long out, outSeen;              // bytes of replies written through the guard: in all; at the last look
-        long sent, takenSeen;           // bytes of replies whose writes completed; taken (see taken()) at the last look
+        long flushed;                   // of those, the bytes written before the last flush
+        long takenSeen;                 // bytes of replies taken (see taken()) at the last look with a session
+        long takenLast;                 // and at the last look
         long lastLook = System.nanoTime();
+        long lastTaking = lastLook;     // when the client was last seen taking replies, or had none queued (stall timeout)
         java.util.concurrent.ScheduledFuture<?> task;
 
         Watch(Channel ch) {
@@ -175,9 +186,17 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
 
         @Override
         public void run() {
+            if (!ch.isActive()) return;
+            long now = System.nanoTime(), taken = taken();
+            if (taken > takenLast || out <= taken) lastTaking = now;
+            takenLast = taken;
+            if (now - lastTaking >= stallNanos) {
+                stalled(out - taken);
+                return;
+            }
             Flow flow = ch.attr(FLOW).get();
-            if (flow == null || !ch.isActive()) return;
-            long now = System.nanoTime(), elapsed = now - lastLook;
+            if (flow == null) return;
+            long elapsed = now - lastLook;
             lastLook = now;
             long age = flow.unfinishedFrameNanos(), left = 0;
             if (age >= elapsed) left = Math.max(0, flow.unfinishedFrameBytes() - (in - frameIn));
@@ -185,7 +204,6 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
             // the receive low-water mark held the frame's bytes in the kernel: what was read is not the
             // client's pace (no projection this look); lowered now, the next look counts them
             if (ReceiveLowWater.release(ch)) left = 0;
-            long taken = taken();
             Pace.Look look = new Pace.Look(elapsed, flow.memoryWantedWithin(2 * elapsed), age, left, in - inSeen, flow.holdsMemory(),
                     Math.max(0, outSeen - takenSeen), Math.max(0, taken - takenSeen));
             inSeen = in;
@@ -203,16 +221,34 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
         }
 
         /**
-         * Bytes of replies the client has taken: those whose writes completed plus the progress of the
-         * one being written, less what the kernel still holds unacknowledged (its send buffer hides
-         * several MiB, released in bursts: without it a client taking 64 KiB/s seems to take nothing
-         * for 20 s, then a MiB at once).
+         * Bytes of replies the client has taken: those flushed less what the outbound buffer still holds
+         * of them (a reply being written counts what is left of it), less what the kernel still holds
+         * unacknowledged (its send buffer hides several MiB, released in bursts: without it a client
+         * taking 64 KiB/s seems to take nothing for 20 s, then a MiB at once).
          */
         private long taken() {
             ChannelOutboundBuffer buf = ch.unsafe().outboundBuffer();
-            long written = sent + (buf == null ? 0 : buf.currentProgress());
+            long[] queued = {0};
+            if (buf != null) {
+                try {
+                    buf.forEachFlushedMessage(m -> {
+                        queued[0] += size(m);
+                        return true;
+                    });
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);            // the processor throws nothing
+                }
+            }
             int unacked = ch instanceof io.netty.channel.unix.UnixChannel e ? io.bridgefs.server.posix.Posix.unacknowledged(e.fd().intValue()) : -1;
-            return written - Math.max(0, unacked);
+            return flushed - queued[0] - Math.max(0, unacked);
+        }
+
+        /** The client took none of its replies for the stall timeout while {@code queued} bytes of them waited. */
+        private void stalled(long queued) {
+            timedOut.inc();
+            log.warn("{}: {} client took none of its replies ({} bytes queued) for {} s: closing", ch.remoteAddress(), path,
+                    queued, limits.stallTimeoutSeconds());
+            abort(ch);
         }
     }
 
@@ -275,15 +311,7 @@ public final class ConnectionGuard extends ChannelDuplexHandler {
             return;
         }
         Channel ch = ctx.channel();
-        if (e.state() == IdleState.WRITER_IDLE) {
-            ChannelOutboundBuffer out = ch.unsafe().outboundBuffer();
-            if (out != null && out.totalPendingWriteBytes() > 0) {
-                timedOut.inc();
-                log.warn("{}: {} client took none of its replies ({} bytes queued) for {} s: closing", ch.remoteAddress(), path,
-                        out.totalPendingWriteBytes(), limits.stallTimeoutSeconds());
-                abort(ch);
-            }
-        } else if (e.state() == IdleState.ALL_IDLE) {
+        if (e.state() == IdleState.ALL_IDLE) {
             Flow flow = ch.attr(FLOW).get();
             if (flow == null || flow.idle()) {
                 timedOut.inc();
