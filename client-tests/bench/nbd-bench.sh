@@ -186,8 +186,10 @@ warm_reads() { for _ in 1 2 3; do keep $1 seqread_warm "$(copy_mibs)"; done; }
 
 declare -A R
 declare -A CPU
+declare -A ALL    # every round's figure, in the order run: a best can be told from a peer's fast and slow modes
 keep() {  # keep SERVER ROW VALUE: the best of the rounds so far, and what it cost in CPU (cpu_note)
   [ "$1" = bridgefs ] && jit_row "$2"
+  [ "$3" != - ] && ALL[$1,$2]="${ALL[$1,$2]:-}${ALL[$1,$2]:+ }$3"
   local old=${R[$1,$2]:-} cost=-
   [ "$3" != - ] && [ -s "$work/cpu.last" ] && cost=$(cat "$work/cpu.last")
   rm -f "$work/cpu.last"
@@ -254,6 +256,12 @@ for r in $rows; do
     "$(client_of bridgefs $r)/$(client_of qemu-nbd $r)/$(client_of nbdkit $r)/$(client_of nbdkit-memory $r)"
 done
 echo "(ratios: the peer's whole-machine CPU per unit over bridgefs's, above 1.00 bridgefs costs the host less; client %cpu: fio's or nbdcopy's, % of one core, bridgefs/qemu-nbd/nbdkit/nbdkit-mem; bridgefs's figures include its JIT compilers', given by row below)"
+printf '\nEvery round, in the order run (seqread_warm: three passes a round); the tables above keep the best:\n'
+for r in $rows; do
+  line=$(printf '%-14s' $r)
+  for sv in "${servers[@]}"; do line="$line | $sv ${ALL[$sv,$r]:--}"; done
+  echo "$line"
+done
 echo "durability (bridgefs): $durable"
 jit_by_row=""; jit_all=0
 for r in $rows fill; do jit_by_row="$jit_by_row $r $(awk -v c=${JIT[$r]:-0} 'BEGIN{printf "%.2f", c / 100}')"; jit_all=$((jit_all + ${JIT[$r]:-0})); done
