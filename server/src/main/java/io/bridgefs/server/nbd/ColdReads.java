@@ -75,9 +75,13 @@ final class ColdReads {
         boolean[] planned = new boolean[batch.size()];
         List<Sent> ready = new ArrayList<>();
         try (reads) {
-            for (int i = 0; i < batch.size(); i++) {
-                NbdRequest req = batch.get(i).req();
-                planned[i] = reads.add(i, file, IoPath.NBD, req.offset(), (int) req.length());
+            try {
+                for (int i = 0; i < batch.size(); i++) {
+                    NbdRequest req = batch.get(i).req();
+                    planned[i] = reads.add(i, file, IoPath.NBD, req.offset(), (int) req.length());
+                }
+            } finally {
+                usual(ctx, batch, planned);
             }
             reads.run(new ReadBatch.Done() {
                 @Override
@@ -114,7 +118,15 @@ final class ColdReads {
         } finally {
             for (int i = 0; i < batch.size(); i++) if (planned[i]) ReferenceCountUtil.release(batch.get(i).req());
         }
-        for (int i = 0; i < batch.size(); i++) if (!planned[i]) session.run(ctx, batch.get(i).req(), batch.get(i).cost());
+    }
+
+    /** The requests the batch could not plan, each to the executor on its own: not after the batch's reads. */
+    private void usual(ChannelHandlerContext ctx, List<Cold> batch, boolean[] planned) {
+        for (int i = 0; i < batch.size(); i++) {
+            if (planned[i]) continue;
+            Cold c = batch.get(i);
+            if (!session.submit(() -> session.run(ctx, c.req(), c.cost()))) session.refuse(ctx, c.req(), c.cost());
+        }
     }
 
     /** A reply made on the executor, and the cost its request holds until it is written. */

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Test;
  * FUA writes and everything else still run on the executor, which here counts what reaches it.
  */
 class NbdFastPathTest {
-    static final class CountingExecutor extends NbdSessionModelProperties.DirectExecutor {
+    static class CountingExecutor extends NbdSessionModelProperties.DirectExecutor {
         int ran;
 
         @Override
