@@ -38,9 +38,11 @@ class NbdColdReadsTest {
     static final class Trampoline extends NbdFastPathTest.CountingExecutor {
         private final java.util.ArrayDeque<Runnable> queued = new java.util.ArrayDeque<>();
         private boolean running;
+        int accepted = Integer.MAX_VALUE;      // tasks taken before it refuses, as a stopping server's pool does
 
         @Override
         public void execute(Runnable r) {
+            if (ran >= accepted) throw new java.util.concurrent.RejectedExecutionException("stopping");
             ran++;
             queued.add(r);
             if (running) return;
@@ -105,5 +107,41 @@ class NbdColdReadsTest {
             w.ch.finishAndReleaseAll();
             w.cache.close();
         }
+    }
+
+    @Test
+    void aReadTheBatchRefusesWhileTheServerStopsIsRefusedOnTheEventLoopAndNothingIsHeld() throws Exception {
+        Path img = dir.resolve("stopping.img");
+        byte[] data = new byte[SIZE];
+        new Random(4).nextBytes(data);
+        Files.write(img, data);
+        var ex = new Trampoline();
+        ex.accepted = 1;                                               // the batch runs; then the pool is stopping
+        var w = new NbdSessionModelProperties.World(false, ex, FileBackingStore.open(img, false), 256);
+        long[][] sent = {{4096, 4096}, {5 * 4096 + 7, 3000}, {4096 + 100, 50}};   // the third: a page the first fills
+        ByteBuf b = Unpooled.buffer();
+        for (int i = 0; i < sent.length; i++) NbdRequest.encode(b, NBD_CMD_READ, 0, i, sent[i][0], sent[i][1], null);
+        w.ch.writeInbound(b);
+        ByteBuf out = w.drain();
+        Map<Long, NbdReplyDecoder.Reply> got = new HashMap<>();
+        NbdReplyDecoder.Reply r;
+        while ((r = NbdReplyDecoder.decode(out, c -> c == 2 ? 0 : (int) sent[(int) c][1])) != null) assertNull(got.put(r.cookie(), r));
+        out.release();
+        assertEquals(java.util.Set.of(0L, 1L, 2L), got.keySet(), "every request answered");
+        assertEquals(NBD_ESHUTDOWN, got.get(2L).error(), "the read the batch left to the usual path, refused: the server is stopping");
+        for (long c = 0; c < 2; c++) {
+            ByteBuf p = got.get(c).payload();
+            byte[] bytes = new byte[p.readableBytes()];
+            p.readBytes(bytes);
+            p.release();
+            int off = (int) sent[(int) c][0], len = (int) sent[(int) c][1];
+            assertArrayEquals(Arrays.copyOfRange(data, off, off + len), bytes, "request " + c);
+        }
+        assertEquals(1, ex.ran, "one executor task: the batch");
+        assertEquals(2, w.export.metrics().batchedReads.getCount());
+        assertEquals(0, w.cache.snapshot().pinnedPages());
+        assertEquals(List.of(), w.cache.verify());
+        w.ch.finishAndReleaseAll();
+        w.cache.close();
     }
 }
