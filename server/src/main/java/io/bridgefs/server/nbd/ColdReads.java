@@ -122,17 +122,10 @@ final class ColdReads {
 
     /**
      * The requests the batch could not plan, each to the executor on its own: not after the batch's
-     * reads, and never on this thread (one may wait for a page the batch fills). The server stopping,
-     * they are refused on the event loop, where replies are sent.
+     * reads, and never on this thread (one may wait for a page the batch fills).
      */
     private void usual(ChannelHandlerContext ctx, List<Cold> batch, boolean[] planned) {
-        for (int i = 0; i < batch.size(); i++) {
-            if (planned[i]) continue;
-            Cold c = batch.get(i);
-            if (!session.submit(() -> session.run(ctx, c.req(), c.cost()))) {
-                ctx.channel().eventLoop().execute(() -> session.refuse(ctx, c.req(), c.cost()));
-            }
-        }
+        for (int i = 0; i < batch.size(); i++) if (!planned[i]) session.runOnExecutor(ctx, batch.get(i).req(), batch.get(i).cost());
     }
 
     /** A reply made on the executor, and the cost its request holds until it is written. */

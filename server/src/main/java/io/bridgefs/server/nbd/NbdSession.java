@@ -135,7 +135,17 @@ public final class NbdSession extends ChannelInboundHandlerAdapter {
             cold.queue(ctx, req, cost);
             return;
         }
-        if (!submit(() -> run(ctx, req, cost))) refuse(ctx, req, cost);
+        runOnExecutor(ctx, req, cost);
+    }
+
+    /**
+     * Runs {@code req} on the executor, from the event loop or from the executor itself; if the server
+     * is stopping, refuses it on the event loop, where replies are sent.
+     */
+    void runOnExecutor(ChannelHandlerContext ctx, NbdRequest req, long cost) {
+        if (submit(() -> run(ctx, req, cost))) return;
+        if (ctx.channel().eventLoop().inEventLoop()) refuse(ctx, req, cost);
+        else ctx.channel().eventLoop().execute(() -> refuse(ctx, req, cost));
     }
 
     /** Runs {@code task} on the executor; false, running nothing, if the server is stopping. */
